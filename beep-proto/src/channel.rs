@@ -1,0 +1,222 @@
+//! Per-channel state: message numbers in both directions, replies held
+//! until their turn (RFC 3080 2.6.1), the outgoing queue, reassembly.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::flow::{RecvWindow, SendWindow};
+use crate::frame::{FrameType, MAX_31BIT};
+use crate::mime::Message;
+
+/// Something to do once a message's last frame has been written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterSend {
+    /// The start reply for this channel is out: it may now carry data.
+    Activate(u32),
+    /// Our `<ok/>` to a session release is out: the session is over.
+    Release,
+}
+
+/// A message (or the rest of one) waiting to be framed.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) frame_type: FrameType,
+    pub(crate) msgno: u32,
+    pub(crate) ansno: u32,
+    /// Header block and body: framed as one payload without joining them.
+    pub(crate) parts: [Bytes; 2],
+    /// Octets already framed.
+    pub(crate) offset: usize,
+    pub(crate) after_send: Option<AfterSend>,
+}
+
+impl Outgoing {
+    pub(crate) fn new(frame_type: FrameType, msgno: u32, ansno: u32, message: Message) -> Self {
+        let parts = if frame_type == FrameType::Nul {
+            // NUL frames are empty (CHECKLIST 14), even though LibVortex
+            // sends an empty header block.
+            [Bytes::new(), Bytes::new()]
+        } else {
+            let body = message.body().clone();
+            [message.wire_headers(), body]
+        };
+        Outgoing {
+            frame_type,
+            msgno,
+            ansno,
+            parts,
+            offset: 0,
+            after_send: None,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.parts[0].len() + self.parts[1].len()
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.len() - self.offset
+    }
+
+    /// Appends octets `offset .. offset + n` to `out` and moves past them.
+    pub(crate) fn take_into(&mut self, n: usize, out: &mut BytesMut) {
+        let end = self.offset + n;
+        let mut base = 0;
+        for part in &self.parts {
+            let (from, to) = (self.offset.max(base), end.min(base + part.len()));
+            if from < to {
+                out.extend_from_slice(&part[from - base..to - base]);
+            }
+            base += part.len();
+        }
+        self.offset = end;
+    }
+}
+
+/// A MSG received from the peer, awaiting our complete reply.
+#[derive(Debug)]
+pub(crate) struct ReplySlot {
+    pub(crate) msgno: u32,
+    /// Reply messages produced before this slot's turn.
+    pub(crate) held: VecDeque<Outgoing>,
+    /// The kind of reply started: RPY/ERR (complete at once) or ANS.
+    pub(crate) started: Option<FrameType>,
+    /// The final reply (RPY, ERR or NUL) has been produced.
+    pub(crate) complete: bool,
+    pub(crate) next_ansno: u32,
+}
+
+/// One of our MSGs, awaiting the peer's reply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Awaiting {
+    pub(crate) msgno: u32,
+    /// Keyword of the reply frames received so far.
+    pub(crate) reply: Option<FrameType>,
+}
+
+/// Where our own request to close this channel stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OurClose {
+    None,
+    /// Waiting for our MSGs to be flushed and acknowledged (CHECKLIST 49).
+    Wanted { code: u16, text: String },
+    /// `<close>` sent; waiting for `<ok/>` or `<error>`.
+    Sent,
+}
+
+#[derive(Debug)]
+pub(crate) struct Channel {
+    pub(crate) number: u32,
+    pub(crate) profile: String,
+    /// False while our start request awaits its reply.
+    pub(crate) open: bool,
+    /// May transmit: false until the start reply has been written.
+    pub(crate) send_enabled: bool,
+    pub(crate) send: SendWindow,
+    pub(crate) recv: RecvWindow,
+    pub(crate) queue: VecDeque<Outgoing>,
+    /// In the scheduler's ready list.
+    pub(crate) scheduled: bool,
+    pub(crate) next_msgno: u32,
+    pub(crate) awaiting: VecDeque<Awaiting>,
+    pub(crate) slots: VecDeque<ReplySlot>,
+    /// The message whose last frame said `*` (CHECKLIST 12).
+    pub(crate) in_progress: Option<(FrameType, u32)>,
+    /// Reassembly of the MSG, RPY or ERR in progress.
+    pub(crate) partial: BytesMut,
+    /// Reassembly of the ANS messages in progress, by ansno.
+    pub(crate) partial_ans: Vec<(u32, BytesMut)>,
+    pub(crate) streaming: bool,
+    pub(crate) our_close: OurClose,
+    /// The peer asked to close and the application agreed: `<ok/>` goes
+    /// out once the channel is quiet.
+    pub(crate) close_accepted: Option<u32>,
+}
+
+impl Channel {
+    pub(crate) fn new(number: u32, window: u32) -> Self {
+        Channel {
+            number,
+            profile: String::new(),
+            open: false,
+            send_enabled: false,
+            send: SendWindow::new(),
+            recv: RecvWindow::new(window),
+            queue: VecDeque::new(),
+            scheduled: false,
+            next_msgno: 0,
+            awaiting: VecDeque::new(),
+            slots: VecDeque::new(),
+            in_progress: None,
+            partial: BytesMut::new(),
+            partial_ans: Vec::new(),
+            streaming: false,
+            our_close: OurClose::None,
+            close_accepted: None,
+        }
+    }
+
+    /// Allocates the next msgno, wrapping after 2^31-1 (CHECKLIST 23).
+    /// Unique among outstanding ones as long as fewer than 2^31 are.
+    pub(crate) fn allocate_msgno(&mut self) -> u32 {
+        let msgno = self.next_msgno;
+        self.next_msgno = if msgno == MAX_31BIT { 0 } else { msgno + 1 };
+        msgno
+    }
+
+    /// True if the next queued message can put a frame on the wire now.
+    pub(crate) fn can_send(&self) -> bool {
+        self.send_enabled
+            && self
+                .queue
+                .front()
+                .is_some_and(|m| m.remaining() == 0 || self.send.available() > 0)
+    }
+
+    /// True when nothing is in flight in either direction, the condition
+    /// for accepting a close (RFC 3080 2.3.1.3, CHECKLIST 52).
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.queue.is_empty()
+            && self.awaiting.is_empty()
+            && self.slots.is_empty()
+            && self.in_progress.is_none()
+    }
+
+    /// True when we may send our `<close>`: our MSGs are all out and each
+    /// has at least its first reply frame (CHECKLIST 49).
+    pub(crate) fn may_request_close(&self) -> bool {
+        self.awaiting.iter().all(|a| a.reply.is_some())
+            && !self.queue.iter().any(|m| m.frame_type == FrameType::Msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outgoing_spans_header_block_and_body() {
+        let mut out = Outgoing::new(FrameType::Msg, 0, 0, Message::new("abcdef"));
+        assert_eq!(out.len(), 8);
+        let mut buf = BytesMut::new();
+        out.take_into(3, &mut buf);
+        out.take_into(5, &mut buf);
+        assert_eq!(&buf[..], b"\r\nabcdef");
+        assert_eq!(out.remaining(), 0);
+    }
+
+    #[test]
+    fn checklist_23_msgno_wraps_to_zero() {
+        let mut ch = Channel::new(1, 4096);
+        ch.next_msgno = MAX_31BIT;
+        assert_eq!(ch.allocate_msgno(), MAX_31BIT);
+        assert_eq!(ch.allocate_msgno(), 0);
+    }
+
+    #[test]
+    fn nul_is_always_empty() {
+        let out = Outgoing::new(FrameType::Nul, 0, 0, Message::new("ignored"));
+        assert_eq!(out.len(), 0);
+    }
+}

@@ -1,0 +1,77 @@
+//! Session configuration: what we advertise and the limits that bound the
+//! memory a peer can make us hold.
+
+use crate::frame::DEFAULT_MAX_HEADER_LEN;
+
+/// The window every channel starts with, per direction (RFC 3081 3.1.1).
+pub const DEFAULT_WINDOW: u32 = 4096;
+
+/// Configuration of a [`Session`](crate::Session).
+///
+/// ```
+/// use beep_proto::Config;
+/// let config = Config {
+///     profiles: vec!["http://example.org/beep/echo".into()],
+///     receive_window: 1 << 20,
+///     max_frame_size: 64 * 1024,
+///     ..Config::default()
+/// };
+/// assert_eq!(config.max_channels, 1024);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Profile URIs advertised in our greeting.
+    pub profiles: Vec<String>,
+    /// The `features` attribute of our greeting.
+    pub features: Option<String>,
+    /// The `localize` attribute of our greeting.
+    pub localize: Option<String>,
+    /// Receive window per channel (4096 to 2^31-1); advertised with SEQ
+    /// when larger than 4096.
+    pub receive_window: u32,
+    /// Largest payload of a frame we send. Messages are split to fit this
+    /// and the peer's window.
+    pub max_frame_size: u32,
+    /// Largest header line we accept, CRLF included.
+    pub max_header_len: usize,
+    /// Largest message we reassemble; bigger ones need streaming mode.
+    pub max_message_size: usize,
+    /// Largest channel-0 message (greeting, start, close...).
+    pub max_channel0_message: usize,
+    /// Most channels open at once, channel 0 excluded (CHECKLIST 37: at least 257).
+    pub max_channels: usize,
+    /// Most MSGs received on one channel and not yet answered.
+    pub max_pipelined: usize,
+    /// Most of our MSGs awaiting replies on one channel.
+    pub max_outstanding: usize,
+    /// Most events waiting to be polled before input is refused.
+    pub max_pending_events: usize,
+    /// Give receive window back when a message event is polled (true), or
+    /// only when [`Session::consumed`](crate::Session::consumed) says so.
+    pub auto_credit: bool,
+    /// Bytes gathered into one buffer by
+    /// [`Session::poll_transmit`](crate::Session::poll_transmit) before it
+    /// returns it (fewer, larger writes).
+    pub transmit_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            profiles: Vec::new(),
+            features: None,
+            localize: None,
+            receive_window: DEFAULT_WINDOW,
+            max_frame_size: DEFAULT_WINDOW,
+            max_header_len: DEFAULT_MAX_HEADER_LEN,
+            max_message_size: 16 << 20,
+            max_channel0_message: 64 << 10,
+            max_channels: 1024,
+            max_pipelined: 1024,
+            max_outstanding: 1 << 16,
+            max_pending_events: 1 << 16,
+            auto_credit: true,
+            transmit_batch: 64 << 10,
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Errors: what the peer did wrong ([`ProtocolError`], which ends the
+//! session) and what the application asked for that cannot be done
+//! ([`UsageError`], which changes nothing).
+
+use thiserror::Error;
+
+use crate::frame::{FrameError, FrameType};
+use crate::xml::XmlError;
+
+/// A violation by the peer. The session is over: RFC 3080 2.2.1.1 says to
+/// terminate it without a word, so the driver just closes the connection.
+/// Events queued before the violation can still be polled.
+///
+/// ```
+/// use beep_proto::ProtocolError;
+/// let e = ProtocolError::ChannelNotOpen { channel: 5 };
+/// assert!(e.to_string().contains("channel 5"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A poorly-formed header line (RFC 3080 2.2.1.1).
+    #[error("poorly-formed frame header (RFC 3080 2.2.1.1): {0}")]
+    Frame(#[from] FrameError),
+    /// The payload was not followed by `END\r\n` (RFC 3080 2.2.1.3, CHECKLIST 5).
+    #[error("frame on channel {channel} not followed by END CRLF (RFC 3080 2.2.1.3)")]
+    MissingTrailer {
+        /// The channel of the frame.
+        channel: u32,
+    },
+    /// A frame on a channel that is not open (CHECKLIST 8).
+    #[error("frame on channel {channel}, which is not open (RFC 3080 2.2.1.1)")]
+    ChannelNotOpen {
+        /// The channel named by the frame.
+        channel: u32,
+    },
+    /// The seqno is not the next octet expected on the channel (CHECKLIST 13).
+    #[error("channel {channel}: seqno {got} where {expected} was expected (RFC 3080 2.2.1.1)")]
+    UnexpectedSeqno {
+        /// The channel.
+        channel: u32,
+        /// What we expected.
+        expected: u32,
+        /// What arrived.
+        got: u32,
+    },
+    /// The frame goes beyond the window we advertised (CHECKLIST 79).
+    #[error("channel {channel}: a {size}-octet frame exceeds the {available} octets of window we advertised (RFC 3081 3.1.2)")]
+    WindowExceeded {
+        /// The channel.
+        channel: u32,
+        /// The frame's payload size.
+        size: u32,
+        /// Octets of window that were left.
+        available: u32,
+    },
+    /// A MSG reuses a msgno that we have not finished answering (CHECKLIST 9).
+    #[error("channel {channel}: MSG {msgno} reuses a msgno still awaiting our reply (RFC 3080 2.2.1.1)")]
+    MsgnoInUse {
+        /// The channel.
+        channel: u32,
+        /// The reused msgno.
+        msgno: u32,
+    },
+    /// A reply to a MSG we never sent or that is already answered (CHECKLIST 10).
+    #[error("channel {channel}: {frame_type:?} {msgno} answers no outstanding MSG (RFC 3080 2.2.1.1)")]
+    UnsolicitedReply {
+        /// The channel.
+        channel: u32,
+        /// The reply's keyword.
+        frame_type: FrameType,
+        /// The msgno it named.
+        msgno: u32,
+    },
+    /// A reply that skips an earlier outstanding MSG (RFC 3080 2.6.1).
+    #[error("channel {channel}: reply to MSG {msgno} before the reply to MSG {expected} (RFC 3080 2.6.1)")]
+    ReplyOutOfOrder {
+        /// The channel.
+        channel: u32,
+        /// The msgno replied to.
+        msgno: u32,
+        /// The oldest outstanding msgno.
+        expected: u32,
+    },
+    /// A frame of another message inside a multi-frame message (CHECKLIST 11, 12, 15).
+    #[error("channel {channel}: {got:?} {got_msgno} interleaved inside {previous:?} {previous_msgno}, whose last frame said more was coming (RFC 3080 2.2.1.1)")]
+    InterleavedFrame {
+        /// The channel.
+        channel: u32,
+        /// Keyword of the unfinished message.
+        previous: FrameType,
+        /// Its msgno.
+        previous_msgno: u32,
+        /// Keyword of the frame that arrived.
+        got: FrameType,
+        /// Its msgno.
+        got_msgno: u32,
+    },
+    /// A NUL frame with `*` or a payload (CHECKLIST 14).
+    #[error("channel {channel}: NUL {msgno} with a continuation or a payload (RFC 3080 2.2.1.1)")]
+    InvalidNul {
+        /// The channel.
+        channel: u32,
+        /// The msgno.
+        msgno: u32,
+    },
+    /// A reply keyword that cannot follow the reply frames already received
+    /// for the same MSG, e.g. RPY after ANS (CHECKLIST 11, 30).
+    #[error("channel {channel}: {got:?} after {previous:?} in the reply to MSG {msgno} (RFC 3080 2.2.1.1)")]
+    MixedReply {
+        /// The channel.
+        channel: u32,
+        /// The msgno.
+        msgno: u32,
+        /// What the reply had been so far.
+        previous: FrameType,
+        /// What arrived.
+        got: FrameType,
+    },
+    /// A SEQ acknowledging octets we never sent (CHECKLIST 78).
+    #[error("channel {channel}: SEQ acknowledges up to {ackno}, but only up to {sent} was sent (RFC 3081 3.1.3)")]
+    AckBeyondSent {
+        /// The channel.
+        channel: u32,
+        /// The ackno received.
+        ackno: u32,
+        /// Our next seqno.
+        sent: u32,
+    },
+    /// A message grew beyond the configured reassembly limit.
+    #[error("channel {channel}: message larger than the {limit}-octet limit")]
+    MessageTooLarge {
+        /// The channel.
+        channel: u32,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// More MSGs awaiting our reply on one channel than configured.
+    #[error("channel {channel}: more than {limit} MSGs awaiting our reply")]
+    TooManyPipelined {
+        /// The channel.
+        channel: u32,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The application is not polling events and the peer keeps sending.
+    #[error("more than {limit} events waiting to be polled")]
+    TooManyPendingEvents {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The first frame was not the greeting, RPY 0 0 (CHECKLIST 33).
+    #[error("expected the peer's greeting (RPY or ERR on channel 0, msgno 0) first (RFC 3080 2.4)")]
+    GreetingExpected,
+    /// A channel-0 reply that does not fit the request it answers (CHECKLIST 16).
+    #[error("poorly-formed reply on channel 0: {reason} (RFC 3080 2.2.2.1)")]
+    BadChannelZeroReply {
+        /// What was wrong.
+        reason: String,
+    },
+    /// A channel-0 body that is not valid beep+xml where a reply is due.
+    #[error("invalid beep+xml on channel 0: {0}")]
+    Xml(#[from] XmlError),
+    /// Input arrived after the session ended.
+    #[error("the session has already ended")]
+    SessionEnded,
+}
+
+/// A call the application made that cannot be done in the session's
+/// current state. Nothing was changed.
+///
+/// ```
+/// use beep_proto::UsageError;
+/// assert!(UsageError::UnknownChannel { channel: 9 }.to_string().contains("9"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// No such channel, or it is not open yet.
+    #[error("channel {channel} is not open")]
+    UnknownChannel {
+        /// The channel.
+        channel: u32,
+    },
+    /// The channel is being closed: no new MSG may be sent on it (CHECKLIST 50).
+    #[error("channel {channel} is closing: no new MSG may be sent")]
+    ChannelClosing {
+        /// The channel.
+        channel: u32,
+    },
+    /// No MSG with this msgno awaits a reply on the channel.
+    #[error("no MSG {msgno} awaits a reply on channel {channel}")]
+    NoSuchRequest {
+        /// The channel.
+        channel: u32,
+        /// The msgno.
+        msgno: u32,
+    },
+    /// The reply to this MSG is already complete, or a RPY/ERR was
+    /// attempted after ANS.
+    #[error("the reply to MSG {msgno} on channel {channel} cannot take a {frame_type:?} now")]
+    ReplyMismatch {
+        /// The channel.
+        channel: u32,
+        /// The msgno.
+        msgno: u32,
+        /// What was attempted.
+        frame_type: FrameType,
+    },
+    /// No start request for this channel waits for an answer.
+    #[error("no start request for channel {channel} awaits an answer")]
+    NoPendingStart {
+        /// The channel.
+        channel: u32,
+    },
+    /// No close request for this channel waits for an answer.
+    #[error("no close request for channel {channel} awaits an answer")]
+    NoPendingClose {
+        /// The channel.
+        channel: u32,
+    },
+    /// A start request must offer at least one profile (CHECKLIST 40).
+    #[error("a start request needs at least one profile")]
+    NoProfiles,
+    /// The configured channel limit is reached.
+    #[error("no channel number available (limit {limit})")]
+    TooManyChannels {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Too many of our MSGs await replies on this channel.
+    #[error("{limit} MSGs already await replies on channel {channel}")]
+    TooManyOutstanding {
+        /// The channel.
+        channel: u32,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A message larger than a frame can say (2^31-1 octets).
+    #[error("message of {len} octets is larger than BEEP allows")]
+    MessageTooLarge {
+        /// Its size.
+        len: usize,
+    },
+    /// The session is closing or has ended.
+    #[error("the session is closing or has ended")]
+    SessionClosed,
+}

@@ -1,0 +1,193 @@
+//! What the session tells the application: [`Event`], polled with
+//! [`Session::poll_event`](crate::Session::poll_event).
+
+use bytes::Bytes;
+
+use crate::frame::FrameType;
+use crate::mime::Message;
+use crate::reply_code::ReplyCode;
+use crate::xml::{ErrorElement, Greeting, Profile};
+
+/// Something that happened in the session.
+///
+/// Decisions (start a channel? close it?) arrive as events and are answered
+/// by a call on the session; the session never waits on the application.
+///
+/// ```
+/// use beep_proto::{Event, Session, Config};
+/// let mut listener = Session::listener(Config::default());
+/// let mut initiator = Session::initiator(Config::default());
+/// while let Some(bytes) = initiator.poll_transmit() {
+///     listener.handle_input(&bytes).unwrap();
+/// }
+/// assert!(matches!(listener.poll_event(), Some(Event::Greeting(_))));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The peer's greeting arrived (RFC 3080 2.4).
+    Greeting(Greeting),
+    /// The listener refused the session with an `<error>` instead of a
+    /// greeting (CHECKLIST 36). The session has ended.
+    SessionRefused(ErrorElement),
+    /// The peer asks to start a channel. Answer with
+    /// [`Session::accept_start`](crate::Session::accept_start) or
+    /// [`Session::deny_start`](crate::Session::deny_start).
+    StartRequested(StartRequest),
+    /// A channel we asked for is open; `profile` is the one the peer chose,
+    /// with its piggybacked reply, if any.
+    ChannelOpened {
+        /// The channel number.
+        channel: u32,
+        /// The profile the peer chose.
+        profile: Profile,
+    },
+    /// The peer refused a channel we asked for.
+    ChannelRefused {
+        /// The channel number we proposed.
+        channel: u32,
+        /// The peer's reason.
+        error: ErrorElement,
+    },
+    /// A complete message (MSG, RPY, ERR, one ANS, or the NUL ending a
+    /// one-to-many reply).
+    Message(IncomingMessage),
+    /// One frame on a channel in streaming mode.
+    Frame(IncomingFrame),
+    /// The peer asks to close a channel (0: release the session). Answer
+    /// with [`Session::accept_close`](crate::Session::accept_close) or
+    /// [`Session::deny_close`](crate::Session::deny_close).
+    CloseRequested {
+        /// The channel, 0 for the whole session.
+        channel: u32,
+        /// The peer's reply code.
+        code: ReplyCode,
+        /// The peer's diagnostic text, possibly empty.
+        text: String,
+    },
+    /// The channel is closed; no more events will name it.
+    ChannelClosed {
+        /// The channel number.
+        channel: u32,
+    },
+    /// The peer refused our request to close a channel (0: the session);
+    /// it stays open.
+    CloseRefused {
+        /// The channel number.
+        channel: u32,
+        /// The peer's reason.
+        error: ErrorElement,
+    },
+    /// The session was released by mutual agreement (RFC 3080 2.4). Send
+    /// what [`Session::poll_transmit`](crate::Session::poll_transmit) still
+    /// has, then close the connection.
+    SessionClosed,
+}
+
+/// A request from the peer to start a channel (RFC 3080 2.3.1.2).
+///
+/// ```
+/// use beep_proto::StartRequest;
+/// let r = StartRequest { channel: 1, server_name: None, profiles: vec![] };
+/// assert_eq!(r.channel, 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartRequest {
+    /// The channel number the peer proposed.
+    pub channel: u32,
+    /// The `serverName` the peer asked for, if any.
+    pub server_name: Option<String>,
+    /// The profiles offered, in the peer's order of preference, with their
+    /// piggybacked initialization content.
+    pub profiles: Vec<Profile>,
+}
+
+/// What kind of message arrived.
+///
+/// ```
+/// use beep_proto::MessageKind;
+/// assert_eq!(MessageKind::Ans { ansno: 2 }.frame_type(), beep_proto::frame::FrameType::Ans);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// A request.
+    Msg,
+    /// A positive reply.
+    Rpy,
+    /// A negative reply.
+    Err,
+    /// One answer of a one-to-many reply.
+    Ans {
+        /// The answer number.
+        ansno: u32,
+    },
+    /// The end of a one-to-many reply.
+    Nul,
+}
+
+impl MessageKind {
+    /// The frame keyword of this kind.
+    ///
+    /// ```
+    /// use beep_proto::{MessageKind, frame::FrameType};
+    /// assert_eq!(MessageKind::Msg.frame_type(), FrameType::Msg);
+    /// ```
+    pub const fn frame_type(self) -> FrameType {
+        match self {
+            MessageKind::Msg => FrameType::Msg,
+            MessageKind::Rpy => FrameType::Rpy,
+            MessageKind::Err => FrameType::Err,
+            MessageKind::Ans { .. } => FrameType::Ans,
+            MessageKind::Nul => FrameType::Nul,
+        }
+    }
+}
+
+/// A complete message received on a channel.
+///
+/// `credit` is how many octets of receive window the message holds. With
+/// automatic credit (the default) the window is given back when the event
+/// is polled; otherwise give it back with
+/// [`Session::consumed`](crate::Session::consumed) once the message is
+/// processed, so a slow application slows its peer instead of buffering.
+///
+/// ```
+/// use beep_proto::{IncomingMessage, Message, MessageKind};
+/// let m = IncomingMessage { channel: 1, msgno: 0, kind: MessageKind::Msg, message: Message::new("x"), credit: 3 };
+/// assert_eq!(&m.message.body()[..], b"x");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    /// The channel it arrived on.
+    pub channel: u32,
+    /// Its message number (for replies: the MSG being answered).
+    pub msgno: u32,
+    /// MSG, RPY, ERR, ANS or NUL.
+    pub kind: MessageKind,
+    /// Headers and body (empty for NUL).
+    pub message: Message,
+    /// Octets of receive window this message holds until consumed.
+    pub credit: u32,
+}
+
+/// One frame received on a channel in streaming mode: the payload is raw
+/// (the MIME header block, if any, is at the start of the first frame).
+///
+/// ```
+/// use beep_proto::{IncomingFrame, MessageKind};
+/// let f = IncomingFrame { channel: 1, msgno: 0, kind: MessageKind::Msg, more: true, payload: bytes::Bytes::new() };
+/// assert!(f.more);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingFrame {
+    /// The channel it arrived on.
+    pub channel: u32,
+    /// Its message number.
+    pub msgno: u32,
+    /// MSG, RPY, ERR, ANS or NUL.
+    pub kind: MessageKind,
+    /// True if more frames of this message follow.
+    pub more: bool,
+    /// The payload octets; also the credit to give back when consumed.
+    pub payload: Bytes,
+}

@@ -1,0 +1,248 @@
+//! SEQ flow control (RFC 3081 3.1): one window per channel and direction,
+//! sequence numbers modulo 2^32 compared as RFC 1982 serial numbers.
+
+use crate::config::DEFAULT_WINDOW;
+use crate::frame::{MAX_31BIT, SeqFrame};
+
+/// True if serial number `a` is at or before `b` (RFC 1982, CHECKLIST 22).
+pub(crate) fn serial_le(a: u32, b: u32) -> bool {
+    b.wrapping_sub(a) <= MAX_31BIT
+}
+
+/// What we may send on a channel: octets `next .. limit`.
+#[derive(Debug, Clone)]
+pub(crate) struct SendWindow {
+    /// Sequence number of our next payload octet.
+    next: u32,
+    /// One past the last octet the peer can take.
+    limit: u32,
+}
+
+/// A SEQ frame acknowledged octets we never sent (CHECKLIST 78).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AckBeyondSent {
+    pub(crate) sent: u32,
+}
+
+impl SendWindow {
+    pub(crate) fn new() -> Self {
+        SendWindow {
+            next: 0,
+            limit: DEFAULT_WINDOW,
+        }
+    }
+
+    /// The seqno of the next frame.
+    pub(crate) fn next(&self) -> u32 {
+        self.next
+    }
+
+    /// Octets we may send now.
+    pub(crate) fn available(&self) -> u32 {
+        let room = self.limit.wrapping_sub(self.next);
+        if room <= MAX_31BIT { room } else { 0 }
+    }
+
+    /// Records `n` octets sent; callers never exceed [`Self::available`].
+    pub(crate) fn sent(&mut self, n: u32) {
+        debug_assert!(n <= self.available());
+        self.next = self.next.wrapping_add(n);
+    }
+
+    /// Applies the peer's SEQ. The window only ever grows: a peer shrinking
+    /// it (RFC 3081 3.1.3 says it should not) cannot take back octets it
+    /// already allowed. Returns true if more octets became available.
+    pub(crate) fn on_seq(&mut self, ackno: u32, window: u32) -> Result<bool, AckBeyondSent> {
+        if !serial_le(ackno, self.next) {
+            return Err(AckBeyondSent { sent: self.next });
+        }
+        let limit = ackno.wrapping_add(window);
+        if serial_le(limit, self.limit) {
+            return Ok(false);
+        }
+        self.limit = limit;
+        Ok(true)
+    }
+}
+
+/// What the peer may send us on a channel.
+///
+/// Octets move through three positions: received (`next`), given back by
+/// the application (`consumed`), and the right edge we last advertised.
+/// The right edge is `consumed + window` at most, so the octets we hold for
+/// the application never exceed the window, whatever the peer does.
+#[derive(Debug, Clone)]
+pub(crate) struct RecvWindow {
+    /// The configured window size.
+    window: u32,
+    /// Seqno of the next octet we expect.
+    next: u32,
+    /// Octets before this position have been given back.
+    consumed: u32,
+    /// One past the last octet the peer may send.
+    advertised: u32,
+}
+
+impl RecvWindow {
+    pub(crate) fn new(window: u32) -> Self {
+        RecvWindow {
+            window: window.clamp(1, MAX_31BIT),
+            next: 0,
+            consumed: 0,
+            advertised: DEFAULT_WINDOW,
+        }
+    }
+
+    /// The SEQ to send before any message on a new channel whose window
+    /// differs from the 4096 every channel starts with (CHECKLIST 81).
+    pub(crate) fn initial_seq(&mut self, channel: u32) -> Option<SeqFrame> {
+        if self.window <= DEFAULT_WINDOW {
+            return None;
+        }
+        self.advertised = self.window;
+        Some(SeqFrame {
+            channel,
+            ackno: 0,
+            window: self.window,
+        })
+    }
+
+    /// The seqno the next frame must carry (CHECKLIST 13).
+    pub(crate) fn expected(&self) -> u32 {
+        self.next
+    }
+
+    /// Octets the peer may still send.
+    pub(crate) fn available(&self) -> u32 {
+        let room = self.advertised.wrapping_sub(self.next);
+        if room <= MAX_31BIT { room } else { 0 }
+    }
+
+    /// Records `n` octets received; callers checked [`Self::available`].
+    pub(crate) fn received(&mut self, n: u32) {
+        self.next = self.next.wrapping_add(n);
+    }
+
+    /// The application gave back `n` octets. Returns the SEQ to send once
+    /// at least half a window can be reopened (CHECKLIST 80: fewer, larger
+    /// updates, and the peer never runs below half a window for our sake).
+    pub(crate) fn consumed(&mut self, channel: u32, n: u32) -> Option<SeqFrame> {
+        let held = self.next.wrapping_sub(self.consumed);
+        self.consumed = self.consumed.wrapping_add(n.min(held));
+        let edge = self.consumed.wrapping_add(self.window);
+        let growth = edge.wrapping_sub(self.advertised);
+        if growth > MAX_31BIT || growth < (self.window / 2).max(1) {
+            return None;
+        }
+        self.advertised = edge;
+        Some(SeqFrame {
+            channel,
+            ackno: self.next,
+            window: edge.wrapping_sub(self.next),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checklist_76_channels_start_with_4096() {
+        let send = SendWindow::new();
+        assert_eq!((send.next(), send.available()), (0, 4096));
+        let recv = RecvWindow::new(4096);
+        assert_eq!((recv.expected(), recv.available()), (0, 4096));
+    }
+
+    #[test]
+    fn checklist_78_ack_beyond_sent_is_an_error() {
+        let mut send = SendWindow::new();
+        send.sent(100);
+        assert_eq!(send.on_seq(101, 4096), Err(AckBeyondSent { sent: 100 }));
+        assert_eq!(send.on_seq(100, 4096), Ok(true));
+        assert_eq!(send.available(), 4096);
+    }
+
+    #[test]
+    fn checklist_82_window_never_shrinks() {
+        let mut send = SendWindow::new();
+        assert_eq!(send.on_seq(0, 100), Ok(false));
+        assert_eq!(send.available(), 4096);
+    }
+
+    #[test]
+    fn checklist_22_sequence_numbers_wrap_modulo_2_32() {
+        let mut send = SendWindow {
+            next: u32::MAX - 10,
+            limit: u32::MAX - 10,
+        };
+        assert_eq!(send.on_seq(u32::MAX - 10, 100), Ok(true));
+        assert_eq!(send.available(), 100);
+        send.sent(100);
+        assert_eq!(send.next(), 89);
+        assert_eq!(send.on_seq(89, 50), Ok(true));
+        assert_eq!(send.available(), 50);
+    }
+
+    #[test]
+    fn checklist_80_seq_after_half_a_window() {
+        let mut recv = RecvWindow::new(4096);
+        recv.received(1000);
+        assert_eq!(recv.consumed(3, 1000), None);
+        recv.received(1100);
+        let seq = recv.consumed(3, 1100).unwrap();
+        assert_eq!(
+            seq,
+            SeqFrame {
+                channel: 3,
+                ackno: 2100,
+                window: 4096
+            }
+        );
+        assert_eq!(recv.available(), 4096);
+    }
+
+    #[test]
+    fn held_octets_shrink_the_advertised_window() {
+        let mut recv = RecvWindow::new(4096);
+        recv.received(4096);
+        assert_eq!(recv.available(), 0);
+        // 3000 consumed, 1096 still held by the application.
+        let seq = recv.consumed(1, 3000).unwrap();
+        assert_eq!((seq.ackno, seq.window), (4096, 3000));
+    }
+
+    #[test]
+    fn large_windows_are_announced_first() {
+        let mut recv = RecvWindow::new(1 << 20);
+        assert_eq!(
+            recv.initial_seq(5),
+            Some(SeqFrame {
+                channel: 5,
+                ackno: 0,
+                window: 1 << 20
+            })
+        );
+        assert_eq!(recv.available(), 1 << 20);
+        assert_eq!(RecvWindow::new(4096).initial_seq(5), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn receive_window_never_exceeds_configured_size(
+            window in 4096u32..100_000, start: u32,
+            steps in proptest::collection::vec((0u32..70_000, 0u32..70_000), 1..50),
+        ) {
+            let mut recv = RecvWindow { window, next: start, consumed: start, advertised: start.wrapping_add(window) };
+            for (got, used) in steps {
+                let got = got.min(recv.available());
+                recv.received(got);
+                recv.consumed(0, used);
+                let held = recv.next.wrapping_sub(recv.consumed);
+                proptest::prop_assert!(held <= window);
+                proptest::prop_assert!(held as u64 + recv.available() as u64 <= window as u64);
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! # beep-proto
+//!
+//! A Sans-IO implementation of BEEP, the Blocks Extensible Exchange
+//! Protocol (RFC 3080) and its TCP mapping (RFC 3081): a pure state machine
+//! with no sockets, threads, clocks or async. Bytes go in with
+//! [`Session::handle_input`], bytes come out of [`Session::poll_transmit`],
+//! and what happened comes out of [`Session::poll_event`]. Drivers such as
+//! `beep-tokio` and `beep-blocking` move the bytes; every protocol rule
+//! lives here.
+//!
+//! ```
+//! use beep_proto::{Config, Event, Session};
+//! let mut initiator = Session::initiator(Config::default());
+//! let mut listener = Session::listener(Config { profiles: vec!["http://example.org/p".into()], ..Config::default() });
+//! let bytes = listener.poll_transmit().unwrap();
+//! initiator.handle_input(&bytes).unwrap();
+//! let Some(Event::Greeting(greeting)) = initiator.poll_event() else { panic!() };
+//! assert_eq!(greeting.profiles, vec!["http://example.org/p".to_string()]);
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod channel;
+pub mod config;
+pub mod error;
+pub mod event;
+mod flow;
+pub mod frame;
+pub mod mime;
+pub mod reply_code;
+pub mod session;
+pub mod xml;
+
+pub use config::Config;
+pub use error::{ProtocolError, UsageError};
+pub use event::{Event, IncomingFrame, IncomingMessage, MessageKind, StartRequest};
+pub use mime::Message;
+pub use reply_code::ReplyCode;
+pub use session::{Role, Session};

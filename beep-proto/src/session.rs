@@ -1,0 +1,760 @@
+//! The session: one BEEP connection as a pure state machine.
+//!
+//! Bytes from the peer go in with [`Session::handle_input`]; bytes for the
+//! peer come out of [`Session::poll_transmit`]; what happened comes out of
+//! [`Session::poll_event`]; the application acts with the other methods.
+//! After any call, drain `poll_event` and `poll_transmit`.
+
+mod channel_zero;
+mod input;
+mod output;
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::BytesMut;
+
+use crate::channel::{Awaiting, Channel, OurClose, Outgoing};
+use crate::config::{Config, DEFAULT_WINDOW};
+use crate::error::UsageError;
+use crate::event::Event;
+use crate::frame::{FrameHeader, FrameType, MAX_31BIT};
+use crate::mime::Message;
+use crate::reply_code::ReplyCode;
+use crate::xml::{Greeting, Profile};
+
+use channel_zero::Request;
+
+/// Which end of the connection we are (RFC 3080 2.1).
+///
+/// ```
+/// use beep_proto::Role;
+/// assert_ne!(Role::Initiator, Role::Listener);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// We opened the connection; our channels have odd numbers.
+    Initiator,
+    /// We accepted the connection; our channels have even numbers.
+    Listener,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Active,
+    /// Released by agreement, or refused.
+    Ended,
+    /// Ended by a violation of the peer's.
+    Failed,
+}
+
+/// A BEEP session (RFC 3080 2.4) over one connection, without any I/O.
+///
+/// ```
+/// use beep_proto::{Config, Event, Message, Session, xml::Profile};
+///
+/// const ECHO: &str = "http://example.org/beep/echo";
+/// let mut client = Session::initiator(Config::default());
+/// let mut server = Session::listener(Config { profiles: vec![ECHO.into()], ..Config::default() });
+///
+/// // Moves bytes both ways until neither side has anything to say.
+/// fn pump(a: &mut Session, b: &mut Session) {
+///     loop {
+///         let mut moved = false;
+///         while let Some(bytes) = a.poll_transmit() { b.handle_input(&bytes).unwrap(); moved = true; }
+///         while let Some(bytes) = b.poll_transmit() { a.handle_input(&bytes).unwrap(); moved = true; }
+///         if !moved { break; }
+///     }
+/// }
+///
+/// let channel = client.open_channel(vec![Profile::new(ECHO)], None).unwrap();
+/// pump(&mut client, &mut server);
+/// while let Some(event) = server.poll_event() {
+///     if let Event::StartRequested(req) = event {
+///         server.accept_start(req.channel, Profile::new(ECHO)).unwrap();
+///     }
+/// }
+/// pump(&mut client, &mut server);
+/// let msgno = client.send_msg(channel, Message::new("ping")).unwrap();
+/// pump(&mut client, &mut server);
+/// while let Some(event) = server.poll_event() {
+///     if let Event::Message(m) = event {
+///         server.send_rpy(m.channel, m.msgno, m.message).unwrap();
+///     }
+/// }
+/// pump(&mut client, &mut server);
+/// let reply = std::iter::from_fn(|| client.poll_event())
+///     .find_map(|e| match e { Event::Message(m) => Some(m), _ => None })
+///     .unwrap();
+/// assert_eq!((reply.msgno, &reply.message.body()[..]), (msgno, &b"ping"[..]));
+/// ```
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    config: Config,
+    state: State,
+    channels: HashMap<u32, Channel>,
+    /// Channels with a frame ready to go, in round-robin order.
+    ready: VecDeque<u32>,
+    out: BytesMut,
+    inbuf: BytesMut,
+    /// The header of the frame whose payload we are waiting for.
+    reading: Option<FrameHeader>,
+    events: VecDeque<Event>,
+    peer_greeting: Option<Greeting>,
+    /// What each of our outstanding channel-0 MSGs asked, in msgno order.
+    requests: VecDeque<Request>,
+    /// Channel-0 requests held until the peer's greeting has arrived.
+    deferred: Vec<(Request, Vec<u8>)>,
+    /// Peer start requests awaiting the application: channel -> (msgno, serverName).
+    pending_starts: HashMap<u32, (u32, Option<String>)>,
+    /// Peer close requests awaiting the application: channel -> msgno.
+    pending_closes: HashMap<u32, u32>,
+    /// Channels with close work in progress (ours wanted, or theirs accepted).
+    closing: Vec<u32>,
+    next_channel: u32,
+    server_name: Option<String>,
+}
+
+impl Session {
+    /// A session for the side that opened the connection. Its greeting is
+    /// queued at once (CHECKLIST 33).
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::initiator(beep_proto::Config::default());
+    /// assert!(s.poll_transmit().unwrap().starts_with(b"RPY 0 0 . 0 "));
+    /// ```
+    pub fn initiator(config: Config) -> Self {
+        Self::new(Role::Initiator, config)
+    }
+
+    /// A session for the side that accepted the connection.
+    ///
+    /// ```
+    /// let s = beep_proto::Session::listener(beep_proto::Config::default());
+    /// assert_eq!(s.role(), beep_proto::Role::Listener);
+    /// ```
+    pub fn listener(config: Config) -> Self {
+        Self::new(Role::Listener, config)
+    }
+
+    /// A listener that is unavailable: it answers with an `<error>` instead
+    /// of a greeting and ends the session (RFC 3080 2.4, CHECKLIST 36).
+    ///
+    /// ```
+    /// use beep_proto::{Config, Session, reply_code::ReplyCode};
+    /// let mut s = Session::refusing(Config::default(), ReplyCode::SERVICE_NOT_AVAILABLE, "busy");
+    /// assert!(s.poll_transmit().unwrap().starts_with(b"ERR 0 0 . 0 "));
+    /// assert!(s.is_ended());
+    /// ```
+    pub fn refusing(config: Config, code: ReplyCode, text: &str) -> Self {
+        let mut session = Self::bare(Role::Listener, config);
+        let body = channel_zero::error_body(code, text);
+        session.queue_greeting(FrameType::Err, body);
+        session.state = State::Ended;
+        session
+    }
+
+    fn new(role: Role, config: Config) -> Self {
+        let mut session = Self::bare(role, config);
+        let greeting = channel_zero::greeting_body(&session.config);
+        session.queue_greeting(FrameType::Rpy, greeting);
+        session
+    }
+
+    fn bare(role: Role, mut config: Config) -> Self {
+        config.receive_window = config.receive_window.clamp(DEFAULT_WINDOW, MAX_31BIT);
+        config.max_frame_size = config.max_frame_size.clamp(1, MAX_31BIT);
+        let mut zero = Channel::new(0, DEFAULT_WINDOW);
+        zero.open = true;
+        zero.send_enabled = true;
+        // The peer's greeting answers an implicit MSG 0 of ours (RFC 3080 2.4).
+        zero.awaiting.push_back(Awaiting {
+            msgno: 0,
+            reply: None,
+        });
+        Session {
+            role,
+            state: State::Active,
+            channels: HashMap::from([(0, zero)]),
+            ready: VecDeque::new(),
+            out: BytesMut::new(),
+            inbuf: BytesMut::new(),
+            reading: None,
+            events: VecDeque::new(),
+            peer_greeting: None,
+            requests: VecDeque::from([Request::Greeting]),
+            deferred: Vec::new(),
+            pending_starts: HashMap::new(),
+            pending_closes: HashMap::new(),
+            closing: Vec::new(),
+            next_channel: if role == Role::Initiator { 1 } else { 2 },
+            server_name: None,
+            config,
+        }
+    }
+
+    /// Our role.
+    ///
+    /// ```
+    /// let s = beep_proto::Session::initiator(Default::default());
+    /// assert_eq!(s.role(), beep_proto::Role::Initiator);
+    /// ```
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration in force.
+    ///
+    /// ```
+    /// let s = beep_proto::Session::initiator(Default::default());
+    /// assert_eq!(s.config().receive_window, 4096);
+    /// ```
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The peer's greeting, once it has arrived.
+    ///
+    /// ```
+    /// let s = beep_proto::Session::initiator(Default::default());
+    /// assert!(s.peer_greeting().is_none());
+    /// ```
+    pub fn peer_greeting(&self) -> Option<&Greeting> {
+        self.peer_greeting.as_ref()
+    }
+
+    /// The `serverName` bound to the session by the first accepted start
+    /// request that carried one (CHECKLIST 44).
+    ///
+    /// ```
+    /// let s = beep_proto::Session::listener(Default::default());
+    /// assert_eq!(s.server_name(), None);
+    /// ```
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
+
+    /// True once the session is over (released, refused, or violated).
+    /// Send what `poll_transmit` still returns, then close the connection.
+    ///
+    /// ```
+    /// assert!(!beep_proto::Session::initiator(Default::default()).is_ended());
+    /// ```
+    pub fn is_ended(&self) -> bool {
+        self.state != State::Active
+    }
+
+    /// True if `channel` is open (channel 0 always is while the session lives).
+    ///
+    /// ```
+    /// let s = beep_proto::Session::initiator(Default::default());
+    /// assert!(s.is_channel_open(0));
+    /// assert!(!s.is_channel_open(1));
+    /// ```
+    pub fn is_channel_open(&self, channel: u32) -> bool {
+        self.channels.get(&channel).is_some_and(|c| c.open)
+    }
+
+    /// The profile URI running on an open channel.
+    ///
+    /// ```
+    /// let s = beep_proto::Session::initiator(Default::default());
+    /// assert_eq!(s.channel_profile(1), None);
+    /// ```
+    pub fn channel_profile(&self, channel: u32) -> Option<&str> {
+        self.channels
+            .get(&channel)
+            .filter(|c| c.open && channel != 0)
+            .map(|c| c.profile.as_str())
+    }
+
+    /// The next event, if any.
+    ///
+    /// With [`Config::auto_credit`], polling a message gives its receive
+    /// window back to the peer.
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::initiator(Default::default());
+    /// assert!(s.poll_event().is_none());
+    /// ```
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let event = self.events.pop_front()?;
+        if self.config.auto_credit {
+            match &event {
+                Event::Message(m) => self.give_credit(m.channel, m.credit),
+                Event::Frame(f) => self.give_credit(f.channel, f.payload.len() as u32),
+                _ => {}
+            }
+        }
+        Some(event)
+    }
+
+    /// Gives back `octets` of receive window on `channel` once the
+    /// application has processed a message (with `auto_credit` off).
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::initiator(Default::default());
+    /// s.consumed(1, 100); // unknown channels are ignored
+    /// ```
+    pub fn consumed(&mut self, channel: u32, octets: u32) {
+        self.give_credit(channel, octets);
+    }
+
+    /// Delivers each frame of `channel` as [`Event::Frame`] instead of
+    /// reassembling messages: for messages larger than memory should hold.
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::initiator(Default::default());
+    /// assert!(s.set_streaming(1, true).is_err());
+    /// ```
+    pub fn set_streaming(&mut self, channel: u32, streaming: bool) -> Result<(), UsageError> {
+        let ch = self.open_channel_mut(channel)?;
+        ch.streaming = streaming;
+        Ok(())
+    }
+
+    /// Asks the peer to start a channel with one of `profiles` (in order of
+    /// preference). Returns the channel number; [`Event::ChannelOpened`] or
+    /// [`Event::ChannelRefused`] follows.
+    ///
+    /// ```
+    /// use beep_proto::{Session, xml::Profile};
+    /// let mut s = Session::initiator(Default::default());
+    /// let ch = s.open_channel(vec![Profile::new("http://example.org/p")], Some("host".into())).unwrap();
+    /// assert_eq!(ch, 1);
+    /// ```
+    pub fn open_channel(
+        &mut self,
+        profiles: Vec<Profile>,
+        server_name: Option<String>,
+    ) -> Result<u32, UsageError> {
+        self.ensure_active()?;
+        if profiles.is_empty() {
+            return Err(UsageError::NoProfiles);
+        }
+        let number = self.allocate_channel()?;
+        let offered = profiles.iter().map(|p| p.uri.clone()).collect();
+        let body = channel_zero::start_body(number, server_name, profiles);
+        self.channels
+            .insert(number, Channel::new(number, self.config.receive_window));
+        self.request(
+            Request::Start {
+                channel: number,
+                offered,
+            },
+            body,
+        );
+        Ok(number)
+    }
+
+    /// Accepts the peer's request to start `channel` with `profile`, which
+    /// may carry piggybacked reply content.
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::listener(Default::default());
+    /// assert!(s.accept_start(1, beep_proto::xml::Profile::new("x")).is_err());
+    /// ```
+    pub fn accept_start(&mut self, channel: u32, profile: Profile) -> Result<(), UsageError> {
+        self.ensure_active()?;
+        let (msgno, server_name) = self
+            .pending_starts
+            .remove(&channel)
+            .ok_or(UsageError::NoPendingStart { channel })?;
+        if self.server_name.is_none() {
+            self.server_name = server_name;
+        }
+        let mut ch = Channel::new(channel, self.config.receive_window);
+        ch.open = true;
+        ch.profile = profile.uri.clone();
+        self.channels.insert(channel, ch);
+        let body = channel_zero::profile_body(profile);
+        self.reply_zero(
+            msgno,
+            FrameType::Rpy,
+            body,
+            Some(crate::channel::AfterSend::Activate(channel)),
+        );
+        Ok(())
+    }
+
+    /// Refuses the peer's request to start `channel` (e.g. code 550).
+    ///
+    /// ```
+    /// use beep_proto::{Session, reply_code::ReplyCode};
+    /// let mut s = Session::listener(Default::default());
+    /// assert!(s.deny_start(1, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "no").is_err());
+    /// ```
+    pub fn deny_start(&mut self, channel: u32, code: ReplyCode, text: &str) -> Result<(), UsageError> {
+        self.ensure_active()?;
+        let (msgno, _) = self
+            .pending_starts
+            .remove(&channel)
+            .ok_or(UsageError::NoPendingStart { channel })?;
+        self.reply_zero(msgno, FrameType::Err, channel_zero::error_body(code, text), None);
+        Ok(())
+    }
+
+    /// Sends a MSG on an open channel; returns its msgno, which the reply
+    /// events will carry.
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::initiator(Default::default());
+    /// assert!(s.send_msg(1, beep_proto::Message::new("x")).is_err());
+    /// ```
+    pub fn send_msg(&mut self, channel: u32, message: Message) -> Result<u32, UsageError> {
+        self.ensure_active()?;
+        check_size(&message)?;
+        let limit = self.config.max_outstanding;
+        let ch = self.open_channel_mut(channel)?;
+        if channel == 0 {
+            return Err(UsageError::UnknownChannel { channel });
+        }
+        if ch.our_close != OurClose::None {
+            return Err(UsageError::ChannelClosing { channel });
+        }
+        if ch.awaiting.len() >= limit {
+            return Err(UsageError::TooManyOutstanding { channel, limit });
+        }
+        let msgno = ch.allocate_msgno();
+        ch.awaiting.push_back(Awaiting { msgno, reply: None });
+        let out = Outgoing::new(FrameType::Msg, msgno, 0, message);
+        self.enqueue(channel, out);
+        Ok(msgno)
+    }
+
+    /// Answers MSG `msgno` with a positive reply.
+    ///
+    /// Replies go out in the order the MSGs arrived (RFC 3080 2.6.1): one
+    /// produced early waits for its turn.
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::listener(Default::default());
+    /// assert!(s.send_rpy(1, 0, beep_proto::Message::new("x")).is_err());
+    /// ```
+    pub fn send_rpy(&mut self, channel: u32, msgno: u32, message: Message) -> Result<(), UsageError> {
+        self.reply(channel, msgno, FrameType::Rpy, message).map(drop)
+    }
+
+    /// Answers MSG `msgno` with a negative reply.
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::listener(Default::default());
+    /// assert!(s.send_err(1, 0, beep_proto::Message::new("x")).is_err());
+    /// ```
+    pub fn send_err(&mut self, channel: u32, msgno: u32, message: Message) -> Result<(), UsageError> {
+        self.reply(channel, msgno, FrameType::Err, message).map(drop)
+    }
+
+    /// Sends one answer of a one-to-many reply; returns its ansno. End the
+    /// reply with [`Session::send_nul`].
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::listener(Default::default());
+    /// assert!(s.send_ans(1, 0, beep_proto::Message::new("x")).is_err());
+    /// ```
+    pub fn send_ans(&mut self, channel: u32, msgno: u32, message: Message) -> Result<u32, UsageError> {
+        self.reply(channel, msgno, FrameType::Ans, message)
+    }
+
+    /// Ends a one-to-many reply (CHECKLIST 30).
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::listener(Default::default());
+    /// assert!(s.send_nul(1, 0).is_err());
+    /// ```
+    pub fn send_nul(&mut self, channel: u32, msgno: u32) -> Result<(), UsageError> {
+        self.reply(channel, msgno, FrameType::Nul, Message::default())
+            .map(drop)
+    }
+
+    /// Asks the peer to close `channel`. The `<close>` goes out once our
+    /// MSGs on it are sent and acknowledged (CHECKLIST 49); no new MSG may
+    /// be sent meanwhile. [`Event::ChannelClosed`] or
+    /// [`Event::CloseRefused`] follows.
+    ///
+    /// ```
+    /// use beep_proto::{Session, reply_code::ReplyCode};
+    /// let mut s = Session::initiator(Default::default());
+    /// assert!(s.close_channel(5, ReplyCode::SUCCESS, "").is_err());
+    /// ```
+    pub fn close_channel(&mut self, channel: u32, code: ReplyCode, text: &str) -> Result<(), UsageError> {
+        self.ensure_active()?;
+        let ch = self.open_channel_mut(channel)?;
+        if ch.our_close != OurClose::None {
+            return Err(UsageError::ChannelClosing { channel });
+        }
+        ch.our_close = OurClose::Wanted {
+            code: code.get(),
+            text: text.to_owned(),
+        };
+        self.mark_closing(channel);
+        self.progress_closes();
+        Ok(())
+    }
+
+    /// Asks the peer to release the whole session (a close of channel 0).
+    /// [`Event::SessionClosed`] follows, or [`Event::CloseRefused`] for
+    /// channel 0.
+    ///
+    /// ```
+    /// use beep_proto::{Session, reply_code::ReplyCode};
+    /// let mut s = Session::initiator(Default::default());
+    /// s.close_session(ReplyCode::SUCCESS, "").unwrap();
+    /// ```
+    pub fn close_session(&mut self, code: ReplyCode, text: &str) -> Result<(), UsageError> {
+        self.close_channel(0, code, text)
+    }
+
+    /// Agrees to the peer's request to close `channel` (0: the session).
+    /// The `<ok/>` goes out once the channel is quiet (CHECKLIST 52).
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::listener(Default::default());
+    /// assert!(s.accept_close(3).is_err());
+    /// ```
+    pub fn accept_close(&mut self, channel: u32) -> Result<(), UsageError> {
+        self.ensure_active()?;
+        let msgno = self
+            .pending_closes
+            .remove(&channel)
+            .ok_or(UsageError::NoPendingClose { channel })?;
+        self.close_accepted(channel, msgno);
+        Ok(())
+    }
+
+    /// Refuses the peer's request to close `channel` (CHECKLIST 51).
+    ///
+    /// ```
+    /// use beep_proto::{Session, reply_code::ReplyCode};
+    /// let mut s = Session::listener(Default::default());
+    /// assert!(s.deny_close(3, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "busy").is_err());
+    /// ```
+    pub fn deny_close(&mut self, channel: u32, code: ReplyCode, text: &str) -> Result<(), UsageError> {
+        self.ensure_active()?;
+        let msgno = self
+            .pending_closes
+            .remove(&channel)
+            .ok_or(UsageError::NoPendingClose { channel })?;
+        self.reply_zero(msgno, FrameType::Err, channel_zero::error_body(code, text), None);
+        Ok(())
+    }
+
+    fn ensure_active(&self) -> Result<(), UsageError> {
+        match self.state {
+            State::Active => Ok(()),
+            State::Ended | State::Failed => Err(UsageError::SessionClosed),
+        }
+    }
+
+    fn open_channel_mut(&mut self, channel: u32) -> Result<&mut Channel, UsageError> {
+        self.channels
+            .get_mut(&channel)
+            .filter(|c| c.open)
+            .ok_or(UsageError::UnknownChannel { channel })
+    }
+
+    /// The next free channel number of our parity (CHECKLIST 41).
+    fn allocate_channel(&mut self) -> Result<u32, UsageError> {
+        let limit = self.config.max_channels;
+        if self.channels.len() + self.pending_starts.len() > limit {
+            return Err(UsageError::TooManyChannels { limit });
+        }
+        loop {
+            let number = self.next_channel;
+            self.next_channel = match number.checked_add(2) {
+                Some(n) if n <= MAX_31BIT => n,
+                _ if self.role == Role::Initiator => 1,
+                _ => 2,
+            };
+            if number != 0
+                && !self.channels.contains_key(&number)
+                && !self.pending_starts.contains_key(&number)
+            {
+                return Ok(number);
+            }
+        }
+    }
+
+    fn give_credit(&mut self, channel: u32, octets: u32) {
+        if let Some(ch) = self.channels.get_mut(&channel)
+            && let Some(seq) = ch.recv.consumed(channel, octets)
+        {
+            seq.encode(&mut self.out);
+        }
+    }
+
+    fn reply(
+        &mut self,
+        channel: u32,
+        msgno: u32,
+        frame_type: FrameType,
+        message: Message,
+    ) -> Result<u32, UsageError> {
+        self.ensure_active()?;
+        check_size(&message)?;
+        if channel == 0 {
+            return Err(UsageError::UnknownChannel { channel });
+        }
+        self.open_channel_mut(channel)?;
+        self.queue_reply(channel, msgno, frame_type, message, None)
+    }
+
+    fn mark_closing(&mut self, channel: u32) {
+        if !self.closing.contains(&channel) {
+            self.closing.push(channel);
+        }
+    }
+
+    /// The peer's close of `channel` is agreed; `<ok/>` follows when quiet.
+    fn close_accepted(&mut self, channel: u32, msgno: u32) {
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            ch.close_accepted = Some(msgno);
+            // Our own close, if not yet sent, is superseded by theirs.
+            if matches!(ch.our_close, OurClose::Wanted { .. }) {
+                ch.our_close = OurClose::None;
+            }
+            self.mark_closing(channel);
+            self.progress_closes();
+        }
+    }
+
+    /// Sends the `<close>` and `<ok/>` messages whose conditions now hold.
+    fn progress_closes(&mut self) {
+        let mut i = 0;
+        while i < self.closing.len() {
+            let number = self.closing[i];
+            if self.state != State::Active {
+                return;
+            }
+            let done = self.progress_close(number);
+            if done {
+                self.closing.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Returns true when `number` needs no more close work.
+    fn progress_close(&mut self, number: u32) -> bool {
+        let quiet = if number == 0 {
+            self.session_is_quiet()
+        } else {
+            self.channels.get(&number).is_some_and(Channel::is_quiet)
+        };
+        let Some(ch) = self.channels.get_mut(&number) else {
+            return true;
+        };
+        if let Some(msgno) = ch.close_accepted {
+            if !quiet {
+                return false;
+            }
+            ch.close_accepted = None;
+            if number == 0 {
+                self.reply_zero(
+                    msgno,
+                    FrameType::Rpy,
+                    channel_zero::ok_body(),
+                    Some(crate::channel::AfterSend::Release),
+                );
+            } else {
+                self.channels.remove(&number);
+                self.reply_zero(msgno, FrameType::Rpy, channel_zero::ok_body(), None);
+                self.events.push_back(Event::ChannelClosed { channel: number });
+            }
+            return true;
+        }
+        match &ch.our_close {
+            OurClose::Wanted { code, text } if ch.may_request_close() => {
+                let body = channel_zero::close_body(number, *code, text);
+                ch.our_close = OurClose::Sent;
+                self.request(Request::Close { channel: number }, body);
+                true
+            }
+            OurClose::Wanted { .. } => false,
+            _ => true,
+        }
+    }
+
+    /// The session may be released: every channel quiet, and on channel 0
+    /// nothing in flight but close requests themselves.
+    fn session_is_quiet(&self) -> bool {
+        self.channels.values().all(|ch| {
+            if ch.number != 0 {
+                return ch.is_quiet();
+            }
+            ch.queue.is_empty()
+                && ch.slots.len() <= 1
+                && self
+                    .requests
+                    .iter()
+                    .all(|r| matches!(r, Request::Close { channel: 0 }))
+        })
+    }
+}
+
+fn check_size(message: &Message) -> Result<(), UsageError> {
+    let len = message.entity_len();
+    if len > MAX_31BIT as usize {
+        return Err(UsageError::MessageTooLarge { len });
+    }
+    Ok(())
+}
+
+impl Session {
+    /// Queues the greeting (or refusal) as the reply to the peer's implicit
+    /// MSG 0 on channel 0.
+    fn queue_greeting(&mut self, frame_type: FrameType, body: Vec<u8>) {
+        let out = Outgoing::new(frame_type, 0, 0, Message::beep_xml(body));
+        self.enqueue(0, out);
+    }
+
+    /// Queues a reply to the peer's channel-0 MSG `msgno`.
+    fn reply_zero(
+        &mut self,
+        msgno: u32,
+        frame_type: FrameType,
+        body: Vec<u8>,
+        after_send: Option<crate::channel::AfterSend>,
+    ) {
+        // Cannot fail: the slot exists for every request we answer.
+        let _ = self.queue_reply(0, msgno, frame_type, Message::beep_xml(body), after_send);
+    }
+
+    /// Sends (or defers until the greeting) a channel-0 request.
+    fn request(&mut self, request: Request, body: Vec<u8>) {
+        if self.peer_greeting.is_none() {
+            self.deferred.push((request, body));
+            return;
+        }
+        let Some(zero) = self.channels.get_mut(&0) else {
+            return;
+        };
+        let msgno = zero.allocate_msgno();
+        zero.awaiting.push_back(Awaiting { msgno, reply: None });
+        self.requests.push_back(request);
+        let out = Outgoing::new(FrameType::Msg, msgno, 0, Message::beep_xml(body));
+        self.enqueue(0, out);
+    }
+
+    fn flush_deferred(&mut self) {
+        for (request, body) in std::mem::take(&mut self.deferred) {
+            self.request(request, body);
+        }
+    }
+}
+
+/// Bytes handed to [`Session::handle_input`] but not yet parsed, for a
+/// tuning reset that swaps the byte path (TLS takes over after `<proceed/>`).
+impl Session {
+    /// Input received but not yet parsed.
+    ///
+    /// ```
+    /// let s = beep_proto::Session::initiator(Default::default());
+    /// assert!(s.unparsed_input().is_empty());
+    /// ```
+    pub fn unparsed_input(&self) -> &[u8] {
+        &self.inbuf
+    }
+
+}

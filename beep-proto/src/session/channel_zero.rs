@@ -1,0 +1,241 @@
+//! Channel management on channel 0 (RFC 3080 2.3): greetings, start,
+//! close, ok and error, in both directions.
+
+use super::{Role, Session, State};
+use crate::channel::OurClose;
+use crate::config::Config;
+use crate::error::ProtocolError;
+use crate::event::{Event, MessageKind, StartRequest};
+use crate::frame::FrameType;
+use crate::mime::Message;
+use crate::reply_code::ReplyCode;
+use crate::xml::{ChannelZeroMessage, Close, ErrorElement, Greeting, Profile, Start};
+
+/// What one of our channel-0 MSGs asked for, to make sense of its reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Request {
+    /// The implicit request that the peer's greeting answers.
+    Greeting,
+    Start { channel: u32, offered: Vec<String> },
+    Close { channel: u32 },
+}
+
+fn body(message: ChannelZeroMessage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    message.write(&mut out);
+    out
+}
+
+pub(super) fn greeting_body(config: &Config) -> Vec<u8> {
+    body(ChannelZeroMessage::Greeting(Greeting {
+        profiles: config.profiles.clone(),
+        features: config.features.clone(),
+        localize: config.localize.clone(),
+    }))
+}
+
+pub(super) fn error_body(code: ReplyCode, text: &str) -> Vec<u8> {
+    body(ChannelZeroMessage::Error(ErrorElement {
+        code,
+        lang: None,
+        text: text.to_owned(),
+    }))
+}
+
+pub(super) fn start_body(number: u32, server_name: Option<String>, profiles: Vec<Profile>) -> Vec<u8> {
+    body(ChannelZeroMessage::Start(Start {
+        number,
+        server_name,
+        profiles,
+    }))
+}
+
+pub(super) fn profile_body(profile: Profile) -> Vec<u8> {
+    body(ChannelZeroMessage::Profile(profile))
+}
+
+pub(super) fn ok_body() -> Vec<u8> {
+    body(ChannelZeroMessage::Ok)
+}
+
+pub(super) fn close_body(number: u32, code: u16, text: &str) -> Vec<u8> {
+    body(ChannelZeroMessage::Close(Close {
+        number,
+        code: ReplyCode::new(code).unwrap_or(ReplyCode::SUCCESS),
+        lang: None,
+        text: text.to_owned(),
+    }))
+}
+
+fn bad_reply(reason: String) -> ProtocolError {
+    ProtocolError::BadChannelZeroReply { reason }
+}
+
+impl Session {
+    /// A complete message on channel 0.
+    pub(super) fn on_channel_zero(
+        &mut self,
+        kind: MessageKind,
+        msgno: u32,
+        message: Message,
+    ) -> Result<(), ProtocolError> {
+        match kind {
+            MessageKind::Msg => {
+                self.on_zero_request(msgno, message.body());
+                Ok(())
+            }
+            MessageKind::Rpy | MessageKind::Err => self.on_zero_reply(kind, message.body()),
+            MessageKind::Ans { .. } | MessageKind::Nul => {
+                Err(bad_reply("ANS and NUL are not used on channel 0".into()))
+            }
+        }
+    }
+
+    /// A MSG from the peer: a request we must answer, with an `<error>` if
+    /// it is malformed or unexpected (CHECKLIST 16, 53).
+    fn on_zero_request(&mut self, msgno: u32, body: &[u8]) {
+        match ChannelZeroMessage::parse(body) {
+            Ok(ChannelZeroMessage::Start(start)) => self.on_start(msgno, start),
+            Ok(ChannelZeroMessage::Close(close)) => self.on_close(msgno, close),
+            Ok(other) => self.refuse(
+                msgno,
+                ReplyCode::GENERAL_SYNTAX_ERROR,
+                &format!("unexpected request on channel 0: {}", element_name(&other)),
+            ),
+            Err(e) => self.refuse(msgno, ReplyCode::GENERAL_SYNTAX_ERROR, &e.to_string()),
+        }
+    }
+
+    fn refuse(&mut self, msgno: u32, code: ReplyCode, text: &str) {
+        self.reply_zero(msgno, FrameType::Err, error_body(code, text), None);
+    }
+
+    fn on_start(&mut self, msgno: u32, start: Start) {
+        let number = start.number;
+        let peer_parity = if self.role == Role::Listener { 1 } else { 0 };
+        if number % 2 != peer_parity {
+            let text = "channel number of the wrong parity (RFC 3080 2.3.1.2)";
+            return self.refuse(msgno, ReplyCode::PARAMETER_SYNTAX_ERROR, text);
+        }
+        if self.channels.contains_key(&number) || self.pending_starts.contains_key(&number) {
+            return self.refuse(msgno, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "channel already in use");
+        }
+        if self.channels.len() - 1 + self.pending_starts.len() >= self.config.max_channels {
+            return self.refuse(msgno, ReplyCode::SERVICE_NOT_AVAILABLE, "too many channels");
+        }
+        if self.closing.contains(&0) {
+            return self.refuse(msgno, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "session is closing");
+        }
+        self.pending_starts
+            .insert(number, (msgno, start.server_name.clone()));
+        self.events.push_back(Event::StartRequested(StartRequest {
+            channel: number,
+            server_name: start.server_name,
+            profiles: start.profiles,
+        }));
+    }
+
+    fn on_close(&mut self, msgno: u32, close: Close) {
+        let number = close.number;
+        let Some(ch) = self.channels.get(&number).filter(|c| c.open) else {
+            return self.refuse(msgno, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "no such channel");
+        };
+        if self.pending_closes.contains_key(&number) || ch.close_accepted.is_some() {
+            return self.refuse(msgno, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "close already requested");
+        }
+        if ch.our_close != OurClose::None {
+            // Close in transit (CHECKLIST 55): both want it closed, so agree
+            // without asking the application; the channel closes once.
+            return self.close_accepted(number, msgno);
+        }
+        self.pending_closes.insert(number, msgno);
+        self.events.push_back(Event::CloseRequested {
+            channel: number,
+            code: close.code,
+            text: close.text,
+        });
+    }
+
+    /// The peer's answer to our oldest channel-0 request. A reply that does
+    /// not fit the request ends the session (CHECKLIST 16).
+    fn on_zero_reply(&mut self, kind: MessageKind, body: &[u8]) -> Result<(), ProtocolError> {
+        let request = self
+            .requests
+            .pop_front()
+            .ok_or_else(|| bad_reply("reply to no request".into()))?;
+        let reply = ChannelZeroMessage::parse(body)?;
+        match (request, kind, reply) {
+            (Request::Greeting, MessageKind::Rpy, ChannelZeroMessage::Greeting(greeting)) => {
+                self.peer_greeting = Some(greeting.clone());
+                self.events.push_back(Event::Greeting(greeting));
+                self.flush_deferred();
+            }
+            (Request::Greeting, MessageKind::Err, ChannelZeroMessage::Error(error)) => {
+                self.state = State::Ended;
+                self.events.push_back(Event::SessionRefused(error));
+            }
+            (Request::Start { channel, offered }, MessageKind::Rpy, ChannelZeroMessage::Profile(profile)) => {
+                if !offered.contains(&profile.uri) {
+                    return Err(bad_reply(format!(
+                        "start of channel {channel} answered with profile {} that was not offered",
+                        profile.uri
+                    )));
+                }
+                self.channel_started(channel, profile);
+            }
+            (Request::Start { channel, .. }, MessageKind::Err, ChannelZeroMessage::Error(error)) => {
+                self.channels.remove(&channel);
+                self.events
+                    .push_back(Event::ChannelRefused { channel, error });
+            }
+            (Request::Close { channel }, MessageKind::Rpy, ChannelZeroMessage::Ok) => {
+                if channel == 0 {
+                    self.state = State::Ended;
+                    self.events.push_back(Event::SessionClosed);
+                } else if self.channels.remove(&channel).is_some() {
+                    self.events.push_back(Event::ChannelClosed { channel });
+                }
+            }
+            (Request::Close { channel }, MessageKind::Err, ChannelZeroMessage::Error(error)) => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.our_close = OurClose::None;
+                    self.events.push_back(Event::CloseRefused { channel, error });
+                }
+            }
+            (request, kind, reply) => {
+                return Err(bad_reply(format!(
+                    "{kind:?} with <{}> does not answer {request:?}",
+                    element_name(&reply)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Our start request succeeded: the channel opens, announces its
+    /// window before any message (CHECKLIST 81), and may send.
+    fn channel_started(&mut self, channel: u32, profile: Profile) {
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        ch.open = true;
+        ch.send_enabled = true;
+        ch.profile = profile.uri.clone();
+        if let Some(seq) = ch.recv.initial_seq(channel) {
+            seq.encode(&mut self.out);
+        }
+        self.events
+            .push_back(Event::ChannelOpened { channel, profile });
+    }
+}
+
+fn element_name(message: &ChannelZeroMessage) -> &'static str {
+    match message {
+        ChannelZeroMessage::Greeting(_) => "greeting",
+        ChannelZeroMessage::Start(_) => "start",
+        ChannelZeroMessage::Close(_) => "close",
+        ChannelZeroMessage::Ok => "ok",
+        ChannelZeroMessage::Error(_) => "error",
+        ChannelZeroMessage::Profile(_) => "profile",
+    }
+}

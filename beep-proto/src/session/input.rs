@@ -1,0 +1,402 @@
+//! The receiving half: frame parsing, every poorly-formed-frame rule of
+//! RFC 3080 2.2.1.1 decided at the header, reassembly and flow control.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::{Session, State};
+use crate::channel::{Channel, ReplySlot};
+use crate::error::ProtocolError;
+use crate::event::{Event, IncomingFrame, IncomingMessage, MessageKind};
+use crate::frame::{FrameHeader, FrameType, Header, SeqFrame, TRAILER, parse_header};
+use crate::mime::Message;
+
+impl Session {
+    /// Feeds bytes received from the peer.
+    ///
+    /// Any split of the stream gives the same result. On a protocol
+    /// violation the session ends (RFC 3080 2.2.1.1: terminate without a
+    /// word): close the connection. Events queued before the violation can
+    /// still be polled.
+    ///
+    /// ```
+    /// use beep_proto::{Session, ProtocolError, frame::FrameError};
+    /// let mut s = Session::listener(Default::default());
+    /// let err = s.handle_input(b"RPY\n").unwrap_err();
+    /// assert_eq!(err, ProtocolError::Frame(FrameError::BareLineFeed));
+    /// assert!(s.is_ended());
+    /// ```
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
+        match self.state {
+            State::Active => {}
+            // Released or refused: late bytes (a crossing <ok/>) are moot.
+            State::Ended => return Ok(()),
+            State::Failed => return Err(ProtocolError::SessionEnded),
+        }
+        self.inbuf.extend_from_slice(data);
+        let result = self.parse_frames();
+        if result.is_err() {
+            self.state = State::Failed;
+        }
+        if self.state != State::Active {
+            self.inbuf = BytesMut::new();
+            self.reading = None;
+        }
+        result
+    }
+
+    fn parse_frames(&mut self) -> Result<(), ProtocolError> {
+        while self.state == State::Active {
+            let Some(header) = self.reading else {
+                let Some((header, used)) = parse_header(&self.inbuf, self.config.max_header_len)?
+                else {
+                    return Ok(());
+                };
+                match header {
+                    Header::Seq(seq) => {
+                        self.inbuf.advance(used);
+                        self.on_seq(seq)?;
+                    }
+                    Header::Frame(frame) => {
+                        // Everything the header alone decides, before any
+                        // payload is buffered.
+                        self.check_frame(&frame)?;
+                        self.inbuf.advance(used);
+                        self.reading = Some(frame);
+                    }
+                }
+                continue;
+            };
+            let size = header.size as usize;
+            let have = self.inbuf.len();
+            // Reject a wrong trailer as soon as its first bytes show it.
+            if have > size {
+                let seen = &self.inbuf[size..have.min(size + TRAILER.len())];
+                if seen != &TRAILER[..seen.len()] {
+                    return Err(ProtocolError::MissingTrailer {
+                        channel: header.channel,
+                    });
+                }
+            }
+            if have < size + TRAILER.len() {
+                return Ok(());
+            }
+            let payload = self.inbuf.split_to(size).freeze();
+            self.inbuf.advance(TRAILER.len());
+            self.reading = None;
+            self.on_frame(header, payload)?;
+            if self.events.len() > self.config.max_pending_events {
+                return Err(ProtocolError::TooManyPendingEvents {
+                    limit: self.config.max_pending_events,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn on_seq(&mut self, seq: SeqFrame) -> Result<(), ProtocolError> {
+        // A SEQ may cross our <ok/> for a channel being closed: ignore it.
+        let Some(ch) = self.channels.get_mut(&seq.channel) else {
+            return Ok(());
+        };
+        match ch.send.on_seq(seq.ackno, seq.window) {
+            Ok(true) => self.schedule_channel(seq.channel),
+            Ok(false) => {}
+            Err(e) => {
+                return Err(ProtocolError::AckBeyondSent {
+                    channel: seq.channel,
+                    ackno: seq.ackno,
+                    sent: e.sent,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn schedule_channel(&mut self, channel: u32) {
+        if let Some(ch) = self.channels.get_mut(&channel)
+            && !ch.scheduled
+            && ch.can_send()
+        {
+            ch.scheduled = true;
+            self.ready.push_back(channel);
+        }
+    }
+
+    /// The poorly-formed-frame rules of RFC 3080 2.2.1.1 that the header
+    /// decides (CHECKLIST 8-15, 33, 79).
+    fn check_frame(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        let channel = h.channel;
+        if self.peer_greeting.is_none()
+            && (h.channel != 0 || h.msgno != 0 || !matches!(h.frame_type, FrameType::Rpy | FrameType::Err))
+        {
+            return Err(ProtocolError::GreetingExpected);
+        }
+        let ch = self
+            .channels
+            .get(&channel)
+            .filter(|c| c.open)
+            .ok_or(ProtocolError::ChannelNotOpen { channel })?;
+        if h.seqno != ch.recv.expected() {
+            return Err(ProtocolError::UnexpectedSeqno {
+                channel,
+                expected: ch.recv.expected(),
+                got: h.seqno,
+            });
+        }
+        let available = ch.recv.available();
+        if h.size > available {
+            return Err(ProtocolError::WindowExceeded {
+                channel,
+                size: h.size,
+                available,
+            });
+        }
+        if let Some((previous, previous_msgno)) = ch.in_progress {
+            let continues = previous_msgno == h.msgno
+                && (previous == h.frame_type
+                    || (previous == FrameType::Ans && h.frame_type == FrameType::Ans));
+            if !continues {
+                return Err(ProtocolError::InterleavedFrame {
+                    channel,
+                    previous,
+                    previous_msgno,
+                    got: h.frame_type,
+                    got_msgno: h.msgno,
+                });
+            }
+        }
+        match h.frame_type {
+            FrameType::Msg => self.check_msg(ch, h)?,
+            reply => check_reply(ch, h, reply)?,
+        }
+        self.check_size(ch, h)
+    }
+
+    fn check_msg(&self, ch: &Channel, h: &FrameHeader) -> Result<(), ProtocolError> {
+        if ch.in_progress.is_some() {
+            return Ok(()); // a continuation, checked above
+        }
+        let channel = ch.number;
+        if ch.slots.iter().any(|s| s.msgno == h.msgno) {
+            return Err(ProtocolError::MsgnoInUse {
+                channel,
+                msgno: h.msgno,
+            });
+        }
+        if ch.slots.len() >= self.config.max_pipelined {
+            return Err(ProtocolError::TooManyPipelined {
+                channel,
+                limit: self.config.max_pipelined,
+            });
+        }
+        Ok(())
+    }
+
+    /// A frame may not make a reassembled message exceed the limit.
+    fn check_size(&self, ch: &Channel, h: &FrameHeader) -> Result<(), ProtocolError> {
+        if ch.streaming && ch.number != 0 {
+            return Ok(());
+        }
+        let limit = if ch.number == 0 {
+            self.config.max_channel0_message
+        } else {
+            self.config.max_message_size
+        };
+        let so_far = match h.frame_type {
+            FrameType::Ans => ch
+                .partial_ans
+                .iter()
+                .find(|(a, _)| *a == h.ansno)
+                .map_or(0, |(_, b)| b.len()),
+            _ => ch.partial.len(),
+        };
+        if so_far + h.size as usize > limit {
+            return Err(ProtocolError::MessageTooLarge {
+                channel: ch.number,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies a complete, checked frame.
+    fn on_frame(&mut self, h: FrameHeader, payload: Bytes) -> Result<(), ProtocolError> {
+        let number = h.channel;
+        let Some(ch) = self.channels.get_mut(&number) else {
+            return Err(ProtocolError::ChannelNotOpen { channel: number });
+        };
+        ch.recv.received(h.size);
+        let kind = match h.frame_type {
+            FrameType::Msg => MessageKind::Msg,
+            FrameType::Rpy => MessageKind::Rpy,
+            FrameType::Err => MessageKind::Err,
+            FrameType::Ans => MessageKind::Ans { ansno: h.ansno },
+            FrameType::Nul => MessageKind::Nul,
+        };
+        if h.frame_type == FrameType::Nul && !payload.is_empty() && payload[..] != b"\r\n"[..] {
+            // LibVortex sends an empty MIME block in NUL; anything else is wrong.
+            return Err(ProtocolError::InvalidNul {
+                channel: number,
+                msgno: h.msgno,
+            });
+        }
+        // Bookkeeping shared by both delivery modes.
+        if h.frame_type == FrameType::Msg {
+            if ch.in_progress.is_none() {
+                ch.slots.push_back(ReplySlot {
+                    msgno: h.msgno,
+                    held: Default::default(),
+                    started: None,
+                    complete: false,
+                    next_ansno: 0,
+                });
+            }
+        } else if let Some(front) = ch.awaiting.front_mut() {
+            front.reply = Some(h.frame_type);
+        }
+        let reply_done = !h.more && matches!(h.frame_type, FrameType::Rpy | FrameType::Err | FrameType::Nul);
+        if reply_done {
+            ch.awaiting.pop_front();
+        }
+
+        if ch.streaming && number != 0 {
+            track_ans(ch, &h, BytesMut::new());
+            ch.in_progress = in_progress_after(ch, &h);
+            self.events.push_back(Event::Frame(IncomingFrame {
+                channel: number,
+                msgno: h.msgno,
+                kind,
+                more: h.more,
+                payload,
+            }));
+            return Ok(());
+        }
+
+        let entity = if h.frame_type == FrameType::Ans {
+            reassemble_ans(ch, &h, payload)
+        } else if h.more {
+            ch.partial.extend_from_slice(&payload);
+            None
+        } else if ch.partial.is_empty() {
+            Some(payload)
+        } else {
+            ch.partial.extend_from_slice(&payload);
+            Some(std::mem::take(&mut ch.partial).freeze())
+        };
+        ch.in_progress = in_progress_after(ch, &h);
+        let Some(entity) = entity else {
+            // Octets of an unfinished message are credited at once: the
+            // message-size limit bounds them, and holding them would stall
+            // any message larger than the window.
+            self.give_credit(number, h.size);
+            return Ok(());
+        };
+        let message = if h.frame_type == FrameType::Nul {
+            Message::default()
+        } else {
+            Message::from_entity(entity)
+        };
+        if number == 0 {
+            self.give_credit(0, h.size);
+            return self.on_channel_zero(kind, h.msgno, message);
+        }
+        self.events.push_back(Event::Message(IncomingMessage {
+            channel: number,
+            msgno: h.msgno,
+            kind,
+            message,
+            credit: h.size,
+        }));
+        Ok(())
+    }
+}
+
+/// Checks a reply frame against our outstanding MSGs (CHECKLIST 10, 11, 14, 30).
+fn check_reply(ch: &Channel, h: &FrameHeader, reply: FrameType) -> Result<(), ProtocolError> {
+    let channel = ch.number;
+    let Some(front) = ch.awaiting.front() else {
+        return Err(ProtocolError::UnsolicitedReply {
+            channel,
+            frame_type: reply,
+            msgno: h.msgno,
+        });
+    };
+    if front.msgno != h.msgno {
+        return Err(if ch.awaiting.iter().any(|a| a.msgno == h.msgno) {
+            ProtocolError::ReplyOutOfOrder {
+                channel,
+                msgno: h.msgno,
+                expected: front.msgno,
+            }
+        } else {
+            ProtocolError::UnsolicitedReply {
+                channel,
+                frame_type: reply,
+                msgno: h.msgno,
+            }
+        });
+    }
+    if reply == FrameType::Nul && (h.more || h.size > 2) {
+        return Err(ProtocolError::InvalidNul {
+            channel,
+            msgno: h.msgno,
+        });
+    }
+    let fits = match (front.reply, reply) {
+        (None, _) => true,
+        (Some(FrameType::Ans), FrameType::Ans) => true,
+        (Some(FrameType::Ans), FrameType::Nul) => ch.partial_ans.is_empty(),
+        (Some(previous), got) => previous == got && ch.in_progress.is_some(),
+    };
+    if !fits {
+        return Err(ProtocolError::MixedReply {
+            channel,
+            msgno: h.msgno,
+            previous: front.reply.unwrap_or(reply),
+            got: reply,
+        });
+    }
+    Ok(())
+}
+
+/// Adds an ANS frame to its answer's buffer; returns the answer once complete.
+fn reassemble_ans(ch: &mut Channel, h: &FrameHeader, payload: Bytes) -> Option<Bytes> {
+    let index = ch.partial_ans.iter().position(|(a, _)| *a == h.ansno);
+    match (index, h.more) {
+        (None, false) => Some(payload),
+        (None, true) => {
+            ch.partial_ans.push((h.ansno, BytesMut::from(&payload[..])));
+            None
+        }
+        (Some(i), true) => {
+            ch.partial_ans[i].1.extend_from_slice(&payload);
+            None
+        }
+        (Some(i), false) => {
+            let (_, mut buf) = ch.partial_ans.swap_remove(i);
+            buf.extend_from_slice(&payload);
+            Some(buf.freeze())
+        }
+    }
+}
+
+/// In streaming mode, remembers which answers are unfinished.
+fn track_ans(ch: &mut Channel, h: &FrameHeader, marker: BytesMut) {
+    if h.frame_type != FrameType::Ans {
+        return;
+    }
+    let index = ch.partial_ans.iter().position(|(a, _)| *a == h.ansno);
+    match (index, h.more) {
+        (None, true) => ch.partial_ans.push((h.ansno, marker)),
+        (Some(i), false) => {
+            ch.partial_ans.swap_remove(i);
+        }
+        _ => {}
+    }
+}
+
+/// The message left unfinished on the channel after frame `h`.
+fn in_progress_after(ch: &Channel, h: &FrameHeader) -> Option<(FrameType, u32)> {
+    let unfinished = h.more || (h.frame_type == FrameType::Ans && !ch.partial_ans.is_empty());
+    unfinished.then_some((h.frame_type, h.msgno))
+}

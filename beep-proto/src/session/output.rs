@@ -1,0 +1,199 @@
+//! The sending half: reply ordering, framing within windows, and fair
+//! round-robin scheduling across channels (RFC 3081 3.1.4, CHECKLIST 83).
+
+use bytes::Bytes;
+
+use super::{Session, State};
+use crate::channel::{AfterSend, Outgoing, ReplySlot};
+use crate::error::UsageError;
+use crate::event::Event;
+use crate::frame::{FrameHeader, FrameType, MAX_31BIT, TRAILER};
+use crate::mime::Message;
+
+impl Session {
+    /// Bytes to write to the peer, in order, or `None` when there is
+    /// nothing to send (or the peer's windows are full).
+    ///
+    /// Frames of different channels are interleaved one frame per channel
+    /// per turn, so a bulk transfer cannot starve a small request.
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::listener(Default::default());
+    /// let greeting = s.poll_transmit().unwrap();
+    /// assert!(greeting.ends_with(b"END\r\n"));
+    /// assert!(s.poll_transmit().is_none());
+    /// ```
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        loop {
+            self.write_frames();
+            let before = self.ready.len();
+            self.progress_closes();
+            if self.ready.len() == before || self.out.len() >= self.config.transmit_batch {
+                break;
+            }
+        }
+        if self.out.is_empty() {
+            None
+        } else {
+            Some(self.out.split().freeze())
+        }
+    }
+
+    /// Puts `out` at the end of `channel`'s queue and schedules the channel.
+    pub(super) fn enqueue(&mut self, channel: u32, out: Outgoing) {
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            ch.queue.push_back(out);
+            if !ch.scheduled && ch.can_send() {
+                ch.scheduled = true;
+                self.ready.push_back(channel);
+            }
+        }
+    }
+
+    fn schedule(&mut self, channel: u32) {
+        if let Some(ch) = self.channels.get_mut(&channel)
+            && !ch.scheduled
+            && ch.can_send()
+        {
+            ch.scheduled = true;
+            self.ready.push_back(channel);
+        }
+    }
+
+    /// Queues a reply to the peer's MSG `msgno`, holding it back while
+    /// earlier MSGs on the channel still await theirs (RFC 3080 2.6.1).
+    pub(super) fn queue_reply(
+        &mut self,
+        channel: u32,
+        msgno: u32,
+        frame_type: FrameType,
+        message: Message,
+        after_send: Option<AfterSend>,
+    ) -> Result<u32, UsageError> {
+        let ch = self
+            .channels
+            .get_mut(&channel)
+            .ok_or(UsageError::UnknownChannel { channel })?;
+        let index = ch
+            .slots
+            .iter()
+            .position(|s| s.msgno == msgno)
+            .ok_or(UsageError::NoSuchRequest { channel, msgno })?;
+        let slot = &mut ch.slots[index];
+        let allowed = !slot.complete
+            && match (slot.started, frame_type) {
+                (None, _) => true,
+                (Some(FrameType::Ans), FrameType::Ans | FrameType::Nul) => true,
+                _ => false,
+            };
+        if !allowed {
+            return Err(UsageError::ReplyMismatch {
+                channel,
+                msgno,
+                frame_type,
+            });
+        }
+        let ansno = if frame_type == FrameType::Ans {
+            let ansno = slot.next_ansno;
+            slot.next_ansno = if ansno == MAX_31BIT { 0 } else { ansno + 1 };
+            ansno
+        } else {
+            0
+        };
+        slot.started = Some(frame_type);
+        slot.complete = frame_type != FrameType::Ans;
+        let mut out = Outgoing::new(frame_type, msgno, ansno, message);
+        out.after_send = after_send;
+        if index == 0 {
+            ch.queue.push_back(out);
+            release_completed_slots(&mut ch.slots, &mut ch.queue);
+        } else {
+            slot.held.push_back(out);
+        }
+        self.schedule(channel);
+        Ok(ansno)
+    }
+
+    /// Frames queued messages until the batch is full or nothing can move.
+    fn write_frames(&mut self) {
+        let batch = self.config.transmit_batch;
+        let max_frame = self.config.max_frame_size as usize;
+        while self.out.len() < batch {
+            let Some(number) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(ch) = self.channels.get_mut(&number) else {
+                continue;
+            };
+            ch.scheduled = false;
+            if !ch.can_send() {
+                continue;
+            }
+            let Some(msg) = ch.queue.front_mut() else {
+                continue;
+            };
+            let size = msg
+                .remaining()
+                .min(max_frame)
+                .min(ch.send.available() as usize);
+            let more = size < msg.remaining();
+            let mut header = FrameHeader::new(
+                msg.frame_type,
+                number,
+                msg.msgno,
+                more,
+                ch.send.next(),
+                size as u32,
+            );
+            header.ansno = msg.ansno;
+            header.encode(&mut self.out);
+            msg.take_into(size, &mut self.out);
+            self.out.extend_from_slice(TRAILER);
+            ch.send.sent(size as u32);
+            let mut after_send = None;
+            if !more {
+                after_send = ch.queue.pop_front().and_then(|m| m.after_send);
+            }
+            if ch.can_send() {
+                ch.scheduled = true;
+                self.ready.push_back(number);
+            }
+            if let Some(action) = after_send {
+                self.after_send(action);
+            }
+        }
+    }
+
+    fn after_send(&mut self, action: AfterSend) {
+        match action {
+            AfterSend::Activate(number) => {
+                if let Some(ch) = self.channels.get_mut(&number) {
+                    ch.send_enabled = true;
+                    if let Some(seq) = ch.recv.initial_seq(number) {
+                        seq.encode(&mut self.out);
+                    }
+                }
+                self.schedule(number);
+            }
+            AfterSend::Release => {
+                self.state = State::Ended;
+                self.events.push_back(Event::SessionClosed);
+            }
+        }
+    }
+}
+
+/// Moves the replies of slots whose turn has come into the send queue and
+/// drops the slots whose reply is complete.
+fn release_completed_slots(
+    slots: &mut std::collections::VecDeque<ReplySlot>,
+    queue: &mut std::collections::VecDeque<Outgoing>,
+) {
+    while let Some(front) = slots.front_mut() {
+        queue.extend(front.held.drain(..));
+        if !front.complete {
+            break;
+        }
+        slots.pop_front();
+    }
+}

@@ -1,0 +1,1958 @@
+//! The channel-0 (channel management) messages of RFC 3080 section 2.3.1.
+//!
+//! These are the `application/beep+xml` bodies exchanged on channel zero:
+//! `<greeting>`, `<start>`, `<close>`, `<ok>`, `<error>`, and `<profile>` (the
+//! positive reply to a start). This module only deals with the body that
+//! follows the MIME header block; the caller strips and adds the headers.
+//!
+//! Parsing uses quick-xml and enforces the `application/beep+xml` subset of
+//! XML 1.0 (RFC 3080 section 6.4, CHECKLIST 38): UTF-8 only, no DOCTYPE, and no
+//! entity references besides the five predefined ones and numeric character
+//! references. An XML declaration is tolerated on input (some toolkits send
+//! one) but never written. It is lenient where LibVortex needs it (single
+//! quotes, `<profile uri='...' >`, `<ok />` without a trailing CRLF,
+//! piggybacked content in CDATA, base64 text inside CDATA) and strict
+//! otherwise. Unknown attributes are ignored everywhere for forward
+//! compatibility; unknown elements are errors, which also bounds element
+//! nesting at two levels whatever the input.
+//!
+//! Writing produces the canonical layout beep-rs sends: single-quoted
+//! attributes, one `<profile>` per CRLF-terminated line indented by three
+//! spaces (as LibVortex and the RFC examples do), and a final CRLF.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use quick_xml::Reader;
+use quick_xml::escape::{EscapeError, resolve_xml_entity, unescape_with};
+use quick_xml::events::{BytesRef, BytesStart, Event};
+
+use crate::reply_code::ReplyCode;
+
+/// The largest channel number RFC 3080 allows (2³¹−1).
+const MAX_CHANNEL: u32 = 2_147_483_647;
+
+/// How piggybacked profile content is encoded on the wire (the `encoding`
+/// attribute of `<profile>`, CHECKLIST 40).
+///
+/// ```
+/// use beep_proto::xml::ContentEncoding;
+///
+/// assert_eq!(ContentEncoding::default(), ContentEncoding::None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContentEncoding {
+    /// `encoding='none'` or no attribute: the content is the element's text.
+    #[default]
+    None,
+    /// `encoding='base64'`: the element's text is base64 of the content.
+    Base64,
+}
+
+/// A `<profile>` element: in a greeting (uri only), in a `<start>` (an offer,
+/// maybe with initialization content), or as the positive reply to a start.
+///
+/// `content` holds the decoded bytes: base64 has already been decoded when
+/// `encoding` is [`ContentEncoding::Base64`].
+///
+/// ```
+/// use beep_proto::xml::{ContentEncoding, Profile};
+///
+/// let p = Profile::new("http://iana.org/beep/TLS").with_content("<ready />");
+/// assert_eq!(p.uri, "http://iana.org/beep/TLS");
+/// assert_eq!(p.content.as_deref(), Some(&b"<ready />"[..]));
+/// assert_eq!(p.encoding, ContentEncoding::None);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    /// The profile's URI, which authoritatively identifies it.
+    pub uri: String,
+    /// Piggybacked content (initialization message or its answer), decoded.
+    pub content: Option<Bytes>,
+    /// How the content travels (or travelled) on the wire.
+    pub encoding: ContentEncoding,
+}
+
+impl Profile {
+    /// A profile with no content and the default encoding.
+    ///
+    /// ```
+    /// use beep_proto::xml::Profile;
+    ///
+    /// let p = Profile::new("http://iana.org/beep/SASL/PLAIN");
+    /// assert!(p.content.is_none());
+    /// ```
+    pub fn new(uri: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            content: None,
+            encoding: ContentEncoding::None,
+        }
+    }
+
+    /// Sets the piggybacked content (raw bytes; the writer encodes them).
+    ///
+    /// ```
+    /// use beep_proto::xml::Profile;
+    ///
+    /// let p = Profile::new("http://iana.org/beep/SASL/PLAIN")
+    ///     .with_content("<blob>AGJvYgBzZWNyZXQ=</blob>");
+    /// assert_eq!(p.content.unwrap().len(), 29);
+    /// ```
+    pub fn with_content(mut self, content: impl Into<Bytes>) -> Self {
+        self.content = Some(content.into());
+        self
+    }
+
+    /// The encoding [`ChannelZeroMessage::write`] uses for this profile:
+    /// base64 when asked for, and also when the content cannot travel
+    /// verbatim in a CDATA section (not UTF-8, contains `]]>`, a carriage
+    /// return, which XML parsers rewrite, or a character XML forbids).
+    ///
+    /// Parsing what was written gives back this encoding, so this is the
+    /// `encoding` a round trip yields.
+    ///
+    /// ```
+    /// use beep_proto::xml::{ContentEncoding, Profile};
+    ///
+    /// let text = Profile::new("urn:x").with_content("<ready />");
+    /// assert_eq!(text.wire_encoding(), ContentEncoding::None);
+    /// let binary = Profile::new("urn:x").with_content(vec![0xff, 0x00]);
+    /// assert_eq!(binary.wire_encoding(), ContentEncoding::Base64);
+    /// ```
+    pub fn wire_encoding(&self) -> ContentEncoding {
+        match (&self.encoding, &self.content) {
+            (ContentEncoding::None, Some(content)) if !cdata_safe(content) => {
+                ContentEncoding::Base64
+            }
+            (encoding, _) => *encoding,
+        }
+    }
+}
+
+/// The `<greeting>` element each peer sends as `RPY 0 0` (RFC 3080 2.3.1.1,
+/// CHECKLIST 33, 34).
+///
+/// ```
+/// use beep_proto::xml::Greeting;
+///
+/// let g = Greeting { profiles: vec!["http://iana.org/beep/TLS".into()], ..Greeting::default() };
+/// assert!(g.features.is_none() && g.localize.is_none());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Greeting {
+    /// URIs of the profiles this peer supports in the server role.
+    pub profiles: Vec<String>,
+    /// The `features` attribute (space-separated feature tokens), if any.
+    pub features: Option<String>,
+    /// The `localize` attribute (language tags, most desirable first), if
+    /// any; absent means `i-default`.
+    pub localize: Option<String>,
+}
+
+/// The `<start>` element asking to create a channel (RFC 3080 2.3.1.2,
+/// CHECKLIST 40).
+///
+/// ```
+/// use beep_proto::xml::{Profile, Start};
+///
+/// let s = Start { number: 1, server_name: None, profiles: vec![Profile::new("urn:x")] };
+/// assert_eq!(s.profiles.len(), 1);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Start {
+    /// The channel number to create, `1..=2147483647`.
+    pub number: u32,
+    /// The `serverName` attribute, if any (CHECKLIST 44).
+    pub server_name: Option<String>,
+    /// The offered profiles, in order of preference; at least one.
+    pub profiles: Vec<Profile>,
+}
+
+/// The `<close>` element asking to close a channel, or the session when
+/// `number` is 0 (RFC 3080 2.3.1.3, CHECKLIST 48).
+///
+/// ```
+/// use beep_proto::reply_code::ReplyCode;
+/// use beep_proto::xml::Close;
+///
+/// let c = Close::new(0, ReplyCode::SUCCESS);
+/// assert_eq!((c.number, c.code, c.text.as_str()), (0, ReplyCode::SUCCESS, ""));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Close {
+    /// The channel to close, `0..=2147483647`; 0 releases the session. An
+    /// absent attribute parses as 0.
+    pub number: u32,
+    /// The reply code.
+    pub code: ReplyCode,
+    /// The `xml:lang` attribute, if any.
+    pub lang: Option<String>,
+    /// The textual diagnostic (for people, not programs); may be empty.
+    pub text: String,
+}
+
+impl Close {
+    /// A close with no language and no diagnostic.
+    ///
+    /// ```
+    /// use beep_proto::reply_code::ReplyCode;
+    /// use beep_proto::xml::Close;
+    ///
+    /// assert_eq!(Close::new(3, ReplyCode::SUCCESS).number, 3);
+    /// ```
+    pub fn new(number: u32, code: ReplyCode) -> Self {
+        Self {
+            number,
+            code,
+            lang: None,
+            text: String::new(),
+        }
+    }
+}
+
+/// The `<error>` element of a negative reply (RFC 3080 2.3.1.5, CHECKLIST 53).
+///
+/// ```
+/// use beep_proto::reply_code::ReplyCode;
+/// use beep_proto::xml::ErrorElement;
+///
+/// let e = ErrorElement::new(ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "still working");
+/// assert_eq!(e.code.get(), 550);
+/// assert!(e.lang.is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorElement {
+    /// The reply code.
+    pub code: ReplyCode,
+    /// The `xml:lang` attribute, if any.
+    pub lang: Option<String>,
+    /// The textual diagnostic (for people, not programs); may be empty.
+    pub text: String,
+}
+
+impl ErrorElement {
+    /// An error with a diagnostic and no language.
+    ///
+    /// ```
+    /// use beep_proto::reply_code::ReplyCode;
+    /// use beep_proto::xml::ErrorElement;
+    ///
+    /// let e = ErrorElement::new(ReplyCode::SERVICE_NOT_AVAILABLE, "");
+    /// assert!(e.text.is_empty());
+    /// ```
+    pub fn new(code: ReplyCode, text: impl Into<String>) -> Self {
+        Self {
+            code,
+            lang: None,
+            text: text.into(),
+        }
+    }
+}
+
+/// One channel-0 message body (RFC 3080 section 2.3.1).
+///
+/// ```
+/// use beep_proto::xml::ChannelZeroMessage;
+///
+/// assert_eq!(ChannelZeroMessage::parse(b"<ok />").unwrap(), ChannelZeroMessage::Ok);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelZeroMessage {
+    /// `<greeting>`: RPY 0 0 at session start.
+    Greeting(Greeting),
+    /// `<start>`: MSG asking to create a channel.
+    Start(Start),
+    /// `<close>`: MSG asking to close a channel or release the session.
+    Close(Close),
+    /// `<ok />`: positive reply to a close.
+    Ok,
+    /// `<error>`: negative reply (or an unavailable listener's greeting).
+    Error(ErrorElement),
+    /// `<profile>`: positive reply to a start, maybe with piggybacked content.
+    Profile(Profile),
+}
+
+/// Why a channel-0 body was rejected.
+///
+/// ```
+/// use beep_proto::xml::{ChannelZeroMessage, XmlError};
+///
+/// let err = ChannelZeroMessage::parse(b"<start number='1' />").unwrap_err();
+/// assert_eq!(err, XmlError::NoProfile);
+/// ```
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum XmlError {
+    /// The body is not UTF-8 (CHECKLIST 38).
+    #[error("body is not valid UTF-8 (valid up to byte {valid_up_to})")]
+    NotUtf8 {
+        /// Length of the valid UTF-8 prefix.
+        valid_up_to: usize,
+    },
+    /// A character XML 1.0 does not allow (raw or via a character reference).
+    #[error("character U+{code:04X} is not allowed in XML")]
+    IllegalCharacter {
+        /// The offending code point.
+        code: u32,
+    },
+    /// Not well-formed XML.
+    #[error("malformed XML at byte {position}: {reason}")]
+    Malformed {
+        /// Byte offset near the problem.
+        position: u64,
+        /// What the parser found wrong.
+        reason: String,
+    },
+    /// A `<!DOCTYPE ...>` declaration, forbidden by RFC 3080 6.4 (CHECKLIST 38).
+    #[error("DOCTYPE declarations are not allowed in application/beep+xml")]
+    Doctype,
+    /// An XML declaration naming an encoding other than UTF-8.
+    #[error("XML declaration names encoding {encoding:?}; only UTF-8 is supported")]
+    UnsupportedEncoding {
+        /// The declared encoding.
+        encoding: String,
+    },
+    /// An entity reference other than the five predefined ones (CHECKLIST 38).
+    #[error("entity reference &{name}; is not allowed (only &amp; &lt; &gt; &apos; &quot; and numeric references)")]
+    UnknownEntity {
+        /// The entity name.
+        name: String,
+    },
+    /// The body holds no element at all.
+    #[error("empty document: no root element")]
+    Empty,
+    /// The root element is not a channel-0 message.
+    #[error("unknown root element <{name}>")]
+    UnknownRoot {
+        /// The root element's name.
+        name: String,
+    },
+    /// A second element after the root element.
+    #[error("more than one root element (found <{name}> after the root)")]
+    MultipleRoots {
+        /// The second element's name.
+        name: String,
+    },
+    /// Character data before or after the root element.
+    #[error("text outside the root element")]
+    TextOutsideRoot,
+    /// A child element where it is not allowed.
+    #[error("unexpected element <{element}> inside <{parent}>")]
+    UnexpectedElement {
+        /// The enclosing element.
+        parent: &'static str,
+        /// The unexpected child.
+        element: String,
+    },
+    /// Character data in an element that has none (`greeting`, `start`, `ok`).
+    #[error("unexpected text inside <{element}>")]
+    UnexpectedText {
+        /// The enclosing element.
+        element: &'static str,
+    },
+    /// A required attribute is absent.
+    #[error("<{element}> lacks the required attribute {attribute}")]
+    MissingAttribute {
+        /// The element.
+        element: &'static str,
+        /// The missing attribute.
+        attribute: &'static str,
+    },
+    /// An attribute's value is not one the element allows.
+    #[error("<{element}> attribute {attribute} has invalid value {value:?}")]
+    InvalidAttribute {
+        /// The element.
+        element: &'static str,
+        /// The attribute.
+        attribute: &'static str,
+        /// The value found (unescaped).
+        value: String,
+    },
+    /// A channel number outside `1..=2147483647` (start) or `0..=2147483647`
+    /// (close) (CHECKLIST 40, 48).
+    #[error("channel number {value} in <{element}> is out of range")]
+    ChannelNumberOutOfRange {
+        /// The element.
+        element: &'static str,
+        /// The number found.
+        value: String,
+    },
+    /// A `code` attribute that is not a three-digit reply code (CHECKLIST 54).
+    #[error("reply code {value:?} in <{element}> is not a three-digit code")]
+    InvalidReplyCode {
+        /// The element.
+        element: &'static str,
+        /// The value found.
+        value: String,
+    },
+    /// A `<start>` without any `<profile>` (CHECKLIST 40).
+    #[error("<start> offers no profile")]
+    NoProfile,
+    /// A `<profile>` in a greeting with content (CHECKLIST 34).
+    #[error("<profile uri={uri:?}> inside <greeting> has content")]
+    GreetingProfileContent {
+        /// The profile's URI.
+        uri: String,
+    },
+    /// `encoding='base64'` content that is not base64.
+    #[error("content of <profile uri={uri:?}> is not valid base64: {reason}")]
+    InvalidBase64 {
+        /// The profile's URI.
+        uri: String,
+        /// What the decoder found wrong.
+        reason: String,
+    },
+}
+
+impl ChannelZeroMessage {
+    /// Parses one `application/beep+xml` body (without its MIME headers).
+    ///
+    /// ```
+    /// use beep_proto::xml::{ChannelZeroMessage, ContentEncoding};
+    ///
+    /// let body = b"<start number='3' serverName='beep.example.test'>\r\n   \
+    ///     <profile uri='http://iana.org/beep/transient/vortex-regression' encoding='base64'>\
+    ///     <![CDATA[aGV5IGR1ZGUsIHRoaXMgaXMgYmFzZTY0]]></profile>\r\n</start>\r\n";
+    /// let ChannelZeroMessage::Start(start) = ChannelZeroMessage::parse(body)? else { panic!() };
+    /// assert_eq!(start.number, 3);
+    /// assert_eq!(start.server_name.as_deref(), Some("beep.example.test"));
+    /// let profile = &start.profiles[0];
+    /// assert_eq!(profile.encoding, ContentEncoding::Base64);
+    /// assert_eq!(profile.content.as_deref(), Some(&b"hey dude, this is base64"[..]));
+    /// # Ok::<(), beep_proto::xml::XmlError>(())
+    /// ```
+    pub fn parse(body: &[u8]) -> Result<Self, XmlError> {
+        let text = std::str::from_utf8(body).map_err(|e| XmlError::NotUtf8 {
+            valid_up_to: e.valid_up_to(),
+        })?;
+        if let Some(c) = text.chars().find(|&c| !is_xml_char(c)) {
+            return Err(XmlError::IllegalCharacter { code: c.into() });
+        }
+        Parser::new(text).document()
+    }
+
+    /// Appends the serialized body (no MIME headers) to `out`.
+    ///
+    /// The writer does not validate: a [`Start`] without profiles or with
+    /// number 0 is written as given. Characters XML cannot carry at all are
+    /// replaced by U+FFFD.
+    ///
+    /// ```
+    /// use beep_proto::reply_code::ReplyCode;
+    /// use beep_proto::xml::{ChannelZeroMessage, Close, Greeting, Profile, Start};
+    ///
+    /// let mut out = Vec::new();
+    /// ChannelZeroMessage::Close(Close::new(0, ReplyCode::SUCCESS)).write(&mut out);
+    /// assert_eq!(out, b"<close number='0' code='200' />\r\n");
+    ///
+    /// let start = Start {
+    ///     number: 1,
+    ///     server_name: None,
+    ///     profiles: vec![Profile::new("http://iana.org/beep/TLS").with_content("<ready />")],
+    /// };
+    /// out.clear();
+    /// ChannelZeroMessage::Start(start).write(&mut out);
+    /// assert_eq!(
+    ///     out,
+    ///     &b"<start number='1'>\r\n   <profile uri='http://iana.org/beep/TLS'>\
+    ///        <![CDATA[<ready />]]></profile>\r\n</start>\r\n"[..]
+    /// );
+    /// ```
+    pub fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Greeting(g) => {
+                out.extend_from_slice(b"<greeting");
+                push_opt_attr(out, "features", g.features.as_deref());
+                push_opt_attr(out, "localize", g.localize.as_deref());
+                if g.profiles.is_empty() {
+                    out.extend_from_slice(b" />\r\n");
+                    return;
+                }
+                out.extend_from_slice(b">\r\n");
+                for uri in &g.profiles {
+                    out.extend_from_slice(b"   <profile");
+                    push_attr(out, "uri", uri);
+                    out.extend_from_slice(b" />\r\n");
+                }
+                out.extend_from_slice(b"</greeting>\r\n");
+            }
+            Self::Start(s) => {
+                out.extend_from_slice(b"<start");
+                push_attr(out, "number", &s.number.to_string());
+                push_opt_attr(out, "serverName", s.server_name.as_deref());
+                out.extend_from_slice(b">\r\n");
+                for p in &s.profiles {
+                    out.extend_from_slice(b"   ");
+                    write_profile(p, out);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"</start>\r\n");
+            }
+            Self::Close(c) => {
+                out.extend_from_slice(b"<close");
+                push_attr(out, "number", &c.number.to_string());
+                write_diagnostic("close", c.code, c.lang.as_deref(), &c.text, out);
+            }
+            Self::Ok => out.extend_from_slice(b"<ok />\r\n"),
+            Self::Error(e) => {
+                out.extend_from_slice(b"<error");
+                write_diagnostic("error", e.code, e.lang.as_deref(), &e.text, out);
+            }
+            Self::Profile(p) => {
+                write_profile(p, out);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// The serialized body in a new vector (see [`write`](Self::write)).
+    ///
+    /// ```
+    /// use beep_proto::xml::ChannelZeroMessage;
+    ///
+    /// assert_eq!(ChannelZeroMessage::Ok.to_vec(), b"<ok />\r\n");
+    /// ```
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write(&mut out);
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------
+
+/// XML 1.0 `Char` production (surrogates cannot occur in a `char`).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+}
+
+/// XML 1.0 `S` production: space, tab, CR, LF only.
+fn is_xml_whitespace(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+fn lossy(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// What a text-bearing element (`profile`, `close`, `error`) contained.
+#[derive(Default)]
+struct TextContent {
+    /// Everything, in order: unescaped text and CDATA verbatim.
+    all: String,
+    /// The content with whitespace-only text runs around CDATA dropped.
+    significant: String,
+    /// The text run since the last CDATA section (or the start).
+    pending: String,
+    saw_cdata: bool,
+}
+
+impl TextContent {
+    fn push_text(&mut self, s: &str) {
+        self.all.push_str(s);
+        self.pending.push_str(s);
+    }
+
+    fn push_cdata(&mut self, s: &str) {
+        self.all.push_str(s);
+        self.flush_pending();
+        self.significant.push_str(s);
+        self.saw_cdata = true;
+    }
+
+    fn flush_pending(&mut self) {
+        if !is_xml_whitespace(&self.pending) {
+            self.significant.push_str(&self.pending);
+        }
+        self.pending.clear();
+    }
+
+    /// Profile content: `None` when there is no CDATA and only whitespace.
+    fn into_profile_content(mut self) -> Option<String> {
+        self.flush_pending();
+        (self.saw_cdata || !self.significant.is_empty()).then_some(self.significant)
+    }
+}
+
+struct Parser<'a> {
+    reader: Reader<&'a [u8]>,
+}
+
+impl<'a> Parser<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut reader = Reader::from_str(text);
+        let config = reader.config_mut();
+        config.trim_text(false);
+        config.check_end_names = true;
+        config.check_comments = true;
+        config.expand_empty_elements = false;
+        config.allow_unmatched_ends = false;
+        config.allow_dangling_amp = false;
+        Self { reader }
+    }
+
+    fn malformed(&self, reason: impl Into<String>) -> XmlError {
+        XmlError::Malformed {
+            position: self.reader.buffer_position(),
+            reason: reason.into(),
+        }
+    }
+
+    fn next(&mut self) -> Result<Event<'a>, XmlError> {
+        self.reader.read_event().map_err(|e| XmlError::Malformed {
+            position: self.reader.error_position(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn escape_error(&self, e: EscapeError) -> XmlError {
+        match e {
+            EscapeError::UnrecognizedEntity(_, name) => XmlError::UnknownEntity { name },
+            other => self.malformed(other.to_string()),
+        }
+    }
+
+    /// The whole body: prolog, exactly one root element, epilogue.
+    fn document(mut self) -> Result<ChannelZeroMessage, XmlError> {
+        let mut root = None;
+        let mut first = true;
+        loop {
+            match self.next()? {
+                Event::Decl(decl) => {
+                    if !first {
+                        return Err(self.malformed("XML declaration not at the start"));
+                    }
+                    match decl.encoding() {
+                        None => {}
+                        Some(Ok(enc)) if enc.eq_ignore_ascii_case(b"utf-8") => {}
+                        Some(Ok(enc)) => {
+                            return Err(XmlError::UnsupportedEncoding {
+                                encoding: lossy(&enc),
+                            });
+                        }
+                        Some(Err(e)) => return Err(self.malformed(e.to_string())),
+                    }
+                }
+                Event::PI(_) | Event::Comment(_) => {}
+                Event::DocType(_) => return Err(XmlError::Doctype),
+                Event::Text(t) if is_xml_whitespace(&t.decode().unwrap_or_default()) => {}
+                Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) => {
+                    return Err(XmlError::TextOutsideRoot);
+                }
+                Event::Start(e) | Event::Empty(e) if root.is_some() => {
+                    return Err(XmlError::MultipleRoots {
+                        name: lossy(e.name().as_ref()),
+                    });
+                }
+                Event::Start(e) => root = Some(self.root(&e, false)?),
+                Event::Empty(e) => root = Some(self.root(&e, true)?),
+                Event::End(e) => {
+                    let name = lossy(e.name().as_ref());
+                    return Err(self.malformed(format!("unmatched end tag </{name}>")));
+                }
+                Event::Eof => return root.ok_or(XmlError::Empty),
+            }
+            first = false;
+        }
+    }
+
+    fn root(&mut self, e: &BytesStart<'a>, empty: bool) -> Result<ChannelZeroMessage, XmlError> {
+        Ok(match e.name().as_ref() {
+            b"greeting" => ChannelZeroMessage::Greeting(self.greeting(e, empty)?),
+            b"start" => ChannelZeroMessage::Start(self.start(e, empty)?),
+            b"close" => ChannelZeroMessage::Close(self.close(e, empty)?),
+            b"ok" => {
+                if !empty && let Some((child, _)) = self.next_child("ok")? {
+                    return Err(XmlError::UnexpectedElement {
+                        parent: "ok",
+                        element: lossy(child.name().as_ref()),
+                    });
+                }
+                ChannelZeroMessage::Ok
+            }
+            b"error" => ChannelZeroMessage::Error(self.error(e, empty)?),
+            b"profile" => ChannelZeroMessage::Profile(self.profile(e, empty)?),
+            other => return Err(XmlError::UnknownRoot { name: lossy(other) }),
+        })
+    }
+
+    /// The values of the attributes `names` of `e`, in that order. Other
+    /// attributes are checked for well-formedness, then ignored. Values are
+    /// normalized and unescaped.
+    fn attributes<const N: usize>(
+        &self,
+        e: &BytesStart<'a>,
+        names: [&str; N],
+    ) -> Result<[Option<String>; N], XmlError> {
+        let mut values = [const { None }; N];
+        for attr in e.attributes() {
+            let attr = attr.map_err(|err| self.malformed(err.to_string()))?;
+            let value = self.attribute_value(&attr.value)?;
+            if let Some(i) = names.iter().position(|n| n.as_bytes() == attr.key.as_ref()) {
+                values[i] = Some(value);
+            }
+        }
+        Ok(values)
+    }
+
+    /// XML 1.0 section 3.3.3 attribute-value normalization, then unescaping.
+    fn attribute_value(&self, raw: &[u8]) -> Result<String, XmlError> {
+        let raw = std::str::from_utf8(raw).map_err(|e| self.malformed(e.to_string()))?;
+        if raw.contains('<') {
+            return Err(self.malformed("'<' in an attribute value"));
+        }
+        let normalized: Cow<'_, str> = if raw.contains(['\t', '\n', '\r']) {
+            Cow::Owned(raw.replace("\r\n", " ").replace(['\t', '\n', '\r'], " "))
+        } else {
+            Cow::Borrowed(raw)
+        };
+        let value = unescape_with(&normalized, resolve_xml_entity)
+            .map_err(|e| self.escape_error(e))?;
+        if let Some(c) = value.chars().find(|&c| !is_xml_char(c)) {
+            return Err(XmlError::IllegalCharacter { code: c.into() });
+        }
+        Ok(value.into_owned())
+    }
+
+    /// Skips whitespace, comments and processing instructions inside an
+    /// element that has element-only content; returns the next child
+    /// element (and whether it is empty) or `None` at the end tag.
+    fn next_child(
+        &mut self,
+        parent: &'static str,
+    ) -> Result<Option<(BytesStart<'a>, bool)>, XmlError> {
+        loop {
+            match self.next()? {
+                Event::Start(e) => return Ok(Some((e, false))),
+                Event::Empty(e) => return Ok(Some((e, true))),
+                Event::End(_) => return Ok(None),
+                Event::PI(_) | Event::Comment(_) => {}
+                Event::Text(t) if is_xml_whitespace(&t.decode().unwrap_or_default()) => {}
+                Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) => {
+                    return Err(XmlError::UnexpectedText { element: parent });
+                }
+                Event::DocType(_) => return Err(XmlError::Doctype),
+                Event::Decl(_) => return Err(self.malformed("XML declaration inside an element")),
+                Event::Eof => {
+                    return Err(self.malformed(format!("document ends inside <{parent}>")));
+                }
+            }
+        }
+    }
+
+    /// Reads the character content of a text-only element up to its end tag.
+    fn text_content(&mut self, parent: &'static str) -> Result<TextContent, XmlError> {
+        let mut content = TextContent::default();
+        loop {
+            match self.next()? {
+                Event::Text(t) => {
+                    // XML 1.0 section 2.11: CRLF and lone CR become LF.
+                    let text = t.xml10_content().map_err(|e| self.malformed(e.to_string()))?;
+                    content.push_text(&text);
+                }
+                Event::GeneralRef(r) => {
+                    let resolved = self.resolve_reference(&r)?;
+                    content.push_text(resolved.encode_utf8(&mut [0; 4]));
+                }
+                Event::CData(c) => {
+                    let text = c.decode().map_err(|e| self.malformed(e.to_string()))?;
+                    content.push_cdata(&text);
+                }
+                Event::End(_) => return Ok(content),
+                Event::PI(_) | Event::Comment(_) => {}
+                Event::Start(e) | Event::Empty(e) => {
+                    return Err(XmlError::UnexpectedElement {
+                        parent,
+                        element: lossy(e.name().as_ref()),
+                    });
+                }
+                Event::DocType(_) => return Err(XmlError::Doctype),
+                Event::Decl(_) => return Err(self.malformed("XML declaration inside an element")),
+                Event::Eof => {
+                    return Err(self.malformed(format!("document ends inside <{parent}>")));
+                }
+            }
+        }
+    }
+
+    /// `&name;` in text: a character reference or one of the five
+    /// predefined entities; anything else is refused, never expanded.
+    fn resolve_reference(&self, r: &BytesRef<'a>) -> Result<char, XmlError> {
+        if r.is_char_ref() {
+            let c = r
+                .resolve_char_ref()
+                .map_err(|e| self.malformed(e.to_string()))?
+                .ok_or_else(|| self.malformed("bad character reference"))?;
+            if !is_xml_char(c) {
+                return Err(XmlError::IllegalCharacter { code: c.into() });
+            }
+            return Ok(c);
+        }
+        let name = r.decode().map_err(|e| self.malformed(e.to_string()))?;
+        resolve_xml_entity(&name)
+            .and_then(|s| s.chars().next())
+            .ok_or_else(|| XmlError::UnknownEntity {
+                name: name.into_owned(),
+            })
+    }
+
+    fn greeting(&mut self, e: &BytesStart<'a>, empty: bool) -> Result<Greeting, XmlError> {
+        let [features, localize] = self.attributes(e, ["features", "localize"])?;
+        let mut profiles = Vec::new();
+        if !empty {
+            while let Some((child, child_empty)) = self.next_child("greeting")? {
+                if child.name().as_ref() != b"profile" {
+                    return Err(XmlError::UnexpectedElement {
+                        parent: "greeting",
+                        element: lossy(child.name().as_ref()),
+                    });
+                }
+                let (uri, _, content) = self.raw_profile(&child, child_empty)?;
+                if content.is_some() {
+                    return Err(XmlError::GreetingProfileContent { uri });
+                }
+                profiles.push(uri);
+            }
+        }
+        Ok(Greeting {
+            profiles,
+            features,
+            localize,
+        })
+    }
+
+    fn start(&mut self, e: &BytesStart<'a>, empty: bool) -> Result<Start, XmlError> {
+        let [number, server_name] = self.attributes(e, ["number", "serverName"])?;
+        let number = number.ok_or(XmlError::MissingAttribute {
+            element: "start",
+            attribute: "number",
+        })?;
+        let number = parse_channel("start", number, 1)?;
+        let mut profiles = Vec::new();
+        if !empty {
+            while let Some((child, child_empty)) = self.next_child("start")? {
+                if child.name().as_ref() != b"profile" {
+                    return Err(XmlError::UnexpectedElement {
+                        parent: "start",
+                        element: lossy(child.name().as_ref()),
+                    });
+                }
+                profiles.push(self.profile(&child, child_empty)?);
+            }
+        }
+        if profiles.is_empty() {
+            return Err(XmlError::NoProfile);
+        }
+        Ok(Start {
+            number,
+            server_name,
+            profiles,
+        })
+    }
+
+    fn close(&mut self, e: &BytesStart<'a>, empty: bool) -> Result<Close, XmlError> {
+        let [number, code, lang] = self.attributes(e, ["number", "code", "xml:lang"])?;
+        let number = match number {
+            Some(n) => parse_channel("close", n, 0)?,
+            None => 0,
+        };
+        let code = parse_code("close", code)?;
+        let text = if empty {
+            String::new()
+        } else {
+            self.text_content("close")?.all
+        };
+        Ok(Close {
+            number,
+            code,
+            lang,
+            text,
+        })
+    }
+
+    fn error(&mut self, e: &BytesStart<'a>, empty: bool) -> Result<ErrorElement, XmlError> {
+        let [code, lang] = self.attributes(e, ["code", "xml:lang"])?;
+        let code = parse_code("error", code)?;
+        let text = if empty {
+            String::new()
+        } else {
+            self.text_content("error")?.all
+        };
+        Ok(ErrorElement { code, lang, text })
+    }
+
+    /// A `<profile>`'s uri, encoding and (still encoded) content.
+    fn raw_profile(
+        &mut self,
+        e: &BytesStart<'a>,
+        empty: bool,
+    ) -> Result<(String, ContentEncoding, Option<String>), XmlError> {
+        let [uri, encoding] = self.attributes(e, ["uri", "encoding"])?;
+        let uri = match uri {
+            None => {
+                return Err(XmlError::MissingAttribute {
+                    element: "profile",
+                    attribute: "uri",
+                });
+            }
+            Some(uri) if uri.is_empty() => {
+                return Err(XmlError::InvalidAttribute {
+                    element: "profile",
+                    attribute: "uri",
+                    value: uri,
+                });
+            }
+            Some(uri) => uri,
+        };
+        let encoding = match encoding.as_deref() {
+            None | Some("none") => ContentEncoding::None,
+            Some("base64") => ContentEncoding::Base64,
+            Some(_) => {
+                return Err(XmlError::InvalidAttribute {
+                    element: "profile",
+                    attribute: "encoding",
+                    value: encoding.unwrap_or_default(),
+                });
+            }
+        };
+        let content = if empty {
+            None
+        } else {
+            self.text_content("profile")?.into_profile_content()
+        };
+        Ok((uri, encoding, content))
+    }
+
+    fn profile(&mut self, e: &BytesStart<'a>, empty: bool) -> Result<Profile, XmlError> {
+        let (uri, encoding, content) = self.raw_profile(e, empty)?;
+        let content = match (content, encoding) {
+            (None, _) => None,
+            (Some(text), ContentEncoding::None) => Some(Bytes::from(text.into_bytes())),
+            (Some(text), ContentEncoding::Base64) => {
+                let compact: Vec<u8> = text
+                    .bytes()
+                    .filter(|b| !b.is_ascii_whitespace())
+                    .collect();
+                match BASE64.decode(compact) {
+                    Ok(bytes) => Some(Bytes::from(bytes)),
+                    Err(err) => {
+                        return Err(XmlError::InvalidBase64 {
+                            uri,
+                            reason: err.to_string(),
+                        });
+                    }
+                }
+            }
+        };
+        Ok(Profile {
+            uri,
+            content,
+            encoding,
+        })
+    }
+}
+
+/// A channel number: ASCII digits only, in `min..=2147483647`.
+fn parse_channel(element: &'static str, value: String, min: u32) -> Result<u32, XmlError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(XmlError::InvalidAttribute {
+            element,
+            attribute: "number",
+            value,
+        });
+    }
+    match value.parse::<u32>() {
+        Ok(n) if (min..=MAX_CHANNEL).contains(&n) => Ok(n),
+        _ => Err(XmlError::ChannelNumberOutOfRange { element, value }),
+    }
+}
+
+/// A required `code` attribute: exactly three ASCII digits, `100..=999`.
+fn parse_code(element: &'static str, value: Option<String>) -> Result<ReplyCode, XmlError> {
+    let value = value.ok_or(XmlError::MissingAttribute {
+        element,
+        attribute: "code",
+    })?;
+    let code = (value.len() == 3 && value.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| value.parse::<u16>().ok())
+        .flatten()
+        .and_then(ReplyCode::new);
+    code.ok_or(XmlError::InvalidReplyCode { element, value })
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------
+
+/// Content that can travel verbatim inside `<![CDATA[...]]>`.
+fn cdata_safe(content: &[u8]) -> bool {
+    match std::str::from_utf8(content) {
+        Ok(s) => !s.contains("]]>") && !s.contains('\r') && s.chars().all(is_xml_char),
+        Err(_) => false,
+    }
+}
+
+/// Appends `s` escaped for an attribute value (`in_attribute`) or for text.
+/// Literal tab/LF in attributes and CR anywhere become character references
+/// so that the reader's normalization gives them back unchanged.
+fn push_escaped(out: &mut Vec<u8>, s: &str, in_attribute: bool) {
+    let mut run_start = 0;
+    for (i, c) in s.char_indices() {
+        let replacement: &str = match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            '\'' if in_attribute => "&apos;",
+            '"' if in_attribute => "&quot;",
+            '\t' if in_attribute => "&#9;",
+            '\n' if in_attribute => "&#10;",
+            '\r' => "&#13;",
+            c if !is_xml_char(c) => "\u{FFFD}",
+            _ => continue,
+        };
+        out.extend_from_slice(&s.as_bytes()[run_start..i]);
+        out.extend_from_slice(replacement.as_bytes());
+        run_start = i + c.len_utf8();
+    }
+    out.extend_from_slice(&s.as_bytes()[run_start..]);
+}
+
+/// Appends ` name='value'`.
+fn push_attr(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.push(b' ');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"='");
+    push_escaped(out, value, true);
+    out.push(b'\'');
+}
+
+fn push_opt_attr(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+    if let Some(value) = value {
+        push_attr(out, name, value);
+    }
+}
+
+/// The shared tail of `<close>` and `<error>`: code, lang, diagnostic.
+fn write_diagnostic(
+    element: &str,
+    code: ReplyCode,
+    lang: Option<&str>,
+    text: &str,
+    out: &mut Vec<u8>,
+) {
+    push_attr(out, "code", &code.to_string());
+    push_opt_attr(out, "xml:lang", lang);
+    if text.is_empty() {
+        out.extend_from_slice(b" />\r\n");
+    } else {
+        out.push(b'>');
+        push_escaped(out, text, false);
+        out.extend_from_slice(b"</");
+        out.extend_from_slice(element.as_bytes());
+        out.extend_from_slice(b">\r\n");
+    }
+}
+
+/// `<profile uri='...' [encoding='base64']>` with content in CDATA (base64
+/// text also goes in CDATA, as LibVortex sends it), or `<profile ... />`.
+fn write_profile(p: &Profile, out: &mut Vec<u8>) {
+    let encoding = p.wire_encoding();
+    out.extend_from_slice(b"<profile");
+    push_attr(out, "uri", &p.uri);
+    if encoding == ContentEncoding::Base64 {
+        out.extend_from_slice(b" encoding='base64'");
+    }
+    let Some(content) = &p.content else {
+        out.extend_from_slice(b" />");
+        return;
+    };
+    out.extend_from_slice(b"><![CDATA[");
+    match encoding {
+        ContentEncoding::Base64 => out.extend_from_slice(BASE64.encode(content).as_bytes()),
+        ContentEncoding::None => out.extend_from_slice(content),
+    }
+    out.extend_from_slice(b"]]></profile>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(s: &str) -> Result<ChannelZeroMessage, XmlError> {
+        ChannelZeroMessage::parse(s.as_bytes())
+    }
+
+    fn code(v: u16) -> ReplyCode {
+        ReplyCode::new(v).unwrap()
+    }
+
+    /// Undoes the transcript escapes (`\r` `\n` `\t` `\\` `\xNN`).
+    fn unescape_transcript(line: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'\\' && i + 1 < bytes.len() {
+                match bytes[i + 1] {
+                    b'r' => out.push(b'\r'),
+                    b'n' => out.push(b'\n'),
+                    b't' => out.push(b'\t'),
+                    b'x' => {
+                        let hex = std::str::from_utf8(&bytes[i + 2..i + 4]).unwrap();
+                        out.push(u8::from_str_radix(hex, 16).unwrap());
+                        i += 2;
+                    }
+                    other => out.push(other),
+                }
+                i += 2;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// The body of every channel-0 message in a LibVortex transcript
+    /// (shared/interop/vortex): what follows the beep+xml MIME header block,
+    /// up to `END`.
+    fn transcript_bodies(name: &str) -> Vec<Vec<u8>> {
+        let path = format!(
+            "{}/../../shared/interop/vortex/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("LibVortex transcript {path}: {e}"));
+        let mut bodies = Vec::new();
+        for dir in ["C: ", "S: "] {
+            let stream: Vec<u8> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix(dir))
+                .flat_map(unescape_transcript)
+                .collect();
+            let stream = String::from_utf8_lossy(&stream).into_owned();
+            for part in stream
+                .split("Content-Type: application/beep+xml\r\n\r\n")
+                .skip(1)
+            {
+                let end = part.find("END\r\n").expect("END after body");
+                bodies.push(part.as_bytes()[..end].to_vec());
+            }
+        }
+        assert!(!bodies.is_empty(), "no channel-0 body in {path}");
+        bodies
+    }
+
+    // -- greeting (CHECKLIST 33, 34) ------------------------------------
+
+    #[test]
+    fn checklist_33_empty_greeting_vortex() {
+        let m = parse("<greeting />\r\n").unwrap();
+        assert_eq!(m, ChannelZeroMessage::Greeting(Greeting::default()));
+        assert_eq!(m.to_vec(), b"<greeting />\r\n");
+    }
+
+    #[test]
+    fn checklist_33_vortex_greeting_many_profiles() {
+        let bodies = transcript_bodies("greeting.txt");
+        let big = bodies
+            .iter()
+            .find(|b| b.len() > 2000)
+            .expect("listener greeting in greeting.txt");
+        let ChannelZeroMessage::Greeting(g) = ChannelZeroMessage::parse(big).unwrap() else {
+            panic!("not a greeting");
+        };
+        assert!(g.profiles.len() >= 30, "{}", g.profiles.len());
+        assert!(g.profiles.iter().any(|p| p == "http://iana.org/beep/TLS"));
+        assert!(g.profiles.iter().any(|p| p == "urn:aspl.es:beep:profiles:ALIVE"));
+        assert_eq!((g.features, g.localize), (None, None));
+        // Our canonical writer reproduces LibVortex's layout byte for byte.
+        let msg = ChannelZeroMessage::parse(big).unwrap();
+        assert_eq!(&msg.to_vec(), big);
+    }
+
+    #[test]
+    fn checklist_34_greeting_attributes_and_layout() {
+        let g = Greeting {
+            profiles: vec!["http://iana.org/beep/TLS".into(), "urn:a&b".into()],
+            features: Some("x-foo x-bar".into()),
+            localize: Some("fr en-US".into()),
+        };
+        let out = ChannelZeroMessage::Greeting(g.clone()).to_vec();
+        assert_eq!(
+            out,
+            b"<greeting features='x-foo x-bar' localize='fr en-US'>\r\n   \
+              <profile uri='http://iana.org/beep/TLS' />\r\n   \
+              <profile uri='urn:a&amp;b' />\r\n</greeting>\r\n"
+        );
+        assert_eq!(ChannelZeroMessage::parse(&out).unwrap(), ChannelZeroMessage::Greeting(g));
+        // Attributes only: still self-closing.
+        let g = Greeting { localize: Some("en".into()), ..Greeting::default() };
+        assert_eq!(ChannelZeroMessage::Greeting(g).to_vec(), b"<greeting localize='en' />\r\n");
+    }
+
+    #[test]
+    fn checklist_34_greeting_rfc_example_double_quotes_unknown_attribute() {
+        let m = parse(
+            "<greeting x-new=\"1\">\n   <profile uri=\"http://iana.org/beep/TLS\"></profile>\n</greeting>",
+        )
+        .unwrap();
+        let ChannelZeroMessage::Greeting(g) = m else { panic!() };
+        assert_eq!(g.profiles, ["http://iana.org/beep/TLS"]);
+    }
+
+    #[test]
+    fn checklist_34_greeting_profile_content_rejected() {
+        for body in [
+            "<greeting><profile uri='urn:x'>hello</profile></greeting>",
+            "<greeting><profile uri='urn:x'><![CDATA[]]></profile></greeting>",
+        ] {
+            assert_eq!(
+                parse(body),
+                Err(XmlError::GreetingProfileContent { uri: "urn:x".into() })
+            );
+        }
+        // Whitespace is not content.
+        assert!(parse("<greeting><profile uri='urn:x'>\r\n </profile></greeting>").is_ok());
+    }
+
+    #[test]
+    fn greeting_unknown_child_and_text_rejected() {
+        assert_eq!(
+            parse("<greeting><feature/></greeting>"),
+            Err(XmlError::UnexpectedElement {
+                parent: "greeting",
+                element: "feature".into()
+            })
+        );
+        assert_eq!(
+            parse("<greeting>hi</greeting>"),
+            Err(XmlError::UnexpectedText { element: "greeting" })
+        );
+        assert_eq!(
+            parse("<greeting><![CDATA[ ]]></greeting>"),
+            Err(XmlError::UnexpectedText { element: "greeting" })
+        );
+    }
+
+    // -- start (CHECKLIST 40, 42, 44) -----------------------------------
+
+    #[test]
+    fn checklist_40_start_rfc_example() {
+        let m = parse(
+            "<start number='1'>\r\n   <profile uri='http://iana.org/beep/SASL/OTP' />\r\n   \
+             <profile uri='http://iana.org/beep/SASL/ANONYMOUS' />\r\n</start>\r\n",
+        )
+        .unwrap();
+        let expected = Start {
+            number: 1,
+            server_name: None,
+            profiles: vec![
+                Profile::new("http://iana.org/beep/SASL/OTP"),
+                Profile::new("http://iana.org/beep/SASL/ANONYMOUS"),
+            ],
+        };
+        assert_eq!(m, ChannelZeroMessage::Start(expected));
+    }
+
+    #[test]
+    fn checklist_44_vortex_start_with_server_name_and_base64() {
+        let bodies = transcript_bodies("start_servername.txt");
+        let body = bodies
+            .iter()
+            .find(|b| b.starts_with(b"<start"))
+            .expect("start in start_servername.txt");
+        let ChannelZeroMessage::Start(s) = ChannelZeroMessage::parse(body).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.number, 3);
+        assert_eq!(s.server_name.as_deref(), Some("beep.example.test"));
+        let p = &s.profiles[0];
+        assert_eq!(p.uri, "http://iana.org/beep/transient/vortex-regression");
+        assert_eq!(p.encoding, ContentEncoding::Base64);
+        assert_eq!(p.content.as_deref(), Some(&b"hey dude, this is base64"[..]));
+        // We write it exactly as LibVortex does.
+        assert_eq!(&ChannelZeroMessage::Start(s).to_vec(), body);
+    }
+
+    #[test]
+    fn checklist_40_base64_whitespace_ignored_and_plain_text() {
+        let m = parse(
+            "<profile uri='urn:x' encoding='base64'>\r\n  aGV5IGR1ZGUs\r\n  IHRoaXMgaXMgYmFzZTY0\r\n</profile>",
+        )
+        .unwrap();
+        let ChannelZeroMessage::Profile(p) = m else { panic!() };
+        assert_eq!(p.content.as_deref(), Some(&b"hey dude, this is base64"[..]));
+        let m = parse("<profile uri='urn:x' encoding='none'>a &lt;b&gt; &#x41;&#66;&amp;</profile>")
+            .unwrap();
+        let ChannelZeroMessage::Profile(p) = m else { panic!() };
+        assert_eq!(p.content.as_deref(), Some(&b"a <b> AB&"[..]));
+        assert_eq!(p.encoding, ContentEncoding::None);
+    }
+
+    #[test]
+    fn checklist_40_invalid_base64() {
+        let err = parse("<start number='1'><profile uri='urn:x' encoding='base64'>@@@</profile></start>")
+            .unwrap_err();
+        assert!(matches!(err, XmlError::InvalidBase64 { ref uri, .. } if uri == "urn:x"), "{err}");
+    }
+
+    #[test]
+    fn checklist_40_invalid_encoding_attribute() {
+        assert_eq!(
+            parse("<profile uri='urn:x' encoding='BASE64' />"),
+            Err(XmlError::InvalidAttribute {
+                element: "profile",
+                attribute: "encoding",
+                value: "BASE64".into()
+            })
+        );
+    }
+
+    #[test]
+    fn checklist_40_start_number_range() {
+        let start = |n: &str| parse(&format!("<start number='{n}'><profile uri='u'/></start>"));
+        assert!(start("1").is_ok());
+        assert!(start("2147483647").is_ok());
+        for n in ["0", "2147483648", "4294967296", "99999999999999999999"] {
+            assert_eq!(
+                start(n),
+                Err(XmlError::ChannelNumberOutOfRange {
+                    element: "start",
+                    value: n.into()
+                })
+            );
+        }
+        for n in ["", "-1", "+1", " 1", "1x", "0x10"] {
+            assert_eq!(
+                start(n),
+                Err(XmlError::InvalidAttribute {
+                    element: "start",
+                    attribute: "number",
+                    value: n.into()
+                }),
+                "{n:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn checklist_40_start_missing_number_and_no_profile() {
+        assert_eq!(
+            parse("<start><profile uri='u'/></start>"),
+            Err(XmlError::MissingAttribute {
+                element: "start",
+                attribute: "number"
+            })
+        );
+        assert_eq!(parse("<start number='1'>\r\n</start>"), Err(XmlError::NoProfile));
+        assert_eq!(parse("<start number='1'/>"), Err(XmlError::NoProfile));
+    }
+
+    #[test]
+    fn checklist_40_profile_missing_or_empty_uri() {
+        assert_eq!(
+            parse("<start number='1'><profile/></start>"),
+            Err(XmlError::MissingAttribute {
+                element: "profile",
+                attribute: "uri"
+            })
+        );
+        assert_eq!(
+            parse("<profile uri=''/>"),
+            Err(XmlError::InvalidAttribute {
+                element: "profile",
+                attribute: "uri",
+                value: String::new()
+            })
+        );
+    }
+
+    #[test]
+    fn start_unexpected_child_and_text() {
+        assert_eq!(
+            parse("<start number='1'><profile uri='u'/><blob/></start>"),
+            Err(XmlError::UnexpectedElement {
+                parent: "start",
+                element: "blob".into()
+            })
+        );
+        assert_eq!(
+            parse("<start number='1'>x<profile uri='u'/></start>"),
+            Err(XmlError::UnexpectedText { element: "start" })
+        );
+        assert_eq!(
+            parse("<start number='1'><profile uri='u'><blob/></profile></start>"),
+            Err(XmlError::UnexpectedElement {
+                parent: "profile",
+                element: "blob".into()
+            })
+        );
+    }
+
+    // -- piggybacked content: SASL, TLS (CHECKLIST 43, 63, 67, 69) ------
+
+    #[test]
+    fn checklist_69_vortex_sasl_plain_cdata_blob() {
+        let bodies = transcript_bodies("sasl_plain.txt");
+        let start = bodies.iter().find(|b| b.starts_with(b"<start number='3'")).unwrap();
+        let ChannelZeroMessage::Start(s) = ChannelZeroMessage::parse(start).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.profiles[0].uri, "http://iana.org/beep/SASL/PLAIN");
+        assert_eq!(
+            s.profiles[0].content.as_deref(),
+            Some(&b"<blob>AGJvYgBzZWNyZXQ=</blob>"[..])
+        );
+        assert_eq!(s.profiles[0].encoding, ContentEncoding::None);
+        // The reply: `<profile uri='...' >` with a space before `>`.
+        let reply = bodies.iter().find(|b| b.starts_with(b"<profile uri='http://iana.org/beep/SASL"));
+        let reply = reply.unwrap();
+        let m = ChannelZeroMessage::parse(reply).unwrap();
+        assert_eq!(
+            m,
+            ChannelZeroMessage::Profile(
+                Profile::new("http://iana.org/beep/SASL/PLAIN")
+                    .with_content("<blob status='complete' />")
+            )
+        );
+    }
+
+    #[test]
+    fn checklist_69_sasl_literal_bodies() {
+        let m = parse(
+            "<start number='3' serverName='127.0.0.1'>\r\n   <profile uri='http://iana.org/beep/SASL/PLAIN'>\
+             <![CDATA[<blob>AGJvYgBzZWNyZXQ=</blob>]]></profile>\r\n</start>\r\n",
+        )
+        .unwrap();
+        let ChannelZeroMessage::Start(s) = &m else { panic!() };
+        assert_eq!(s.server_name.as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            s.profiles[0].content.as_deref(),
+            Some(&b"<blob>AGJvYgBzZWNyZXQ=</blob>"[..])
+        );
+        let reply = parse(
+            "<profile uri='http://iana.org/beep/SASL/PLAIN' ><![CDATA[<blob status='complete' />]]></profile>\r\n",
+        )
+        .unwrap();
+        let ChannelZeroMessage::Profile(p) = reply else { panic!() };
+        assert_eq!(p.content.as_deref(), Some(&b"<blob status='complete' />"[..]));
+    }
+
+    #[test]
+    fn checklist_63_67_vortex_tls_ready_proceed() {
+        let bodies = transcript_bodies("tls_decrypted.txt");
+        let ready = bodies.iter().find(|b| b.windows(5).any(|w| w == b"ready"));
+        let proceed = bodies.iter().find(|b| b.windows(7).any(|w| w == b"proceed"));
+        let ready = ChannelZeroMessage::parse(ready.unwrap()).unwrap();
+        let ChannelZeroMessage::Start(s) = ready else { panic!() };
+        assert_eq!(s.profiles[0].content.as_deref(), Some(&b"<ready />"[..]));
+        let proceed = ChannelZeroMessage::parse(proceed.unwrap()).unwrap();
+        assert_eq!(
+            proceed,
+            ChannelZeroMessage::Profile(Profile::new("http://iana.org/beep/TLS").with_content("<proceed />"))
+        );
+    }
+
+    #[test]
+    fn checklist_43_rfc_tls_example_whitespace_around_cdata_ignored() {
+        let m = parse(
+            "<start number='1'>\r\n   <profile uri='http://iana.org/beep/TLS'>\r\n       \
+             <![CDATA[<ready />]]>\r\n   </profile>\r\n</start>\r\n",
+        )
+        .unwrap();
+        let ChannelZeroMessage::Start(s) = m else { panic!() };
+        assert_eq!(s.profiles[0].content.as_deref(), Some(&b"<ready />"[..]));
+        let m = parse(
+            "<profile uri='http://iana.org/beep/TLS'>\r\n    <![CDATA[<proceed />]]>\r\n</profile>\r\n",
+        )
+        .unwrap();
+        let ChannelZeroMessage::Profile(p) = m else { panic!() };
+        assert_eq!(p.content.as_deref(), Some(&b"<proceed />"[..]));
+        // Whitespace-only text is no content; CDATA is kept exactly.
+        let ChannelZeroMessage::Profile(p) = parse("<profile uri='u'>\r\n  </profile>").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(p.content, None);
+        let ChannelZeroMessage::Profile(p) = parse("<profile uri='u'><![CDATA[ a\r\n]]><![CDATA[b]]></profile>").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(p.content.as_deref(), Some(&b" a\r\nb"[..]));
+    }
+
+    #[test]
+    fn checklist_43_vortex_start_and_reply_bodies() {
+        for file in ["start.txt", "close.txt", "regression_test_01.txt", "greeting.txt", "echo.txt"] {
+            for body in transcript_bodies(file) {
+                let m = ChannelZeroMessage::parse(&body);
+                assert!(m.is_ok(), "{file}: {:?}: {m:?}", String::from_utf8_lossy(&body));
+            }
+        }
+        let m = parse("<profile uri='http://iana.org/beep/transient/vortex-regression' />\r\n");
+        assert_eq!(
+            m,
+            Ok(ChannelZeroMessage::Profile(Profile::new(
+                "http://iana.org/beep/transient/vortex-regression"
+            )))
+        );
+    }
+
+    // -- close, ok, error (CHECKLIST 48, 53, 54) -------------------------
+
+    #[test]
+    fn checklist_48_vortex_close_and_ok() {
+        assert_eq!(
+            parse("<close number='3' code='200' />\r\n"),
+            Ok(ChannelZeroMessage::Close(Close::new(3, ReplyCode::SUCCESS)))
+        );
+        assert_eq!(
+            ChannelZeroMessage::Close(Close::new(0, ReplyCode::SUCCESS)).to_vec(),
+            b"<close number='0' code='200' />\r\n"
+        );
+        for ok in ["<ok />", "<ok/>", "<ok />\r\n", "<ok></ok>", "<ok>\r\n</ok>", "\r\n<ok\r\n/>"] {
+            assert_eq!(parse(ok), Ok(ChannelZeroMessage::Ok), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn checklist_48_close_rfc_example_number_defaults_to_zero() {
+        assert_eq!(
+            parse("<close code='200' />"),
+            Ok(ChannelZeroMessage::Close(Close::new(0, ReplyCode::SUCCESS)))
+        );
+    }
+
+    #[test]
+    fn checklist_48_close_with_lang_and_text() {
+        let c = Close {
+            number: 5,
+            code: ReplyCode::ACTION_ABORTED,
+            lang: Some("en".into()),
+            text: "bye <now> & \"forever\"".into(),
+        };
+        let out = ChannelZeroMessage::Close(c.clone()).to_vec();
+        assert_eq!(
+            out,
+            &b"<close number='5' code='451' xml:lang='en'>bye &lt;now&gt; &amp; \"forever\"</close>\r\n"[..]
+        );
+        assert_eq!(parse(std::str::from_utf8(&out).unwrap()), Ok(ChannelZeroMessage::Close(c)));
+    }
+
+    #[test]
+    fn checklist_48_close_number_range_and_code() {
+        assert_eq!(
+            parse("<close number='2147483648' code='200'/>"),
+            Err(XmlError::ChannelNumberOutOfRange {
+                element: "close",
+                value: "2147483648".into()
+            })
+        );
+        assert_eq!(
+            parse("<close number='1'/>"),
+            Err(XmlError::MissingAttribute {
+                element: "close",
+                attribute: "code"
+            })
+        );
+        assert_eq!(
+            parse("<close code='200'><x/></close>"),
+            Err(XmlError::UnexpectedElement {
+                parent: "close",
+                element: "x".into()
+            })
+        );
+    }
+
+    #[test]
+    fn checklist_53_error_rfc_examples() {
+        assert_eq!(
+            parse("<error code='550'>all requested profiles are\nunsupported</error>"),
+            Ok(ChannelZeroMessage::Error(ErrorElement::new(
+                code(550),
+                "all requested profiles are\nunsupported"
+            )))
+        );
+        // On the wire the line break is CRLF; XML reads it as LF.
+        assert_eq!(
+            parse("<error code='501'>number attribute\r\nin &lt;start&gt; element must be odd-valued</error>\r\n"),
+            Ok(ChannelZeroMessage::Error(ErrorElement::new(
+                code(501),
+                "number attribute\nin <start> element must be odd-valued"
+            )))
+        );
+        let e = ErrorElement {
+            code: code(550),
+            lang: Some("fr".into()),
+            text: "still working".into(),
+        };
+        let out = ChannelZeroMessage::Error(e.clone()).to_vec();
+        assert_eq!(out, b"<error code='550' xml:lang='fr'>still working</error>\r\n");
+        assert_eq!(ChannelZeroMessage::parse(&out), Ok(ChannelZeroMessage::Error(e)));
+        assert_eq!(
+            ChannelZeroMessage::Error(ErrorElement::new(code(421), "")).to_vec(),
+            b"<error code='421' />\r\n"
+        );
+    }
+
+    #[test]
+    fn checklist_54_bad_reply_codes() {
+        for bad in ["55", "abcd", "1000", "099", "", " 200", "2O0", "+20"] {
+            assert_eq!(
+                parse(&format!("<error code='{bad}'/>")),
+                Err(XmlError::InvalidReplyCode {
+                    element: "error",
+                    value: bad.into()
+                }),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse("<close number='1' code='55'/>"),
+            Err(XmlError::InvalidReplyCode {
+                element: "close",
+                value: "55".into()
+            })
+        );
+        assert_eq!(
+            parse("<error>x</error>"),
+            Err(XmlError::MissingAttribute {
+                element: "error",
+                attribute: "code"
+            })
+        );
+        // An unknown but three-digit code is fine.
+        assert!(parse("<error code='299'/>").is_ok());
+    }
+
+    #[test]
+    fn ok_with_content_rejected() {
+        assert_eq!(
+            parse("<ok>x</ok>"),
+            Err(XmlError::UnexpectedText { element: "ok" })
+        );
+        assert_eq!(
+            parse("<ok><ok/></ok>"),
+            Err(XmlError::UnexpectedElement {
+                parent: "ok",
+                element: "ok".into()
+            })
+        );
+    }
+
+    // -- the XML subset of RFC 3080 6.4 (CHECKLIST 38) -------------------
+
+    #[test]
+    fn checklist_38_doctype_and_entity_attack_rejected() {
+        let billion = "<!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;\">]>\
+                       <error code='550'>&lol2;</error>";
+        assert_eq!(parse(billion), Err(XmlError::Doctype));
+        assert_eq!(parse("<!DOCTYPE greeting><greeting/>"), Err(XmlError::Doctype));
+        let xxe = "<!DOCTYPE e [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><error code='550'>&x;</error>";
+        assert_eq!(parse(xxe), Err(XmlError::Doctype));
+    }
+
+    #[test]
+    fn checklist_38_unknown_entity_rejected() {
+        assert_eq!(
+            parse("<error code='550'>&nbsp;</error>"),
+            Err(XmlError::UnknownEntity { name: "nbsp".into() })
+        );
+        assert_eq!(
+            parse("<profile uri='&foo;'/>"),
+            Err(XmlError::UnknownEntity { name: "foo".into() })
+        );
+        // The five predefined ones and numeric references are fine.
+        assert_eq!(
+            parse("<error code='550' xml:lang='&#x65;n'>&amp;&lt;&gt;&apos;&quot;&#233;&#x1F600;</error>"),
+            Ok(ChannelZeroMessage::Error(ErrorElement {
+                code: code(550),
+                lang: Some("en".into()),
+                text: "&<>'\"é😀".into()
+            }))
+        );
+    }
+
+    #[test]
+    fn checklist_38_xml_declaration_tolerated_never_written() {
+        assert_eq!(parse("<?xml version='1.0'?>\r\n<ok />"), Ok(ChannelZeroMessage::Ok));
+        assert_eq!(
+            parse("<?xml version=\"1.0\" encoding=\"UTF-8\"?><ok/>"),
+            Ok(ChannelZeroMessage::Ok)
+        );
+        assert_eq!(
+            parse("<?xml version='1.0' encoding='ISO-8859-1'?><ok/>"),
+            Err(XmlError::UnsupportedEncoding {
+                encoding: "ISO-8859-1".into()
+            })
+        );
+        assert!(matches!(parse(" <?xml version='1.0'?><ok/>"), Err(XmlError::Malformed { .. })));
+        assert!(!ChannelZeroMessage::Ok.to_vec().starts_with(b"<?xml"));
+    }
+
+    #[test]
+    fn checklist_38_not_utf8_and_illegal_characters() {
+        assert_eq!(
+            ChannelZeroMessage::parse(b"<error code='550'>\xff</error>"),
+            Err(XmlError::NotUtf8 { valid_up_to: 18 })
+        );
+        assert_eq!(
+            parse("<error code='550'>\u{1}</error>"),
+            Err(XmlError::IllegalCharacter { code: 1 })
+        );
+        assert_eq!(
+            parse("<error code='550'>&#1;</error>"),
+            Err(XmlError::IllegalCharacter { code: 1 })
+        );
+        assert_eq!(
+            parse("<error code='550' xml:lang='&#xFFFE;'/>"),
+            Err(XmlError::IllegalCharacter { code: 0xFFFE })
+        );
+        assert!(matches!(parse("<error code='550'>&#0;</error>"), Err(XmlError::Malformed { .. })));
+    }
+
+    #[test]
+    fn checklist_38_comments_pis_whitespace_around_root() {
+        assert_eq!(
+            parse("<!-- hi -->\r\n<?pi x?>\n<ok /><!-- bye -->\r\n"),
+            Ok(ChannelZeroMessage::Ok)
+        );
+        assert_eq!(
+            parse("<close code='200'>a<!-- c -->b</close>"),
+            Ok(ChannelZeroMessage::Close(Close {
+                text: "ab".into(),
+                ..Close::new(0, ReplyCode::SUCCESS)
+            }))
+        );
+    }
+
+    #[test]
+    fn document_structure_errors() {
+        assert_eq!(parse(""), Err(XmlError::Empty));
+        assert_eq!(parse(" \r\n<!-- only a comment -->"), Err(XmlError::Empty));
+        assert_eq!(parse("<blob/>"), Err(XmlError::UnknownRoot { name: "blob".into() }));
+        assert_eq!(parse("<ok/><ok/>"), Err(XmlError::MultipleRoots { name: "ok".into() }));
+        assert_eq!(parse("<ok/>garbage"), Err(XmlError::TextOutsideRoot));
+        assert_eq!(parse("junk<ok/>"), Err(XmlError::TextOutsideRoot));
+        assert_eq!(parse("<ok/><![CDATA[x]]>"), Err(XmlError::TextOutsideRoot));
+        assert_eq!(parse("<ok/>&amp;"), Err(XmlError::TextOutsideRoot));
+        for bad in [
+            "<ok>",
+            "<ok",
+            "<ok/></ok>",
+            "<greeting></start>",
+            "<error code='550'>a & b</error>",
+            "<error code='550' code='551'/>",
+            "<error code=550/>",
+            "<error code='550' x='<'/>",
+            "<!-- a -- b --><ok/>",
+            "<start number='1'><profile uri='u'>",
+        ] {
+            assert!(matches!(parse(bad), Err(XmlError::Malformed { .. })), "{bad:?}: {:?}", parse(bad));
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = "<greeting>".repeat(10_000);
+        assert_eq!(
+            parse(&deep),
+            Err(XmlError::UnexpectedElement {
+                parent: "greeting",
+                element: "greeting".into()
+            })
+        );
+        let deep = format!("<close code='200'>{}", "<a>".repeat(10_000));
+        assert!(matches!(parse(&deep), Err(XmlError::UnexpectedElement { parent: "close", .. })));
+    }
+
+    #[test]
+    fn attribute_whitespace_normalized_and_escaped_on_write() {
+        let ChannelZeroMessage::Start(s) =
+            parse("<start number='1' serverName='a\r\nb\tc'><profile uri='u'/></start>").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(s.server_name.as_deref(), Some("a b c"));
+        let s = Start {
+            server_name: Some("a\r\n\t'\"b".into()),
+            ..s
+        };
+        let out = ChannelZeroMessage::Start(s.clone()).to_vec();
+        assert!(out.starts_with(b"<start number='1' serverName='a&#13;&#10;&#9;&apos;&quot;b'>"));
+        assert_eq!(ChannelZeroMessage::parse(&out), Ok(ChannelZeroMessage::Start(s)));
+    }
+
+    #[test]
+    fn writer_forces_base64_when_cdata_cannot_carry_content() {
+        for content in [&b"a]]>b"[..], b"\xff\x00", b"line\r\n", b"nul\x00"] {
+            let p = Profile::new("urn:x").with_content(Bytes::copy_from_slice(content));
+            let out = ChannelZeroMessage::Profile(p.clone()).to_vec();
+            assert!(out.starts_with(b"<profile uri='urn:x' encoding='base64'><![CDATA["));
+            let expected = Profile { encoding: ContentEncoding::Base64, ..p };
+            assert_eq!(ChannelZeroMessage::parse(&out), Ok(ChannelZeroMessage::Profile(expected)));
+        }
+    }
+
+    #[test]
+    fn writer_replaces_characters_xml_cannot_carry() {
+        let e = ErrorElement::new(code(550), "a\u{0}b\u{FFFF}");
+        let out = ChannelZeroMessage::Error(e).to_vec();
+        assert_eq!(
+            ChannelZeroMessage::parse(&out),
+            Ok(ChannelZeroMessage::Error(ErrorElement::new(code(550), "a\u{FFFD}b\u{FFFD}")))
+        );
+    }
+
+    #[test]
+    fn empty_content_round_trips() {
+        for encoding in [ContentEncoding::None, ContentEncoding::Base64] {
+            for content in [None, Some(Bytes::new())] {
+                let p = Profile { uri: "u".into(), content, encoding };
+                let m = ChannelZeroMessage::Profile(p);
+                assert_eq!(ChannelZeroMessage::parse(&m.to_vec()), Ok(m));
+            }
+        }
+    }
+
+    #[test]
+    fn error_messages_are_readable() {
+        let e = parse("<start number='0'><profile uri='u'/></start>").unwrap_err();
+        assert_eq!(e.to_string(), "channel number 0 in <start> is out of range");
+        let e = parse("<error code='55'/>").unwrap_err();
+        assert_eq!(e.to_string(), "reply code \"55\" in <error> is not a three-digit code");
+    }
+
+    // -- properties --------------------------------------------------------
+
+    /// Strings with characters that need escaping, CR/LF/tab and non-ASCII.
+    fn text() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9 <>&'\"\\]\\[\t\r\n\u{e9}\u{1F600}:/=;#!?-]{0,24}"
+    }
+
+    fn uri() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9<>&'\"\\] \t\r\n\u{e9}:/=;#-]{1,24}"
+    }
+
+    fn profile() -> impl Strategy<Value = Profile> {
+        let content = prop_oneof![
+            Just(None),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|v| Some(Bytes::from(v))),
+            text().prop_map(|s| Some(Bytes::from(s))),
+        ];
+        let encoding = prop_oneof![Just(ContentEncoding::None), Just(ContentEncoding::Base64)];
+        (uri(), content, encoding).prop_map(|(uri, content, encoding)| Profile {
+            uri,
+            content,
+            encoding,
+        })
+    }
+
+    fn reply_code() -> impl Strategy<Value = ReplyCode> {
+        (100u16..=999).prop_map(|v| ReplyCode::new(v).unwrap())
+    }
+
+    fn message() -> impl Strategy<Value = ChannelZeroMessage> {
+        prop_oneof![
+            (
+                proptest::collection::vec(uri(), 0..4),
+                proptest::option::of(text()),
+                proptest::option::of(text())
+            )
+                .prop_map(|(profiles, features, localize)| ChannelZeroMessage::Greeting(
+                    Greeting {
+                        profiles,
+                        features,
+                        localize
+                    }
+                )),
+            (
+                1..=MAX_CHANNEL,
+                proptest::option::of(text()),
+                proptest::collection::vec(profile(), 1..4)
+            )
+                .prop_map(|(number, server_name, profiles)| ChannelZeroMessage::Start(Start {
+                    number,
+                    server_name,
+                    profiles
+                })),
+            (0..=MAX_CHANNEL, reply_code(), proptest::option::of(text()), text()).prop_map(
+                |(number, code, lang, text)| ChannelZeroMessage::Close(Close {
+                    number,
+                    code,
+                    lang,
+                    text
+                })
+            ),
+            Just(ChannelZeroMessage::Ok),
+            (reply_code(), proptest::option::of(text()), text())
+                .prop_map(|(code, lang, text)| ChannelZeroMessage::Error(ErrorElement {
+                    code,
+                    lang,
+                    text
+                })),
+            profile().prop_map(ChannelZeroMessage::Profile),
+        ]
+    }
+
+    /// What a message reads back as: the writer may switch to base64.
+    fn as_written(m: &ChannelZeroMessage) -> ChannelZeroMessage {
+        let fix = |p: &Profile| Profile {
+            encoding: p.wire_encoding(),
+            ..p.clone()
+        };
+        match m {
+            ChannelZeroMessage::Profile(p) => ChannelZeroMessage::Profile(fix(p)),
+            ChannelZeroMessage::Start(s) => ChannelZeroMessage::Start(Start {
+                profiles: s.profiles.iter().map(fix).collect(),
+                ..s.clone()
+            }),
+            other => other.clone(),
+        }
+    }
+
+    fn fragment() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(vec![
+            "<greeting", "<start", "<close", "<ok", "<error", "<profile", "</greeting>",
+            "</start>", "</close>", "</ok>", "</error>", "</profile>", ">", "/>", " />", " ",
+            "\r\n", " uri='u'", " number='1'", " number='0'", " code='200'", " code='5'",
+            " encoding='base64'", " encoding='x'", " xml:lang='en'", " serverName=\"s\"",
+            "<![CDATA[", "]]>", "aGV5", "&amp;", "&lt;", "&#65;", "&#0;", "&x;", "&", "<!--",
+            "-->", "<?xml version='1.0'?>", "<?pi?>", "<!DOCTYPE x>", "<!ENTITY", "'", "\"",
+            "=", "text", "\u{e9}", "\u{1}",
+        ])
+    }
+
+    proptest! {
+        /// CHECKLIST 38, 40, 48: whatever is written reads back the same.
+        #[test]
+        fn round_trip(m in message()) {
+            let out = m.to_vec();
+            prop_assert!(out.ends_with(b"\r\n"));
+            prop_assert_eq!(ChannelZeroMessage::parse(&out), Ok(as_written(&m)));
+        }
+
+        /// Nothing panics on arbitrary bytes.
+        #[test]
+        fn no_panic_on_bytes(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = ChannelZeroMessage::parse(&body);
+        }
+
+        /// Nothing panics on XML-ish soup.
+        #[test]
+        fn no_panic_on_fragments(parts in proptest::collection::vec(fragment(), 0..40)) {
+            let body = parts.concat();
+            if let Ok(m) = ChannelZeroMessage::parse(body.as_bytes()) {
+                // Anything accepted can be rewritten and reread.
+                let again = ChannelZeroMessage::parse(&m.to_vec());
+                prop_assert_eq!(again, Ok(as_written(&m)));
+            }
+        }
+    }
+}
