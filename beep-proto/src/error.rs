@@ -219,6 +219,12 @@ pub enum UsageError {
         /// The channel.
         channel: u32,
     },
+    /// The channel number is of the peer's parity, out of range, or in use.
+    #[error("channel number {channel} is not ours to use (wrong parity, out of range, or in use)")]
+    ChannelNumberUnavailable {
+        /// The channel.
+        channel: u32,
+    },
     /// A start request must offer at least one profile (CHECKLIST 40).
     #[error("a start request needs at least one profile")]
     NoProfiles,

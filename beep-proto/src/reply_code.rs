@@ -293,8 +293,16 @@ mod tests {
     fn checklist_54_all_rfc_codes() {
         let expected: [(ReplyCode, u16, &str); 16] = [
             (ReplyCode::SUCCESS, 200, "success"),
-            (ReplyCode::SERVICE_NOT_AVAILABLE, 421, "service not available"),
-            (ReplyCode::ACTION_NOT_TAKEN, 450, "requested action not taken"),
+            (
+                ReplyCode::SERVICE_NOT_AVAILABLE,
+                421,
+                "service not available",
+            ),
+            (
+                ReplyCode::ACTION_NOT_TAKEN,
+                450,
+                "requested action not taken",
+            ),
             (ReplyCode::ACTION_ABORTED, 451, "requested action aborted"),
             (
                 ReplyCode::TEMPORARY_AUTHENTICATION_FAILURE,

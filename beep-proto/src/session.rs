@@ -329,10 +329,52 @@ impl Session {
         server_name: Option<String>,
     ) -> Result<u32, UsageError> {
         self.ensure_active()?;
+        let number = self.allocate_channel()?;
+        self.start_channel(number, profiles, server_name)
+    }
+
+    /// Like [`Session::open_channel`], with a channel number of our choice:
+    /// it must be of our parity (odd for the initiator, CHECKLIST 41) and
+    /// not in use.
+    ///
+    /// ```
+    /// use beep_proto::{Session, xml::Profile};
+    /// let mut s = Session::initiator(Default::default());
+    /// assert_eq!(s.open_channel_number(3, vec![Profile::new("http://example.org/p")], None), Ok(3));
+    /// assert!(s.open_channel_number(4, vec![Profile::new("http://example.org/p")], None).is_err());
+    /// ```
+    pub fn open_channel_number(
+        &mut self,
+        number: u32,
+        profiles: Vec<Profile>,
+        server_name: Option<String>,
+    ) -> Result<u32, UsageError> {
+        self.ensure_active()?;
+        let parity = if self.role == Role::Initiator { 1 } else { 0 };
+        if number == 0
+            || number > MAX_31BIT
+            || number % 2 != parity
+            || self.channels.contains_key(&number)
+            || self.pending_starts.contains_key(&number)
+        {
+            return Err(UsageError::ChannelNumberUnavailable { channel: number });
+        }
+        self.start_channel(number, profiles, server_name)
+    }
+
+    fn start_channel(
+        &mut self,
+        number: u32,
+        profiles: Vec<Profile>,
+        server_name: Option<String>,
+    ) -> Result<u32, UsageError> {
         if profiles.is_empty() {
             return Err(UsageError::NoProfiles);
         }
-        let number = self.allocate_channel()?;
+        let limit = self.config.max_channels;
+        if self.channels.len() + self.pending_starts.len() > limit {
+            return Err(UsageError::TooManyChannels { limit });
+        }
         let offered = profiles.iter().map(|p| p.uri.clone()).collect();
         let body = channel_zero::start_body(number, server_name, profiles);
         self.channels

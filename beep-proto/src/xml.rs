@@ -315,7 +315,9 @@ pub enum XmlError {
         encoding: String,
     },
     /// An entity reference other than the five predefined ones (CHECKLIST 38).
-    #[error("entity reference &{name}; is not allowed (only &amp; &lt; &gt; &apos; &quot; and numeric references)")]
+    #[error(
+        "entity reference &{name}; is not allowed (only &amp; &lt; &gt; &apos; &quot; and numeric references)"
+    )]
     UnknownEntity {
         /// The entity name.
         name: String,
@@ -531,8 +533,8 @@ fn is_xml_char(c: char) -> bool {
 }
 
 /// XML 1.0 `S` production: space, tab, CR, LF only.
-fn is_xml_whitespace(s: &str) -> bool {
-    s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+fn is_xml_whitespace(s: &[u8]) -> bool {
+    s.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 fn lossy(name: &[u8]) -> String {
@@ -565,7 +567,7 @@ impl TextContent {
     }
 
     fn flush_pending(&mut self) {
-        if !is_xml_whitespace(&self.pending) {
+        if !is_xml_whitespace(self.pending.as_bytes()) {
             self.significant.push_str(&self.pending);
         }
         self.pending.clear();
@@ -639,7 +641,7 @@ impl<'a> Parser<'a> {
                 }
                 Event::PI(_) | Event::Comment(_) => {}
                 Event::DocType(_) => return Err(XmlError::Doctype),
-                Event::Text(t) if is_xml_whitespace(&t.decode().unwrap_or_default()) => {}
+                Event::Text(t) if is_xml_whitespace(&t) => {}
                 Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) => {
                     return Err(XmlError::TextOutsideRoot);
                 }
@@ -666,6 +668,7 @@ impl<'a> Parser<'a> {
             b"start" => ChannelZeroMessage::Start(self.start(e, empty)?),
             b"close" => ChannelZeroMessage::Close(self.close(e, empty)?),
             b"ok" => {
+                self.attributes(e, [])?;
                 if !empty && let Some((child, _)) = self.next_child("ok")? {
                     return Err(XmlError::UnexpectedElement {
                         parent: "ok",
@@ -710,8 +713,8 @@ impl<'a> Parser<'a> {
         } else {
             Cow::Borrowed(raw)
         };
-        let value = unescape_with(&normalized, resolve_xml_entity)
-            .map_err(|e| self.escape_error(e))?;
+        let value =
+            unescape_with(&normalized, resolve_xml_entity).map_err(|e| self.escape_error(e))?;
         if let Some(c) = value.chars().find(|&c| !is_xml_char(c)) {
             return Err(XmlError::IllegalCharacter { code: c.into() });
         }
@@ -731,7 +734,7 @@ impl<'a> Parser<'a> {
                 Event::Empty(e) => return Ok(Some((e, true))),
                 Event::End(_) => return Ok(None),
                 Event::PI(_) | Event::Comment(_) => {}
-                Event::Text(t) if is_xml_whitespace(&t.decode().unwrap_or_default()) => {}
+                Event::Text(t) if is_xml_whitespace(&t) => {}
                 Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) => {
                     return Err(XmlError::UnexpectedText { element: parent });
                 }
@@ -750,8 +753,13 @@ impl<'a> Parser<'a> {
         loop {
             match self.next()? {
                 Event::Text(t) => {
+                    if t.windows(3).any(|w| w == b"]]>") {
+                        return Err(self.malformed("']]>' in character data"));
+                    }
                     // XML 1.0 section 2.11: CRLF and lone CR become LF.
-                    let text = t.xml10_content().map_err(|e| self.malformed(e.to_string()))?;
+                    let text = t
+                        .xml10_content()
+                        .map_err(|e| self.malformed(e.to_string()))?;
                     content.push_text(&text);
                 }
                 Event::GeneralRef(r) => {
@@ -908,14 +916,15 @@ impl<'a> Parser<'a> {
             }
             Some(uri) => uri,
         };
-        let encoding = match encoding.as_deref() {
-            None | Some("none") => ContentEncoding::None,
-            Some("base64") => ContentEncoding::Base64,
-            Some(_) => {
+        let encoding = match encoding {
+            None => ContentEncoding::None,
+            Some(value) if value == "none" => ContentEncoding::None,
+            Some(value) if value == "base64" => ContentEncoding::Base64,
+            Some(value) => {
                 return Err(XmlError::InvalidAttribute {
                     element: "profile",
                     attribute: "encoding",
-                    value: encoding.unwrap_or_default(),
+                    value,
                 });
             }
         };
@@ -933,10 +942,7 @@ impl<'a> Parser<'a> {
             (None, _) => None,
             (Some(text), ContentEncoding::None) => Some(Bytes::from(text.into_bytes())),
             (Some(text), ContentEncoding::Base64) => {
-                let compact: Vec<u8> = text
-                    .bytes()
-                    .filter(|b| !b.is_ascii_whitespace())
-                    .collect();
+                let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
                 match BASE64.decode(compact) {
                     Ok(bytes) => Some(Bytes::from(bytes)),
                     Err(err) => {
@@ -1169,7 +1175,11 @@ mod tests {
         };
         assert!(g.profiles.len() >= 30, "{}", g.profiles.len());
         assert!(g.profiles.iter().any(|p| p == "http://iana.org/beep/TLS"));
-        assert!(g.profiles.iter().any(|p| p == "urn:aspl.es:beep:profiles:ALIVE"));
+        assert!(
+            g.profiles
+                .iter()
+                .any(|p| p == "urn:aspl.es:beep:profiles:ALIVE")
+        );
         assert_eq!((g.features, g.localize), (None, None));
         // Our canonical writer reproduces LibVortex's layout byte for byte.
         let msg = ChannelZeroMessage::parse(big).unwrap();
@@ -1190,10 +1200,19 @@ mod tests {
               <profile uri='http://iana.org/beep/TLS' />\r\n   \
               <profile uri='urn:a&amp;b' />\r\n</greeting>\r\n"
         );
-        assert_eq!(ChannelZeroMessage::parse(&out).unwrap(), ChannelZeroMessage::Greeting(g));
+        assert_eq!(
+            ChannelZeroMessage::parse(&out).unwrap(),
+            ChannelZeroMessage::Greeting(g)
+        );
         // Attributes only: still self-closing.
-        let g = Greeting { localize: Some("en".into()), ..Greeting::default() };
-        assert_eq!(ChannelZeroMessage::Greeting(g).to_vec(), b"<greeting localize='en' />\r\n");
+        let g = Greeting {
+            localize: Some("en".into()),
+            ..Greeting::default()
+        };
+        assert_eq!(
+            ChannelZeroMessage::Greeting(g).to_vec(),
+            b"<greeting localize='en' />\r\n"
+        );
     }
 
     #[test]
@@ -1202,7 +1221,9 @@ mod tests {
             "<greeting x-new=\"1\">\n   <profile uri=\"http://iana.org/beep/TLS\"></profile>\n</greeting>",
         )
         .unwrap();
-        let ChannelZeroMessage::Greeting(g) = m else { panic!() };
+        let ChannelZeroMessage::Greeting(g) = m else {
+            panic!()
+        };
         assert_eq!(g.profiles, ["http://iana.org/beep/TLS"]);
     }
 
@@ -1214,7 +1235,9 @@ mod tests {
         ] {
             assert_eq!(
                 parse(body),
-                Err(XmlError::GreetingProfileContent { uri: "urn:x".into() })
+                Err(XmlError::GreetingProfileContent {
+                    uri: "urn:x".into()
+                })
             );
         }
         // Whitespace is not content.
@@ -1232,11 +1255,15 @@ mod tests {
         );
         assert_eq!(
             parse("<greeting>hi</greeting>"),
-            Err(XmlError::UnexpectedText { element: "greeting" })
+            Err(XmlError::UnexpectedText {
+                element: "greeting"
+            })
         );
         assert_eq!(
             parse("<greeting><![CDATA[ ]]></greeting>"),
-            Err(XmlError::UnexpectedText { element: "greeting" })
+            Err(XmlError::UnexpectedText {
+                element: "greeting"
+            })
         );
     }
 
@@ -1286,20 +1313,29 @@ mod tests {
             "<profile uri='urn:x' encoding='base64'>\r\n  aGV5IGR1ZGUs\r\n  IHRoaXMgaXMgYmFzZTY0\r\n</profile>",
         )
         .unwrap();
-        let ChannelZeroMessage::Profile(p) = m else { panic!() };
+        let ChannelZeroMessage::Profile(p) = m else {
+            panic!()
+        };
         assert_eq!(p.content.as_deref(), Some(&b"hey dude, this is base64"[..]));
-        let m = parse("<profile uri='urn:x' encoding='none'>a &lt;b&gt; &#x41;&#66;&amp;</profile>")
-            .unwrap();
-        let ChannelZeroMessage::Profile(p) = m else { panic!() };
+        let m =
+            parse("<profile uri='urn:x' encoding='none'>a &lt;b&gt; &#x41;&#66;&amp;</profile>")
+                .unwrap();
+        let ChannelZeroMessage::Profile(p) = m else {
+            panic!()
+        };
         assert_eq!(p.content.as_deref(), Some(&b"a <b> AB&"[..]));
         assert_eq!(p.encoding, ContentEncoding::None);
     }
 
     #[test]
     fn checklist_40_invalid_base64() {
-        let err = parse("<start number='1'><profile uri='urn:x' encoding='base64'>@@@</profile></start>")
-            .unwrap_err();
-        assert!(matches!(err, XmlError::InvalidBase64 { ref uri, .. } if uri == "urn:x"), "{err}");
+        let err =
+            parse("<start number='1'><profile uri='urn:x' encoding='base64'>@@@</profile></start>")
+                .unwrap_err();
+        assert!(
+            matches!(err, XmlError::InvalidBase64 { ref uri, .. } if uri == "urn:x"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1350,7 +1386,10 @@ mod tests {
                 attribute: "number"
             })
         );
-        assert_eq!(parse("<start number='1'>\r\n</start>"), Err(XmlError::NoProfile));
+        assert_eq!(
+            parse("<start number='1'>\r\n</start>"),
+            Err(XmlError::NoProfile)
+        );
         assert_eq!(parse("<start number='1'/>"), Err(XmlError::NoProfile));
     }
 
@@ -1400,7 +1439,10 @@ mod tests {
     #[test]
     fn checklist_69_vortex_sasl_plain_cdata_blob() {
         let bodies = transcript_bodies("sasl_plain.txt");
-        let start = bodies.iter().find(|b| b.starts_with(b"<start number='3'")).unwrap();
+        let start = bodies
+            .iter()
+            .find(|b| b.starts_with(b"<start number='3'"))
+            .unwrap();
         let ChannelZeroMessage::Start(s) = ChannelZeroMessage::parse(start).unwrap() else {
             panic!()
         };
@@ -1411,7 +1453,9 @@ mod tests {
         );
         assert_eq!(s.profiles[0].encoding, ContentEncoding::None);
         // The reply: `<profile uri='...' >` with a space before `>`.
-        let reply = bodies.iter().find(|b| b.starts_with(b"<profile uri='http://iana.org/beep/SASL"));
+        let reply = bodies
+            .iter()
+            .find(|b| b.starts_with(b"<profile uri='http://iana.org/beep/SASL"));
         let reply = reply.unwrap();
         let m = ChannelZeroMessage::parse(reply).unwrap();
         assert_eq!(
@@ -1430,7 +1474,9 @@ mod tests {
              <![CDATA[<blob>AGJvYgBzZWNyZXQ=</blob>]]></profile>\r\n</start>\r\n",
         )
         .unwrap();
-        let ChannelZeroMessage::Start(s) = &m else { panic!() };
+        let ChannelZeroMessage::Start(s) = &m else {
+            panic!()
+        };
         assert_eq!(s.server_name.as_deref(), Some("127.0.0.1"));
         assert_eq!(
             s.profiles[0].content.as_deref(),
@@ -1440,22 +1486,33 @@ mod tests {
             "<profile uri='http://iana.org/beep/SASL/PLAIN' ><![CDATA[<blob status='complete' />]]></profile>\r\n",
         )
         .unwrap();
-        let ChannelZeroMessage::Profile(p) = reply else { panic!() };
-        assert_eq!(p.content.as_deref(), Some(&b"<blob status='complete' />"[..]));
+        let ChannelZeroMessage::Profile(p) = reply else {
+            panic!()
+        };
+        assert_eq!(
+            p.content.as_deref(),
+            Some(&b"<blob status='complete' />"[..])
+        );
     }
 
     #[test]
     fn checklist_63_67_vortex_tls_ready_proceed() {
         let bodies = transcript_bodies("tls_decrypted.txt");
         let ready = bodies.iter().find(|b| b.windows(5).any(|w| w == b"ready"));
-        let proceed = bodies.iter().find(|b| b.windows(7).any(|w| w == b"proceed"));
+        let proceed = bodies
+            .iter()
+            .find(|b| b.windows(7).any(|w| w == b"proceed"));
         let ready = ChannelZeroMessage::parse(ready.unwrap()).unwrap();
-        let ChannelZeroMessage::Start(s) = ready else { panic!() };
+        let ChannelZeroMessage::Start(s) = ready else {
+            panic!()
+        };
         assert_eq!(s.profiles[0].content.as_deref(), Some(&b"<ready />"[..]));
         let proceed = ChannelZeroMessage::parse(proceed.unwrap()).unwrap();
         assert_eq!(
             proceed,
-            ChannelZeroMessage::Profile(Profile::new("http://iana.org/beep/TLS").with_content("<proceed />"))
+            ChannelZeroMessage::Profile(
+                Profile::new("http://iana.org/beep/TLS").with_content("<proceed />")
+            )
         );
     }
 
@@ -1466,13 +1523,17 @@ mod tests {
              <![CDATA[<ready />]]>\r\n   </profile>\r\n</start>\r\n",
         )
         .unwrap();
-        let ChannelZeroMessage::Start(s) = m else { panic!() };
+        let ChannelZeroMessage::Start(s) = m else {
+            panic!()
+        };
         assert_eq!(s.profiles[0].content.as_deref(), Some(&b"<ready />"[..]));
         let m = parse(
             "<profile uri='http://iana.org/beep/TLS'>\r\n    <![CDATA[<proceed />]]>\r\n</profile>\r\n",
         )
         .unwrap();
-        let ChannelZeroMessage::Profile(p) = m else { panic!() };
+        let ChannelZeroMessage::Profile(p) = m else {
+            panic!()
+        };
         assert_eq!(p.content.as_deref(), Some(&b"<proceed />"[..]));
         // Whitespace-only text is no content; CDATA is kept exactly.
         let ChannelZeroMessage::Profile(p) = parse("<profile uri='u'>\r\n  </profile>").unwrap()
@@ -1480,7 +1541,8 @@ mod tests {
             panic!()
         };
         assert_eq!(p.content, None);
-        let ChannelZeroMessage::Profile(p) = parse("<profile uri='u'><![CDATA[ a\r\n]]><![CDATA[b]]></profile>").unwrap()
+        let ChannelZeroMessage::Profile(p) =
+            parse("<profile uri='u'><![CDATA[ a\r\n]]><![CDATA[b]]></profile>").unwrap()
         else {
             panic!()
         };
@@ -1488,11 +1550,28 @@ mod tests {
     }
 
     #[test]
-    fn checklist_43_vortex_start_and_reply_bodies() {
-        for file in ["start.txt", "close.txt", "regression_test_01.txt", "greeting.txt", "echo.txt"] {
+    fn checklist_43_every_vortex_channel_zero_body_parses() {
+        let files = [
+            "ans_nul.txt",
+            "close.txt",
+            "echo.txt",
+            "greeting.txt",
+            "regression_test_01.txt",
+            "sasl_plain.txt",
+            "seq_large.txt",
+            "start.txt",
+            "start_servername.txt",
+            "tls.txt",
+            "tls_decrypted.txt",
+        ];
+        for file in files {
             for body in transcript_bodies(file) {
                 let m = ChannelZeroMessage::parse(&body);
-                assert!(m.is_ok(), "{file}: {:?}: {m:?}", String::from_utf8_lossy(&body));
+                assert!(
+                    m.is_ok(),
+                    "{file}: {:?}: {m:?}",
+                    String::from_utf8_lossy(&body)
+                );
             }
         }
         let m = parse("<profile uri='http://iana.org/beep/transient/vortex-regression' />\r\n");
@@ -1516,7 +1595,14 @@ mod tests {
             ChannelZeroMessage::Close(Close::new(0, ReplyCode::SUCCESS)).to_vec(),
             b"<close number='0' code='200' />\r\n"
         );
-        for ok in ["<ok />", "<ok/>", "<ok />\r\n", "<ok></ok>", "<ok>\r\n</ok>", "\r\n<ok\r\n/>"] {
+        for ok in [
+            "<ok />",
+            "<ok/>",
+            "<ok />\r\n",
+            "<ok></ok>",
+            "<ok>\r\n</ok>",
+            "\r\n<ok\r\n/>",
+        ] {
             assert_eq!(parse(ok), Ok(ChannelZeroMessage::Ok), "{ok:?}");
         }
     }
@@ -1542,7 +1628,10 @@ mod tests {
             out,
             &b"<close number='5' code='451' xml:lang='en'>bye &lt;now&gt; &amp; \"forever\"</close>\r\n"[..]
         );
-        assert_eq!(parse(std::str::from_utf8(&out).unwrap()), Ok(ChannelZeroMessage::Close(c)));
+        assert_eq!(
+            parse(std::str::from_utf8(&out).unwrap()),
+            Ok(ChannelZeroMessage::Close(c))
+        );
     }
 
     #[test]
@@ -1581,7 +1670,9 @@ mod tests {
         );
         // On the wire the line break is CRLF; XML reads it as LF.
         assert_eq!(
-            parse("<error code='501'>number attribute\r\nin &lt;start&gt; element must be odd-valued</error>\r\n"),
+            parse(
+                "<error code='501'>number attribute\r\nin &lt;start&gt; element must be odd-valued</error>\r\n"
+            ),
             Ok(ChannelZeroMessage::Error(ErrorElement::new(
                 code(501),
                 "number attribute\nin <start> element must be odd-valued"
@@ -1593,8 +1684,14 @@ mod tests {
             text: "still working".into(),
         };
         let out = ChannelZeroMessage::Error(e.clone()).to_vec();
-        assert_eq!(out, b"<error code='550' xml:lang='fr'>still working</error>\r\n");
-        assert_eq!(ChannelZeroMessage::parse(&out), Ok(ChannelZeroMessage::Error(e)));
+        assert_eq!(
+            out,
+            b"<error code='550' xml:lang='fr'>still working</error>\r\n"
+        );
+        assert_eq!(
+            ChannelZeroMessage::parse(&out),
+            Ok(ChannelZeroMessage::Error(e))
+        );
         assert_eq!(
             ChannelZeroMessage::Error(ErrorElement::new(code(421), "")).to_vec(),
             b"<error code='421' />\r\n"
@@ -1653,8 +1750,12 @@ mod tests {
         let billion = "<!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;\">]>\
                        <error code='550'>&lol2;</error>";
         assert_eq!(parse(billion), Err(XmlError::Doctype));
-        assert_eq!(parse("<!DOCTYPE greeting><greeting/>"), Err(XmlError::Doctype));
-        let xxe = "<!DOCTYPE e [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><error code='550'>&x;</error>";
+        assert_eq!(
+            parse("<!DOCTYPE greeting><greeting/>"),
+            Err(XmlError::Doctype)
+        );
+        let xxe =
+            "<!DOCTYPE e [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><error code='550'>&x;</error>";
         assert_eq!(parse(xxe), Err(XmlError::Doctype));
     }
 
@@ -1662,7 +1763,9 @@ mod tests {
     fn checklist_38_unknown_entity_rejected() {
         assert_eq!(
             parse("<error code='550'>&nbsp;</error>"),
-            Err(XmlError::UnknownEntity { name: "nbsp".into() })
+            Err(XmlError::UnknownEntity {
+                name: "nbsp".into()
+            })
         );
         assert_eq!(
             parse("<profile uri='&foo;'/>"),
@@ -1670,7 +1773,9 @@ mod tests {
         );
         // The five predefined ones and numeric references are fine.
         assert_eq!(
-            parse("<error code='550' xml:lang='&#x65;n'>&amp;&lt;&gt;&apos;&quot;&#233;&#x1F600;</error>"),
+            parse(
+                "<error code='550' xml:lang='&#x65;n'>&amp;&lt;&gt;&apos;&quot;&#233;&#x1F600;</error>"
+            ),
             Ok(ChannelZeroMessage::Error(ErrorElement {
                 code: code(550),
                 lang: Some("en".into()),
@@ -1681,7 +1786,10 @@ mod tests {
 
     #[test]
     fn checklist_38_xml_declaration_tolerated_never_written() {
-        assert_eq!(parse("<?xml version='1.0'?>\r\n<ok />"), Ok(ChannelZeroMessage::Ok));
+        assert_eq!(
+            parse("<?xml version='1.0'?>\r\n<ok />"),
+            Ok(ChannelZeroMessage::Ok)
+        );
         assert_eq!(
             parse("<?xml version=\"1.0\" encoding=\"UTF-8\"?><ok/>"),
             Ok(ChannelZeroMessage::Ok)
@@ -1692,7 +1800,10 @@ mod tests {
                 encoding: "ISO-8859-1".into()
             })
         );
-        assert!(matches!(parse(" <?xml version='1.0'?><ok/>"), Err(XmlError::Malformed { .. })));
+        assert!(matches!(
+            parse(" <?xml version='1.0'?><ok/>"),
+            Err(XmlError::Malformed { .. })
+        ));
         assert!(!ChannelZeroMessage::Ok.to_vec().starts_with(b"<?xml"));
     }
 
@@ -1714,7 +1825,10 @@ mod tests {
             parse("<error code='550' xml:lang='&#xFFFE;'/>"),
             Err(XmlError::IllegalCharacter { code: 0xFFFE })
         );
-        assert!(matches!(parse("<error code='550'>&#0;</error>"), Err(XmlError::Malformed { .. })));
+        assert!(matches!(
+            parse("<error code='550'>&#0;</error>"),
+            Err(XmlError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -1736,8 +1850,16 @@ mod tests {
     fn document_structure_errors() {
         assert_eq!(parse(""), Err(XmlError::Empty));
         assert_eq!(parse(" \r\n<!-- only a comment -->"), Err(XmlError::Empty));
-        assert_eq!(parse("<blob/>"), Err(XmlError::UnknownRoot { name: "blob".into() }));
-        assert_eq!(parse("<ok/><ok/>"), Err(XmlError::MultipleRoots { name: "ok".into() }));
+        assert_eq!(
+            parse("<blob/>"),
+            Err(XmlError::UnknownRoot {
+                name: "blob".into()
+            })
+        );
+        assert_eq!(
+            parse("<ok/><ok/>"),
+            Err(XmlError::MultipleRoots { name: "ok".into() })
+        );
         assert_eq!(parse("<ok/>garbage"), Err(XmlError::TextOutsideRoot));
         assert_eq!(parse("junk<ok/>"), Err(XmlError::TextOutsideRoot));
         assert_eq!(parse("<ok/><![CDATA[x]]>"), Err(XmlError::TextOutsideRoot));
@@ -1753,8 +1875,16 @@ mod tests {
             "<error code='550' x='<'/>",
             "<!-- a -- b --><ok/>",
             "<start number='1'><profile uri='u'>",
+            "<start number='1'><profile uri='u'>]]></profile></start>",
+            "<error code='550'>a]]>b</error>",
+            "<ok a='1' a='2'/>",
+            "<ok a='&'/>",
         ] {
-            assert!(matches!(parse(bad), Err(XmlError::Malformed { .. })), "{bad:?}: {:?}", parse(bad));
+            assert!(
+                matches!(parse(bad), Err(XmlError::Malformed { .. })),
+                "{bad:?}: {:?}",
+                parse(bad)
+            );
         }
     }
 
@@ -1769,7 +1899,13 @@ mod tests {
             })
         );
         let deep = format!("<close code='200'>{}", "<a>".repeat(10_000));
-        assert!(matches!(parse(&deep), Err(XmlError::UnexpectedElement { parent: "close", .. })));
+        assert!(matches!(
+            parse(&deep),
+            Err(XmlError::UnexpectedElement {
+                parent: "close",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -1786,7 +1922,10 @@ mod tests {
         };
         let out = ChannelZeroMessage::Start(s.clone()).to_vec();
         assert!(out.starts_with(b"<start number='1' serverName='a&#13;&#10;&#9;&apos;&quot;b'>"));
-        assert_eq!(ChannelZeroMessage::parse(&out), Ok(ChannelZeroMessage::Start(s)));
+        assert_eq!(
+            ChannelZeroMessage::parse(&out),
+            Ok(ChannelZeroMessage::Start(s))
+        );
     }
 
     #[test]
@@ -1795,8 +1934,14 @@ mod tests {
             let p = Profile::new("urn:x").with_content(Bytes::copy_from_slice(content));
             let out = ChannelZeroMessage::Profile(p.clone()).to_vec();
             assert!(out.starts_with(b"<profile uri='urn:x' encoding='base64'><![CDATA["));
-            let expected = Profile { encoding: ContentEncoding::Base64, ..p };
-            assert_eq!(ChannelZeroMessage::parse(&out), Ok(ChannelZeroMessage::Profile(expected)));
+            let expected = Profile {
+                encoding: ContentEncoding::Base64,
+                ..p
+            };
+            assert_eq!(
+                ChannelZeroMessage::parse(&out),
+                Ok(ChannelZeroMessage::Profile(expected))
+            );
         }
     }
 
@@ -1806,7 +1951,10 @@ mod tests {
         let out = ChannelZeroMessage::Error(e).to_vec();
         assert_eq!(
             ChannelZeroMessage::parse(&out),
-            Ok(ChannelZeroMessage::Error(ErrorElement::new(code(550), "a\u{FFFD}b\u{FFFD}")))
+            Ok(ChannelZeroMessage::Error(ErrorElement::new(
+                code(550),
+                "a\u{FFFD}b\u{FFFD}"
+            )))
         );
     }
 
@@ -1814,7 +1962,11 @@ mod tests {
     fn empty_content_round_trips() {
         for encoding in [ContentEncoding::None, ContentEncoding::Base64] {
             for content in [None, Some(Bytes::new())] {
-                let p = Profile { uri: "u".into(), content, encoding };
+                let p = Profile {
+                    uri: "u".into(),
+                    content,
+                    encoding,
+                };
                 let m = ChannelZeroMessage::Profile(p);
                 assert_eq!(ChannelZeroMessage::parse(&m.to_vec()), Ok(m));
             }
@@ -1826,7 +1978,10 @@ mod tests {
         let e = parse("<start number='0'><profile uri='u'/></start>").unwrap_err();
         assert_eq!(e.to_string(), "channel number 0 in <start> is out of range");
         let e = parse("<error code='55'/>").unwrap_err();
-        assert_eq!(e.to_string(), "reply code \"55\" in <error> is not a three-digit code");
+        assert_eq!(
+            e.to_string(),
+            "reply code \"55\" in <error> is not a three-digit code"
+        );
     }
 
     // -- properties --------------------------------------------------------
@@ -1865,38 +2020,43 @@ mod tests {
                 proptest::option::of(text()),
                 proptest::option::of(text())
             )
-                .prop_map(|(profiles, features, localize)| ChannelZeroMessage::Greeting(
-                    Greeting {
+                .prop_map(|(profiles, features, localize)| {
+                    ChannelZeroMessage::Greeting(Greeting {
                         profiles,
                         features,
-                        localize
-                    }
-                )),
+                        localize,
+                    })
+                }),
             (
                 1..=MAX_CHANNEL,
                 proptest::option::of(text()),
                 proptest::collection::vec(profile(), 1..4)
             )
-                .prop_map(|(number, server_name, profiles)| ChannelZeroMessage::Start(Start {
-                    number,
-                    server_name,
-                    profiles
-                })),
-            (0..=MAX_CHANNEL, reply_code(), proptest::option::of(text()), text()).prop_map(
-                |(number, code, lang, text)| ChannelZeroMessage::Close(Close {
-                    number,
-                    code,
-                    lang,
-                    text
-                })
-            ),
+                .prop_map(|(number, server_name, profiles)| ChannelZeroMessage::Start(
+                    Start {
+                        number,
+                        server_name,
+                        profiles
+                    }
+                )),
+            (
+                0..=MAX_CHANNEL,
+                reply_code(),
+                proptest::option::of(text()),
+                text()
+            )
+                .prop_map(|(number, code, lang, text)| ChannelZeroMessage::Close(
+                    Close {
+                        number,
+                        code,
+                        lang,
+                        text
+                    }
+                )),
             Just(ChannelZeroMessage::Ok),
-            (reply_code(), proptest::option::of(text()), text())
-                .prop_map(|(code, lang, text)| ChannelZeroMessage::Error(ErrorElement {
-                    code,
-                    lang,
-                    text
-                })),
+            (reply_code(), proptest::option::of(text()), text()).prop_map(|(code, lang, text)| {
+                ChannelZeroMessage::Error(ErrorElement { code, lang, text })
+            }),
             profile().prop_map(ChannelZeroMessage::Profile),
         ]
     }
@@ -1919,14 +2079,66 @@ mod tests {
 
     fn fragment() -> impl Strategy<Value = &'static str> {
         proptest::sample::select(vec![
-            "<greeting", "<start", "<close", "<ok", "<error", "<profile", "</greeting>",
-            "</start>", "</close>", "</ok>", "</error>", "</profile>", ">", "/>", " />", " ",
-            "\r\n", " uri='u'", " number='1'", " number='0'", " code='200'", " code='5'",
-            " encoding='base64'", " encoding='x'", " xml:lang='en'", " serverName=\"s\"",
-            "<![CDATA[", "]]>", "aGV5", "&amp;", "&lt;", "&#65;", "&#0;", "&x;", "&", "<!--",
-            "-->", "<?xml version='1.0'?>", "<?pi?>", "<!DOCTYPE x>", "<!ENTITY", "'", "\"",
-            "=", "text", "\u{e9}", "\u{1}",
+            "<greeting",
+            "<start",
+            "<close",
+            "<ok",
+            "<error",
+            "<profile",
+            "</greeting>",
+            "</start>",
+            "</close>",
+            "</ok>",
+            "</error>",
+            "</profile>",
+            ">",
+            "/>",
+            " />",
+            " ",
+            "\r\n",
+            " uri='u'",
+            " number='1'",
+            " number='0'",
+            " code='200'",
+            " code='5'",
+            " encoding='base64'",
+            " encoding='x'",
+            " xml:lang='en'",
+            " serverName=\"s\"",
+            "<![CDATA[",
+            "]]>",
+            "aGV5",
+            "&amp;",
+            "&lt;",
+            "&#65;",
+            "&#0;",
+            "&x;",
+            "&",
+            "<!--",
+            "-->",
+            "<?xml version='1.0'?>",
+            "<?pi?>",
+            "<!DOCTYPE x>",
+            "<!ENTITY",
+            "'",
+            "\"",
+            "=",
+            "text",
+            "\u{e9}",
+            "\u{1}",
         ])
+    }
+
+    /// Inserts `fragment` into `body` at byte `at` (modulo its length),
+    /// dropping the rest of `body` when `truncate`.
+    fn mutate(body: &[u8], at: usize, fragment: &str, truncate: bool) -> Vec<u8> {
+        let at = at % (body.len() + 1);
+        let mut out = body[..at].to_vec();
+        out.extend_from_slice(fragment.as_bytes());
+        if !truncate {
+            out.extend_from_slice(&body[at..]);
+        }
+        out
     }
 
     proptest! {
@@ -1942,6 +2154,22 @@ mod tests {
         #[test]
         fn no_panic_on_bytes(body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = ChannelZeroMessage::parse(&body);
+        }
+
+        /// Nothing panics on damaged valid messages; what still parses can
+        /// be rewritten and reread.
+        #[test]
+        fn no_panic_on_mutated_messages(
+            m in message(),
+            at in any::<usize>(),
+            fragment in fragment(),
+            truncate in any::<bool>(),
+        ) {
+            let body = mutate(&m.to_vec(), at, fragment, truncate);
+            if let Ok(m) = ChannelZeroMessage::parse(&body) {
+                let again = ChannelZeroMessage::parse(&m.to_vec());
+                prop_assert_eq!(again, Ok(as_written(&m)));
+            }
         }
 
         /// Nothing panics on XML-ish soup.
