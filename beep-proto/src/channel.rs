@@ -100,7 +100,10 @@ pub(crate) struct Awaiting {
 pub(crate) enum OurClose {
     None,
     /// Waiting for our MSGs to be flushed and acknowledged (CHECKLIST 49).
-    Wanted { code: u16, text: String },
+    Wanted {
+        code: u16,
+        text: String,
+    },
     /// `<close>` sent; waiting for `<ok/>` or `<error>`.
     Sent,
 }

@@ -45,7 +45,9 @@ pub enum ProtocolError {
         got: u32,
     },
     /// The frame goes beyond the window we advertised (CHECKLIST 79).
-    #[error("channel {channel}: a {size}-octet frame exceeds the {available} octets of window we advertised (RFC 3081 3.1.2)")]
+    #[error(
+        "channel {channel}: a {size}-octet frame exceeds the {available} octets of window we advertised (RFC 3081 3.1.2)"
+    )]
     WindowExceeded {
         /// The channel.
         channel: u32,
@@ -55,7 +57,9 @@ pub enum ProtocolError {
         available: u32,
     },
     /// A MSG reuses a msgno that we have not finished answering (CHECKLIST 9).
-    #[error("channel {channel}: MSG {msgno} reuses a msgno still awaiting our reply (RFC 3080 2.2.1.1)")]
+    #[error(
+        "channel {channel}: MSG {msgno} reuses a msgno still awaiting our reply (RFC 3080 2.2.1.1)"
+    )]
     MsgnoInUse {
         /// The channel.
         channel: u32,
@@ -63,7 +67,9 @@ pub enum ProtocolError {
         msgno: u32,
     },
     /// A reply to a MSG we never sent or that is already answered (CHECKLIST 10).
-    #[error("channel {channel}: {frame_type:?} {msgno} answers no outstanding MSG (RFC 3080 2.2.1.1)")]
+    #[error(
+        "channel {channel}: {frame_type:?} {msgno} answers no outstanding MSG (RFC 3080 2.2.1.1)"
+    )]
     UnsolicitedReply {
         /// The channel.
         channel: u32,
@@ -73,7 +79,9 @@ pub enum ProtocolError {
         msgno: u32,
     },
     /// A reply that skips an earlier outstanding MSG (RFC 3080 2.6.1).
-    #[error("channel {channel}: reply to MSG {msgno} before the reply to MSG {expected} (RFC 3080 2.6.1)")]
+    #[error(
+        "channel {channel}: reply to MSG {msgno} before the reply to MSG {expected} (RFC 3080 2.6.1)"
+    )]
     ReplyOutOfOrder {
         /// The channel.
         channel: u32,
@@ -83,7 +91,9 @@ pub enum ProtocolError {
         expected: u32,
     },
     /// A frame of another message inside a multi-frame message (CHECKLIST 11, 12, 15).
-    #[error("channel {channel}: {got:?} {got_msgno} interleaved inside {previous:?} {previous_msgno}, whose last frame said more was coming (RFC 3080 2.2.1.1)")]
+    #[error(
+        "channel {channel}: {got:?} {got_msgno} interleaved inside {previous:?} {previous_msgno}, whose last frame said more was coming (RFC 3080 2.2.1.1)"
+    )]
     InterleavedFrame {
         /// The channel.
         channel: u32,
@@ -106,7 +116,9 @@ pub enum ProtocolError {
     },
     /// A reply keyword that cannot follow the reply frames already received
     /// for the same MSG, e.g. RPY after ANS (CHECKLIST 11, 30).
-    #[error("channel {channel}: {got:?} after {previous:?} in the reply to MSG {msgno} (RFC 3080 2.2.1.1)")]
+    #[error(
+        "channel {channel}: {got:?} after {previous:?} in the reply to MSG {msgno} (RFC 3080 2.2.1.1)"
+    )]
     MixedReply {
         /// The channel.
         channel: u32,
@@ -118,7 +130,9 @@ pub enum ProtocolError {
         got: FrameType,
     },
     /// A SEQ acknowledging octets we never sent (CHECKLIST 78).
-    #[error("channel {channel}: SEQ acknowledges up to {ackno}, but only up to {sent} was sent (RFC 3081 3.1.3)")]
+    #[error(
+        "channel {channel}: SEQ acknowledges up to {ackno}, but only up to {sent} was sent (RFC 3081 3.1.3)"
+    )]
     AckBeyondSent {
         /// The channel.
         channel: u32,

@@ -570,7 +570,11 @@ mod tests {
             b"MSG 1 0 . 0 0\r\r\n",
             b"MSG 1 0 .. 0 0\r\n",
         ] {
-            assert!(parse(input).is_err(), "{:?}", String::from_utf8_lossy(input));
+            assert!(
+                parse(input).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

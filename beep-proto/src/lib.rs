@@ -26,6 +26,8 @@ pub mod error;
 pub mod event;
 mod flow;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mime;
 pub mod reply_code;
 pub mod session;

@@ -273,7 +273,12 @@ mod tests {
 
     #[test]
     fn entity_without_header_block_is_all_body() {
-        for raw in [&b"hello"[..], b"no colon\r\nhere", b"", b"Header: but no end"] {
+        for raw in [
+            &b"hello"[..],
+            b"no colon\r\nhere",
+            b"",
+            b"Header: but no end",
+        ] {
             let m = Message::from_entity(Bytes::copy_from_slice(raw));
             assert_eq!(&m.body()[..], raw);
             assert_eq!(m.content_type(), DEFAULT_CONTENT_TYPE);

@@ -426,13 +426,23 @@ impl Session {
     /// let mut s = Session::listener(Default::default());
     /// assert!(s.deny_start(1, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "no").is_err());
     /// ```
-    pub fn deny_start(&mut self, channel: u32, code: ReplyCode, text: &str) -> Result<(), UsageError> {
+    pub fn deny_start(
+        &mut self,
+        channel: u32,
+        code: ReplyCode,
+        text: &str,
+    ) -> Result<(), UsageError> {
         self.ensure_active()?;
         let (msgno, _) = self
             .pending_starts
             .remove(&channel)
             .ok_or(UsageError::NoPendingStart { channel })?;
-        self.reply_zero(msgno, FrameType::Err, channel_zero::error_body(code, text), None);
+        self.reply_zero(
+            msgno,
+            FrameType::Err,
+            channel_zero::error_body(code, text),
+            None,
+        );
         Ok(())
     }
 
@@ -473,8 +483,14 @@ impl Session {
     /// let mut s = beep_proto::Session::listener(Default::default());
     /// assert!(s.send_rpy(1, 0, beep_proto::Message::new("x")).is_err());
     /// ```
-    pub fn send_rpy(&mut self, channel: u32, msgno: u32, message: Message) -> Result<(), UsageError> {
-        self.reply(channel, msgno, FrameType::Rpy, message).map(drop)
+    pub fn send_rpy(
+        &mut self,
+        channel: u32,
+        msgno: u32,
+        message: Message,
+    ) -> Result<(), UsageError> {
+        self.reply(channel, msgno, FrameType::Rpy, message)
+            .map(drop)
     }
 
     /// Answers MSG `msgno` with a negative reply.
@@ -483,8 +499,14 @@ impl Session {
     /// let mut s = beep_proto::Session::listener(Default::default());
     /// assert!(s.send_err(1, 0, beep_proto::Message::new("x")).is_err());
     /// ```
-    pub fn send_err(&mut self, channel: u32, msgno: u32, message: Message) -> Result<(), UsageError> {
-        self.reply(channel, msgno, FrameType::Err, message).map(drop)
+    pub fn send_err(
+        &mut self,
+        channel: u32,
+        msgno: u32,
+        message: Message,
+    ) -> Result<(), UsageError> {
+        self.reply(channel, msgno, FrameType::Err, message)
+            .map(drop)
     }
 
     /// Sends one answer of a one-to-many reply; returns its ansno. End the
@@ -494,7 +516,12 @@ impl Session {
     /// let mut s = beep_proto::Session::listener(Default::default());
     /// assert!(s.send_ans(1, 0, beep_proto::Message::new("x")).is_err());
     /// ```
-    pub fn send_ans(&mut self, channel: u32, msgno: u32, message: Message) -> Result<u32, UsageError> {
+    pub fn send_ans(
+        &mut self,
+        channel: u32,
+        msgno: u32,
+        message: Message,
+    ) -> Result<u32, UsageError> {
         self.reply(channel, msgno, FrameType::Ans, message)
     }
 
@@ -519,7 +546,12 @@ impl Session {
     /// let mut s = Session::initiator(Default::default());
     /// assert!(s.close_channel(5, ReplyCode::SUCCESS, "").is_err());
     /// ```
-    pub fn close_channel(&mut self, channel: u32, code: ReplyCode, text: &str) -> Result<(), UsageError> {
+    pub fn close_channel(
+        &mut self,
+        channel: u32,
+        code: ReplyCode,
+        text: &str,
+    ) -> Result<(), UsageError> {
         self.ensure_active()?;
         let ch = self.open_channel_mut(channel)?;
         if ch.our_close != OurClose::None {
@@ -571,13 +603,23 @@ impl Session {
     /// let mut s = Session::listener(Default::default());
     /// assert!(s.deny_close(3, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "busy").is_err());
     /// ```
-    pub fn deny_close(&mut self, channel: u32, code: ReplyCode, text: &str) -> Result<(), UsageError> {
+    pub fn deny_close(
+        &mut self,
+        channel: u32,
+        code: ReplyCode,
+        text: &str,
+    ) -> Result<(), UsageError> {
         self.ensure_active()?;
         let msgno = self
             .pending_closes
             .remove(&channel)
             .ok_or(UsageError::NoPendingClose { channel })?;
-        self.reply_zero(msgno, FrameType::Err, channel_zero::error_body(code, text), None);
+        self.reply_zero(
+            msgno,
+            FrameType::Err,
+            channel_zero::error_body(code, text),
+            None,
+        );
         Ok(())
     }
 
@@ -702,7 +744,8 @@ impl Session {
             } else {
                 self.channels.remove(&number);
                 self.reply_zero(msgno, FrameType::Rpy, channel_zero::ok_body(), None);
-                self.events.push_back(Event::ChannelClosed { channel: number });
+                self.events
+                    .push_back(Event::ChannelClosed { channel: number });
             }
             return true;
         }
@@ -798,5 +841,4 @@ impl Session {
     pub fn unparsed_input(&self) -> &[u8] {
         &self.inbuf
     }
-
 }

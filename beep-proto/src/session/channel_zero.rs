@@ -16,8 +16,13 @@ use crate::xml::{ChannelZeroMessage, Close, ErrorElement, Greeting, Profile, Sta
 pub(super) enum Request {
     /// The implicit request that the peer's greeting answers.
     Greeting,
-    Start { channel: u32, offered: Vec<String> },
-    Close { channel: u32 },
+    Start {
+        channel: u32,
+        offered: Vec<String>,
+    },
+    Close {
+        channel: u32,
+    },
 }
 
 fn body(message: ChannelZeroMessage) -> Vec<u8> {
@@ -42,7 +47,11 @@ pub(super) fn error_body(code: ReplyCode, text: &str) -> Vec<u8> {
     }))
 }
 
-pub(super) fn start_body(number: u32, server_name: Option<String>, profiles: Vec<Profile>) -> Vec<u8> {
+pub(super) fn start_body(
+    number: u32,
+    server_name: Option<String>,
+    profiles: Vec<Profile>,
+) -> Vec<u8> {
     body(ChannelZeroMessage::Start(Start {
         number,
         server_name,
@@ -118,13 +127,21 @@ impl Session {
             return self.refuse(msgno, ReplyCode::PARAMETER_SYNTAX_ERROR, text);
         }
         if self.channels.contains_key(&number) || self.pending_starts.contains_key(&number) {
-            return self.refuse(msgno, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "channel already in use");
+            return self.refuse(
+                msgno,
+                ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
+                "channel already in use",
+            );
         }
         if self.channels.len() - 1 + self.pending_starts.len() >= self.config.max_channels {
             return self.refuse(msgno, ReplyCode::SERVICE_NOT_AVAILABLE, "too many channels");
         }
         if self.closing.contains(&0) {
-            return self.refuse(msgno, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "session is closing");
+            return self.refuse(
+                msgno,
+                ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
+                "session is closing",
+            );
         }
         self.pending_starts
             .insert(number, (msgno, start.server_name.clone()));
@@ -138,10 +155,18 @@ impl Session {
     fn on_close(&mut self, msgno: u32, close: Close) {
         let number = close.number;
         let Some(ch) = self.channels.get(&number).filter(|c| c.open) else {
-            return self.refuse(msgno, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "no such channel");
+            return self.refuse(
+                msgno,
+                ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
+                "no such channel",
+            );
         };
         if self.pending_closes.contains_key(&number) || ch.close_accepted.is_some() {
-            return self.refuse(msgno, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "close already requested");
+            return self.refuse(
+                msgno,
+                ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
+                "close already requested",
+            );
         }
         if ch.our_close != OurClose::None {
             // Close in transit (CHECKLIST 55): both want it closed, so agree
@@ -174,7 +199,11 @@ impl Session {
                 self.state = State::Ended;
                 self.events.push_back(Event::SessionRefused(error));
             }
-            (Request::Start { channel, offered }, MessageKind::Rpy, ChannelZeroMessage::Profile(profile)) => {
+            (
+                Request::Start { channel, offered },
+                MessageKind::Rpy,
+                ChannelZeroMessage::Profile(profile),
+            ) => {
                 if !offered.contains(&profile.uri) {
                     return Err(bad_reply(format!(
                         "start of channel {channel} answered with profile {} that was not offered",
@@ -183,7 +212,11 @@ impl Session {
                 }
                 self.channel_started(channel, profile);
             }
-            (Request::Start { channel, .. }, MessageKind::Err, ChannelZeroMessage::Error(error)) => {
+            (
+                Request::Start { channel, .. },
+                MessageKind::Err,
+                ChannelZeroMessage::Error(error),
+            ) => {
                 self.channels.remove(&channel);
                 self.events
                     .push_back(Event::ChannelRefused { channel, error });
@@ -199,7 +232,8 @@ impl Session {
             (Request::Close { channel }, MessageKind::Err, ChannelZeroMessage::Error(error)) => {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.our_close = OurClose::None;
-                    self.events.push_back(Event::CloseRefused { channel, error });
+                    self.events
+                        .push_back(Event::CloseRefused { channel, error });
                 }
             }
             (request, kind, reply) => {

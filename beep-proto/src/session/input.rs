@@ -127,7 +127,9 @@ impl Session {
     fn check_frame(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
         let channel = h.channel;
         if self.peer_greeting.is_none()
-            && (h.channel != 0 || h.msgno != 0 || !matches!(h.frame_type, FrameType::Rpy | FrameType::Err))
+            && (h.channel != 0
+                || h.msgno != 0
+                || !matches!(h.frame_type, FrameType::Rpy | FrameType::Err))
         {
             return Err(ProtocolError::GreetingExpected);
         }
@@ -254,7 +256,11 @@ impl Session {
         } else if let Some(front) = ch.awaiting.front_mut() {
             front.reply = Some(h.frame_type);
         }
-        let reply_done = !h.more && matches!(h.frame_type, FrameType::Rpy | FrameType::Err | FrameType::Nul);
+        let reply_done = !h.more
+            && matches!(
+                h.frame_type,
+                FrameType::Rpy | FrameType::Err | FrameType::Nul
+            );
         if reply_done {
             ch.awaiting.pop_front();
         }

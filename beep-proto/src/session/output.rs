@@ -176,8 +176,12 @@ impl Session {
                 self.schedule(number);
             }
             AfterSend::Release => {
-                self.state = State::Ended;
-                self.events.push_back(Event::SessionClosed);
+                // The peer's <ok/> to our own release may have crossed ours
+                // (CHECKLIST 55): the session ends once.
+                if self.state == State::Active {
+                    self.state = State::Ended;
+                    self.events.push_back(Event::SessionClosed);
+                }
             }
         }
     }

@@ -1,0 +1,708 @@
+//! Whole conversations between two in-memory sessions. Test names cite
+//! `../shared/CHECKLIST.md` items.
+
+mod common;
+
+use beep_proto::frame::{FrameType, Header, parse_header};
+use beep_proto::xml::{ContentEncoding, Profile};
+use beep_proto::{Config, Event, Message, MessageKind, ReplyCode, Session, UsageError};
+use bytes::Bytes;
+use common::{ECHO, OTHER, Pair, take_messages, take_start};
+
+#[test]
+fn checklist_33_34_greetings_are_exchanged_at_once() {
+    let config = Config {
+        features: Some("x-fast".into()),
+        localize: Some("en-US".into()),
+        ..Config::default()
+    };
+    let mut a = Session::initiator(config);
+    let mut b = Session::listener(common::listener_config());
+    // Each side speaks first, without waiting for the other (CHECKLIST 33).
+    let from_a = a.poll_transmit().unwrap();
+    let from_b = b.poll_transmit().unwrap();
+    assert!(from_a.starts_with(b"RPY 0 0 . 0 ") && from_b.starts_with(b"RPY 0 0 . 0 "));
+    a.handle_input(&from_b).unwrap();
+    b.handle_input(&from_a).unwrap();
+    let Some(Event::Greeting(seen_by_a)) = a.poll_event() else {
+        panic!()
+    };
+    assert_eq!(
+        seen_by_a.profiles,
+        vec![ECHO.to_string(), OTHER.to_string()]
+    );
+    let Some(Event::Greeting(seen_by_b)) = b.poll_event() else {
+        panic!()
+    };
+    assert_eq!(seen_by_b.features.as_deref(), Some("x-fast"));
+    assert_eq!(seen_by_b.localize.as_deref(), Some("en-US"));
+    assert!(seen_by_b.profiles.is_empty());
+    assert_eq!(a.peer_greeting(), Some(&seen_by_a));
+}
+
+#[test]
+fn checklist_36_unavailable_listener_refuses_the_session() {
+    let mut a = Session::initiator(Config::default());
+    let mut b = Session::refusing(
+        Config::default(),
+        ReplyCode::SERVICE_NOT_AVAILABLE,
+        "maintenance",
+    );
+    let bytes = b.poll_transmit().unwrap();
+    assert!(b.is_ended());
+    a.handle_input(&bytes).unwrap();
+    match a.poll_event() {
+        Some(Event::SessionRefused(error)) => {
+            assert_eq!(error.code, ReplyCode::SERVICE_NOT_AVAILABLE);
+            assert_eq!(error.text, "maintenance");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(a.is_ended());
+    assert_eq!(
+        a.open_channel(vec![Profile::new(ECHO)], None),
+        Err(UsageError::SessionClosed)
+    );
+}
+
+#[test]
+fn checklist_40_43_44_start_with_piggyback_and_server_name() {
+    let mut pair = Pair::new();
+    let offer = Profile::new(ECHO).with_content(Bytes::from_static(b"\x00\x01binary init"));
+    let channel = pair
+        .a
+        .open_channel(
+            vec![Profile::new("http://example.org/unknown"), offer.clone()],
+            Some("beep.example.test".into()),
+        )
+        .unwrap();
+    assert_eq!(channel % 2, 1, "CHECKLIST 41: initiator channels are odd");
+    pair.pump();
+    let request = take_start(&mut pair.b_events);
+    assert_eq!(request.server_name.as_deref(), Some("beep.example.test"));
+    assert_eq!(request.profiles.len(), 2);
+    assert_eq!(request.profiles[1].content, offer.content);
+    let reply = Profile::new(ECHO).with_content(Bytes::from_static(b"<ready-ack/>"));
+    pair.b.accept_start(channel, reply.clone()).unwrap();
+    pair.pump();
+    assert_eq!(pair.b.server_name(), Some("beep.example.test"));
+    match &pair.a_events[..] {
+        [
+            Event::ChannelOpened {
+                channel: c,
+                profile,
+            },
+        ] => {
+            assert_eq!(*c, channel);
+            assert_eq!(profile.uri, ECHO);
+            assert_eq!(profile.content, reply.content);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pair.a.channel_profile(channel), Some(ECHO));
+    assert_eq!(pair.b.channel_profile(channel), Some(ECHO));
+}
+
+#[test]
+fn base64_piggyback_round_trips() {
+    let mut pair = Pair::new();
+    let mut offer =
+        Profile::new(ECHO).with_content(Bytes::from_static(b"hey dude, this is base64"));
+    offer.encoding = ContentEncoding::Base64;
+    let channel = pair.a.open_channel(vec![offer], None).unwrap();
+    pair.pump();
+    let request = take_start(&mut pair.b_events);
+    assert_eq!(
+        request.profiles[0].content.as_deref(),
+        Some(&b"hey dude, this is base64"[..])
+    );
+    pair.b.accept_start(channel, Profile::new(ECHO)).unwrap();
+    pair.pump();
+}
+
+#[test]
+fn checklist_43_start_denied() {
+    let mut pair = Pair::new();
+    let channel = pair.a.open_channel(vec![Profile::new(ECHO)], None).unwrap();
+    pair.pump();
+    take_start(&mut pair.b_events);
+    pair.b
+        .deny_start(
+            channel,
+            ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
+            "all requested profiles are unsupported",
+        )
+        .unwrap();
+    pair.pump();
+    match &pair.a_events[..] {
+        [Event::ChannelRefused { channel: c, error }] => {
+            assert_eq!(*c, channel);
+            assert_eq!(error.code, ReplyCode::REQUESTED_ACTION_NOT_TAKEN);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!pair.a.is_channel_open(channel));
+    assert!(pair.a.send_msg(channel, Message::new("x")).is_err());
+}
+
+#[test]
+fn listener_channels_are_even_and_both_sides_may_start() {
+    let mut pair = Pair::new();
+    let channel = pair.b.open_channel(vec![Profile::new(ECHO)], None).unwrap();
+    assert_eq!(channel % 2, 0, "CHECKLIST 41: listener channels are even");
+    pair.pump();
+    let request = take_start(&mut pair.a_events);
+    pair.a
+        .accept_start(request.channel, Profile::new(ECHO))
+        .unwrap();
+    pair.pump();
+    assert!(pair.b.is_channel_open(channel));
+    let msgno = pair
+        .b
+        .send_msg(channel, Message::new("from the listener"))
+        .unwrap();
+    pair.pump();
+    let got = take_messages(&mut pair.a_events);
+    assert_eq!(
+        (got[0].msgno, &got[0].message.body()[..]),
+        (msgno, &b"from the listener"[..])
+    );
+}
+
+#[test]
+fn msg_rpy_err_and_mime_headers() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    let msg = Message::new("<q/>").with_header("Content-Type", "application/xml");
+    let first = pair.a.send_msg(channel, msg.clone()).unwrap();
+    let second = pair
+        .a
+        .send_msg(channel, Message::new("fail please"))
+        .unwrap();
+    pair.pump();
+    let got = take_messages(&mut pair.b_events);
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[0].message, msg,
+        "headers and body arrive separately and intact"
+    );
+    assert_eq!(got[0].message.content_type(), "application/xml");
+    assert_eq!(
+        got[1].message.content_type(),
+        "application/octet-stream",
+        "CHECKLIST 18"
+    );
+    pair.b.send_rpy(channel, first, Message::new("ok")).unwrap();
+    pair.b
+        .send_err(channel, second, Message::new("failed"))
+        .unwrap();
+    pair.pump();
+    let replies = take_messages(&mut pair.a_events);
+    assert_eq!(replies[0].kind, MessageKind::Rpy);
+    assert_eq!(replies[0].msgno, first);
+    assert_eq!(replies[1].kind, MessageKind::Err);
+    assert_eq!(&replies[1].message.body()[..], b"failed");
+}
+
+#[test]
+fn checklist_30_31_ans_then_nul() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    let msgno = pair.a.send_msg(channel, Message::new("many")).unwrap();
+    pair.pump();
+    take_messages(&mut pair.b_events);
+    for i in 0..30 {
+        let ansno = pair
+            .b
+            .send_ans(channel, msgno, Message::new(format!("answer {i}")))
+            .unwrap();
+        assert_eq!(ansno, i);
+    }
+    assert!(matches!(
+        pair.b.send_rpy(channel, msgno, Message::new("x")),
+        Err(UsageError::ReplyMismatch { .. })
+    ));
+    pair.b.send_nul(channel, msgno).unwrap();
+    pair.pump();
+    let replies = take_messages(&mut pair.a_events);
+    assert_eq!(replies.len(), 31);
+    for (i, r) in replies[..30].iter().enumerate() {
+        assert_eq!(r.kind, MessageKind::Ans { ansno: i as u32 });
+        assert_eq!(r.message.body(), format!("answer {i}").as_bytes());
+    }
+    assert_eq!(replies[30].kind, MessageKind::Nul);
+    // The MSG is answered: its msgno is free, and a late reply is refused.
+    assert!(pair.b.send_nul(channel, msgno).is_err());
+}
+
+#[test]
+fn checklist_24_25_pipelined_replies_are_delivered_in_msg_order() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    let msgnos: Vec<u32> = (0..5)
+        .map(|i| {
+            pair.a
+                .send_msg(channel, Message::new(format!("req {i}")))
+                .unwrap()
+        })
+        .collect();
+    pair.pump();
+    let received = take_messages(&mut pair.b_events);
+    assert_eq!(received.len(), 5);
+    // The application answers in reverse order; ANS for one of them.
+    for m in received.iter().rev() {
+        if m.msgno == msgnos[2] {
+            pair.b
+                .send_ans(channel, m.msgno, Message::new("a0"))
+                .unwrap();
+            pair.b
+                .send_ans(channel, m.msgno, Message::new("a1"))
+                .unwrap();
+            pair.b.send_nul(channel, m.msgno).unwrap();
+        } else {
+            pair.b
+                .send_rpy(channel, m.msgno, Message::new(format!("re {}", m.msgno)))
+                .unwrap();
+        }
+        pair.pump();
+        if m.msgno != msgnos[0] {
+            assert!(
+                take_messages(&mut pair.a_events).is_empty(),
+                "RFC 3080 2.6.1: held until its turn"
+            );
+        }
+    }
+    let replies = take_messages(&mut pair.a_events);
+    let order: Vec<u32> = replies.iter().map(|r| r.msgno).collect();
+    assert_eq!(
+        order,
+        vec![
+            msgnos[0], msgnos[1], msgnos[2], msgnos[2], msgnos[2], msgnos[3], msgnos[4]
+        ]
+    );
+}
+
+#[test]
+fn checklist_79_large_messages_are_framed_within_the_window() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    pair.a
+        .send_msg(channel, Message::new(body.clone()))
+        .unwrap();
+    // Frames never exceed 4096 octets, the default window and frame size.
+    let mut frames = 0;
+    loop {
+        let mut progressed = false;
+        while let Some(bytes) = pair.a.poll_transmit() {
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let (header, used) = parse_header(rest, 128).unwrap().unwrap();
+                rest = &rest[used..];
+                if let Header::Frame(h) = header {
+                    assert!(h.size <= 4096, "{h:?}");
+                    rest = &rest[h.size as usize + 5..];
+                    frames += 1;
+                }
+            }
+            pair.b.handle_input(&bytes).unwrap();
+            progressed = true;
+        }
+        while let Some(e) = pair.b.poll_event() {
+            pair.b_events.push(e);
+        }
+        while let Some(bytes) = pair.b.poll_transmit() {
+            pair.a.handle_input(&bytes).unwrap();
+            progressed = true;
+        }
+        if !progressed {
+            break;
+        }
+    }
+    assert!(frames >= 25, "{frames} frames");
+    let got = take_messages(&mut pair.b_events);
+    assert_eq!(&got[0].message.body()[..], &body[..]);
+}
+
+#[test]
+fn checklist_79_80_a_slow_reader_stops_the_sender() {
+    let receiver = Config {
+        auto_credit: false,
+        ..common::listener_config()
+    };
+    let mut pair = Pair::with(Config::default(), receiver);
+    let channel = pair.open(ECHO);
+    for _ in 0..10 {
+        pair.a
+            .send_msg(channel, Message::new(vec![7u8; 998]))
+            .unwrap();
+    }
+    pair.pump();
+    // 1000 octets each (with the empty MIME block): four fit in 4096.
+    let first = take_messages(&mut pair.b_events);
+    assert_eq!(first.len(), 4, "the sender must stop at the window");
+    for m in &first {
+        pair.b.consumed(channel, m.credit);
+    }
+    pair.pump();
+    let second = take_messages(&mut pair.b_events);
+    assert_eq!(second.len(), 4);
+}
+
+#[test]
+fn checklist_81_large_window_is_announced_and_used() {
+    let big = Config {
+        receive_window: 1 << 20,
+        max_frame_size: 64 << 10,
+        ..common::listener_config()
+    };
+    let sender = Config {
+        max_frame_size: 64 << 10,
+        ..Config::default()
+    };
+    let mut pair = Pair::with(sender, big);
+    let channel = pair.open(ECHO);
+    for _ in 0..8 {
+        pair.a
+            .send_msg(channel, Message::new(vec![1u8; 64 << 10]))
+            .unwrap();
+    }
+    // All eight 64 KiB messages fit the 1 MiB window without any SEQ.
+    let mut sent = 0;
+    while let Some(bytes) = pair.a.poll_transmit() {
+        sent += bytes.len();
+        pair.b.handle_input(&bytes).unwrap();
+    }
+    assert!(sent > 8 * (64 << 10));
+}
+
+#[test]
+fn checklist_83_bulk_transfer_does_not_starve_a_small_request() {
+    let mut pair = Pair::new();
+    let bulk = pair.open(ECHO);
+    let small = pair.open(ECHO);
+    pair.a
+        .send_msg(bulk, Message::new(vec![0u8; 200_000]))
+        .unwrap();
+    pair.a.send_msg(small, Message::new("tiny")).unwrap();
+    // Deliver a few transmit batches only: the small message must already
+    // be through while the bulk one is far from complete.
+    let mut delivered_small = false;
+    for _ in 0..4 {
+        if let Some(bytes) = pair.a.poll_transmit() {
+            pair.b.handle_input(&bytes).unwrap();
+        }
+        while let Some(e) = pair.b.poll_event() {
+            if let Event::Message(m) = &e {
+                assert_eq!(m.channel, small, "bulk cannot be complete yet");
+                delivered_small = true;
+            }
+        }
+        while let Some(bytes) = pair.b.poll_transmit() {
+            pair.a.handle_input(&bytes).unwrap();
+        }
+    }
+    assert!(delivered_small);
+}
+
+#[test]
+fn checklist_48_close_a_channel() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    pair.a
+        .close_channel(channel, ReplyCode::SUCCESS, "done")
+        .unwrap();
+    assert_eq!(
+        pair.a.send_msg(channel, Message::new("late")),
+        Err(UsageError::ChannelClosing { channel }),
+        "CHECKLIST 50"
+    );
+    pair.pump();
+    match &pair.b_events[..] {
+        [
+            Event::CloseRequested {
+                channel: c,
+                code,
+                text,
+            },
+        ] => {
+            assert_eq!(
+                (*c, *code, text.as_str()),
+                (channel, ReplyCode::SUCCESS, "done")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    pair.b_events.clear();
+    pair.b.accept_close(channel).unwrap();
+    pair.pump();
+    assert_eq!(pair.a_events, vec![Event::ChannelClosed { channel }]);
+    assert_eq!(pair.b_events, vec![Event::ChannelClosed { channel }]);
+    assert!(!pair.a.is_channel_open(channel) && !pair.b.is_channel_open(channel));
+}
+
+#[test]
+fn checklist_51_close_refused_keeps_the_channel() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    pair.a
+        .close_channel(channel, ReplyCode::SUCCESS, "")
+        .unwrap();
+    pair.pump();
+    pair.b_events.clear();
+    pair.b
+        .deny_close(
+            channel,
+            ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
+            "still working",
+        )
+        .unwrap();
+    pair.pump();
+    assert!(
+        matches!(&pair.a_events[..], [Event::CloseRefused { channel: c, .. }] if *c == channel)
+    );
+    pair.a
+        .send_msg(channel, Message::new("still open"))
+        .unwrap();
+    pair.pump();
+    assert_eq!(take_messages(&mut pair.b_events).len(), 1);
+}
+
+#[test]
+fn checklist_49_52_close_waits_for_outstanding_replies() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    let msgno = pair.b.send_msg(channel, Message::new("from b")).unwrap();
+    let _ = msgno;
+    pair.pump();
+    // a has a MSG to answer; b asks to close; a agrees, but its <ok/> must
+    // wait until its reply is out (CHECKLIST 52).
+    pair.b
+        .close_channel(channel, ReplyCode::SUCCESS, "")
+        .unwrap();
+    pair.pump();
+    let request = take_messages(&mut pair.a_events);
+    assert_eq!(request.len(), 1);
+    pair.a_events.clear();
+    // b may not send <close> before its MSG is acknowledged (CHECKLIST 49).
+    assert!(pair.a_events.is_empty());
+    pair.a
+        .send_rpy(channel, request[0].msgno, Message::new("answer"))
+        .unwrap();
+    pair.pump();
+    assert!(
+        pair.a_events
+            .iter()
+            .any(|e| matches!(e, Event::CloseRequested { .. }))
+    );
+    pair.a.accept_close(channel).unwrap();
+    pair.pump();
+    let replies = take_messages(&mut pair.b_events);
+    assert_eq!(
+        replies.len(),
+        1,
+        "the reply arrives before the channel closes"
+    );
+    assert!(pair.b_events.contains(&Event::ChannelClosed { channel }));
+}
+
+#[test]
+fn checklist_52_ok_waits_for_our_own_replies() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    pair.a.send_msg(channel, Message::new("question")).unwrap();
+    pair.pump();
+    let question = take_messages(&mut pair.b_events).remove(0);
+    // b got the MSG, then a's close (a's MSG has no reply yet, so a's close
+    // is held back: CHECKLIST 49).
+    pair.a
+        .close_channel(channel, ReplyCode::SUCCESS, "")
+        .unwrap();
+    pair.pump();
+    assert!(
+        pair.b_events.is_empty(),
+        "close sent before the MSG was acknowledged"
+    );
+    pair.b
+        .send_rpy(channel, question.msgno, Message::new("answer"))
+        .unwrap();
+    pair.pump();
+    assert!(matches!(&pair.b_events[..], [Event::CloseRequested { .. }]));
+    pair.b.accept_close(channel).unwrap();
+    pair.pump();
+    let events = std::mem::take(&mut pair.a_events);
+    assert!(
+        matches!(&events[..], [Event::Message(m), Event::ChannelClosed { .. }] if m.kind == MessageKind::Rpy)
+    );
+}
+
+#[test]
+fn checklist_55_close_in_transit_closes_once_without_deadlock() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    pair.a
+        .close_channel(channel, ReplyCode::SUCCESS, "")
+        .unwrap();
+    pair.b
+        .close_channel(channel, ReplyCode::SUCCESS, "")
+        .unwrap();
+    pair.pump();
+    assert_eq!(pair.a_events, vec![Event::ChannelClosed { channel }]);
+    assert_eq!(pair.b_events, vec![Event::ChannelClosed { channel }]);
+}
+
+#[test]
+fn checklist_56_57_session_release() {
+    let mut pair = Pair::new();
+    pair.open(ECHO);
+    pair.a.close_session(ReplyCode::SUCCESS, "bye").unwrap();
+    pair.pump();
+    assert!(matches!(
+        &pair.b_events[..],
+        [Event::CloseRequested { channel: 0, .. }]
+    ));
+    pair.b_events.clear();
+    pair.b.accept_close(0).unwrap();
+    pair.pump();
+    assert_eq!(pair.a_events, vec![Event::SessionClosed]);
+    assert_eq!(pair.b_events, vec![Event::SessionClosed]);
+    assert!(pair.a.is_ended() && pair.b.is_ended());
+}
+
+#[test]
+fn checklist_56_release_refused_keeps_the_session() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    pair.a.close_session(ReplyCode::SUCCESS, "").unwrap();
+    pair.pump();
+    pair.b_events.clear();
+    pair.b
+        .deny_close(0, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "still working")
+        .unwrap();
+    pair.pump();
+    assert!(matches!(
+        &pair.a_events[..],
+        [Event::CloseRefused { channel: 0, .. }]
+    ));
+    pair.a.send_msg(channel, Message::new("alive")).unwrap();
+    pair.pump();
+    assert_eq!(take_messages(&mut pair.b_events).len(), 1);
+}
+
+#[test]
+fn checklist_55_session_release_in_transit() {
+    let mut pair = Pair::new();
+    pair.a.close_session(ReplyCode::SUCCESS, "").unwrap();
+    pair.b.close_session(ReplyCode::SUCCESS, "").unwrap();
+    pair.pump();
+    assert_eq!(pair.a_events, vec![Event::SessionClosed]);
+    assert_eq!(pair.b_events, vec![Event::SessionClosed]);
+}
+
+#[test]
+fn checklist_37_three_hundred_channels_at_once() {
+    let mut pair = Pair::new();
+    let channels: Vec<u32> = (0..300)
+        .map(|_| pair.a.open_channel(vec![Profile::new(ECHO)], None).unwrap())
+        .collect();
+    pair.pump();
+    for _ in 0..300 {
+        let request = take_start(&mut pair.b_events);
+        pair.b
+            .accept_start(request.channel, Profile::new(ECHO))
+            .unwrap();
+    }
+    pair.pump();
+    pair.a_events.clear();
+    for &c in &channels {
+        pair.a.send_msg(c, Message::new(format!("on {c}"))).unwrap();
+    }
+    pair.pump();
+    pair.echo_all();
+    let replies = take_messages(&mut pair.a_events);
+    assert_eq!(replies.len(), 300);
+    for r in replies {
+        assert_eq!(r.message.body(), format!("on {}", r.channel).as_bytes());
+    }
+}
+
+#[test]
+fn channel_limit_refuses_further_starts() {
+    let config = Config {
+        max_channels: 2,
+        ..common::listener_config()
+    };
+    let mut pair = Pair::with(Config::default(), config);
+    pair.open(ECHO);
+    pair.open(ECHO);
+    pair.a.open_channel(vec![Profile::new(ECHO)], None).unwrap();
+    pair.pump();
+    assert!(
+        matches!(&pair.a_events[..], [Event::ChannelRefused { error, .. }] if error.code == ReplyCode::SERVICE_NOT_AVAILABLE)
+    );
+}
+
+#[test]
+fn streaming_mode_delivers_frames() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    pair.b.set_streaming(channel, true).unwrap();
+    pair.a
+        .send_msg(channel, Message::new(vec![9u8; 10_000]))
+        .unwrap();
+    pair.pump();
+    let frames: Vec<_> = pair
+        .b_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Frame(f) => Some(f.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames.len(), 3);
+    assert!(frames[0].more && frames[1].more && !frames[2].more);
+    let total: usize = frames.iter().map(|f| f.payload.len()).sum();
+    assert_eq!(total, 10_002);
+    // A reply is allowed once the first frame is in (CHECKLIST 27).
+    pair.b
+        .send_rpy(channel, frames[0].msgno, Message::new("got it"))
+        .unwrap();
+    pair.pump();
+    assert_eq!(take_messages(&mut pair.a_events).len(), 1);
+}
+
+#[test]
+fn replies_to_unknown_requests_are_usage_errors() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    assert_eq!(
+        pair.b.send_rpy(channel, 42, Message::new("x")),
+        Err(UsageError::NoSuchRequest { channel, msgno: 42 })
+    );
+    assert_eq!(
+        pair.b.send_rpy(99, 0, Message::new("x")),
+        Err(UsageError::UnknownChannel { channel: 99 })
+    );
+    assert!(
+        pair.a.send_msg(0, Message::new("x")).is_err(),
+        "channel 0 is for management only"
+    );
+}
+
+#[test]
+fn nul_is_sent_with_size_zero() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    let msgno = pair.a.send_msg(channel, Message::new("q")).unwrap();
+    pair.pump();
+    take_messages(&mut pair.b_events);
+    pair.b.send_nul(channel, msgno).unwrap();
+    let bytes = pair.b.poll_transmit().unwrap();
+    let (header, _) = parse_header(&bytes, 128).unwrap().unwrap();
+    match header {
+        Header::Frame(h) => {
+            assert_eq!((h.frame_type, h.size, h.more), (FrameType::Nul, 0, false));
+        }
+        other => panic!("{other:?}"),
+    }
+}
