@@ -1125,11 +1125,11 @@ mod tests {
     }
 
     /// The body of every channel-0 message in a LibVortex transcript
-    /// (shared/interop/vortex): what follows the beep+xml MIME header block,
+    /// (interop/vortex, copied from shared/interop): what follows the beep+xml MIME header block,
     /// up to `END`.
     fn transcript_bodies(name: &str) -> Vec<Vec<u8>> {
         let path = format!(
-            "{}/../../shared/interop/vortex/{name}",
+            "{}/../interop/vortex/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         let text = std::fs::read_to_string(&path)
