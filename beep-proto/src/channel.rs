@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::flow::{RecvWindow, SendWindow};
 use crate::frame::{FrameType, MAX_31BIT};
+use crate::idmap::IdSet;
 use crate::mime::Message;
 
 /// Something to do once a message's last frame has been written.
@@ -124,6 +125,8 @@ pub(crate) struct Channel {
     pub(crate) next_msgno: u32,
     pub(crate) awaiting: VecDeque<Awaiting>,
     pub(crate) slots: VecDeque<ReplySlot>,
+    /// The msgnos of `slots`, to detect reuse (CHECKLIST 9) in O(1).
+    pub(crate) unanswered: IdSet,
     /// The message whose last frame said `*` (CHECKLIST 12).
     pub(crate) in_progress: Option<(FrameType, u32)>,
     /// Reassembly of the MSG, RPY or ERR in progress.
@@ -151,6 +154,7 @@ impl Channel {
             next_msgno: 0,
             awaiting: VecDeque::new(),
             slots: VecDeque::new(),
+            unanswered: IdSet::default(),
             in_progress: None,
             partial: BytesMut::new(),
             partial_ans: Vec::new(),

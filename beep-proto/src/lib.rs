@@ -28,6 +28,7 @@ mod flow;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+mod idmap;
 pub mod mime;
 pub mod reply_code;
 pub mod session;

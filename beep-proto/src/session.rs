@@ -9,7 +9,7 @@ mod channel_zero;
 mod input;
 mod output;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::BytesMut;
 
@@ -18,6 +18,7 @@ use crate::config::{Config, DEFAULT_WINDOW};
 use crate::error::UsageError;
 use crate::event::Event;
 use crate::frame::{FrameHeader, FrameType, MAX_31BIT};
+use crate::idmap::IdMap;
 use crate::mime::Message;
 use crate::reply_code::ReplyCode;
 use crate::xml::{Greeting, Profile};
@@ -92,7 +93,7 @@ pub struct Session {
     role: Role,
     config: Config,
     state: State,
-    channels: HashMap<u32, Channel>,
+    channels: IdMap<Channel>,
     /// Channels with a frame ready to go, in round-robin order.
     ready: VecDeque<u32>,
     out: BytesMut,
@@ -106,9 +107,9 @@ pub struct Session {
     /// Channel-0 requests held until the peer's greeting has arrived.
     deferred: Vec<(Request, Vec<u8>)>,
     /// Peer start requests awaiting the application: channel -> (msgno, serverName).
-    pending_starts: HashMap<u32, (u32, Option<String>)>,
+    pending_starts: IdMap<(u32, Option<String>)>,
     /// Peer close requests awaiting the application: channel -> msgno.
-    pending_closes: HashMap<u32, u32>,
+    pending_closes: IdMap<u32>,
     /// Channels with close work in progress (ours wanted, or theirs accepted).
     closing: Vec<u32>,
     next_channel: u32,
@@ -175,7 +176,7 @@ impl Session {
         Session {
             role,
             state: State::Active,
-            channels: HashMap::from([(0, zero)]),
+            channels: IdMap::from_iter([(0, zero)]),
             ready: VecDeque::new(),
             out: BytesMut::new(),
             inbuf: BytesMut::new(),
@@ -184,8 +185,8 @@ impl Session {
             peer_greeting: None,
             requests: VecDeque::from([Request::Greeting]),
             deferred: Vec::new(),
-            pending_starts: HashMap::new(),
-            pending_closes: HashMap::new(),
+            pending_starts: IdMap::default(),
+            pending_closes: IdMap::default(),
             closing: Vec::new(),
             next_channel: if role == Role::Initiator { 1 } else { 2 },
             server_name: None,

@@ -1128,10 +1128,7 @@ mod tests {
     /// (interop/vortex, copied from shared/interop): what follows the beep+xml MIME header block,
     /// up to `END`.
     fn transcript_bodies(name: &str) -> Vec<Vec<u8>> {
-        let path = format!(
-            "{}/../interop/vortex/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/../interop/vortex/{name}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("LibVortex transcript {path}: {e}"));
         let mut bodies = Vec::new();

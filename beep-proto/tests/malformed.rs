@@ -357,9 +357,15 @@ fn checklist_16_poorly_formed_reply_on_channel_zero_ends_the_session() {
 fn checklist_53_malformed_request_on_channel_zero_gets_an_error_reply() {
     let mut s = greeted_listener();
     let mut seqno = 52;
-    for (msgno, body) in [(0, "<start number='2'><profile uri='p'/></start>"), (1, "<nonsense/>")] {
+    for (msgno, body) in [
+        (0, "<start number='2'><profile uri='p'/></start>"),
+        (1, "<nonsense/>"),
+    ] {
         let entity = format!("Content-Type: application/beep+xml\r\n\r\n{body}");
-        let input = format!("MSG 0 {msgno} . {seqno} {}\r\n{entity}END\r\n", entity.len());
+        let input = format!(
+            "MSG 0 {msgno} . {seqno} {}\r\n{entity}END\r\n",
+            entity.len()
+        );
         seqno += entity.len();
         s.handle_input(input.as_bytes()).unwrap();
         let out = s.poll_transmit().unwrap();

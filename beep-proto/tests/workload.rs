@@ -68,6 +68,9 @@ fn body(tag: &str, channel: u32, n: usize, size: usize) -> Vec<u8> {
     v
 }
 
+/// A reply `b` produced: its kind and body.
+type Reply = (MessageKind, Vec<u8>);
+
 struct World {
     a: Session,
     b: Session,
@@ -82,7 +85,7 @@ struct World {
     /// MSGs b received and has not answered: (channel, msgno).
     b_unanswered: Vec<(u32, u32)>,
     /// What b answered, per (channel, msgno), in order, to be seen by a.
-    b_replies: HashMap<(u32, u32), VecDeque<(MessageKind, Vec<u8>)>>,
+    b_replies: HashMap<(u32, u32), VecDeque<Reply>>,
     /// MSGs b sent to a, per channel: body, and whether the echo came back.
     b_sent: HashMap<u32, VecDeque<(u32, Vec<u8>)>>,
     counter: usize,

@@ -179,7 +179,7 @@ impl Session {
             return Ok(()); // a continuation, checked above
         }
         let channel = ch.number;
-        if ch.slots.iter().any(|s| s.msgno == h.msgno) {
+        if ch.unanswered.contains(&h.msgno) {
             return Err(ProtocolError::MsgnoInUse {
                 channel,
                 msgno: h.msgno,
@@ -245,6 +245,7 @@ impl Session {
         // Bookkeeping shared by both delivery modes.
         if h.frame_type == FrameType::Msg {
             if ch.in_progress.is_none() {
+                ch.unanswered.insert(h.msgno);
                 ch.slots.push_back(ReplySlot {
                     msgno: h.msgno,
                     held: Default::default(),

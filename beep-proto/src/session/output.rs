@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::{Session, State};
-use crate::channel::{AfterSend, Outgoing, ReplySlot};
+use crate::channel::{AfterSend, Channel, Outgoing};
 use crate::error::UsageError;
 use crate::event::Event;
 use crate::frame::{FrameHeader, FrameType, MAX_31BIT, TRAILER};
@@ -81,11 +81,10 @@ impl Session {
             .ok_or(UsageError::NoSuchRequest { channel, msgno })?;
         let slot = &mut ch.slots[index];
         let allowed = !slot.complete
-            && match (slot.started, frame_type) {
-                (None, _) => true,
-                (Some(FrameType::Ans), FrameType::Ans | FrameType::Nul) => true,
-                _ => false,
-            };
+            && matches!(
+                (slot.started, frame_type),
+                (None, _) | (Some(FrameType::Ans), FrameType::Ans | FrameType::Nul)
+            );
         if !allowed {
             return Err(UsageError::ReplyMismatch {
                 channel,
@@ -106,7 +105,7 @@ impl Session {
         out.after_send = after_send;
         if index == 0 {
             ch.queue.push_back(out);
-            release_completed_slots(&mut ch.slots, &mut ch.queue);
+            release_completed_slots(ch);
         } else {
             slot.held.push_back(out);
         }
@@ -189,15 +188,13 @@ impl Session {
 
 /// Moves the replies of slots whose turn has come into the send queue and
 /// drops the slots whose reply is complete.
-fn release_completed_slots(
-    slots: &mut std::collections::VecDeque<ReplySlot>,
-    queue: &mut std::collections::VecDeque<Outgoing>,
-) {
-    while let Some(front) = slots.front_mut() {
-        queue.extend(front.held.drain(..));
+fn release_completed_slots(ch: &mut Channel) {
+    while let Some(front) = ch.slots.front_mut() {
+        ch.queue.extend(front.held.drain(..));
         if !front.complete {
             break;
         }
-        slots.pop_front();
+        ch.unanswered.remove(&front.msgno);
+        ch.slots.pop_front();
     }
 }
