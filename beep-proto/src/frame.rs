@@ -9,12 +9,8 @@
 
 use bytes::{BufMut, BytesMut};
 use nom::{
-    IResult, Parser,
-    branch::alt,
-    bytes::complete::tag,
-    character::complete::char as byte,
-    combinator::{all_consuming, value},
-    sequence::preceded,
+    IResult, Parser, branch::alt, bytes::complete::tag, character::complete::char as byte,
+    combinator::value, sequence::preceded,
 };
 use thiserror::Error;
 
@@ -339,25 +335,40 @@ pub enum FrameError {
 /// ```
 pub fn parse_header(input: &[u8], max_len: usize) -> Result<Option<(Header, usize)>, FrameError> {
     let window = &input[..input.len().min(max_len)];
-    for (offset, &byte) in window.iter().enumerate() {
-        match byte {
-            b'\n' => {
-                if offset == 0 || window[offset - 1] != b'\r' {
-                    return Err(FrameError::BareLineFeed);
-                }
-                return parse_line(&window[..offset - 1]).map(|h| Some((h, offset + 1)));
-            }
-            // Letters, digits, separators and CR: whatever else can never
-            // become a valid header, so say so now rather than at max_len.
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b' ' | b'.' | b'*' | b'\r' | b'+' | b'-' => {}
-            _ => return Err(FrameError::InvalidByte { byte, offset }),
+    let Some(end) = memchr::memchr(b'\n', window) else {
+        // Say now what can never become a valid header, rather than at max_len.
+        if let Some(e) = first_invalid_byte(window) {
+            return Err(e);
         }
-    }
-    if input.len() >= max_len {
-        Err(FrameError::HeaderTooLong { limit: max_len })
-    } else {
-        Ok(None)
-    }
+        return if input.len() >= max_len {
+            Err(FrameError::HeaderTooLong { limit: max_len })
+        } else {
+            Ok(None)
+        };
+    };
+    // The fast path checks nothing byte by byte: the grammar rejects every
+    // stray byte. Only a failure pays for finding the most precise reason.
+    let parsed = match end.checked_sub(1) {
+        Some(cr) if window[cr] == b'\r' => parse_line(&window[..cr]),
+        _ => Err(FrameError::BareLineFeed),
+    };
+    parsed
+        .map(|h| Some((h, end + 1)))
+        .map_err(|e| first_invalid_byte(&window[..end]).unwrap_or(e))
+}
+
+/// Letters, digits, separators and CR can start a header line or appear in
+/// one (the grammar then decides); any other byte never can.
+fn first_invalid_byte(bytes: &[u8]) -> Option<FrameError> {
+    bytes
+        .iter()
+        .position(|b| {
+            !matches!(b, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b' ' | b'.' | b'*' | b'\r' | b'+' | b'-')
+        })
+        .map(|offset| FrameError::InvalidByte {
+            byte: bytes[offset],
+            offset,
+        })
 }
 
 /// Parses a complete header line without its CRLF.
@@ -421,18 +432,18 @@ fn field(input: &[u8], name: Field, max: u32) -> Result<(&[u8], u32), FrameError
     let Some((b' ', rest)) = input.split_first() else {
         return Err(FrameError::Malformed { field: name });
     };
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 {
-        return Err(FrameError::Malformed { field: name });
+    let mut value = 0u64;
+    let mut digits = 0;
+    for &b in rest.iter().take(11) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        value = value * 10 + u64::from(b - b'0');
+        digits += 1;
     }
-    if digits > 10 {
-        return Err(FrameError::OutOfRange { field: name, max });
-    }
-    let value = rest[..digits]
-        .iter()
-        .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
-    match u32::try_from(value) {
-        Ok(v) if v <= max => Ok((&rest[digits..], v)),
+    match (digits, u32::try_from(value)) {
+        (0, _) => Err(FrameError::Malformed { field: name }),
+        (1..=10, Ok(v)) if v <= max => Ok((&rest[digits..], v)),
         _ => Err(FrameError::OutOfRange { field: name, max }),
     }
 }
@@ -447,9 +458,11 @@ fn continuation(input: &[u8]) -> Result<(&[u8], bool), FrameError> {
 }
 
 fn end(rest: &[u8], after: Field) -> Result<(), FrameError> {
-    let done: IResult<&[u8], &[u8]> = all_consuming(tag(&b""[..])).parse(rest);
-    done.map(|_| ())
-        .map_err(|_| FrameError::TrailingJunk { after })
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(FrameError::TrailingJunk { after })
+    }
 }
 
 #[cfg(test)]
