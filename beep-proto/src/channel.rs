@@ -39,8 +39,7 @@ impl Outgoing {
             // sends an empty header block.
             [Bytes::new(), Bytes::new()]
         } else {
-            let body = message.body().clone();
-            [message.wire_headers(), body]
+            message.into_wire_parts()
         };
         Outgoing {
             frame_type,

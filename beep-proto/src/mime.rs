@@ -5,7 +5,7 @@
 //! body given by the application goes to the wire without being copied into
 //! a new buffer, and a received body is a zero-copy slice of what arrived.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// `Content-Type` when a message has none (RFC 3080 2.2, CHECKLIST 18).
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -105,17 +105,30 @@ impl Message {
     /// assert_eq!(&m.body()[..], b"hi");
     /// ```
     pub fn from_entity(mut entity: Bytes) -> Self {
-        let split = header_block_len(&entity).unwrap_or(0);
-        let mut headers = entity.split_to(split);
-        if headers[..] == *EMPTY_HEADERS {
+        let headers = match header_block_len(&entity) {
+            None => Bytes::new(),
             // An empty block and no block mean the same; store one form so
             // that a message compares equal to itself after a round trip.
-            headers = Bytes::new();
-        }
+            Some(2) => {
+                entity.advance(2);
+                Bytes::new()
+            }
+            Some(split) => entity.split_to(split),
+        };
         Message {
             headers,
             body: entity,
         }
+    }
+
+    /// The header block as it goes on the wire, and the body.
+    pub(crate) fn into_wire_parts(self) -> [Bytes; 2] {
+        let headers = if self.headers.is_empty() {
+            Bytes::from_static(EMPTY_HEADERS)
+        } else {
+            self.headers
+        };
+        [headers, self.body]
     }
 
     /// The body, after the header block.
@@ -203,17 +216,9 @@ impl Message {
     /// assert_eq!(beep_proto::Message::new("abc").entity_len(), 5);
     /// ```
     pub fn entity_len(&self) -> usize {
-        self.wire_headers().len() + self.body.len()
-    }
-
-    /// The header block as it goes on the wire: never absent, since RFC
-    /// 3080 2.2 makes every payload a MIME entity.
-    pub(crate) fn wire_headers(&self) -> Bytes {
-        if self.headers.is_empty() {
-            Bytes::from_static(EMPTY_HEADERS)
-        } else {
-            self.headers.clone()
-        }
+        // The header block is never absent on the wire: RFC 3080 2.2 makes
+        // every payload a MIME entity.
+        self.headers.len().max(EMPTY_HEADERS.len()) + self.body.len()
     }
 }
 
@@ -296,8 +301,7 @@ mod tests {
     #[test]
     fn built_headers_round_trip() {
         let m = Message::new("b").with_header("Content-Type", "text/plain");
-        let mut wire = m.wire_headers().to_vec();
-        wire.extend_from_slice(m.body());
+        let wire = m.clone().into_wire_parts().concat();
         assert_eq!(Message::from_entity(Bytes::from(wire)), m);
     }
 }
