@@ -242,6 +242,12 @@ pub enum UsageError {
     /// A start request must offer at least one profile (CHECKLIST 40).
     #[error("a start request needs at least one profile")]
     NoProfiles,
+    /// Piggybacked initialization content is limited to 4K octets (CHECKLIST 42).
+    #[error("initialization content for profile {uri} is longer than 4096 octets")]
+    InitContentTooLarge {
+        /// The profile.
+        uri: String,
+    },
     /// The configured channel limit is reached.
     #[error("no channel number available (limit {limit})")]
     TooManyChannels {

@@ -32,6 +32,15 @@ impl SendWindow {
         }
     }
 
+    /// A window whose next octet is `next`, as if that much had been sent.
+    #[cfg(test)]
+    pub(crate) fn starting_at(next: u32) -> Self {
+        SendWindow {
+            next,
+            limit: next.wrapping_add(DEFAULT_WINDOW),
+        }
+    }
+
     /// The seqno of the next frame.
     pub(crate) fn next(&self) -> u32 {
         self.next
@@ -90,6 +99,17 @@ impl RecvWindow {
             next: 0,
             consumed: 0,
             advertised: DEFAULT_WINDOW,
+        }
+    }
+
+    /// A window expecting `next`, as if that much had been received and consumed.
+    #[cfg(test)]
+    pub(crate) fn starting_at(next: u32, window: u32) -> Self {
+        RecvWindow {
+            window,
+            next,
+            consumed: next,
+            advertised: next.wrapping_add(DEFAULT_WINDOW),
         }
     }
 

@@ -706,3 +706,23 @@ fn nul_is_sent_with_size_zero() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn checklist_42_init_content_is_limited_to_4k() {
+    let mut pair = Pair::new();
+    let big = Profile::new(ECHO).with_content(vec![b'x'; 4097]);
+    assert!(matches!(
+        pair.a.open_channel(vec![big], None),
+        Err(UsageError::InitContentTooLarge { .. })
+    ));
+    let fits = Profile::new(ECHO).with_content(vec![b'x'; 4096]);
+    pair.a.open_channel(vec![fits], None).unwrap();
+    pair.pump();
+    assert_eq!(
+        take_start(&mut pair.b_events).profiles[0]
+            .content
+            .as_ref()
+            .map(|c| c.len()),
+        Some(4096)
+    );
+}

@@ -11,6 +11,9 @@ use crate::mime::Message;
 use crate::reply_code::ReplyCode;
 use crate::xml::{ChannelZeroMessage, Close, ErrorElement, Greeting, Profile, Start};
 
+/// Largest piggybacked initialization content (RFC 3080 2.3.1.2, CHECKLIST 42).
+pub(crate) const MAX_INIT_CONTENT: usize = 4096;
+
 /// What one of our channel-0 MSGs asked for, to make sense of its reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Request {
@@ -125,6 +128,14 @@ impl Session {
         if number % 2 != peer_parity {
             let text = "channel number of the wrong parity (RFC 3080 2.3.1.2)";
             return self.refuse(msgno, ReplyCode::PARAMETER_SYNTAX_ERROR, text);
+        }
+        if start.profiles.iter().any(|p| {
+            p.content
+                .as_ref()
+                .is_some_and(|c| c.len() > MAX_INIT_CONTENT)
+        }) {
+            let text = "profile initialization content longer than 4K octets (RFC 3080 2.3.1.2)";
+            return self.refuse(msgno, ReplyCode::PARAMETER_INVALID, text);
         }
         if self.channels.contains_key(&number) || self.pending_starts.contains_key(&number) {
             return self.refuse(
