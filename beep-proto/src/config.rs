@@ -26,6 +26,10 @@ pub struct Config {
     pub features: Option<String>,
     /// The `localize` attribute of our greeting.
     pub localize: Option<String>,
+    /// Language of the diagnostic texts we send in `<error>` and
+    /// `<close>`; `None` means `i-default`. Sent as `xml:lang` unless it is
+    /// the peer's first `localize` choice (RFC 3080 2.3.1.5, CHECKLIST 53).
+    pub diagnostic_language: Option<String>,
     /// Receive window per channel (4096 to 2^31-1); advertised with SEQ
     /// when larger than 4096.
     pub receive_window: u32,
@@ -61,6 +65,7 @@ impl Default for Config {
             profiles: Vec::new(),
             features: None,
             localize: None,
+            diagnostic_language: None,
             receive_window: DEFAULT_WINDOW,
             max_frame_size: DEFAULT_WINDOW,
             max_header_len: DEFAULT_MAX_HEADER_LEN,

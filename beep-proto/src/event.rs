@@ -62,6 +62,8 @@ pub enum Event {
         channel: u32,
         /// The peer's reply code.
         code: ReplyCode,
+        /// The language of `text` (`xml:lang`), if the peer named one.
+        lang: Option<String>,
         /// The peer's diagnostic text, possibly empty.
         text: String,
     },

@@ -149,7 +149,8 @@ impl Session {
     /// ```
     pub fn refusing(config: Config, code: ReplyCode, text: &str) -> Self {
         let mut session = Self::bare(Role::Listener, config);
-        let body = channel_zero::error_body(code, text);
+        let lang = session.diagnostic_lang(text);
+        let body = channel_zero::error_body(code, lang, text);
         session.queue_greeting(FrameType::Err, body);
         session.state = State::Ended;
         session
@@ -448,7 +449,7 @@ impl Session {
         self.reply_zero(
             msgno,
             FrameType::Err,
-            channel_zero::error_body(code, text),
+            channel_zero::error_body(code, self.diagnostic_lang(text), text),
             None,
         );
         Ok(())
@@ -625,7 +626,7 @@ impl Session {
         self.reply_zero(
             msgno,
             FrameType::Err,
-            channel_zero::error_body(code, text),
+            channel_zero::error_body(code, self.diagnostic_lang(text), text),
             None,
         );
         Ok(())
@@ -759,8 +760,10 @@ impl Session {
         }
         match &ch.our_close {
             OurClose::Wanted { code, text } if ch.may_request_close() => {
-                let body = channel_zero::close_body(number, *code, text);
+                let (code, text) = (*code, text.clone());
                 ch.our_close = OurClose::Sent;
+                let body =
+                    channel_zero::close_body(number, code, self.diagnostic_lang(&text), &text);
                 self.request(Request::Close { channel: number }, body);
                 true
             }

@@ -701,6 +701,7 @@ fn close_requested(channel: u32) -> Event {
     Event::CloseRequested {
         channel,
         code: ReplyCode::SUCCESS,
+        lang: None,
         text: String::new(),
     }
 }

@@ -4,7 +4,7 @@
 
 use beep_proto::frame::{Field, FrameError, FrameType};
 use beep_proto::xml::Profile;
-use beep_proto::{Config, Event, Message, ProtocolError, Session};
+use beep_proto::{Config, Event, Message, MessageKind, ProtocolError, Session};
 
 const ECHO: &str = "http://example.org/beep/echo";
 
@@ -392,4 +392,33 @@ fn one_byte_at_a_time_gives_the_same_errors() {
         }
     }
     assert_eq!(got, Some(expected));
+}
+
+#[test]
+fn checklist_31_answers_in_progress_at_once_are_collated_by_ansno() {
+    let mut s = listener_with_channel();
+    s.send_msg(1, Message::new("q")).unwrap();
+    while s.poll_transmit().is_some() {}
+    s.handle_input(
+        b"ANS 1 0 * 0 4 0\r\n\r\na0END\r\n\
+          ANS 1 0 * 4 4 1\r\n\r\nb0END\r\n\
+          ANS 1 0 . 8 2 1\r\nb1END\r\n\
+          ANS 1 0 . 10 2 0\r\na1END\r\n\
+          NUL 1 0 . 12 0\r\nEND\r\n",
+    )
+    .unwrap();
+    let got: Vec<(MessageKind, Vec<u8>)> = std::iter::from_fn(|| s.poll_event())
+        .map(|e| match e {
+            Event::Message(m) => (m.kind, m.message.body().to_vec()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (MessageKind::Ans { ansno: 1 }, b"b0b1".to_vec()),
+            (MessageKind::Ans { ansno: 0 }, b"a0a1".to_vec()),
+            (MessageKind::Nul, Vec::new()),
+        ]
+    );
 }

@@ -423,6 +423,7 @@ fn checklist_48_close_a_channel() {
             Event::CloseRequested {
                 channel: c,
                 code,
+                lang: None,
                 text,
             },
         ] => {
@@ -724,5 +725,45 @@ fn checklist_42_init_content_is_limited_to_4k() {
             .as_ref()
             .map(|c| c.len()),
         Some(4096)
+    );
+}
+
+#[test]
+fn checklist_53_xml_lang_only_when_not_the_peers_first_choice() {
+    // b writes French diagnostics; a asked for French first: no xml:lang.
+    let french = Config {
+        localize: Some("fr en".into()),
+        ..Config::default()
+    };
+    let b_config = Config {
+        diagnostic_language: Some("fr".into()),
+        ..common::listener_config()
+    };
+    let mut pair = Pair::with(french, b_config.clone());
+    let channel = pair.a.open_channel(vec![Profile::new(ECHO)], None).unwrap();
+    pair.pump();
+    take_start(&mut pair.b_events);
+    pair.b
+        .deny_start(channel, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "non")
+        .unwrap();
+    pair.pump();
+    assert!(
+        matches!(&pair.a_events[..], [Event::ChannelRefused { error, .. }] if error.lang.is_none())
+    );
+    // a prefers English: the French text is labelled.
+    let english = Config {
+        localize: Some("en".into()),
+        ..Config::default()
+    };
+    let mut pair = Pair::with(english, b_config);
+    let channel = pair.a.open_channel(vec![Profile::new(ECHO)], None).unwrap();
+    pair.pump();
+    take_start(&mut pair.b_events);
+    pair.b
+        .deny_start(channel, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "non")
+        .unwrap();
+    pair.pump();
+    assert!(
+        matches!(&pair.a_events[..], [Event::ChannelRefused { error, .. }] if error.lang.as_deref() == Some("fr"))
     );
 }

@@ -42,10 +42,10 @@ pub(super) fn greeting_body(config: &Config) -> Vec<u8> {
     }))
 }
 
-pub(super) fn error_body(code: ReplyCode, text: &str) -> Vec<u8> {
+pub(super) fn error_body(code: ReplyCode, lang: Option<String>, text: &str) -> Vec<u8> {
     body(ChannelZeroMessage::Error(ErrorElement {
         code,
-        lang: None,
+        lang,
         text: text.to_owned(),
     }))
 }
@@ -70,11 +70,11 @@ pub(super) fn ok_body() -> Vec<u8> {
     body(ChannelZeroMessage::Ok)
 }
 
-pub(super) fn close_body(number: u32, code: u16, text: &str) -> Vec<u8> {
+pub(super) fn close_body(number: u32, code: u16, lang: Option<String>, text: &str) -> Vec<u8> {
     body(ChannelZeroMessage::Close(Close {
         number,
         code: ReplyCode::new(code).unwrap_or(ReplyCode::SUCCESS),
-        lang: None,
+        lang,
         text: text.to_owned(),
     }))
 }
@@ -119,7 +119,26 @@ impl Session {
     }
 
     fn refuse(&mut self, msgno: u32, code: ReplyCode, text: &str) {
-        self.reply_zero(msgno, FrameType::Err, error_body(code, text), None);
+        let body = error_body(code, self.diagnostic_lang(text), text);
+        self.reply_zero(msgno, FrameType::Err, body, None);
+    }
+
+    /// The `xml:lang` for a diagnostic: omitted when there is no text, or
+    /// when its language is the peer's first `localize` choice (CHECKLIST 53).
+    pub(super) fn diagnostic_lang(&self, text: &str) -> Option<String> {
+        const DEFAULT: &str = "i-default";
+        let ours = self
+            .config
+            .diagnostic_language
+            .as_deref()
+            .unwrap_or(DEFAULT);
+        let theirs = self
+            .peer_greeting
+            .as_ref()
+            .and_then(|g| g.localize.as_deref())
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or(DEFAULT);
+        (!text.is_empty() && !ours.eq_ignore_ascii_case(theirs)).then(|| ours.to_owned())
     }
 
     fn on_start(&mut self, msgno: u32, start: Start) {
@@ -188,6 +207,7 @@ impl Session {
         self.events.push_back(Event::CloseRequested {
             channel: number,
             code: close.code,
+            lang: close.lang,
             text: close.text,
         });
     }
