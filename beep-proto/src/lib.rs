@@ -22,6 +22,7 @@
 
 mod channel;
 pub mod config;
+pub mod dispatch;
 pub mod error;
 pub mod event;
 mod flow;

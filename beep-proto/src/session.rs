@@ -97,6 +97,8 @@ pub struct Session {
     /// Channels with a frame ready to go, in round-robin order.
     ready: VecDeque<u32>,
     out: BytesMut,
+    /// Payload octets queued (or held for reply order) but not yet framed.
+    queued: usize,
     inbuf: BytesMut,
     /// The header of the frame whose payload we are waiting for.
     reading: Option<FrameHeader>,
@@ -180,6 +182,7 @@ impl Session {
             channels: IdMap::from_iter([(0, zero)]),
             ready: VecDeque::new(),
             out: BytesMut::new(),
+            queued: 0,
             inbuf: BytesMut::new(),
             reading: None,
             events: VecDeque::new(),
@@ -213,6 +216,20 @@ impl Session {
     /// ```
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Octets the application has handed over that are not yet framed for
+    /// the wire: a driver bounds its outbound memory by waiting while this
+    /// is above a limit (the peer's windows decide how fast it drains).
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::initiator(Default::default());
+    /// assert!(s.queued_output() > 0); // the greeting
+    /// while s.poll_transmit().is_some() {}
+    /// assert_eq!(s.queued_output(), 0);
+    /// ```
+    pub fn queued_output(&self) -> usize {
+        self.queued + self.out.len()
     }
 
     /// The peer's greeting, once it has arrived.

@@ -42,6 +42,7 @@ impl Session {
     /// Puts `out` at the end of `channel`'s queue and schedules the channel.
     pub(super) fn enqueue(&mut self, channel: u32, out: Outgoing) {
         if let Some(ch) = self.channels.get_mut(&channel) {
+            self.queued += out.remaining();
             ch.queue.push_back(out);
             if !ch.scheduled && ch.can_send() {
                 ch.scheduled = true;
@@ -103,6 +104,7 @@ impl Session {
         slot.complete = frame_type != FrameType::Ans;
         let mut out = Outgoing::new(frame_type, msgno, ansno, message);
         out.after_send = after_send;
+        self.queued += out.len();
         if index == 0 {
             ch.queue.push_back(out);
             release_completed_slots(ch);
@@ -149,6 +151,7 @@ impl Session {
             msg.take_into(size, &mut self.out);
             self.out.extend_from_slice(TRAILER);
             ch.send.sent(size as u32);
+            self.queued -= size;
             let mut after_send = None;
             if !more {
                 after_send = ch.queue.pop_front().and_then(|m| m.after_send);

@@ -1,0 +1,250 @@
+//! Bookkeeping every driver needs between session events and application
+//! code: which profile handles a start request, and which waiting caller
+//! a reply completes. Pure data structures, no I/O, so the blocking and the
+//! async drivers share them instead of writing them twice.
+
+use std::collections::HashMap;
+
+use crate::event::{IncomingMessage, MessageKind, StartRequest};
+use crate::mime::Message;
+use crate::xml::Profile;
+
+/// A complete reply to one MSG.
+///
+/// ```
+/// use beep_proto::{dispatch::Reply, Message};
+/// let r = Reply::Rpy(Message::new("ok"));
+/// assert!(r.is_positive());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A positive reply.
+    Rpy(Message),
+    /// A negative reply.
+    Err(Message),
+    /// A one-to-many reply: every ANS with its ansno, in arrival order,
+    /// complete once the NUL arrived.
+    Answers(Vec<(u32, Message)>),
+}
+
+impl Reply {
+    /// True for RPY and for ANS/NUL.
+    ///
+    /// ```
+    /// use beep_proto::{dispatch::Reply, Message};
+    /// assert!(!Reply::Err(Message::new("no")).is_positive());
+    /// ```
+    pub fn is_positive(&self) -> bool {
+        !matches!(self, Reply::Err(_))
+    }
+}
+
+/// Callers waiting for replies, keyed by channel and msgno, with the
+/// answers of one-to-many replies collected until their NUL.
+///
+/// ```
+/// use beep_proto::dispatch::{Requests, Reply};
+/// use beep_proto::{IncomingMessage, Message, MessageKind};
+/// let mut waiting = Requests::default();
+/// waiting.insert(1, 0, "caller");
+/// let rpy = IncomingMessage { channel: 1, msgno: 0, kind: MessageKind::Rpy, message: Message::new("hi"), credit: 4 };
+/// let (caller, reply) = waiting.on_reply(rpy).unwrap().unwrap();
+/// assert_eq!((caller, reply), ("caller", Reply::Rpy(Message::new("hi"))));
+/// ```
+#[derive(Debug)]
+pub struct Requests<W> {
+    waiting: HashMap<(u32, u32), (W, Vec<(u32, Message)>)>,
+}
+
+impl<W> Default for Requests<W> {
+    fn default() -> Self {
+        Requests {
+            waiting: HashMap::new(),
+        }
+    }
+}
+
+impl<W> Requests<W> {
+    /// Registers `waiter` for the reply to MSG `msgno` on `channel`.
+    ///
+    /// ```
+    /// let mut r = beep_proto::dispatch::Requests::default();
+    /// r.insert(1, 7, ());
+    /// assert_eq!(r.len(), 1);
+    /// ```
+    pub fn insert(&mut self, channel: u32, msgno: u32, waiter: W) {
+        self.waiting.insert((channel, msgno), (waiter, Vec::new()));
+    }
+
+    /// Number of callers waiting.
+    ///
+    /// ```
+    /// assert_eq!(beep_proto::dispatch::Requests::<()>::default().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// True if nobody waits.
+    ///
+    /// ```
+    /// assert!(beep_proto::dispatch::Requests::<()>::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Takes a reply message. Returns the waiter and the reply once it is
+    /// complete, `Ok(None)` while answers are still being collected, or the
+    /// message back if nobody waits for it (and it is no MSG).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::{Requests, Reply};
+    /// use beep_proto::{IncomingMessage, Message, MessageKind};
+    /// let mut r = Requests::default();
+    /// r.insert(1, 0, ());
+    /// let ans = IncomingMessage { channel: 1, msgno: 0, kind: MessageKind::Ans { ansno: 0 }, message: Message::new("a"), credit: 3 };
+    /// assert!(r.on_reply(ans).unwrap().is_none());
+    /// let nul = IncomingMessage { channel: 1, msgno: 0, kind: MessageKind::Nul, message: Message::default(), credit: 0 };
+    /// let ((), reply) = r.on_reply(nul).unwrap().unwrap();
+    /// assert_eq!(reply, Reply::Answers(vec![(0, Message::new("a"))]));
+    /// ```
+    #[allow(clippy::result_large_err)]
+    pub fn on_reply(&mut self, m: IncomingMessage) -> Result<Option<(W, Reply)>, IncomingMessage> {
+        let key = (m.channel, m.msgno);
+        let entry = self
+            .waiting
+            .get_mut(&key)
+            .filter(|_| m.kind != MessageKind::Msg);
+        let Some((_, answers)) = entry else {
+            return Err(m);
+        };
+        let reply = match m.kind {
+            MessageKind::Ans { ansno } => {
+                answers.push((ansno, m.message));
+                return Ok(None);
+            }
+            MessageKind::Rpy => Reply::Rpy(m.message),
+            MessageKind::Err => Reply::Err(m.message),
+            MessageKind::Nul | MessageKind::Msg => Reply::Answers(std::mem::take(answers)),
+        };
+        Ok(self.waiting.remove(&key).map(|(waiter, _)| (waiter, reply)))
+    }
+
+    /// Removes the waiters of one channel (closed, or refused).
+    ///
+    /// ```
+    /// let mut r = beep_proto::dispatch::Requests::default();
+    /// r.insert(1, 0, 'a');
+    /// r.insert(3, 0, 'b');
+    /// assert_eq!(r.remove_channel(1), vec!['a']);
+    /// ```
+    pub fn remove_channel(&mut self, channel: u32) -> Vec<W> {
+        let keys: Vec<_> = self
+            .waiting
+            .keys()
+            .filter(|(c, _)| *c == channel)
+            .copied()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.waiting.remove(&k).map(|(w, _)| w))
+            .collect()
+    }
+
+    /// Removes every waiter (the connection is gone).
+    ///
+    /// ```
+    /// let mut r = beep_proto::dispatch::Requests::default();
+    /// r.insert(1, 0, ());
+    /// assert_eq!(r.drain().len(), 1);
+    /// ```
+    pub fn drain(&mut self) -> Vec<W> {
+        self.waiting.drain().map(|(_, (w, _))| w).collect()
+    }
+}
+
+/// Profiles a listener serves, each with its handler, in registration
+/// order (the order of the greeting).
+///
+/// ```
+/// use beep_proto::dispatch::Profiles;
+/// use beep_proto::{StartRequest, xml::Profile};
+/// let mut p = Profiles::default();
+/// p.register("http://example.org/echo", "echo handler");
+/// let request = StartRequest {
+///     channel: 1,
+///     server_name: None,
+///     profiles: vec![Profile::new("http://example.org/other"), Profile::new("http://example.org/echo")],
+/// };
+/// let (offer, handler) = p.choose(&request).unwrap();
+/// assert_eq!((offer.uri.as_str(), *handler), ("http://example.org/echo", "echo handler"));
+/// ```
+#[derive(Debug)]
+pub struct Profiles<H> {
+    registered: Vec<(String, H)>,
+}
+
+impl<H> Default for Profiles<H> {
+    fn default() -> Self {
+        Profiles {
+            registered: Vec::new(),
+        }
+    }
+}
+
+impl<H> Profiles<H> {
+    /// Registers (or replaces) the handler of `uri`.
+    ///
+    /// ```
+    /// let mut p = beep_proto::dispatch::Profiles::default();
+    /// p.register("u", 1);
+    /// p.register("u", 2);
+    /// assert_eq!(p.get("u"), Some(&2));
+    /// ```
+    pub fn register(&mut self, uri: impl Into<String>, handler: H) {
+        let uri = uri.into();
+        match self.registered.iter_mut().find(|(u, _)| *u == uri) {
+            Some(entry) => entry.1 = handler,
+            None => self.registered.push((uri, handler)),
+        }
+    }
+
+    /// The handler of `uri`.
+    ///
+    /// ```
+    /// assert_eq!(beep_proto::dispatch::Profiles::<()>::default().get("u"), None);
+    /// ```
+    pub fn get(&self, uri: &str) -> Option<&H> {
+        self.registered
+            .iter()
+            .find(|(u, _)| u == uri)
+            .map(|(_, h)| h)
+    }
+
+    /// The URIs to advertise in the greeting.
+    ///
+    /// ```
+    /// let mut p = beep_proto::dispatch::Profiles::default();
+    /// p.register("a", ());
+    /// assert_eq!(p.uris(), vec!["a".to_string()]);
+    /// ```
+    pub fn uris(&self) -> Vec<String> {
+        self.registered.iter().map(|(u, _)| u.clone()).collect()
+    }
+
+    /// The first profile of the request (the peer's preference order) that
+    /// is registered, with its handler.
+    ///
+    /// ```
+    /// use beep_proto::{dispatch::Profiles, StartRequest, xml::Profile};
+    /// let p: Profiles<()> = Profiles::default();
+    /// let r = StartRequest { channel: 1, server_name: None, profiles: vec![Profile::new("x")] };
+    /// assert!(p.choose(&r).is_none());
+    /// ```
+    pub fn choose<'a>(&'a self, request: &'a StartRequest) -> Option<(&'a Profile, &'a H)> {
+        request
+            .profiles
+            .iter()
+            .find_map(|offer| self.get(&offer.uri).map(|h| (offer, h)))
+    }
+}
