@@ -24,7 +24,7 @@ pub enum Reply {
     Err(Message),
     /// A one-to-many reply: every ANS with its ansno, in arrival order,
     /// complete once the NUL arrived.
-    Answers(Vec<(u32, Message)>),
+    Answers(Answers),
 }
 
 impl Reply {
@@ -53,8 +53,12 @@ impl Reply {
 /// ```
 #[derive(Debug)]
 pub struct Requests<W> {
-    waiting: HashMap<(u32, u32), (W, Vec<(u32, Message)>)>,
+    /// (channel, msgno) -> the caller, and the answers collected so far.
+    waiting: HashMap<(u32, u32), (W, Answers)>,
 }
+
+/// ANS messages of a one-to-many reply, with their ansno.
+type Answers = Vec<(u32, Message)>;
 
 impl<W> Default for Requests<W> {
     fn default() -> Self {
