@@ -1,1 +1,42 @@
-//! Placeholder.
+//! # beep-blocking
+//!
+//! BEEP over `std::net` for scripts and threaded programs: connections,
+//! channels, listeners with a profile registry (start, close and message
+//! handlers, as in PyVortex), request/reply helpers that wait, and
+//! connection-close notification. All protocol rules live in
+//! [`beep_proto`]; this crate moves bytes and runs handlers.
+//!
+//! Each connection runs three threads: a reader, a writer and a dispatcher
+//! for application handlers. Handlers may block (a reply into a full queue
+//! waits) without stopping the connection from reading the peer's window
+//! updates.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use beep_blocking::{Connection, Options};
+//! use beep_proto::{Message, xml::Profile};
+//!
+//! let conn = Connection::connect("127.0.0.1:10288", Options::default())?;
+//! let channel = conn.open_channel(Profile::new("http://example.org/beep/echo"), None)?;
+//! let reply = channel.request(Message::new("hello"), Duration::from_secs(5))?;
+//! println!("{reply:?}");
+//! conn.close()?;
+//! # Ok::<(), beep_blocking::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod channel;
+mod connection;
+mod error;
+mod io;
+mod listener;
+mod profile;
+
+pub use channel::Channel;
+pub use connection::{Connection, Options};
+pub use error::{CloseReason, Error};
+pub use listener::{Listener, ShutdownHandle};
+pub use profile::{ProfileHandler, Registry, StartDecision};
+
+pub use beep_proto::dispatch::Reply;

@@ -135,6 +135,19 @@ impl<W> Requests<W> {
         Ok(self.waiting.remove(&key).map(|(waiter, _)| (waiter, reply)))
     }
 
+    /// Removes the waiter of one request (it gave up waiting); a reply
+    /// arriving later is then nobody's.
+    ///
+    /// ```
+    /// let mut r = beep_proto::dispatch::Requests::default();
+    /// r.insert(1, 0, 'a');
+    /// assert_eq!(r.remove(1, 0), Some('a'));
+    /// assert!(r.is_empty());
+    /// ```
+    pub fn remove(&mut self, channel: u32, msgno: u32) -> Option<W> {
+        self.waiting.remove(&(channel, msgno)).map(|(w, _)| w)
+    }
+
     /// Removes the waiters of one channel (closed, or refused).
     ///
     /// ```
@@ -183,7 +196,7 @@ impl<W> Requests<W> {
 /// let (offer, handler) = p.choose(&request).unwrap();
 /// assert_eq!((offer.uri.as_str(), *handler), ("http://example.org/echo", "echo handler"));
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Profiles<H> {
     registered: Vec<(String, H)>,
 }

@@ -1,0 +1,391 @@
+//! `beep`: BEEP from the command line.
+//!
+//! * `beep serve --listen ADDR [--echo URI]... [--sink URI]...`
+//! * `beep send ADDR --profile URI [--server-name NAME] [DATA | -]`
+//! * `beep bench ADDR --profile URI --mode pingpong|pipeline|bulk [...]`
+//! * `beep demo`
+//!
+//! Exit codes of `send`: 0 on RPY (or ANS/NUL), 1 on ERR or a refused
+//! channel, 2 on a connection or protocol failure.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use beep_blocking::{Connection, Error, Listener, Options, ProfileHandler, Registry, Reply};
+use beep_proto::xml::Profile;
+use beep_proto::{Config, Message};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "beep",
+    version,
+    about = "BEEP (RFC 3080/3081) from the command line"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve echo and sink profiles until SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on (repeat for several); port 0 picks one.
+        #[arg(long, required = true)]
+        listen: Vec<String>,
+        /// A profile URI that answers every MSG with the same payload.
+        #[arg(long)]
+        echo: Vec<String>,
+        /// A profile URI that answers every MSG with an empty RPY.
+        #[arg(long)]
+        sink: Vec<String>,
+        /// Receive window per channel, in octets.
+        #[arg(long, default_value_t = 4096)]
+        window: u32,
+    },
+    /// Open a channel, send one MSG, print the reply payload.
+    Send {
+        /// host:port of the listener.
+        addr: String,
+        /// The profile to start the channel with.
+        #[arg(long)]
+        profile: String,
+        /// serverName for the start request.
+        #[arg(long)]
+        server_name: Option<String>,
+        /// Seconds to wait for the connection and the reply.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// The payload, or `-` to read it from stdin.
+        data: Option<String>,
+    },
+    /// Measure an echo (pingpong, pipeline) or sink (bulk) profile.
+    Bench {
+        /// host:port of the listener.
+        addr: String,
+        /// The profile to use.
+        #[arg(long)]
+        profile: String,
+        /// What to measure.
+        #[arg(long, value_enum)]
+        mode: Mode,
+        /// Payload size in octets.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Channels used in parallel.
+        #[arg(long, default_value_t = 1)]
+        channels: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Receive window per channel, in octets.
+        #[arg(long, default_value_t = 4096)]
+        window: u32,
+    },
+    /// A listener and a client on loopback, showing a real exchange.
+    Demo,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    /// One request at a time.
+    Pingpong,
+    /// Many requests in flight.
+    Pipeline,
+    /// One-way messages to a sink.
+    Bulk,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve {
+            listen,
+            echo,
+            sink,
+            window,
+        } => report(serve(&listen, &echo, &sink, window)),
+        Command::Send {
+            addr,
+            profile,
+            server_name,
+            timeout,
+            data,
+        } => send(&addr, &profile, server_name, timeout, data),
+        Command::Bench {
+            addr,
+            profile,
+            mode,
+            size,
+            channels,
+            seconds,
+            window,
+        } => report(bench(
+            &addr, &profile, mode, size, channels, seconds, window,
+        )),
+        Command::Demo => report(demo()),
+    }
+}
+
+fn report(result: Result<(), Error>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("beep: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn options(window: u32) -> Options {
+    Options {
+        config: Config {
+            receive_window: window,
+            max_frame_size: window.clamp(4096, 64 << 10),
+            ..Config::default()
+        },
+        ..Options::default()
+    }
+}
+
+fn echo_handler() -> ProfileHandler {
+    ProfileHandler::new(|channel, m| {
+        let _ = channel.reply_rpy(m.msgno, m.message);
+    })
+}
+
+fn sink_handler() -> ProfileHandler {
+    ProfileHandler::new(|channel, m| {
+        let _ = channel.reply_rpy(m.msgno, Message::default());
+    })
+}
+
+fn serve(listen: &[String], echo: &[String], sink: &[String], window: u32) -> Result<(), Error> {
+    let mut registry = Registry::new();
+    for uri in echo {
+        registry.register(uri.clone(), echo_handler());
+    }
+    for uri in sink {
+        registry.register(uri.clone(), sink_handler());
+    }
+    let mut addrs = Vec::new();
+    for a in listen {
+        addrs.extend(std::net::ToSocketAddrs::to_socket_addrs(a.as_str())?);
+    }
+    let listener = Listener::bind_all(&addrs, registry, options(window))?;
+    let handle = listener.shutdown_handle();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            handle.shutdown();
+        }
+    });
+    let mut out = std::io::stdout().lock();
+    for addr in listener.local_addrs() {
+        writeln!(out, "listening on {addr}")?;
+    }
+    out.flush()?;
+    drop(out);
+    listener.serve()
+}
+
+fn send(
+    addr: &str,
+    profile: &str,
+    server_name: Option<String>,
+    timeout: f64,
+    data: Option<String>,
+) -> ExitCode {
+    let timeout = Duration::from_secs_f64(timeout.max(0.001));
+    let payload = match data.as_deref() {
+        Some("-") => {
+            let mut buf = Vec::new();
+            if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
+                eprintln!("beep: reading stdin: {e}");
+                return ExitCode::from(2);
+            }
+            buf
+        }
+        Some(text) => text.as_bytes().to_vec(),
+        None => Vec::new(),
+    };
+    let options = Options {
+        connect_timeout: timeout,
+        ..Options::default()
+    };
+    let conn = match Connection::connect(addr, options) {
+        Ok(conn) => conn,
+        Err(e) => return failure(&e),
+    };
+    let channel = match conn.open_channel(Profile::new(profile), server_name) {
+        Ok(channel) => channel,
+        Err(e) => return failure(&e),
+    };
+    let reply = channel.request(Message::new(payload), timeout);
+    let code = match reply {
+        Ok(Reply::Rpy(m)) => print_body(m.body()),
+        Ok(Reply::Answers(answers)) => answers
+            .iter()
+            .map(|(_, m)| print_body(m.body()))
+            .find(|c| *c != ExitCode::SUCCESS)
+            .unwrap_or(ExitCode::SUCCESS),
+        Ok(Reply::Err(m)) => {
+            eprintln!("beep: ERR: {}", String::from_utf8_lossy(m.body()));
+            ExitCode::from(1)
+        }
+        Err(e) => failure(&e),
+    };
+    let _ = conn.close();
+    code
+}
+
+fn print_body(body: &[u8]) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(body).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("beep: writing stdout: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Exit 1 for the peer's refusal, 2 for anything else.
+fn failure(e: &Error) -> ExitCode {
+    match e {
+        Error::Refused { code, text } => {
+            eprintln!("beep: refused: {code} {text}");
+            ExitCode::from(1)
+        }
+        other => {
+            eprintln!("beep: {other}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn bench(
+    addr: &str,
+    profile: &str,
+    mode: Mode,
+    size: usize,
+    channels: usize,
+    seconds: f64,
+    window: u32,
+) -> Result<(), Error> {
+    let conn = Connection::connect(addr, options(window))?;
+    let payload = Message::new(vec![b'x'; size]);
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let messages = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..channels.max(1))
+        .map(|_| {
+            let channel = conn.open_channel(Profile::new(profile), None)?;
+            let (payload, messages) = (payload.clone(), messages.clone());
+            Ok(std::thread::spawn(move || -> Result<(), Error> {
+                let timeout = Duration::from_secs(30);
+                while Instant::now() < deadline {
+                    match mode {
+                        Mode::Pingpong => {
+                            channel.request(payload.clone(), timeout)?;
+                            messages.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Mode::Pipeline | Mode::Bulk => {
+                            // A batch in flight, then wait for the last reply:
+                            // replies arrive in order (RFC 3080 2.6.1).
+                            for _ in 0..255 {
+                                channel.send_msg(payload.clone())?;
+                            }
+                            channel.request(payload.clone(), timeout)?;
+                            messages.fetch_add(256, Ordering::Relaxed);
+                        }
+                    }
+                }
+                Ok(())
+            }))
+        })
+        .collect::<Result<_, Error>>()?;
+    for w in workers {
+        w.join()
+            .map_err(|_| std::io::Error::other("a bench thread panicked"))??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let count = messages.load(Ordering::Relaxed) as f64;
+    println!(
+        "{:.0} messages/s, {:.1} MB/s ({} octets, {} channel(s), {:.1} s)",
+        count / elapsed,
+        count * size as f64 / elapsed / 1e6,
+        size,
+        channels.max(1),
+        elapsed
+    );
+    let _ = conn.close();
+    Ok(())
+}
+
+fn demo() -> Result<(), Error> {
+    const ECHO: &str = "http://example.org/beep/echo";
+    const COUNT: &str = "http://example.org/beep/count";
+    let mut registry = Registry::new();
+    registry.register(ECHO, echo_handler());
+    registry.register(
+        COUNT,
+        ProfileHandler::new(|channel, m| {
+            for word in ["one", "two", "three"] {
+                let _ = channel.reply_ans(m.msgno, Message::new(word));
+            }
+            let _ = channel.reply_nul(m.msgno);
+        }),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, Options::default())?;
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let server = std::thread::spawn(move || listener.serve());
+    println!("listener: serving {ECHO} and {COUNT} on {addr}");
+
+    let conn = Connection::connect(addr, Options::default())?;
+    println!(
+        "client:   connected; greeting offers {:?}",
+        conn.peer_greeting().profiles
+    );
+    conn.on_close(|reason| println!("client:   connection closed ({reason})"));
+
+    let echo = conn.open_channel(Profile::new(ECHO), Some("localhost".into()))?;
+    println!("client:   channel {} started with {ECHO}", echo.number());
+    let reply = echo.request(Message::new("hello, BEEP"), Duration::from_secs(5))?;
+    if let Reply::Rpy(m) = reply {
+        println!(
+            "client:   MSG \"hello, BEEP\" -> RPY {:?}",
+            String::from_utf8_lossy(m.body())
+        );
+    }
+
+    let count = conn.open_channel(Profile::new(COUNT), None)?;
+    println!("client:   channel {} started with {COUNT}", count.number());
+    if let Reply::Answers(answers) = count.request(Message::new("count"), Duration::from_secs(5))? {
+        for (ansno, m) in &answers {
+            println!(
+                "client:   ANS {ansno} {:?}",
+                String::from_utf8_lossy(m.body())
+            );
+        }
+        println!("client:   NUL (end of the {} answers)", answers.len());
+    }
+
+    echo.close()?;
+    println!("client:   channel {} closed", echo.number());
+    conn.close()?;
+    println!("client:   session released");
+    stop.shutdown();
+    server
+        .join()
+        .map_err(|_| std::io::Error::other("listener thread panicked"))??;
+    println!("listener: stopped");
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! A channel of a connection: requests, replies, handler, close.
+
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use beep_proto::dispatch::Reply;
+use beep_proto::{IncomingMessage, Message, ReplyCode};
+
+use crate::connection::{ChannelHandlers, Connection, Notify, wait};
+use crate::error::Error;
+
+/// A channel (PyVortex `Channel`): cheap to clone, usable from any thread.
+///
+/// Sending calls wait while the connection's unsent output is above
+/// [`Options::max_queued_output`](crate::Options::max_queued_output), so a
+/// peer that stops reading slows the sender down instead of growing memory.
+#[derive(Clone)]
+pub struct Channel {
+    conn: Connection,
+    number: u32,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("number", &self.number)
+            .field("peer", &self.conn.peer_addr())
+            .finish()
+    }
+}
+
+impl Channel {
+    pub(crate) fn new(conn: Connection, number: u32) -> Self {
+        Channel { conn, number }
+    }
+
+    /// The channel number.
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// The connection this channel belongs to.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The profile URI running on the channel, while it is open.
+    pub fn profile(&self) -> Option<String> {
+        let st = self.conn.shared.lock();
+        st.session.channel_profile(self.number).map(str::to_owned)
+    }
+
+    /// Sends a MSG; returns its msgno. The reply goes to the message
+    /// handler (use [`Channel::request`] to wait for it instead).
+    pub fn send_msg(&self, message: Message) -> Result<u32, Error> {
+        self.conn
+            .shared
+            .with_room(|st| Ok(st.session.send_msg(self.number, message)?))
+    }
+
+    /// Sends a MSG and waits for its complete reply: RPY, ERR, or every ANS
+    /// up to the NUL.
+    pub fn request(&self, message: Message, timeout: Duration) -> Result<Reply, Error> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let msgno = self.request_notify(message, Notify::Wait(tx))?;
+        let result = wait(&rx, timeout);
+        if matches!(result, Err(Error::Timeout)) {
+            // Nobody waits any more: a late reply goes to the handler.
+            self.conn.shared.lock().replies.remove(self.number, msgno);
+        }
+        result
+    }
+
+    /// Sends a MSG; `done` runs with the complete reply (or the error that
+    /// ended the wait). Returns the msgno.
+    pub fn request_with(
+        &self,
+        message: Message,
+        done: impl FnOnce(Result<Reply, Error>) + Send + 'static,
+    ) -> Result<u32, Error> {
+        self.request_notify(message, Notify::Call(Box::new(done)))
+    }
+
+    fn request_notify(&self, message: Message, notify: Notify<Reply>) -> Result<u32, Error> {
+        self.conn.shared.with_room(|st| {
+            let msgno = st.session.send_msg(self.number, message)?;
+            st.replies.insert(self.number, msgno, notify);
+            Ok(msgno)
+        })
+    }
+
+    /// Answers MSG `msgno` with a positive reply.
+    pub fn reply_rpy(&self, msgno: u32, message: Message) -> Result<(), Error> {
+        self.conn
+            .shared
+            .with_room(|st| Ok(st.session.send_rpy(self.number, msgno, message)?))
+    }
+
+    /// Answers MSG `msgno` with a negative reply.
+    pub fn reply_err(&self, msgno: u32, message: Message) -> Result<(), Error> {
+        self.conn
+            .shared
+            .with_room(|st| Ok(st.session.send_err(self.number, msgno, message)?))
+    }
+
+    /// Sends one answer to MSG `msgno`; returns its ansno.
+    pub fn reply_ans(&self, msgno: u32, message: Message) -> Result<u32, Error> {
+        self.conn
+            .shared
+            .with_room(|st| Ok(st.session.send_ans(self.number, msgno, message)?))
+    }
+
+    /// Ends the answers to MSG `msgno`.
+    pub fn reply_nul(&self, msgno: u32) -> Result<(), Error> {
+        self.conn
+            .shared
+            .with_session(|st| Ok(st.session.send_nul(self.number, msgno)?))
+    }
+
+    /// Sets the handler for MSGs and for replies nobody waits for
+    /// (PyVortex `set_frame_received`).
+    pub fn set_message_handler(
+        &self,
+        handler: impl Fn(&Channel, IncomingMessage) + Send + Sync + 'static,
+    ) {
+        let mut st = self.conn.shared.lock();
+        let entry = st.channels.entry(self.number).or_insert(ChannelHandlers {
+            message: None,
+            close: None,
+        });
+        entry.message = Some(Arc::new(handler));
+    }
+
+    /// Asks the peer to close the channel and waits for its decision.
+    pub fn close(&self) -> Result<(), Error> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.conn.shared.with_session(|st| {
+            st.session
+                .close_channel(self.number, ReplyCode::SUCCESS, "")?;
+            st.closes.insert(self.number, Notify::Wait(tx));
+            Ok(())
+        })?;
+        wait(&rx, self.conn.shared.options.connect_timeout)
+    }
+}

@@ -1,0 +1,555 @@
+//! A BEEP session on a TCP connection, driven by three threads: a reader
+//! (socket to session), a writer (session to socket) and a dispatcher that
+//! runs application handlers. The session's lock is never held across
+//! socket I/O or application code.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use beep_proto::dispatch::{Reply, Requests};
+use beep_proto::xml::{Greeting, Profile};
+use beep_proto::{Config, Event, ReplyCode, Role, Session};
+
+use crate::channel::Channel;
+use crate::error::{CloseReason, Error};
+use crate::io;
+use crate::profile::{CloseHandler, MessageHandler, Registry};
+
+/// How a connection behaves.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = beep_blocking::Options {
+///     connect_timeout: Duration::from_secs(2),
+///     ..Default::default()
+/// };
+/// assert_eq!(options.max_queued_output, 4 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The session configuration (windows, limits, greeting extras). A
+    /// listener's greeting profiles come from its registry.
+    pub config: Config,
+    /// Longest wait for the TCP connection and for the peer's greeting.
+    pub connect_timeout: Duration,
+    /// Octets of unsent output above which sending calls wait (from the
+    /// application's threads), so a peer that stops reading cannot make us
+    /// buffer without bound.
+    pub max_queued_output: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config: Config::default(),
+            connect_timeout: Duration::from_secs(10),
+            max_queued_output: 4 << 20,
+        }
+    }
+}
+
+/// Where a waiting caller gets its result: a blocked thread or a callback.
+pub(crate) enum Notify<T> {
+    Wait(mpsc::SyncSender<Result<T, Error>>),
+    Call(Box<dyn FnOnce(Result<T, Error>) + Send>),
+}
+
+impl<T: Send + 'static> Notify<T> {
+    /// A blocked caller is woken at once; a callback runs on the dispatcher.
+    pub(crate) fn complete(self, result: Result<T, Error>, actions: &mut Vec<Action>) {
+        match self {
+            Notify::Wait(tx) => {
+                let _ = tx.try_send(result);
+            }
+            Notify::Call(f) => actions.push(Action::Run(Box::new(move || f(result)))),
+        }
+    }
+}
+
+/// Work for the dispatcher thread.
+pub(crate) enum Action {
+    Start(beep_proto::StartRequest),
+    Message(beep_proto::IncomingMessage),
+    CloseRequested(u32),
+    Run(Box<dyn FnOnce() + Send>),
+    Exit,
+}
+
+/// Handlers of one open channel.
+#[derive(Clone)]
+pub(crate) struct ChannelHandlers {
+    pub(crate) message: Option<Arc<MessageHandler>>,
+    pub(crate) close: Option<Arc<CloseHandler>>,
+}
+
+/// Runs once when the connection ends.
+type CloseCallback = Box<dyn FnOnce(&CloseReason) + Send>;
+
+pub(crate) struct State {
+    pub(crate) session: Session,
+    pub(crate) replies: Requests<Notify<Reply>>,
+    pub(crate) opens: HashMap<u32, Notify<Channel>>,
+    pub(crate) closes: HashMap<u32, Notify<()>>,
+    pub(crate) channels: HashMap<u32, ChannelHandlers>,
+    pub(crate) closed: Option<CloseReason>,
+    on_close: Vec<CloseCallback>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    /// Signalled whenever the session changed: results, room, closure.
+    pub(crate) changed: Condvar,
+    /// Wakes the writer.
+    pub(crate) output: Condvar,
+    pub(crate) stream: TcpStream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) registry: Registry,
+    pub(crate) options: Options,
+    pub(crate) actions: mpsc::Sender<Action>,
+}
+
+/// A BEEP session over TCP (PyVortex `Connection`). Cheap to clone; every
+/// clone is the same connection.
+///
+/// ```no_run
+/// use beep_blocking::{Connection, Options};
+/// let conn = Connection::connect("localhost:10288", Options::default())?;
+/// println!("the listener offers {:?}", conn.peer_greeting().profiles);
+/// conn.close()?;
+/// # Ok::<(), beep_blocking::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.shared.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Connects to a BEEP listener (IPv4 or IPv6; each resolved address is
+    /// tried in turn within the connect timeout) and waits for its greeting.
+    ///
+    /// ```no_run
+    /// let conn = beep_blocking::Connection::connect("[::1]:10288", Default::default())?;
+    /// # Ok::<(), beep_blocking::Error>(())
+    /// ```
+    pub fn connect(addr: impl ToSocketAddrs, options: Options) -> Result<Connection, Error> {
+        let mut last = None;
+        for addr in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, options.connect_timeout) {
+                Ok(stream) => {
+                    let conn = Self::start(stream, Role::Initiator, Registry::new(), options)?;
+                    conn.wait_greeting()?;
+                    return Ok(conn);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| std::io::Error::other("the address resolved to nothing"))
+            .into())
+    }
+
+    /// Serves an accepted TCP connection as the listener.
+    pub(crate) fn accept(
+        stream: TcpStream,
+        registry: Registry,
+        options: Options,
+    ) -> Result<Connection, Error> {
+        Self::start(stream, Role::Listener, registry, options)
+    }
+
+    fn start(
+        stream: TcpStream,
+        role: Role,
+        registry: Registry,
+        mut options: Options,
+    ) -> Result<Connection, Error> {
+        stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
+        if role == Role::Listener {
+            options.config.profiles = registry.uris();
+        }
+        // Credit goes back when a handler has finished with a message, so
+        // a slow handler slows its peer instead of filling our memory.
+        options.config.auto_credit = false;
+        let session = match role {
+            Role::Initiator => Session::initiator(options.config.clone()),
+            Role::Listener => Session::listener(options.config.clone()),
+        };
+        let (actions, inbox) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                session,
+                replies: Requests::default(),
+                opens: HashMap::new(),
+                closes: HashMap::new(),
+                channels: HashMap::new(),
+                closed: None,
+                on_close: Vec::new(),
+            }),
+            changed: Condvar::new(),
+            output: Condvar::new(),
+            stream: stream.try_clone()?,
+            peer,
+            registry,
+            options,
+            actions,
+        });
+        io::spawn(&shared, stream, inbox)?;
+        Ok(Connection { shared })
+    }
+
+    fn wait_greeting(&self) -> Result<(), Error> {
+        let timeout = self.shared.options.connect_timeout;
+        let st = self.shared.lock();
+        let (st, result) = self
+            .shared
+            .changed
+            .wait_timeout_while(st, timeout, |st| {
+                st.session.peer_greeting().is_none() && st.closed.is_none()
+            })
+            .map_err(|_| Error::Closed(CloseReason::Shutdown))?;
+        if let Some(reason) = st
+            .closed
+            .as_ref()
+            .filter(|_| st.session.peer_greeting().is_none())
+        {
+            return Err(match reason {
+                CloseReason::Refused { code, text } => Error::Refused {
+                    code: *code,
+                    text: text.clone(),
+                },
+                other => Error::Closed(other.clone()),
+            });
+        }
+        if result.timed_out() {
+            drop(st);
+            self.shutdown();
+            return Err(Error::Timeout);
+        }
+        Ok(())
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.shared.peer
+    }
+
+    /// The peer's greeting (profiles, features, localize); empty until it
+    /// arrived, which `connect` waits for.
+    pub fn peer_greeting(&self) -> Greeting {
+        self.shared
+            .lock()
+            .session
+            .peer_greeting()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The `serverName` bound to the session by the first accepted start.
+    pub fn server_name(&self) -> Option<String> {
+        self.shared.lock().session.server_name().map(str::to_owned)
+    }
+
+    /// Octets handed to the connection and not yet written to the socket.
+    pub fn queued_output(&self) -> usize {
+        self.shared.lock().session.queued_output()
+    }
+
+    /// True while the connection is usable (PyVortex `is_ok`).
+    pub fn is_ok(&self) -> bool {
+        self.shared.lock().closed.is_none()
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.lock().closed.clone()
+    }
+
+    /// Runs `f` once when the connection ends, whatever the cause (at once
+    /// if it already has).
+    pub fn on_close(&self, f: impl FnOnce(&CloseReason) + Send + 'static) {
+        let mut st = self.shared.lock();
+        match st.closed.clone() {
+            Some(reason) => {
+                drop(st);
+                f(&reason);
+            }
+            None => st.on_close.push(Box::new(f)),
+        }
+    }
+
+    /// Waits until the connection ends; returns false on timeout.
+    pub fn wait_closed(&self, timeout: Duration) -> bool {
+        let st = self.shared.lock();
+        let waited = self
+            .shared
+            .changed
+            .wait_timeout_while(st, timeout, |st| st.closed.is_none());
+        waited.is_ok_and(|(st, _)| st.closed.is_some())
+    }
+
+    /// Opens a channel running `profile` and waits for the peer's answer.
+    /// `server_name` goes in the start request; `content` (in `profile`)
+    /// is piggybacked.
+    pub fn open_channel(
+        &self,
+        profile: Profile,
+        server_name: Option<String>,
+    ) -> Result<Channel, Error> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.open_channel_notify(profile, server_name, Notify::Wait(tx))?;
+        wait(&rx, self.shared.options.connect_timeout)
+    }
+
+    /// Opens a channel without waiting: `done` runs with the channel or the
+    /// peer's refusal (PyVortex `open_channel` with `on_channel`).
+    pub fn open_channel_with(
+        &self,
+        profile: Profile,
+        server_name: Option<String>,
+        done: impl FnOnce(Result<Channel, Error>) + Send + 'static,
+    ) -> Result<u32, Error> {
+        self.open_channel_notify(profile, server_name, Notify::Call(Box::new(done)))
+    }
+
+    fn open_channel_notify(
+        &self,
+        profile: Profile,
+        server_name: Option<String>,
+        notify: Notify<Channel>,
+    ) -> Result<u32, Error> {
+        self.shared.with_session(|st| {
+            let number = st.session.open_channel(vec![profile], server_name)?;
+            st.opens.insert(number, notify);
+            Ok(number)
+        })
+    }
+
+    /// Releases the session (RFC 3080 2.4): waits for the peer's `<ok/>`
+    /// and the end of the connection. A refusal leaves it open.
+    pub fn close(&self) -> Result<(), Error> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.shared.with_session(|st| {
+            st.session.close_session(ReplyCode::SUCCESS, "")?;
+            st.closes.insert(0, Notify::Wait(tx));
+            Ok(())
+        })?;
+        match wait(&rx, self.shared.options.connect_timeout) {
+            Ok(()) | Err(Error::Closed(CloseReason::Released)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends the connection at once, without a release handshake.
+    pub fn shutdown(&self) {
+        self.shared.finish(CloseReason::Shutdown);
+    }
+}
+
+/// Waits for a result; a vanished connection or a timeout is an error.
+pub(crate) fn wait<T>(
+    rx: &mpsc::Receiver<Result<T, Error>>,
+    timeout: Duration,
+) -> Result<T, Error> {
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Closed(CloseReason::Shutdown)),
+    }
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is caught around handlers, which
+        // never run under it; recover the state rather than cascade.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on the session, then routes the events it produced and
+    /// wakes the writer: every session call goes through here.
+    pub(crate) fn with_session<T>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut State) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut actions = Vec::new();
+        let result = {
+            let mut st = self.lock();
+            if let Some(reason) = &st.closed {
+                return Err(Error::Closed(reason.clone()));
+            }
+            let result = f(&mut st);
+            self.route(&mut st, &mut actions);
+            result
+        };
+        self.after(actions);
+        result
+    }
+
+    /// Like [`Shared::with_session`], first waiting (off the I/O threads)
+    /// until queued output is below the limit.
+    pub(crate) fn with_room<T>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut State) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let limit = self.options.max_queued_output;
+        let st = self.lock();
+        let st = self
+            .changed
+            .wait_while(st, |st| {
+                st.closed.is_none() && st.session.queued_output() > limit
+            })
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        drop(st);
+        self.with_session(f)
+    }
+
+    /// Wakes the writer and waiters, and hands actions to the dispatcher.
+    pub(crate) fn after(&self, actions: Vec<Action>) {
+        self.output.notify_one();
+        self.changed.notify_all();
+        for action in actions {
+            let _ = self.actions.send(action);
+        }
+    }
+
+    /// Turns session events into results for waiters and work for the
+    /// dispatcher. Called with the lock held; runs no application code.
+    pub(crate) fn route(self: &Arc<Self>, st: &mut State, actions: &mut Vec<Action>) {
+        while let Some(event) = st.session.poll_event() {
+            match event {
+                Event::Greeting(_) => {}
+                Event::SessionRefused(error) => {
+                    let reason = CloseReason::Refused {
+                        code: error.code,
+                        text: error.text,
+                    };
+                    self.finish_locked(st, reason, actions);
+                }
+                Event::StartRequested(request) => actions.push(Action::Start(request)),
+                Event::ChannelOpened { channel, .. } => {
+                    st.channels.entry(channel).or_insert(ChannelHandlers {
+                        message: None,
+                        close: None,
+                    });
+                    if let Some(notify) = st.opens.remove(&channel) {
+                        let handle = Channel::new(
+                            Connection {
+                                shared: self.clone(),
+                            },
+                            channel,
+                        );
+                        notify.complete(Ok(handle), actions);
+                    }
+                }
+                Event::ChannelRefused { channel, error } => {
+                    if let Some(notify) = st.opens.remove(&channel) {
+                        let refused = Error::Refused {
+                            code: error.code,
+                            text: error.text,
+                        };
+                        notify.complete(Err(refused), actions);
+                    }
+                }
+                Event::Message(m) => {
+                    let (channel, credit) = (m.channel, m.credit);
+                    match st.replies.on_reply(m) {
+                        // A reply taken by a waiter frees its window now;
+                        // messages for handlers do once the handler ran.
+                        Ok(Some((notify, reply))) => {
+                            st.session.consumed(channel, credit);
+                            notify.complete(Ok(reply), actions);
+                        }
+                        Ok(None) => st.session.consumed(channel, credit),
+                        Err(m) => actions.push(Action::Message(m)),
+                    }
+                }
+                // Streaming is not offered by this driver yet.
+                Event::Frame(f) => st.session.consumed(f.channel, f.payload.len() as u32),
+                Event::CloseRequested { channel, .. } => {
+                    actions.push(Action::CloseRequested(channel))
+                }
+                Event::ChannelClosed { channel } => {
+                    st.channels.remove(&channel);
+                    for notify in st.replies.remove_channel(channel) {
+                        notify.complete(Err(Error::Closed(CloseReason::Shutdown)), actions);
+                    }
+                    if let Some(notify) = st.closes.remove(&channel) {
+                        notify.complete(Ok(()), actions);
+                    }
+                }
+                Event::CloseRefused { channel, error } => {
+                    if let Some(notify) = st.closes.remove(&channel) {
+                        let refused = Error::Refused {
+                            code: error.code,
+                            text: error.text,
+                        };
+                        notify.complete(Err(refused), actions);
+                    }
+                }
+                Event::SessionClosed => self.finish_locked(st, CloseReason::Released, actions),
+                _ => {}
+            }
+        }
+    }
+
+    /// Ends the connection once: every waiter gets the reason, close
+    /// handlers run on the dispatcher, the socket closes.
+    pub(crate) fn finish(self: &Arc<Self>, reason: CloseReason) {
+        let mut actions = Vec::new();
+        {
+            let mut st = self.lock();
+            self.finish_locked(&mut st, reason, &mut actions);
+        }
+        self.after(actions);
+    }
+
+    pub(crate) fn finish_locked(
+        &self,
+        st: &mut State,
+        reason: CloseReason,
+        actions: &mut Vec<Action>,
+    ) {
+        if st.closed.is_some() {
+            return;
+        }
+        st.closed = Some(reason.clone());
+        let error = || Error::Closed(reason.clone());
+        for notify in st.replies.drain() {
+            notify.complete(Err(error()), actions);
+        }
+        for (_, notify) in st.opens.drain() {
+            notify.complete(Err(error()), actions);
+        }
+        for (channel, notify) in st.closes.drain() {
+            // Our own release completing is the good outcome.
+            let result = if channel == 0 && reason == CloseReason::Released {
+                Ok(())
+            } else {
+                Err(error())
+            };
+            notify.complete(result, actions);
+        }
+        for callback in st.on_close.drain(..) {
+            let reason = reason.clone();
+            actions.push(Action::Run(Box::new(move || callback(&reason))));
+        }
+        actions.push(Action::Exit);
+        if reason != CloseReason::Released {
+            // Released: the writer flushes the final <ok/> and then closes.
+            let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}

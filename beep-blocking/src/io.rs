@@ -1,0 +1,251 @@
+//! The three threads of a connection.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+
+use beep_proto::xml::Profile;
+use beep_proto::{IncomingMessage, Message, MessageKind, ReplyCode, StartRequest};
+
+use crate::channel::Channel;
+use crate::connection::{Action, ChannelHandlers, Connection, Shared};
+use crate::error::CloseReason;
+use crate::profile::StartDecision;
+
+pub(crate) fn spawn(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    inbox: Receiver<Action>,
+) -> std::io::Result<()> {
+    let name = shared.peer.to_string();
+    let writer = stream.try_clone()?;
+    let s = shared.clone();
+    std::thread::Builder::new()
+        .name(format!("beep-read {name}"))
+        .spawn(move || read_loop(&s, stream))?;
+    let s = shared.clone();
+    std::thread::Builder::new()
+        .name(format!("beep-write {name}"))
+        .spawn(move || write_loop(&s, writer))?;
+    let s = shared.clone();
+    std::thread::Builder::new()
+        .name(format!("beep-dispatch {name}"))
+        .spawn(move || dispatch_loop(&s, inbox))?;
+    Ok(())
+}
+
+/// Socket to session. Never waits on anything but the socket and the
+/// session lock, so SEQ frames and replies keep flowing whatever the
+/// handlers do.
+fn read_loop(shared: &Arc<Shared>, mut stream: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => {
+                shared.finish(CloseReason::Lost("the peer closed the connection".into()));
+                return;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                shared.finish(CloseReason::Lost(e.to_string()));
+                return;
+            }
+        };
+        let mut actions = Vec::new();
+        let done = {
+            let mut st = shared.lock();
+            if st.closed.is_some() {
+                true
+            } else {
+                let result = st.session.handle_input(&buf[..n]);
+                shared.route(&mut st, &mut actions);
+                if let Err(e) = result {
+                    shared.finish_locked(&mut st, CloseReason::Violation(e), &mut actions);
+                }
+                st.closed.is_some()
+            }
+        };
+        shared.after(actions);
+        if done {
+            return;
+        }
+    }
+}
+
+/// Session to socket. Closes the socket once a released session has
+/// flushed its last bytes.
+fn write_loop(shared: &Arc<Shared>, mut stream: TcpStream) {
+    loop {
+        let mut actions = Vec::new();
+        let bytes = {
+            let mut st = shared.lock();
+            loop {
+                let bytes = st.session.poll_transmit();
+                shared.route(&mut st, &mut actions);
+                if bytes.is_some() {
+                    break bytes;
+                }
+                if st.closed.is_some() || st.session.is_ended() {
+                    break None;
+                }
+                st = shared
+                    .output
+                    .wait(st)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        };
+        shared.after(actions);
+        let Some(bytes) = bytes else {
+            let _ = stream.flush();
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        };
+        if let Err(e) = stream.write_all(&bytes) {
+            shared.finish(CloseReason::Lost(e.to_string()));
+            return;
+        }
+    }
+}
+
+/// Application code: start, message and close handlers, and callbacks.
+fn dispatch_loop(shared: &Arc<Shared>, inbox: Receiver<Action>) {
+    let conn = Connection {
+        shared: shared.clone(),
+    };
+    for action in inbox {
+        match action {
+            Action::Exit => return,
+            Action::Run(f) => {
+                let _ = catch_unwind(AssertUnwindSafe(f));
+            }
+            Action::Start(request) => on_start(&conn, request),
+            Action::Message(m) => on_message(&conn, m),
+            Action::CloseRequested(channel) => on_close_requested(&conn, channel),
+        }
+    }
+}
+
+/// Picks the first offered profile we serve and asks its start handler
+/// (outside the session lock); refuses when none is served.
+fn on_start(conn: &Connection, request: StartRequest) {
+    let chosen = conn
+        .shared
+        .registry
+        .profiles
+        .choose(&request)
+        .map(|(offer, handler)| (offer.clone(), handler.clone()));
+    let Some((offer, handler)) = chosen else {
+        let _ = conn.shared.with_session(|st| {
+            let text = "none of the requested profiles is supported";
+            st.session
+                .deny_start(request.channel, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, text)?;
+            Ok(())
+        });
+        return;
+    };
+    let decision = match &handler.start {
+        Some(start) => catch_unwind(AssertUnwindSafe(|| start(&request, &offer))).unwrap_or(
+            StartDecision::Deny(ReplyCode::TRANSACTION_FAILED, "start handler failed".into()),
+        ),
+        None => StartDecision::Accept(None),
+    };
+    let _ = conn
+        .shared
+        .with_session(|st| apply_start(st, &request, offer, handler, decision));
+}
+
+fn apply_start(
+    st: &mut crate::connection::State,
+    request: &StartRequest,
+    offer: Profile,
+    handler: crate::ProfileHandler,
+    decision: StartDecision,
+) -> Result<(), crate::Error> {
+    match decision {
+        StartDecision::Accept(content) => {
+            let mut reply = Profile::new(offer.uri);
+            if let Some(content) = content {
+                reply = reply.with_content(content);
+            }
+            st.session.accept_start(request.channel, reply)?;
+            st.channels.insert(
+                request.channel,
+                ChannelHandlers {
+                    message: Some(handler.message),
+                    close: handler.close,
+                },
+            );
+        }
+        StartDecision::Deny(code, text) => st.session.deny_start(request.channel, code, &text)?,
+    }
+    Ok(())
+}
+
+/// Runs the channel's handler; a panic ends the channel, not the
+/// connection, and an unanswered MSG gets an ERR so the peer is not stuck.
+fn on_message(conn: &Connection, m: IncomingMessage) {
+    let (number, msgno, kind, credit) = (m.channel, m.msgno, m.kind, m.credit);
+    let handler = conn
+        .shared
+        .lock()
+        .channels
+        .get(&number)
+        .and_then(|h| h.message.clone());
+    let channel = Channel::new(conn.clone(), number);
+    let ok = match handler {
+        Some(handler) => catch_unwind(AssertUnwindSafe(|| handler(&channel, m))).is_ok(),
+        None => {
+            if kind == MessageKind::Msg {
+                let text = Message::new("no handler for this channel");
+                let _ = channel.reply_err(msgno, text);
+            }
+            true
+        }
+    };
+    let _ = conn.shared.with_session(|st| {
+        st.session.consumed(number, credit);
+        if !ok {
+            if kind == MessageKind::Msg {
+                // Ignore the error if the handler did reply before failing.
+                let _ = st
+                    .session
+                    .send_err(number, msgno, Message::new("the handler failed"));
+            }
+            let _ =
+                st.session
+                    .close_channel(number, ReplyCode::TRANSACTION_FAILED, "handler failed");
+        }
+        Ok(())
+    });
+}
+
+fn on_close_requested(conn: &Connection, number: u32) {
+    let close = conn
+        .shared
+        .lock()
+        .channels
+        .get(&number)
+        .and_then(|h| h.close.clone());
+    let agree = match close {
+        Some(close) => {
+            let channel = Channel::new(conn.clone(), number);
+            catch_unwind(AssertUnwindSafe(|| close(&channel))).unwrap_or(true)
+        }
+        None => true,
+    };
+    let _ = conn.shared.with_session(|st| {
+        if agree {
+            st.session.accept_close(number)?;
+        } else {
+            st.session.deny_close(
+                number,
+                ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
+                "close refused",
+            )?;
+        }
+        Ok(())
+    });
+}

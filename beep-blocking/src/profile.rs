@@ -1,0 +1,146 @@
+//! Profiles a peer serves, with the PyVortex handler set: start, close and
+//! message (frame) received.
+
+use std::sync::Arc;
+
+use beep_proto::dispatch::Profiles;
+use beep_proto::xml::Profile;
+use beep_proto::{IncomingMessage, ReplyCode, StartRequest};
+
+use crate::Channel;
+
+/// A start handler's answer.
+///
+/// ```
+/// use beep_blocking::StartDecision;
+/// let d = StartDecision::Accept(None);
+/// assert!(matches!(d, StartDecision::Accept(None)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartDecision {
+    /// Start the channel, optionally piggybacking reply content.
+    Accept(Option<bytes::Bytes>),
+    /// Refuse, with a reply code and a diagnostic.
+    Deny(ReplyCode, String),
+}
+
+pub(crate) type StartHandler = dyn Fn(&StartRequest, &Profile) -> StartDecision + Send + Sync;
+pub(crate) type CloseHandler = dyn Fn(&Channel) -> bool + Send + Sync;
+pub(crate) type MessageHandler = dyn Fn(&Channel, IncomingMessage) + Send + Sync;
+
+/// What to do for one profile: a message handler (required) and optional
+/// start and close handlers (default: accept).
+///
+/// ```
+/// use beep_blocking::ProfileHandler;
+/// let echo = ProfileHandler::new(|channel, m| {
+///     let _ = channel.reply_rpy(m.msgno, m.message);
+/// })
+/// .on_close(|_channel| true);
+/// # let _ = echo;
+/// ```
+#[derive(Clone)]
+pub struct ProfileHandler {
+    pub(crate) start: Option<Arc<StartHandler>>,
+    pub(crate) close: Option<Arc<CloseHandler>>,
+    pub(crate) message: Arc<MessageHandler>,
+}
+
+impl ProfileHandler {
+    /// A profile whose messages go to `on_message` (MSGs to answer, and
+    /// replies nobody waits for).
+    ///
+    /// ```
+    /// let sink = beep_blocking::ProfileHandler::new(|channel, m| {
+    ///     let _ = channel.reply_rpy(m.msgno, beep_proto::Message::default());
+    /// });
+    /// # let _ = sink;
+    /// ```
+    pub fn new(on_message: impl Fn(&Channel, IncomingMessage) + Send + Sync + 'static) -> Self {
+        ProfileHandler {
+            start: None,
+            close: None,
+            message: Arc::new(on_message),
+        }
+    }
+
+    /// Decides on start requests (with the peer's request and the offer
+    /// of this profile, piggybacked content included).
+    ///
+    /// ```
+    /// use beep_blocking::{ProfileHandler, StartDecision};
+    /// use beep_proto::ReplyCode;
+    /// let picky = ProfileHandler::new(|_, _| {}).on_start(|request, _offer| {
+    ///     if request.server_name.as_deref() == Some("example.org") {
+    ///         StartDecision::Accept(None)
+    ///     } else {
+    ///         StartDecision::Deny(ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "wrong host".into())
+    ///     }
+    /// });
+    /// # let _ = picky;
+    /// ```
+    pub fn on_start(
+        mut self,
+        f: impl Fn(&StartRequest, &Profile) -> StartDecision + Send + Sync + 'static,
+    ) -> Self {
+        self.start = Some(Arc::new(f));
+        self
+    }
+
+    /// Decides on the peer's requests to close a channel of this profile.
+    ///
+    /// ```
+    /// let stubborn = beep_blocking::ProfileHandler::new(|_, _| {}).on_close(|_| false);
+    /// # let _ = stubborn;
+    /// ```
+    pub fn on_close(mut self, f: impl Fn(&Channel) -> bool + Send + Sync + 'static) -> Self {
+        self.close = Some(Arc::new(f));
+        self
+    }
+}
+
+/// The profiles a connection serves (PyVortex `register_profile`).
+///
+/// ```
+/// use beep_blocking::{ProfileHandler, Registry};
+/// let mut registry = Registry::new();
+/// registry.register("http://example.org/beep/echo", ProfileHandler::new(|ch, m| {
+///     let _ = ch.reply_rpy(m.msgno, m.message);
+/// }));
+/// assert_eq!(registry.uris(), vec!["http://example.org/beep/echo".to_string()]);
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    pub(crate) profiles: Profiles<ProfileHandler>,
+}
+
+impl Registry {
+    /// An empty registry.
+    ///
+    /// ```
+    /// assert!(beep_blocking::Registry::new().uris().is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `uri` with `handler` (replacing an earlier registration).
+    ///
+    /// ```
+    /// let mut r = beep_blocking::Registry::new();
+    /// r.register("u", beep_blocking::ProfileHandler::new(|_, _| {}));
+    /// ```
+    pub fn register(&mut self, uri: impl Into<String>, handler: ProfileHandler) -> &mut Self {
+        self.profiles.register(uri, handler);
+        self
+    }
+
+    /// The URIs advertised in the greeting.
+    ///
+    /// ```
+    /// assert!(beep_blocking::Registry::new().uris().is_empty());
+    /// ```
+    pub fn uris(&self) -> Vec<String> {
+        self.profiles.uris()
+    }
+}

@@ -1,0 +1,179 @@
+//! The `beep` tool driven as a subprocess, the way scripts use it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BEEP: &str = env!("CARGO_BIN_EXE_beep");
+const ECHO: &str = "http://example.org/beep/echo";
+const SINK: &str = "http://example.org/beep/sink";
+
+/// `beep serve` on an ephemeral port, stopped with SIGTERM when dropped.
+struct Serve {
+    child: Child,
+    addr: String,
+}
+
+impl Serve {
+    fn start() -> Serve {
+        let mut child = Command::new(BEEP)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--echo",
+                ECHO,
+                "--sink",
+                SINK,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("beep serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        assert!(!addr.ends_with(":0"), "the real port is printed");
+        Serve { child, addr }
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "beep serve ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn send(args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    let mut child = Command::new(BEEP)
+        .arg("send")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(data) = stdin {
+        child.stdin.take().unwrap().write_all(data).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn send_prints_the_reply_and_exits_zero() {
+    let serve = Serve::start();
+    let out = send(
+        &[&serve.addr, "--profile", ECHO, "hello from a script"],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"hello from a script");
+    let out = send(&[&serve.addr, "--profile", SINK, "ignored"], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn send_reads_stdin_with_dash() {
+    let serve = Serve::start();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 256) as u8).collect();
+    let out = send(
+        &[
+            &serve.addr,
+            "--profile",
+            ECHO,
+            "--server-name",
+            "localhost",
+            "-",
+        ],
+        Some(&data),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, data);
+}
+
+#[test]
+fn refused_channel_exits_one_with_the_code() {
+    let serve = Serve::start();
+    let out = send(
+        &[&serve.addr, "--profile", "http://example.org/nope", "x"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("550"), "{stderr}");
+}
+
+#[test]
+fn connection_failure_exits_two_with_a_reason() {
+    // A port nobody listens on: bind one, then free it.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let out = send(&[&addr, "--profile", ECHO, "--timeout", "2", "x"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!out.stderr.is_empty());
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let mut serve = Serve::start();
+    let out = send(&[&serve.addr, "--profile", ECHO, "x"], None);
+    assert_eq!(out.status.code(), Some(0));
+    let status = serve.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn demo_shows_a_whole_exchange() {
+    let out = Command::new(BEEP).arg("demo").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for step in [
+        "greeting offers",
+        "started with",
+        "RPY \"hello, BEEP\"",
+        "ANS 2",
+        "NUL",
+        "closed",
+        "session released",
+    ] {
+        assert!(text.contains(step), "missing {step:?} in:\n{text}");
+    }
+}

@@ -1,0 +1,467 @@
+//! beep-blocking clients against beep-blocking listeners over loopback TCP.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use beep_blocking::{
+    CloseReason, Connection, Error, Listener, Options, ProfileHandler, Registry, Reply,
+    ShutdownHandle, StartDecision,
+};
+use beep_proto::xml::Profile;
+use beep_proto::{Config, Message, ReplyCode};
+
+const ECHO: &str = "http://example.org/beep/echo";
+const COUNT: &str = "http://example.org/beep/count";
+const PANIC: &str = "http://example.org/beep/panic";
+const PICKY: &str = "http://example.org/beep/picky";
+const T: Duration = Duration::from_secs(10);
+
+struct Server {
+    addr: SocketAddr,
+    stop: ShutdownHandle,
+    thread: Option<std::thread::JoinHandle<Result<(), Error>>>,
+    /// serverNames seen by the picky profile's start handler.
+    server_names: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn server_with(options: Options) -> Server {
+    let server_names = Arc::new(Mutex::new(Vec::new()));
+    let names = server_names.clone();
+    let mut registry = Registry::new();
+    registry.register(
+        ECHO,
+        ProfileHandler::new(|channel, m| {
+            let _ = channel.reply_rpy(m.msgno, m.message);
+        }),
+    );
+    registry.register(
+        COUNT,
+        ProfileHandler::new(|channel, m| {
+            let n: u32 = String::from_utf8_lossy(m.message.body())
+                .parse()
+                .unwrap_or(3);
+            for i in 0..n {
+                let _ = channel.reply_ans(m.msgno, Message::new(i.to_string()));
+            }
+            let _ = channel.reply_nul(m.msgno);
+        }),
+    );
+    registry.register(
+        PANIC,
+        ProfileHandler::new(|_, m| {
+            if m.message.body().starts_with(b"panic") {
+                panic!("handler panics on purpose");
+            }
+        }),
+    );
+    registry.register(
+        PICKY,
+        ProfileHandler::new(|channel, m| {
+            let _ = channel.reply_rpy(m.msgno, m.message);
+        })
+        .on_start(move |request, offer| {
+            names.lock().unwrap().push(request.server_name.clone());
+            match offer.content.as_deref() {
+                Some(b"let me in") => StartDecision::Accept(Some("welcome".into())),
+                _ => StartDecision::Deny(ReplyCode::AUTHENTICATION_REQUIRED, "say the word".into()),
+            }
+        })
+        .on_close(|_| false),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, options).unwrap();
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let thread = Some(std::thread::spawn(move || listener.serve()));
+    Server {
+        addr,
+        stop,
+        thread,
+        server_names,
+    }
+}
+
+fn server() -> Server {
+    server_with(Options::default())
+}
+
+fn body(reply: Reply) -> Vec<u8> {
+    match reply {
+        Reply::Rpy(m) => m.body().to_vec(),
+        other => panic!("expected RPY, got {other:?}"),
+    }
+}
+
+#[test]
+fn request_reply_answers_and_release() {
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    assert_eq!(conn.peer_greeting().profiles.len(), 4);
+    let echo = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    assert_eq!(echo.profile().as_deref(), Some(ECHO));
+    let m = Message::new("with headers").with_header("Content-Type", "text/plain");
+    match echo.request(m.clone(), T).unwrap() {
+        Reply::Rpy(reply) => assert_eq!(reply, m, "payload and MIME headers echoed"),
+        other => panic!("{other:?}"),
+    }
+    let count = conn.open_channel(Profile::new(COUNT), None).unwrap();
+    match count.request(Message::new("5"), T).unwrap() {
+        Reply::Answers(answers) => {
+            let texts: Vec<_> = answers.iter().map(|(_, m)| m.body().to_vec()).collect();
+            assert_eq!(
+                texts,
+                vec![
+                    b"0".to_vec(),
+                    b"1".to_vec(),
+                    b"2".to_vec(),
+                    b"3".to_vec(),
+                    b"4".to_vec()
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let closes = Arc::new(AtomicUsize::new(0));
+    let seen = closes.clone();
+    conn.on_close(move |reason| {
+        assert_eq!(*reason, CloseReason::Released);
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    echo.close().unwrap();
+    conn.close().unwrap();
+    assert!(conn.wait_closed(T));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        closes.load(Ordering::SeqCst),
+        1,
+        "close notification fires once"
+    );
+    assert!(matches!(
+        echo.send_msg(Message::new("late")),
+        Err(Error::Closed(_))
+    ));
+}
+
+#[test]
+fn pipelined_requests_complete_in_order() {
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    let (tx, rx) = mpsc::channel();
+    for i in 0..500u32 {
+        let tx = tx.clone();
+        echo.request_with(Message::new(i.to_string()), move |reply| {
+            tx.send((i, reply.map(body))).unwrap();
+        })
+        .unwrap();
+    }
+    for i in 0..500u32 {
+        let (n, reply) = rx.recv_timeout(T).unwrap();
+        assert_eq!(n, i, "replies complete in MSG order");
+        assert_eq!(reply.unwrap(), i.to_string().into_bytes());
+    }
+}
+
+#[test]
+fn refused_start_reports_the_peer_code_and_server_name_reaches_the_handler() {
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    match conn.open_channel(Profile::new(PICKY), Some("beep.example.test".into())) {
+        Err(Error::Refused { code, text }) => {
+            assert_eq!(code, ReplyCode::AUTHENTICATION_REQUIRED);
+            assert_eq!(text, "say the word");
+        }
+        other => panic!("{other:?}"),
+    }
+    let offer = Profile::new(PICKY).with_content("let me in");
+    let channel = conn.open_channel(offer, None).unwrap();
+    assert_eq!(body(channel.request(Message::new("x"), T).unwrap()), b"x");
+    // Its close handler refuses: the channel stays usable.
+    assert!(matches!(channel.close(), Err(Error::Refused { .. })));
+    assert_eq!(body(channel.request(Message::new("y"), T).unwrap()), b"y");
+    assert!(matches!(
+        conn.open_channel(Profile::new("http://example.org/unknown"), None),
+        Err(Error::Refused { code, .. }) if code == ReplyCode::REQUESTED_ACTION_NOT_TAKEN
+    ));
+    let names = server.server_names.lock().unwrap().clone();
+    assert_eq!(names, vec![Some("beep.example.test".to_string()), None]);
+}
+
+#[test]
+fn async_channel_creation_notifies_completion() {
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let tx2 = tx.clone();
+    conn.open_channel_with(Profile::new(ECHO), None, move |r| {
+        tx.send(r.map(|c| c.number())).unwrap()
+    })
+    .unwrap();
+    conn.open_channel_with(Profile::new(PICKY), None, move |r| {
+        tx2.send(r.map(|c| c.number())).unwrap()
+    })
+    .unwrap();
+    let mut results = [rx.recv_timeout(T).unwrap(), rx.recv_timeout(T).unwrap()];
+    results.sort_by_key(|r| r.is_err());
+    assert!(matches!(results[0], Ok(n) if n % 2 == 1));
+    assert!(matches!(results[1], Err(Error::Refused { .. })));
+}
+
+#[test]
+fn a_panicking_handler_ends_only_its_channel() {
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    let doomed = conn.open_channel(Profile::new(PANIC), None).unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    // The panicking handler's MSG gets an ERR instead of hanging the caller.
+    match doomed.request(Message::new("panic now"), T) {
+        Ok(Reply::Err(_)) | Err(Error::Closed(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(conn.is_ok());
+    assert_eq!(
+        body(echo.request(Message::new("still here"), T).unwrap()),
+        b"still here"
+    );
+    let other = Connection::connect(server.addr, Options::default()).unwrap();
+    let c = other.open_channel(Profile::new(ECHO), None).unwrap();
+    assert_eq!(
+        body(c.request(Message::new("other connection"), T).unwrap()),
+        b"other connection"
+    );
+}
+
+#[test]
+fn three_hundred_channels_on_one_connection() {
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    let channels: Vec<_> = (0..300)
+        .map(|_| conn.open_channel(Profile::new(ECHO), None).unwrap())
+        .collect();
+    for (i, c) in channels.iter().enumerate() {
+        assert_eq!(
+            body(c.request(Message::new(format!("{i}")), T).unwrap()),
+            format!("{i}").into_bytes()
+        );
+    }
+}
+
+#[test]
+fn two_hundred_connections_with_several_channels_each() {
+    let server = server();
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let conn = Connection::connect(addr, Options::default()).unwrap();
+                for j in 0..3 {
+                    let c = conn.open_channel(Profile::new(ECHO), None).unwrap();
+                    let text = format!("{i}/{j}");
+                    assert_eq!(
+                        body(c.request(Message::new(text.clone()), T).unwrap()),
+                        text.into_bytes()
+                    );
+                }
+                conn.close().unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn large_messages_with_large_windows() {
+    let big = Options {
+        config: Config {
+            receive_window: 1 << 20,
+            max_frame_size: 64 << 10,
+            ..Config::default()
+        },
+        ..Options::default()
+    };
+    let server = server_with(big.clone());
+    let conn = Connection::connect(server.addr, big).unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(
+        body(echo.request(Message::new(payload.clone()), T).unwrap()),
+        payload
+    );
+}
+
+/// Reads from `stream` until `pattern` has been seen (or EOF).
+fn read_until(stream: &mut TcpStream, pattern: &[u8]) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(pattern.len()).any(|w| w == pattern) {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A raw TCP peer: sends `script`, waits for the client's start request,
+/// then closes the connection.
+fn raw_peer(script: Vec<u8>) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let thread = std::thread::spawn(move || {
+        let (mut stream, _) = socket.accept().unwrap();
+        stream.write_all(&script).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        read_until(&mut stream, b"</start>");
+    });
+    (addr, thread)
+}
+
+#[test]
+fn a_peer_vanishing_mid_frame_is_reported_once_and_nothing_hangs() {
+    let greeting = "Content-Type: application/beep+xml\r\n\r\n<greeting><profile uri='http://example.org/beep/echo' /></greeting>\r\n";
+    let mut script = format!("RPY 0 0 . 0 {}\r\n{greeting}END\r\n", greeting.len()).into_bytes();
+    // Half of a frame that never completes.
+    script.extend_from_slice(b"MSG 0 0 . ");
+    let (addr, peer) = raw_peer(script);
+    let conn = Connection::connect(addr, Options::default()).unwrap();
+    let closes = Arc::new(AtomicUsize::new(0));
+    let seen = closes.clone();
+    conn.on_close(move |reason| {
+        assert!(matches!(reason, CloseReason::Lost(_)), "{reason:?}");
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    // The start request never gets an answer: the wait ends with the connection.
+    let result = conn.open_channel(Profile::new(ECHO), None);
+    assert!(
+        matches!(result, Err(Error::Closed(CloseReason::Lost(_)))),
+        "{result:?}"
+    );
+    assert!(conn.wait_closed(T));
+    peer.join().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(closes.load(Ordering::SeqCst), 1);
+    assert!(!conn.is_ok());
+}
+
+#[test]
+fn a_protocol_violation_closes_the_connection_with_the_reason() {
+    let (addr, peer) = raw_peer(b"RPY 0 0 . 0 5\r\nhello\r\nEND\r\n".to_vec());
+    match Connection::connect(addr, Options::default()) {
+        Err(Error::Closed(CloseReason::Violation(_))) => {}
+        other => panic!("{other:?}"),
+    }
+    peer.join().unwrap();
+}
+
+#[test]
+fn a_peer_that_stops_reading_bounds_our_memory() {
+    // The peer greets, accepts a channel, then never reads again.
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let peer = std::thread::spawn(move || {
+        let (mut stream, _) = socket.accept().unwrap();
+        let greeting = "Content-Type: application/beep+xml\r\n\r\n<greeting><profile uri='http://example.org/beep/echo' /></greeting>\r\n";
+        let greeting_frame = format!("RPY 0 0 . 0 {}\r\n{greeting}END\r\n", greeting.len());
+        stream.write_all(greeting_frame.as_bytes()).unwrap();
+        read_until(&mut stream, b"</start>");
+        let ok = "Content-Type: application/beep+xml\r\n\r\n<profile uri='http://example.org/beep/echo' />\r\n";
+        let mut reply = format!("RPY 0 0 . {} {}\r\n{ok}END\r\n", greeting.len(), ok.len());
+        // Advertise a huge window so that only TCP stops the sender.
+        reply += "SEQ 1 0 2147483647\r\n";
+        stream.write_all(reply.as_bytes()).unwrap();
+        let _ = stop_rx.recv();
+    });
+    let options = Options {
+        max_queued_output: 1 << 20,
+        config: Config {
+            max_frame_size: 1 << 20,
+            ..Config::default()
+        },
+        ..Options::default()
+    };
+    let conn = Connection::connect(addr, options).unwrap();
+    let channel = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let sender = std::thread::spawn(move || {
+        let chunk = Message::new(vec![0u8; 256 << 10]);
+        while channel.send_msg(chunk.clone()).is_ok() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let queued = conn.queued_output();
+    let messages = sent.load(Ordering::SeqCst);
+    // Kernel buffers take a few MB; our own queue stays near its limit.
+    assert!(queued <= (1 << 20) + (256 << 10), "queued {queued}");
+    assert!(
+        messages < 400,
+        "{messages} x 256 KiB accepted by a peer that reads nothing"
+    );
+    conn.shutdown();
+    sender.join().unwrap();
+    let _ = stop_tx.send(());
+    peer.join().unwrap();
+}
+
+#[test]
+fn listener_shutdown_releases_open_sessions() {
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    assert_eq!(
+        body(echo.request(Message::new("before"), T).unwrap()),
+        b"before"
+    );
+    drop(server);
+    assert!(conn.wait_closed(T));
+    assert_eq!(conn.close_reason(), Some(CloseReason::Released));
+}
+
+#[test]
+fn accept_filter_turns_connections_away() {
+    let listener = Listener::bind("127.0.0.1:0", Registry::new(), Options::default());
+    let mut listener = listener.unwrap();
+    listener.set_accept_filter(|_| false);
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let thread = std::thread::spawn(move || listener.serve());
+    let short = Options {
+        connect_timeout: Duration::from_secs(2),
+        ..Options::default()
+    };
+    assert!(Connection::connect(addr, short).is_err());
+    stop.shutdown();
+    thread.join().unwrap().unwrap();
+}
+
+#[test]
+fn ipv6_loopback_works_where_available() {
+    let Ok(listener) = Listener::bind("[::1]:0", Registry::new(), Options::default()) else {
+        return; // no IPv6 on this machine
+    };
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let thread = std::thread::spawn(move || listener.serve());
+    let conn = Connection::connect(addr, Options::default()).unwrap();
+    assert!(conn.is_ok());
+    conn.close().unwrap();
+    stop.shutdown();
+    thread.join().unwrap().unwrap();
+    let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(10));
+}
