@@ -40,3 +40,8 @@ pub use listener::{Listener, ShutdownHandle};
 pub use profile::{ProfileHandler, Registry, StartDecision};
 
 pub use beep_proto::dispatch::Reply;
+
+/// Compiles and runs the README's examples as doc tests, so they cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

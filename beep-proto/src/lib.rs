@@ -41,8 +41,3 @@ pub use event::{Event, IncomingFrame, IncomingMessage, MessageKind, StartRequest
 pub use mime::Message;
 pub use reply_code::ReplyCode;
 pub use session::{Role, Session};
-
-/// Compiles and runs the README's example as a doc test, so it cannot rot.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;
