@@ -3,7 +3,11 @@
 //! a reply completes. Pure data structures, no I/O, so the blocking and the
 //! async drivers share them instead of writing them twice.
 
+mod core;
+
 use std::collections::HashMap;
+
+pub use self::core::{Core, Done, EndReason, Failure, Outcome};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};
 use crate::mime::Message;

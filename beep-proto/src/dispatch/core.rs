@@ -1,0 +1,408 @@
+//! [`Core`]: a session plus the callers waiting on it, for drivers. It turns
+//! session events into [`Outcome`]s: a waiter to wake with its result, or
+//! work for application handlers. Each driver only decides how to wake a
+//! waiter (a thread, a future) and where handlers run.
+
+use std::collections::HashMap;
+
+use thiserror::Error;
+
+use super::{Reply, Requests};
+use crate::error::{ProtocolError, UsageError};
+use crate::event::{Event, IncomingMessage, StartRequest};
+use crate::mime::Message;
+use crate::reply_code::ReplyCode;
+use crate::session::Session;
+use crate::xml::{ErrorElement, Profile};
+
+/// Why a connection ended, reported once to every waiter and close handler.
+///
+/// ```
+/// use beep_proto::dispatch::EndReason;
+/// assert_eq!(EndReason::Released.to_string(), "released by agreement");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EndReason {
+    /// Both peers agreed to release the session (RFC 3080 2.4).
+    #[error("released by agreement")]
+    Released,
+    /// The listener refused the session with this code and text.
+    #[error("session refused: {code} {text}")]
+    Refused {
+        /// Reply code.
+        code: ReplyCode,
+        /// Diagnostic.
+        text: String,
+    },
+    /// The peer closed the connection or it broke (EOF, reset, broken pipe).
+    #[error("connection lost: {0}")]
+    Lost(String),
+    /// The peer violated the protocol.
+    #[error("protocol violation: {0}")]
+    Violation(ProtocolError),
+    /// We shut it down without a release.
+    #[error("shut down locally")]
+    Shutdown,
+}
+
+/// What a waiter was waiting for.
+///
+/// ```
+/// use beep_proto::dispatch::Done;
+/// assert_eq!(Done::Closed, Done::Closed);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    /// The channel we asked for is open with this profile.
+    Opened {
+        /// Channel number.
+        channel: u32,
+        /// The profile the peer chose, with its piggybacked reply.
+        profile: Profile,
+    },
+    /// The complete reply to a request.
+    Replied(Reply),
+    /// The channel (0: the session) we asked to close is closed.
+    Closed,
+}
+
+/// Why a waiter's wish was not granted.
+///
+/// ```
+/// use beep_proto::dispatch::{Failure, EndReason};
+/// let f = Failure::Ended(EndReason::Shutdown);
+/// assert!(f.to_string().contains("shut down"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Failure {
+    /// The peer said no (start, close).
+    #[error("refused by the peer: {} {}", .0.code, .0.text)]
+    Refused(ErrorElement),
+    /// The channel closed before the reply came.
+    #[error("the channel closed")]
+    ChannelClosed,
+    /// The connection ended.
+    #[error("the connection ended: {0}")]
+    Ended(EndReason),
+}
+
+/// A consequence of session events for the driver.
+#[derive(Debug)]
+pub enum Outcome<W> {
+    /// Wake `W` with this result.
+    Complete(W, Result<Done, Failure>),
+    /// The peer asks to start a channel: consult the profile handlers.
+    Start(StartRequest),
+    /// A MSG, or a reply nobody waits for: for the channel's handler. Give
+    /// its credit back with [`Core::consumed`] once handled.
+    Message(IncomingMessage),
+    /// The peer asks to close this channel (0: the session).
+    CloseRequested(u32),
+    /// A channel closed (either side asked); forget its handlers.
+    ChannelClosed(u32),
+    /// The connection ended; reported once.
+    Ended(EndReason),
+}
+
+/// A session and its waiting callers.
+///
+/// ```
+/// use beep_proto::dispatch::{Core, Outcome};
+/// use beep_proto::{Config, Session};
+/// let mut client: Core<&str> = Core::new(Session::initiator(Config::default()));
+/// let mut server: Core<&str> = Core::new(Session::listener(Config { profiles: vec!["p".into()], ..Config::default() }));
+/// let mut out = Vec::new();
+/// let bytes = server.session_mut().poll_transmit().unwrap();
+/// client.handle_input(&bytes, &mut out);
+/// assert!(out.is_empty());
+/// assert!(client.session().peer_greeting().is_some());
+/// ```
+#[derive(Debug)]
+pub struct Core<W> {
+    session: Session,
+    requests: Requests<W>,
+    opens: HashMap<u32, W>,
+    closes: HashMap<u32, W>,
+    ended: Option<EndReason>,
+}
+
+impl<W> Core<W> {
+    /// Wraps a fresh session.
+    pub fn new(session: Session) -> Self {
+        Core {
+            session,
+            requests: Requests::default(),
+            opens: HashMap::new(),
+            closes: HashMap::new(),
+            ended: None,
+        }
+    }
+
+    /// The session, for reading its state.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The session, for calls that need no waiter (replies, accept/deny,
+    /// `poll_transmit`). Call [`Core::route`] afterwards.
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn ended(&self) -> Option<&EndReason> {
+        self.ended.as_ref()
+    }
+
+    /// Asks for a channel; `waiter` gets [`Done::Opened`] or the refusal.
+    pub fn open_channel(
+        &mut self,
+        profile: Profile,
+        server_name: Option<String>,
+        waiter: W,
+    ) -> Result<u32, UsageError> {
+        let number = self.session.open_channel(vec![profile], server_name)?;
+        self.opens.insert(number, waiter);
+        Ok(number)
+    }
+
+    /// Sends a MSG; `waiter` gets the complete reply.
+    pub fn request(
+        &mut self,
+        channel: u32,
+        message: Message,
+        waiter: W,
+    ) -> Result<u32, UsageError> {
+        let msgno = self.session.send_msg(channel, message)?;
+        self.requests.insert(channel, msgno, waiter);
+        Ok(msgno)
+    }
+
+    /// Forgets the waiter of a request (it gave up); a late reply goes to
+    /// the channel's handler.
+    pub fn cancel_request(&mut self, channel: u32, msgno: u32) -> Option<W> {
+        self.requests.remove(channel, msgno)
+    }
+
+    /// Asks to close `channel` (0: release the session); `waiter` gets
+    /// [`Done::Closed`] or the refusal.
+    pub fn close(&mut self, channel: u32, waiter: W) -> Result<(), UsageError> {
+        if channel == 0 {
+            self.session.close_session(ReplyCode::SUCCESS, "")?;
+        } else {
+            self.session
+                .close_channel(channel, ReplyCode::SUCCESS, "")?;
+        }
+        self.closes.insert(channel, waiter);
+        Ok(())
+    }
+
+    /// Gives back window for a message a handler has finished with.
+    pub fn consumed(&mut self, channel: u32, credit: u32) {
+        self.session.consumed(channel, credit);
+    }
+
+    /// Feeds bytes from the peer and routes what they caused; a violation
+    /// ends the connection.
+    pub fn handle_input(&mut self, bytes: &[u8], out: &mut Vec<Outcome<W>>) {
+        if self.ended.is_some() {
+            return;
+        }
+        let result = self.session.handle_input(bytes);
+        self.route(out);
+        if let Err(e) = result {
+            self.end(EndReason::Violation(e), out);
+        }
+    }
+
+    /// Turns pending session events into outcomes. Call after every
+    /// session call (including `poll_transmit`, which can end a session).
+    pub fn route(&mut self, out: &mut Vec<Outcome<W>>) {
+        while let Some(event) = self.session.poll_event() {
+            self.route_event(event, out);
+        }
+    }
+
+    fn route_event(&mut self, event: Event, out: &mut Vec<Outcome<W>>) {
+        match event {
+            Event::StartRequested(request) => out.push(Outcome::Start(request)),
+            Event::ChannelOpened { channel, profile } => {
+                if let Some(w) = self.opens.remove(&channel) {
+                    out.push(Outcome::Complete(w, Ok(Done::Opened { channel, profile })));
+                }
+            }
+            Event::ChannelRefused { channel, error } => {
+                if let Some(w) = self.opens.remove(&channel) {
+                    out.push(Outcome::Complete(w, Err(Failure::Refused(error))));
+                }
+            }
+            Event::Message(m) => {
+                let (channel, credit) = (m.channel, m.credit);
+                match self.requests.on_reply(m) {
+                    // Taken by a waiter (or collected until NUL): the
+                    // window is free at once.
+                    Ok(done) => {
+                        self.session.consumed(channel, credit);
+                        if let Some((w, reply)) = done {
+                            out.push(Outcome::Complete(w, Ok(Done::Replied(reply))));
+                        }
+                    }
+                    Err(m) => out.push(Outcome::Message(m)),
+                }
+            }
+            // Streaming is not offered through drivers yet: free the window.
+            Event::Frame(f) => self.session.consumed(f.channel, f.payload.len() as u32),
+            Event::CloseRequested { channel, .. } => out.push(Outcome::CloseRequested(channel)),
+            Event::ChannelClosed { channel } => {
+                for w in self.requests.remove_channel(channel) {
+                    out.push(Outcome::Complete(w, Err(Failure::ChannelClosed)));
+                }
+                if let Some(w) = self.closes.remove(&channel) {
+                    out.push(Outcome::Complete(w, Ok(Done::Closed)));
+                }
+                out.push(Outcome::ChannelClosed(channel));
+            }
+            Event::CloseRefused { channel, error } => {
+                if let Some(w) = self.closes.remove(&channel) {
+                    out.push(Outcome::Complete(w, Err(Failure::Refused(error))));
+                }
+            }
+            Event::SessionRefused(error) => {
+                let reason = EndReason::Refused {
+                    code: error.code,
+                    text: error.text,
+                };
+                self.end(reason, out);
+            }
+            Event::SessionClosed => self.end(EndReason::Released, out),
+            _ => {}
+        }
+    }
+
+    /// Ends the connection once: every waiter fails with the reason (our
+    /// own release succeeds), then [`Outcome::Ended`].
+    pub fn end(&mut self, reason: EndReason, out: &mut Vec<Outcome<W>>) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.ended = Some(reason.clone());
+        let failure = || Err(Failure::Ended(reason.clone()));
+        for w in self.requests.drain() {
+            out.push(Outcome::Complete(w, failure()));
+        }
+        for (_, w) in self.opens.drain() {
+            out.push(Outcome::Complete(w, failure()));
+        }
+        for (channel, w) in self.closes.drain() {
+            let released = channel == 0 && reason == EndReason::Released;
+            let result = if released {
+                Ok(Done::Closed)
+            } else {
+                failure()
+            };
+            out.push(Outcome::Complete(w, result));
+        }
+        out.push(Outcome::Ended(reason));
+    }
+
+    /// `Ok` while the connection lives, else why it ended.
+    pub fn live(&self) -> Result<(), Failure> {
+        match &self.ended {
+            Some(reason) => Err(Failure::Ended(reason.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn pump(
+        a: &mut Core<u8>,
+        b: &mut Core<u8>,
+        out_a: &mut Vec<Outcome<u8>>,
+        out_b: &mut Vec<Outcome<u8>>,
+    ) {
+        loop {
+            let mut moved = false;
+            while let Some(bytes) = a.session_mut().poll_transmit() {
+                b.handle_input(&bytes, out_b);
+                moved = true;
+            }
+            a.route(out_a);
+            while let Some(bytes) = b.session_mut().poll_transmit() {
+                a.handle_input(&bytes, out_a);
+                moved = true;
+            }
+            b.route(out_b);
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn waiters_get_opens_replies_closes_and_the_end() {
+        let mut a: Core<u8> = Core::new(Session::initiator(Config::default()));
+        let mut b: Core<u8> = Core::new(Session::listener(Config {
+            profiles: vec!["p".into()],
+            ..Config::default()
+        }));
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        let channel = a.open_channel(Profile::new("p"), None, 1).unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        let Some(Outcome::Start(req)) = out_b.pop() else {
+            panic!("{out_b:?}")
+        };
+        b.session_mut()
+            .accept_start(req.channel, Profile::new("p"))
+            .unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        assert!(
+            matches!(out_a.pop(), Some(Outcome::Complete(1, Ok(Done::Opened { channel: c, .. }))) if c == channel)
+        );
+
+        a.request(channel, Message::new("q"), 2).unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        let Some(Outcome::Message(m)) = out_b.pop() else {
+            panic!("{out_b:?}")
+        };
+        b.session_mut()
+            .send_ans(channel, m.msgno, Message::new("a"))
+            .unwrap();
+        b.session_mut().send_nul(channel, m.msgno).unwrap();
+        b.consumed(channel, m.credit);
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        match out_a.pop() {
+            Some(Outcome::Complete(2, Ok(Done::Replied(Reply::Answers(answers))))) => {
+                assert_eq!(answers, vec![(0, Message::new("a"))]);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // A request in flight when the connection ends fails with the reason.
+        a.request(channel, Message::new("never answered"), 3)
+            .unwrap();
+        a.close(0, 4).unwrap();
+        a.end(EndReason::Lost("reset".into()), &mut out_a);
+        let results: Vec<_> = out_a.drain(..).collect();
+        assert!(results.iter().any(|o| matches!(
+            o,
+            Outcome::Complete(3, Err(Failure::Ended(EndReason::Lost(_))))
+        )));
+        assert!(
+            results
+                .iter()
+                .any(|o| matches!(o, Outcome::Complete(4, Err(_))))
+        );
+        assert!(matches!(
+            results.last(),
+            Some(Outcome::Ended(EndReason::Lost(_)))
+        ));
+        a.end(EndReason::Shutdown, &mut out_a);
+        assert!(out_a.is_empty(), "the end is reported once");
+        assert!(a.live().is_err());
+    }
+}
