@@ -3,11 +3,11 @@
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use beep_proto::dispatch::Reply;
-use beep_proto::{IncomingMessage, Message, ReplyCode};
+use beep_proto::dispatch::{Done, Reply};
+use beep_proto::{IncomingMessage, Message};
 
 use crate::connection::{ChannelHandlers, Connection, Notify, wait};
-use crate::error::Error;
+use crate::error::{CloseReason, Error};
 
 /// A channel (PyVortex `Channel`): cheap to clone, usable from any thread.
 ///
@@ -47,7 +47,10 @@ impl Channel {
     /// The profile URI running on the channel, while it is open.
     pub fn profile(&self) -> Option<String> {
         let st = self.conn.shared.lock();
-        st.session.channel_profile(self.number).map(str::to_owned)
+        st.core
+            .session()
+            .channel_profile(self.number)
+            .map(str::to_owned)
     }
 
     /// Sends a MSG; returns its msgno. The reply goes to the message
@@ -55,7 +58,7 @@ impl Channel {
     pub fn send_msg(&self, message: Message) -> Result<u32, Error> {
         self.conn
             .shared
-            .with_room(|st| Ok(st.session.send_msg(self.number, message)?))
+            .with_room(|st| Ok(st.session().send_msg(self.number, message)?))
     }
 
     /// Sends a MSG and waits for its complete reply: RPY, ERR, or every ANS
@@ -66,9 +69,13 @@ impl Channel {
         let result = wait(&rx, timeout);
         if matches!(result, Err(Error::Timeout)) {
             // Nobody waits any more: a late reply goes to the handler.
-            self.conn.shared.lock().replies.remove(self.number, msgno);
+            self.conn
+                .shared
+                .lock()
+                .core
+                .cancel_request(self.number, msgno);
         }
-        result
+        result.and_then(replied)
     }
 
     /// Sends a MSG; `done` runs with the complete reply (or the error that
@@ -78,43 +85,42 @@ impl Channel {
         message: Message,
         done: impl FnOnce(Result<Reply, Error>) + Send + 'static,
     ) -> Result<u32, Error> {
-        self.request_notify(message, Notify::Call(Box::new(done)))
+        let notify = Notify::Call(Box::new(move |result| done(result.and_then(replied))));
+        self.request_notify(message, notify)
     }
 
-    fn request_notify(&self, message: Message, notify: Notify<Reply>) -> Result<u32, Error> {
-        self.conn.shared.with_room(|st| {
-            let msgno = st.session.send_msg(self.number, message)?;
-            st.replies.insert(self.number, msgno, notify);
-            Ok(msgno)
-        })
+    fn request_notify(&self, message: Message, notify: Notify) -> Result<u32, Error> {
+        self.conn
+            .shared
+            .with_room(|st| Ok(st.core.request(self.number, message, notify)?))
     }
 
     /// Answers MSG `msgno` with a positive reply.
     pub fn reply_rpy(&self, msgno: u32, message: Message) -> Result<(), Error> {
         self.conn
             .shared
-            .with_room(|st| Ok(st.session.send_rpy(self.number, msgno, message)?))
+            .with_room(|st| Ok(st.session().send_rpy(self.number, msgno, message)?))
     }
 
     /// Answers MSG `msgno` with a negative reply.
     pub fn reply_err(&self, msgno: u32, message: Message) -> Result<(), Error> {
         self.conn
             .shared
-            .with_room(|st| Ok(st.session.send_err(self.number, msgno, message)?))
+            .with_room(|st| Ok(st.session().send_err(self.number, msgno, message)?))
     }
 
     /// Sends one answer to MSG `msgno`; returns its ansno.
     pub fn reply_ans(&self, msgno: u32, message: Message) -> Result<u32, Error> {
         self.conn
             .shared
-            .with_room(|st| Ok(st.session.send_ans(self.number, msgno, message)?))
+            .with_room(|st| Ok(st.session().send_ans(self.number, msgno, message)?))
     }
 
     /// Ends the answers to MSG `msgno`.
     pub fn reply_nul(&self, msgno: u32) -> Result<(), Error> {
         self.conn
             .shared
-            .with_session(|st| Ok(st.session.send_nul(self.number, msgno)?))
+            .with_session(|st| Ok(st.session().send_nul(self.number, msgno)?))
     }
 
     /// Sets the handler for MSGs and for replies nobody waits for
@@ -134,12 +140,19 @@ impl Channel {
     /// Asks the peer to close the channel and waits for its decision.
     pub fn close(&self) -> Result<(), Error> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.conn.shared.with_session(|st| {
-            st.session
-                .close_channel(self.number, ReplyCode::SUCCESS, "")?;
-            st.closes.insert(self.number, Notify::Wait(tx));
-            Ok(())
-        })?;
-        wait(&rx, self.conn.shared.options.connect_timeout)
+        self.conn
+            .shared
+            .with_session(|st| Ok(st.core.close(self.number, Notify::Wait(tx))?))?;
+        wait(&rx, self.conn.shared.options.connect_timeout).map(drop)
+    }
+}
+
+/// The reply a request waited for.
+fn replied(done: Done) -> Result<Reply, Error> {
+    match done {
+        Done::Replied(reply) => Ok(reply),
+        other => Err(Error::Closed(CloseReason::Lost(format!(
+            "unexpected {other:?}"
+        )))),
     }
 }

@@ -9,9 +9,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use beep_proto::dispatch::{Reply, Requests};
+use beep_proto::dispatch::{Core, Done, Outcome};
 use beep_proto::xml::{Greeting, Profile};
-use beep_proto::{Config, Event, ReplyCode, Role, Session};
+use beep_proto::{Config, Role, Session};
 
 use crate::channel::Channel;
 use crate::error::{CloseReason, Error};
@@ -52,14 +52,14 @@ impl Default for Options {
 }
 
 /// Where a waiting caller gets its result: a blocked thread or a callback.
-pub(crate) enum Notify<T> {
-    Wait(mpsc::SyncSender<Result<T, Error>>),
-    Call(Box<dyn FnOnce(Result<T, Error>) + Send>),
+pub(crate) enum Notify {
+    Wait(mpsc::SyncSender<Result<Done, Error>>),
+    Call(Box<dyn FnOnce(Result<Done, Error>) + Send>),
 }
 
-impl<T: Send + 'static> Notify<T> {
+impl Notify {
     /// A blocked caller is woken at once; a callback runs on the dispatcher.
-    pub(crate) fn complete(self, result: Result<T, Error>, actions: &mut Vec<Action>) {
+    fn complete(self, result: Result<Done, Error>, actions: &mut Vec<Action>) {
         match self {
             Notify::Wait(tx) => {
                 let _ = tx.try_send(result);
@@ -89,13 +89,15 @@ pub(crate) struct ChannelHandlers {
 type CloseCallback = Box<dyn FnOnce(&CloseReason) + Send>;
 
 pub(crate) struct State {
-    pub(crate) session: Session,
-    pub(crate) replies: Requests<Notify<Reply>>,
-    pub(crate) opens: HashMap<u32, Notify<Channel>>,
-    pub(crate) closes: HashMap<u32, Notify<()>>,
+    pub(crate) core: Core<Notify>,
     pub(crate) channels: HashMap<u32, ChannelHandlers>,
-    pub(crate) closed: Option<CloseReason>,
     on_close: Vec<CloseCallback>,
+}
+
+impl State {
+    pub(crate) fn session(&mut self) -> &mut Session {
+        self.core.session_mut()
+    }
 }
 
 pub(crate) struct Shared {
@@ -189,12 +191,8 @@ impl Connection {
         let (actions, inbox) = mpsc::channel();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                session,
-                replies: Requests::default(),
-                opens: HashMap::new(),
-                closes: HashMap::new(),
+                core: Core::new(session),
                 channels: HashMap::new(),
-                closed: None,
                 on_close: Vec::new(),
             }),
             changed: Condvar::new(),
@@ -212,32 +210,26 @@ impl Connection {
     fn wait_greeting(&self) -> Result<(), Error> {
         let timeout = self.shared.options.connect_timeout;
         let st = self.shared.lock();
-        let (st, result) = self
+        let (st, _) = self
             .shared
             .changed
             .wait_timeout_while(st, timeout, |st| {
-                st.session.peer_greeting().is_none() && st.closed.is_none()
+                st.core.session().peer_greeting().is_none() && st.core.ended().is_none()
             })
-            .map_err(|_| Error::Closed(CloseReason::Shutdown))?;
-        if let Some(reason) = st
-            .closed
-            .as_ref()
-            .filter(|_| st.session.peer_greeting().is_none())
-        {
-            return Err(match reason {
-                CloseReason::Refused { code, text } => Error::Refused {
-                    code: *code,
-                    text: text.clone(),
-                },
-                other => Error::Closed(other.clone()),
-            });
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if st.core.session().peer_greeting().is_some() {
+            return Ok(());
         }
-        if result.timed_out() {
-            drop(st);
-            self.shutdown();
-            return Err(Error::Timeout);
+        let ended = st.core.ended().cloned();
+        drop(st);
+        match ended {
+            Some(CloseReason::Refused { code, text }) => Err(Error::Refused { code, text }),
+            Some(other) => Err(Error::Closed(other)),
+            None => {
+                self.shutdown();
+                Err(Error::Timeout)
+            }
         }
-        Ok(())
     }
 
     /// The peer's address.
@@ -250,7 +242,8 @@ impl Connection {
     pub fn peer_greeting(&self) -> Greeting {
         self.shared
             .lock()
-            .session
+            .core
+            .session()
             .peer_greeting()
             .cloned()
             .unwrap_or_default()
@@ -258,29 +251,30 @@ impl Connection {
 
     /// The `serverName` bound to the session by the first accepted start.
     pub fn server_name(&self) -> Option<String> {
-        self.shared.lock().session.server_name().map(str::to_owned)
+        let st = self.shared.lock();
+        st.core.session().server_name().map(str::to_owned)
     }
 
     /// Octets handed to the connection and not yet written to the socket.
     pub fn queued_output(&self) -> usize {
-        self.shared.lock().session.queued_output()
+        self.shared.lock().core.session().queued_output()
     }
 
     /// True while the connection is usable (PyVortex `is_ok`).
     pub fn is_ok(&self) -> bool {
-        self.shared.lock().closed.is_none()
+        self.shared.lock().core.ended().is_none()
     }
 
     /// Why the connection ended, once it has.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.shared.lock().closed.clone()
+        self.shared.lock().core.ended().cloned()
     }
 
     /// Runs `f` once when the connection ends, whatever the cause (at once
     /// if it already has).
     pub fn on_close(&self, f: impl FnOnce(&CloseReason) + Send + 'static) {
         let mut st = self.shared.lock();
-        match st.closed.clone() {
+        match st.core.ended().cloned() {
             Some(reason) => {
                 drop(st);
                 f(&reason);
@@ -295,8 +289,8 @@ impl Connection {
         let waited = self
             .shared
             .changed
-            .wait_timeout_while(st, timeout, |st| st.closed.is_none());
-        waited.is_ok_and(|(st, _)| st.closed.is_some())
+            .wait_timeout_while(st, timeout, |st| st.core.ended().is_none());
+        waited.is_ok_and(|(st, _)| st.core.ended().is_some())
     }
 
     /// Opens a channel running `profile` and waits for the peer's answer.
@@ -309,7 +303,8 @@ impl Connection {
     ) -> Result<Channel, Error> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.open_channel_notify(profile, server_name, Notify::Wait(tx))?;
-        wait(&rx, self.shared.options.connect_timeout)
+        let done = wait(&rx, self.shared.options.connect_timeout)?;
+        self.opened(done)
     }
 
     /// Opens a channel without waiting: `done` runs with the channel or the
@@ -320,33 +315,40 @@ impl Connection {
         server_name: Option<String>,
         done: impl FnOnce(Result<Channel, Error>) + Send + 'static,
     ) -> Result<u32, Error> {
-        self.open_channel_notify(profile, server_name, Notify::Call(Box::new(done)))
+        let conn = self.clone();
+        let notify = Notify::Call(Box::new(move |result| {
+            done(result.and_then(|d| conn.opened(d)))
+        }));
+        self.open_channel_notify(profile, server_name, notify)
+    }
+
+    fn opened(&self, done: Done) -> Result<Channel, Error> {
+        match done {
+            Done::Opened { channel, .. } => Ok(Channel::new(self.clone(), channel)),
+            other => Err(Error::Closed(CloseReason::Lost(format!(
+                "unexpected {other:?}"
+            )))),
+        }
     }
 
     fn open_channel_notify(
         &self,
         profile: Profile,
         server_name: Option<String>,
-        notify: Notify<Channel>,
+        notify: Notify,
     ) -> Result<u32, Error> {
-        self.shared.with_session(|st| {
-            let number = st.session.open_channel(vec![profile], server_name)?;
-            st.opens.insert(number, notify);
-            Ok(number)
-        })
+        self.shared
+            .with_session(|st| Ok(st.core.open_channel(profile, server_name, notify)?))
     }
 
     /// Releases the session (RFC 3080 2.4): waits for the peer's `<ok/>`
     /// and the end of the connection. A refusal leaves it open.
     pub fn close(&self) -> Result<(), Error> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.shared.with_session(|st| {
-            st.session.close_session(ReplyCode::SUCCESS, "")?;
-            st.closes.insert(0, Notify::Wait(tx));
-            Ok(())
-        })?;
+        self.shared
+            .with_session(|st| Ok(st.core.close(0, Notify::Wait(tx))?))?;
         match wait(&rx, self.shared.options.connect_timeout) {
-            Ok(()) | Err(Error::Closed(CloseReason::Released)) => Ok(()),
+            Ok(_) | Err(Error::Closed(CloseReason::Released)) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -387,8 +389,8 @@ impl Shared {
         let mut actions = Vec::new();
         let result = {
             let mut st = self.lock();
-            if let Some(reason) = &st.closed {
-                return Err(Error::Closed(reason.clone()));
+            if let Err(failure) = st.core.live() {
+                return Err(failure.into());
             }
             let result = f(&mut st);
             self.route(&mut st, &mut actions);
@@ -398,8 +400,9 @@ impl Shared {
         result
     }
 
-    /// Like [`Shared::with_session`], first waiting (off the I/O threads)
-    /// until queued output is below the limit.
+    /// Like [`Shared::with_session`], first waiting until queued output is
+    /// below the limit. Only application threads call this: the I/O
+    /// threads never wait on the peer.
     pub(crate) fn with_room<T>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut State) -> Result<T, Error>,
@@ -409,7 +412,7 @@ impl Shared {
         let st = self
             .changed
             .wait_while(st, |st| {
-                st.closed.is_none() && st.session.queued_output() > limit
+                st.core.ended().is_none() && st.core.session().queued_output() > limit
             })
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         drop(st);
@@ -427,129 +430,62 @@ impl Shared {
 
     /// Turns session events into results for waiters and work for the
     /// dispatcher. Called with the lock held; runs no application code.
-    pub(crate) fn route(self: &Arc<Self>, st: &mut State, actions: &mut Vec<Action>) {
-        while let Some(event) = st.session.poll_event() {
-            match event {
-                Event::Greeting(_) => {}
-                Event::SessionRefused(error) => {
-                    let reason = CloseReason::Refused {
-                        code: error.code,
-                        text: error.text,
-                    };
-                    self.finish_locked(st, reason, actions);
-                }
-                Event::StartRequested(request) => actions.push(Action::Start(request)),
-                Event::ChannelOpened { channel, .. } => {
-                    st.channels.entry(channel).or_insert(ChannelHandlers {
-                        message: None,
-                        close: None,
-                    });
-                    if let Some(notify) = st.opens.remove(&channel) {
-                        let handle = Channel::new(
-                            Connection {
-                                shared: self.clone(),
-                            },
-                            channel,
-                        );
-                        notify.complete(Ok(handle), actions);
+    pub(crate) fn route(&self, st: &mut State, actions: &mut Vec<Action>) {
+        let mut outcomes = Vec::new();
+        st.core.route(&mut outcomes);
+        self.apply(st, outcomes, actions);
+    }
+
+    fn apply(&self, st: &mut State, outcomes: Vec<Outcome<Notify>>, actions: &mut Vec<Action>) {
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Complete(notify, result) => {
+                    if let Ok(Done::Opened { channel, .. }) = &result {
+                        st.channels.entry(*channel).or_insert(ChannelHandlers {
+                            message: None,
+                            close: None,
+                        });
                     }
+                    notify.complete(result.map_err(Error::from), actions);
                 }
-                Event::ChannelRefused { channel, error } => {
-                    if let Some(notify) = st.opens.remove(&channel) {
-                        let refused = Error::Refused {
-                            code: error.code,
-                            text: error.text,
-                        };
-                        notify.complete(Err(refused), actions);
-                    }
-                }
-                Event::Message(m) => {
-                    let (channel, credit) = (m.channel, m.credit);
-                    match st.replies.on_reply(m) {
-                        // A reply taken by a waiter frees its window now;
-                        // messages for handlers do once the handler ran.
-                        Ok(Some((notify, reply))) => {
-                            st.session.consumed(channel, credit);
-                            notify.complete(Ok(reply), actions);
-                        }
-                        Ok(None) => st.session.consumed(channel, credit),
-                        Err(m) => actions.push(Action::Message(m)),
-                    }
-                }
-                // Streaming is not offered by this driver yet.
-                Event::Frame(f) => st.session.consumed(f.channel, f.payload.len() as u32),
-                Event::CloseRequested { channel, .. } => {
-                    actions.push(Action::CloseRequested(channel))
-                }
-                Event::ChannelClosed { channel } => {
+                Outcome::Start(request) => actions.push(Action::Start(request)),
+                Outcome::Message(m) => actions.push(Action::Message(m)),
+                Outcome::CloseRequested(channel) => actions.push(Action::CloseRequested(channel)),
+                Outcome::ChannelClosed(channel) => {
                     st.channels.remove(&channel);
-                    for notify in st.replies.remove_channel(channel) {
-                        notify.complete(Err(Error::Closed(CloseReason::Shutdown)), actions);
+                }
+                Outcome::Ended(reason) => {
+                    for callback in st.on_close.drain(..) {
+                        let reason = reason.clone();
+                        actions.push(Action::Run(Box::new(move || callback(&reason))));
                     }
-                    if let Some(notify) = st.closes.remove(&channel) {
-                        notify.complete(Ok(()), actions);
+                    actions.push(Action::Exit);
+                    if reason != CloseReason::Released {
+                        // Released: the writer flushes the final <ok/>, then closes.
+                        let _ = self.stream.shutdown(std::net::Shutdown::Both);
                     }
                 }
-                Event::CloseRefused { channel, error } => {
-                    if let Some(notify) = st.closes.remove(&channel) {
-                        let refused = Error::Refused {
-                            code: error.code,
-                            text: error.text,
-                        };
-                        notify.complete(Err(refused), actions);
-                    }
-                }
-                Event::SessionClosed => self.finish_locked(st, CloseReason::Released, actions),
-                _ => {}
             }
         }
     }
 
+    /// Feeds input from the socket.
+    pub(crate) fn input(&self, st: &mut State, bytes: &[u8], actions: &mut Vec<Action>) {
+        let mut outcomes = Vec::new();
+        st.core.handle_input(bytes, &mut outcomes);
+        self.apply(st, outcomes, actions);
+    }
+
     /// Ends the connection once: every waiter gets the reason, close
     /// handlers run on the dispatcher, the socket closes.
-    pub(crate) fn finish(self: &Arc<Self>, reason: CloseReason) {
+    pub(crate) fn finish(&self, reason: CloseReason) {
         let mut actions = Vec::new();
         {
             let mut st = self.lock();
-            self.finish_locked(&mut st, reason, &mut actions);
+            let mut outcomes = Vec::new();
+            st.core.end(reason, &mut outcomes);
+            self.apply(&mut st, outcomes, &mut actions);
         }
         self.after(actions);
-    }
-
-    pub(crate) fn finish_locked(
-        &self,
-        st: &mut State,
-        reason: CloseReason,
-        actions: &mut Vec<Action>,
-    ) {
-        if st.closed.is_some() {
-            return;
-        }
-        st.closed = Some(reason.clone());
-        let error = || Error::Closed(reason.clone());
-        for notify in st.replies.drain() {
-            notify.complete(Err(error()), actions);
-        }
-        for (_, notify) in st.opens.drain() {
-            notify.complete(Err(error()), actions);
-        }
-        for (channel, notify) in st.closes.drain() {
-            // Our own release completing is the good outcome.
-            let result = if channel == 0 && reason == CloseReason::Released {
-                Ok(())
-            } else {
-                Err(error())
-            };
-            notify.complete(result, actions);
-        }
-        for callback in st.on_close.drain(..) {
-            let reason = reason.clone();
-            actions.push(Action::Run(Box::new(move || callback(&reason))));
-        }
-        actions.push(Action::Exit);
-        if reason != CloseReason::Released {
-            // Released: the writer flushes the final <ok/> and then closes.
-            let _ = self.stream.shutdown(std::net::Shutdown::Both);
-        }
     }
 }

@@ -32,6 +32,9 @@ pub enum Error {
         /// The peer's diagnostic.
         text: String,
     },
+    /// The channel closed before the reply came.
+    #[error("the channel closed before the reply came")]
+    ChannelClosed,
     /// No answer in time.
     #[error("timed out waiting for the peer")]
     Timeout,
@@ -52,31 +55,18 @@ impl From<std::io::Error> for Error {
 
 /// Why a connection ended, as reported once to close handlers and to every
 /// call still waiting.
-///
-/// ```
-/// use beep_blocking::CloseReason;
-/// assert_eq!(CloseReason::Released.to_string(), "released by agreement");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum CloseReason {
-    /// Both peers agreed to release the session (RFC 3080 2.4).
-    #[error("released by agreement")]
-    Released,
-    /// The listener refused the session with this code and text.
-    #[error("session refused: {code} {text}")]
-    Refused {
-        /// Reply code.
-        code: ReplyCode,
-        /// Diagnostic.
-        text: String,
-    },
-    /// The peer closed the connection or it broke (EOF, reset, broken pipe).
-    #[error("connection lost: {0}")]
-    Lost(String),
-    /// The peer violated the protocol.
-    #[error("protocol violation: {0}")]
-    Violation(ProtocolError),
-    /// We shut it down (listener shutdown, or dropped without release).
-    #[error("shut down locally")]
-    Shutdown,
+pub use beep_proto::dispatch::EndReason as CloseReason;
+
+impl From<beep_proto::dispatch::Failure> for Error {
+    fn from(f: beep_proto::dispatch::Failure) -> Self {
+        use beep_proto::dispatch::Failure;
+        match f {
+            Failure::Refused(e) => Error::Refused {
+                code: e.code,
+                text: e.text,
+            },
+            Failure::ChannelClosed => Error::ChannelClosed,
+            Failure::Ended(reason) => Error::Closed(reason),
+        }
+    }
 }

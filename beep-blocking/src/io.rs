@@ -57,16 +57,8 @@ fn read_loop(shared: &Arc<Shared>, mut stream: TcpStream) {
         let mut actions = Vec::new();
         let done = {
             let mut st = shared.lock();
-            if st.closed.is_some() {
-                true
-            } else {
-                let result = st.session.handle_input(&buf[..n]);
-                shared.route(&mut st, &mut actions);
-                if let Err(e) = result {
-                    shared.finish_locked(&mut st, CloseReason::Violation(e), &mut actions);
-                }
-                st.closed.is_some()
-            }
+            shared.input(&mut st, &buf[..n], &mut actions);
+            st.core.ended().is_some()
         };
         shared.after(actions);
         if done {
@@ -83,12 +75,12 @@ fn write_loop(shared: &Arc<Shared>, mut stream: TcpStream) {
         let bytes = {
             let mut st = shared.lock();
             loop {
-                let bytes = st.session.poll_transmit();
+                let bytes = st.session().poll_transmit();
                 shared.route(&mut st, &mut actions);
                 if bytes.is_some() {
                     break bytes;
                 }
-                if st.closed.is_some() || st.session.is_ended() {
+                if st.core.ended().is_some() || st.core.session().is_ended() {
                     break None;
                 }
                 st = shared
@@ -140,8 +132,11 @@ fn on_start(conn: &Connection, request: StartRequest) {
     let Some((offer, handler)) = chosen else {
         let _ = conn.shared.with_session(|st| {
             let text = "none of the requested profiles is supported";
-            st.session
-                .deny_start(request.channel, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, text)?;
+            st.session().deny_start(
+                request.channel,
+                ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
+                text,
+            )?;
             Ok(())
         });
         return;
@@ -170,7 +165,7 @@ fn apply_start(
             if let Some(content) = content {
                 reply = reply.with_content(content);
             }
-            st.session.accept_start(request.channel, reply)?;
+            st.session().accept_start(request.channel, reply)?;
             st.channels.insert(
                 request.channel,
                 ChannelHandlers {
@@ -179,7 +174,7 @@ fn apply_start(
                 },
             );
         }
-        StartDecision::Deny(code, text) => st.session.deny_start(request.channel, code, &text)?,
+        StartDecision::Deny(code, text) => st.session().deny_start(request.channel, code, &text)?,
     }
     Ok(())
 }
@@ -206,16 +201,16 @@ fn on_message(conn: &Connection, m: IncomingMessage) {
         }
     };
     let _ = conn.shared.with_session(|st| {
-        st.session.consumed(number, credit);
+        st.core.consumed(number, credit);
         if !ok {
             if kind == MessageKind::Msg {
                 // Ignore the error if the handler did reply before failing.
                 let _ = st
-                    .session
+                    .session()
                     .send_err(number, msgno, Message::new("the handler failed"));
             }
             let _ =
-                st.session
+                st.session()
                     .close_channel(number, ReplyCode::TRANSACTION_FAILED, "handler failed");
         }
         Ok(())
@@ -238,9 +233,9 @@ fn on_close_requested(conn: &Connection, number: u32) {
     };
     let _ = conn.shared.with_session(|st| {
         if agree {
-            st.session.accept_close(number)?;
+            st.session().accept_close(number)?;
         } else {
-            st.session.deny_close(
+            st.session().deny_close(
                 number,
                 ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
                 "close refused",

@@ -387,7 +387,7 @@ mod tests {
             .unwrap();
         a.close(0, 4).unwrap();
         a.end(EndReason::Lost("reset".into()), &mut out_a);
-        let results: Vec<_> = out_a.drain(..).collect();
+        let results = std::mem::take(&mut out_a);
         assert!(results.iter().any(|o| matches!(
             o,
             Outcome::Complete(3, Err(Failure::Ended(EndReason::Lost(_))))
