@@ -265,6 +265,11 @@ impl Connection {
         self.shared.lock().core.ended().is_none()
     }
 
+    /// `Ok` while the connection lives, else why it ended.
+    pub(crate) fn live(&self) -> Result<(), Error> {
+        Ok(self.shared.lock().core.live()?)
+    }
+
     /// Why the connection ended, once it has.
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.shared.lock().core.ended().cloned()

@@ -31,12 +31,14 @@ mod connection;
 mod error;
 mod io;
 mod listener;
+mod pool;
 mod profile;
 
 pub use channel::Channel;
 pub use connection::{Connection, Options};
 pub use error::{CloseReason, Error};
 pub use listener::{Listener, ShutdownHandle};
+pub use pool::{ChannelPool, PooledChannel};
 pub use profile::{ProfileHandler, Registry, StartDecision};
 
 pub use beep_proto::dispatch::Reply;

@@ -4,10 +4,12 @@
 //! async drivers share them instead of writing them twice.
 
 mod core;
+mod pool;
 
 use std::collections::HashMap;
 
 pub use self::core::{Core, Done, EndReason, Failure, Outcome};
+pub use self::pool::{PoolState, Take};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};
 use crate::mime::Message;

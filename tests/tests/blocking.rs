@@ -465,3 +465,76 @@ fn ipv6_loopback_works_where_available() {
     thread.join().unwrap().unwrap();
     let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(10));
 }
+
+#[test]
+fn channel_pool_grows_to_its_maximum_and_reuses_released_channels() {
+    use beep_blocking::ChannelPool;
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    let created = Arc::new(AtomicUsize::new(0));
+    let counter = created.clone();
+    let pool = ChannelPool::with_create_handler(&conn, Profile::new(ECHO), 1, 3, move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })
+    .unwrap();
+    assert_eq!((pool.len(), pool.idle()), (1, 1));
+    let a = pool.next_ready(T).unwrap();
+    let b = pool.next_ready(T).unwrap();
+    let c = pool.next_ready(T).unwrap();
+    let mut numbers = vec![a.number(), b.number(), c.number()];
+    numbers.dedup();
+    assert_eq!(numbers.len(), 3, "three distinct channels");
+    assert_eq!(created.load(Ordering::SeqCst), 3);
+    assert!(matches!(
+        pool.next_ready(Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
+    let reused = b.number();
+    drop(b);
+    let again = pool.next_ready(T).unwrap();
+    assert_eq!(again.number(), reused, "a released channel is ready again");
+    assert_eq!(
+        body(again.request(Message::new("pooled"), T).unwrap()),
+        b"pooled"
+    );
+    // A waiting borrower gets the next channel released from another thread.
+    let waiter = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.next_ready(T).map(|c| c.number()))
+    };
+    let released = a.number();
+    drop(a);
+    assert_eq!(waiter.join().unwrap().unwrap(), released);
+    assert_eq!(
+        created.load(Ordering::SeqCst),
+        3,
+        "never beyond the maximum"
+    );
+    drop((c, again));
+}
+
+#[test]
+fn channel_pool_creation_is_notified() {
+    use beep_blocking::ChannelPool;
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    let (tx, rx) = mpsc::channel();
+    ChannelPool::new_with(&conn, Profile::new(ECHO), 2, 2, move |pool| {
+        tx.send(pool.map(|p| p.len())).unwrap();
+    });
+    assert_eq!(rx.recv_timeout(T).unwrap().unwrap(), 2);
+    let (tx, rx) = mpsc::channel();
+    ChannelPool::new_with(
+        &conn,
+        Profile::new("http://example.org/none"),
+        1,
+        2,
+        move |pool| {
+            tx.send(pool.map(|p| p.len())).unwrap();
+        },
+    );
+    assert!(matches!(
+        rx.recv_timeout(T).unwrap(),
+        Err(Error::Refused { .. })
+    ));
+}

@@ -1,0 +1,218 @@
+//! Channel pools (PyVortex `ChannelPool`): several channels running one
+//! profile on a connection, handed out one borrower at a time.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use beep_proto::dispatch::{PoolState, Take};
+use beep_proto::xml::Profile;
+
+use crate::channel::Channel;
+use crate::connection::Connection;
+use crate::error::Error;
+
+type CreateHandler = dyn Fn(&Channel) + Send + Sync;
+
+/// A pool of channels running one profile on one connection.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use beep_blocking::{ChannelPool, Connection, Options};
+/// use beep_proto::{Message, xml::Profile};
+/// let conn = Connection::connect("127.0.0.1:10288", Options::default())?;
+/// let pool = ChannelPool::new(&conn, Profile::new("http://example.org/beep/echo"), 2, 8)?;
+/// let channel = pool.next_ready(Duration::from_secs(5))?;
+/// channel.request(Message::new("hi"), Duration::from_secs(5))?;
+/// drop(channel); // back to the pool
+/// # Ok::<(), beep_blocking::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ChannelPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Connection,
+    profile: Profile,
+    state: Mutex<PoolState<Channel>>,
+    released: Condvar,
+    on_create: Option<Arc<CreateHandler>>,
+}
+
+impl ChannelPool {
+    /// Opens `initial` channels now and grows to `max` on demand.
+    pub fn new(
+        conn: &Connection,
+        profile: Profile,
+        initial: usize,
+        max: usize,
+    ) -> Result<Self, Error> {
+        Self::build(conn, profile, initial, max, None)
+    }
+
+    /// Like [`ChannelPool::new`], calling `on_create` for every channel the
+    /// pool opens (to set its message handler, say).
+    pub fn with_create_handler(
+        conn: &Connection,
+        profile: Profile,
+        initial: usize,
+        max: usize,
+        on_create: impl Fn(&Channel) + Send + Sync + 'static,
+    ) -> Result<Self, Error> {
+        Self::build(conn, profile, initial, max, Some(Arc::new(on_create)))
+    }
+
+    /// Builds the pool on another thread and calls `created` with it (the
+    /// PyVortex pool-created notification).
+    pub fn new_with(
+        conn: &Connection,
+        profile: Profile,
+        initial: usize,
+        max: usize,
+        created: impl FnOnce(Result<ChannelPool, Error>) + Send + 'static,
+    ) {
+        let conn = conn.clone();
+        std::thread::spawn(move || created(Self::new(&conn, profile, initial, max)));
+    }
+
+    fn build(
+        conn: &Connection,
+        profile: Profile,
+        initial: usize,
+        max: usize,
+        on_create: Option<Arc<CreateHandler>>,
+    ) -> Result<Self, Error> {
+        let pool = ChannelPool {
+            inner: Arc::new(Inner {
+                conn: conn.clone(),
+                profile,
+                state: Mutex::new(PoolState::new(max)),
+                released: Condvar::new(),
+                on_create,
+            }),
+        };
+        for _ in 0..initial {
+            if !pool.lock().reserve() {
+                break;
+            }
+            let channel = pool.create()?;
+            pool.lock().created(channel, false);
+        }
+        Ok(pool)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState<Channel>> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Opens one channel for a reserved slot, freeing the slot on failure.
+    fn create(&self) -> Result<Channel, Error> {
+        match self
+            .inner
+            .conn
+            .open_channel(self.inner.profile.clone(), None)
+        {
+            Ok(channel) => {
+                if let Some(f) = &self.inner.on_create {
+                    f(&channel);
+                }
+                Ok(channel)
+            }
+            Err(e) => {
+                self.lock().create_failed();
+                self.inner.released.notify_one();
+                Err(e)
+            }
+        }
+    }
+
+    /// The next ready channel: an idle one, a new one while below the
+    /// maximum, or the first one released within `timeout`.
+    pub fn next_ready(&self, timeout: Duration) -> Result<PooledChannel, Error> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            match state.take() {
+                Take::Idle(channel) if channel.profile().is_some() => {
+                    return Ok(self.lend(channel));
+                }
+                // Closed meanwhile: drop it and look again.
+                Take::Idle(_) => state.remove(),
+                Take::Create => {
+                    drop(state);
+                    let channel = self.create()?;
+                    self.lock().created(channel.clone(), true);
+                    return Ok(self.lend(channel));
+                }
+                Take::Wait => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::Timeout);
+                    }
+                    self.inner.conn.live()?;
+                    state = self
+                        .inner
+                        .released
+                        .wait_timeout(state, left.min(Duration::from_millis(200)))
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+
+    fn lend(&self, channel: Channel) -> PooledChannel {
+        PooledChannel {
+            channel,
+            pool: self.clone(),
+        }
+    }
+
+    /// Channels open (or being opened).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when the pool holds no channel.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Channels ready to be taken.
+    pub fn idle(&self) -> usize {
+        self.lock().idle()
+    }
+}
+
+/// A channel borrowed from a pool; dropping it releases it (PyVortex
+/// `release_channel`).
+pub struct PooledChannel {
+    channel: Channel,
+    pool: ChannelPool,
+}
+
+impl std::ops::Deref for PooledChannel {
+    type Target = Channel;
+
+    fn deref(&self) -> &Channel {
+        &self.channel
+    }
+}
+
+impl Drop for PooledChannel {
+    fn drop(&mut self) {
+        // Channels are cheap handles: the pool keeps a clone.
+        let open = self.channel.profile().is_some();
+        let mut state = self.pool.lock();
+        if open {
+            state.release(self.channel.clone());
+        } else {
+            state.remove();
+        }
+        drop(state);
+        self.pool.inner.released.notify_one();
+    }
+}
