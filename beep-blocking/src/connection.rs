@@ -5,8 +5,10 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Core, Done, Outcome};
@@ -104,8 +106,18 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     /// Signalled whenever the session changed: results, room, closure.
     pub(crate) changed: Condvar,
-    /// Wakes the writer.
+    /// Threads waiting on `changed`: notifying nobody costs a syscall.
+    pub(crate) waiters: AtomicUsize,
+    /// Wakes the writer thread.
     pub(crate) output: Condvar,
+    /// The writer thread sleeps on `output`.
+    pub(crate) writer_idle: AtomicBool,
+    /// The socket's write side. Whoever holds it polls and writes, so
+    /// bytes reach the socket in the order the session produced them.
+    pub(crate) writer: Mutex<TcpStream>,
+    /// The reader thread must never block on a write: it is the one that
+    /// reads the window updates a blocked write waits for.
+    pub(crate) reader: OnceLock<ThreadId>,
     pub(crate) stream: TcpStream,
     pub(crate) peer: SocketAddr,
     pub(crate) registry: Registry,
@@ -196,7 +208,11 @@ impl Connection {
                 on_close: Vec::new(),
             }),
             changed: Condvar::new(),
+            waiters: AtomicUsize::new(0),
             output: Condvar::new(),
+            writer_idle: AtomicBool::new(false),
+            writer: Mutex::new(stream.try_clone()?),
+            reader: OnceLock::new(),
             stream: stream.try_clone()?,
             peer,
             registry,
@@ -209,14 +225,9 @@ impl Connection {
 
     fn wait_greeting(&self) -> Result<(), Error> {
         let timeout = self.shared.options.connect_timeout;
-        let st = self.shared.lock();
-        let (st, _) = self
-            .shared
-            .changed
-            .wait_timeout_while(st, timeout, |st| {
-                st.core.session().peer_greeting().is_none() && st.core.ended().is_none()
-            })
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let st = self.shared.wait_changed(Some(timeout), |st| {
+            st.core.session().peer_greeting().is_none() && st.core.ended().is_none()
+        });
         if st.core.session().peer_greeting().is_some() {
             return Ok(());
         }
@@ -290,12 +301,10 @@ impl Connection {
 
     /// Waits until the connection ends; returns false on timeout.
     pub fn wait_closed(&self, timeout: Duration) -> bool {
-        let st = self.shared.lock();
-        let waited = self
+        let st = self
             .shared
-            .changed
-            .wait_timeout_while(st, timeout, |st| st.core.ended().is_none());
-        waited.is_ok_and(|(st, _)| st.core.ended().is_some())
+            .wait_changed(Some(timeout), |st| st.core.ended().is_none());
+        st.core.ended().is_some()
     }
 
     /// Opens a channel running `profile` and waits for the peer's answer.
@@ -413,23 +422,98 @@ impl Shared {
         f: impl FnOnce(&mut State) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let limit = self.options.max_queued_output;
-        let st = self.lock();
-        let st = self
-            .changed
-            .wait_while(st, |st| {
-                st.core.ended().is_none() && st.core.session().queued_output() > limit
-            })
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let st = self.wait_changed(None, |st| {
+            st.core.ended().is_none() && st.core.session().queued_output() > limit
+        });
         drop(st);
         self.with_session(f)
     }
 
-    /// Wakes the writer and waiters, and hands actions to the dispatcher.
+    /// Waits on `changed` while `condition` holds (at most `timeout`).
+    pub(crate) fn wait_changed(
+        &self,
+        timeout: Option<Duration>,
+        mut condition: impl FnMut(&mut State) -> bool,
+    ) -> MutexGuard<'_, State> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut st = self.lock();
+        // Counted under the lock, before the condition is checked: a
+        // notifier that changes the state after this sees the count.
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        while condition(&mut st) {
+            st = match deadline {
+                None => self.changed.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    let waited = self.changed.wait_timeout(st, left);
+                    waited.unwrap_or_else(|p| p.into_inner()).0
+                }
+            };
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        st
+    }
+
+    /// After a session call: hands actions to the dispatcher, writes what
+    /// the session has to send (from application threads directly, saving
+    /// a thread switch), and wakes whoever waits.
     pub(crate) fn after(&self, actions: Vec<Action>) {
-        self.output.notify_one();
-        self.changed.notify_all();
+        self.send_actions(actions);
+        let on_reader = self.reader.get() == Some(&std::thread::current().id());
+        if on_reader || !self.flush_direct() {
+            self.wake_writer();
+        }
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Hands work to the dispatcher and wakes waiters on the session.
+    pub(crate) fn send_actions(&self, actions: Vec<Action>) {
         for action in actions {
             let _ = self.actions.send(action);
+        }
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_all();
+        }
+    }
+
+    pub(crate) fn wake_writer(&self) {
+        if self.writer_idle.load(Ordering::SeqCst) {
+            // Take the lock so the wake-up cannot fall between the writer's
+            // last look at the session and its wait.
+            drop(self.lock());
+            self.output.notify_one();
+        }
+    }
+
+    /// Writes the session's output from the calling thread, unless another
+    /// thread is writing (it will pick the output up). Returns false if
+    /// the writer thread must take over.
+    fn flush_direct(&self) -> bool {
+        let Ok(mut stream) = self.writer.try_lock() else {
+            return false;
+        };
+        loop {
+            let mut actions = Vec::new();
+            let bytes = {
+                let mut st = self.lock();
+                let bytes = st.session().poll_transmit();
+                self.route(&mut st, &mut actions);
+                bytes
+            };
+            self.send_actions(actions);
+            let Some(bytes) = bytes else {
+                return true;
+            };
+            if let Err(e) = std::io::Write::write_all(&mut *stream, &bytes) {
+                drop(stream);
+                self.finish(CloseReason::Lost(e.to_string()));
+                return true;
+            }
         }
     }
 

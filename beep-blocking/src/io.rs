@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 
 use beep_proto::xml::Profile;
@@ -20,15 +21,17 @@ pub(crate) fn spawn(
     inbox: Receiver<Action>,
 ) -> std::io::Result<()> {
     let name = shared.peer.to_string();
-    let writer = stream.try_clone()?;
     let s = shared.clone();
     std::thread::Builder::new()
         .name(format!("beep-read {name}"))
-        .spawn(move || read_loop(&s, stream))?;
+        .spawn(move || {
+            let _ = s.reader.set(std::thread::current().id());
+            read_loop(&s, stream)
+        })?;
     let s = shared.clone();
     std::thread::Builder::new()
         .name(format!("beep-write {name}"))
-        .spawn(move || write_loop(&s, writer))?;
+        .spawn(move || write_loop(&s))?;
     let s = shared.clone();
     std::thread::Builder::new()
         .name(format!("beep-dispatch {name}"))
@@ -67,37 +70,41 @@ fn read_loop(shared: &Arc<Shared>, mut stream: TcpStream) {
     }
 }
 
-/// Session to socket. Closes the socket once a released session has
-/// flushed its last bytes.
-fn write_loop(shared: &Arc<Shared>, mut stream: TcpStream) {
+/// Session to socket, for output no application thread wrote directly
+/// (window updates, replies produced by the I/O threads). Closes the
+/// socket once a released session has flushed its last bytes.
+fn write_loop(shared: &Arc<Shared>) {
     loop {
-        let mut actions = Vec::new();
-        let bytes = {
+        {
             let mut st = shared.lock();
-            loop {
+            while !st.session().wants_transmit() {
+                if st.core.ended().is_some() || st.core.session().is_ended() {
+                    drop(st);
+                    let stream = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+                shared.writer_idle.store(true, Ordering::SeqCst);
+                st = shared.output.wait(st).unwrap_or_else(|p| p.into_inner());
+                shared.writer_idle.store(false, Ordering::SeqCst);
+            }
+        }
+        let mut stream = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let mut actions = Vec::new();
+            let bytes = {
+                let mut st = shared.lock();
                 let bytes = st.session().poll_transmit();
                 shared.route(&mut st, &mut actions);
-                if bytes.is_some() {
-                    break bytes;
-                }
-                if st.core.ended().is_some() || st.core.session().is_ended() {
-                    break None;
-                }
-                st = shared
-                    .output
-                    .wait(st)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                bytes
+            };
+            shared.send_actions(actions);
+            let Some(bytes) = bytes else { break };
+            if let Err(e) = stream.write_all(&bytes) {
+                drop(stream);
+                shared.finish(CloseReason::Lost(e.to_string()));
+                return;
             }
-        };
-        shared.after(actions);
-        let Some(bytes) = bytes else {
-            let _ = stream.flush();
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            return;
-        };
-        if let Err(e) = stream.write_all(&bytes) {
-            shared.finish(CloseReason::Lost(e.to_string()));
-            return;
         }
     }
 }

@@ -44,7 +44,10 @@ pub struct Config {
     pub max_channel0_message: usize,
     /// Most channels open at once, channel 0 excluded (CHECKLIST 37: at least 257).
     pub max_channels: usize,
-    /// Most MSGs received on one channel and not yet answered.
+    /// Most MSGs received on one channel and not yet answered. The window
+    /// bounds their octets but not their number (a MSG can be empty), so
+    /// this bounds the bookkeeping; a peer beyond it ends the session.
+    /// Large enough for 100-octet MSGs filling a 1 MiB window.
     pub max_pipelined: usize,
     /// Most of our MSGs awaiting replies on one channel.
     pub max_outstanding: usize,
@@ -72,7 +75,7 @@ impl Default for Config {
             max_message_size: 16 << 20,
             max_channel0_message: 64 << 10,
             max_channels: 1024,
-            max_pipelined: 1024,
+            max_pipelined: 1 << 14,
             max_outstanding: 1 << 16,
             max_pending_events: 1 << 16,
             auto_credit: true,

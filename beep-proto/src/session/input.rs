@@ -34,6 +34,8 @@ impl Session {
         }
         self.inbuf.extend_from_slice(data);
         let result = self.parse_frames();
+        // Replies that arrived may let a waiting <close> or <ok/> go out.
+        self.progress_closes();
         if result.is_err() {
             self.state = State::Failed;
         }

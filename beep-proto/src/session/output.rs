@@ -39,6 +39,19 @@ impl Session {
         }
     }
 
+    /// True if [`Session::poll_transmit`] has bytes to give now (or
+    /// finds out there are none): lets a driver's writer sleep until then.
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::listener(Default::default());
+    /// assert!(s.wants_transmit());
+    /// while s.poll_transmit().is_some() {}
+    /// assert!(!s.wants_transmit());
+    /// ```
+    pub fn wants_transmit(&self) -> bool {
+        !self.out.is_empty() || !self.ready.is_empty()
+    }
+
     /// Puts `out` at the end of `channel`'s queue and schedules the channel.
     pub(super) fn enqueue(&mut self, channel: u32, out: Outgoing) {
         if let Some(ch) = self.channels.get_mut(&channel) {
