@@ -483,10 +483,13 @@ impl Shared {
 
     pub(crate) fn wake_writer(&self) {
         if self.writer_idle.load(Ordering::SeqCst) {
-            // Take the lock so the wake-up cannot fall between the writer's
-            // last look at the session and its wait.
-            drop(self.lock());
-            self.output.notify_one();
+            // Under the lock, so the wake-up cannot fall between the
+            // writer's last look at the session and its wait; and only when
+            // there is something to write (a wake-up is a thread switch).
+            let wants = self.lock().core.session().wants_transmit();
+            if wants {
+                self.output.notify_one();
+            }
         }
     }
 
