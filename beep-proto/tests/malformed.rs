@@ -422,3 +422,17 @@ fn checklist_31_answers_in_progress_at_once_are_collated_by_ansno() {
         ]
     );
 }
+
+#[test]
+fn checklist_8_a_violation_ends_the_session_without_a_word() {
+    let mut s = listener_with_channel();
+    // A reply is queued, then the peer misbehaves: nothing more goes out.
+    s.handle_input(b"MSG 1 0 . 0 2\r\n\r\nEND\r\n").unwrap();
+    let Some(Event::Message(m)) = s.poll_event() else {
+        panic!()
+    };
+    s.send_rpy(1, m.msgno, Message::new("late")).unwrap();
+    assert!(s.handle_input(b"BOGUS\r\n").is_err());
+    assert!(!s.wants_transmit());
+    assert_eq!(s.poll_transmit(), None);
+}

@@ -24,6 +24,11 @@ impl Session {
     /// assert!(s.poll_transmit().is_none());
     /// ```
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if self.state == State::Failed {
+            // RFC 3080 2.2.1.1: a violation ends the session without a word.
+            self.out.clear();
+            return None;
+        }
         loop {
             self.write_frames();
             let before = self.ready.len();
@@ -49,7 +54,7 @@ impl Session {
     /// assert!(!s.wants_transmit());
     /// ```
     pub fn wants_transmit(&self) -> bool {
-        !self.out.is_empty() || !self.ready.is_empty()
+        self.state != State::Failed && (!self.out.is_empty() || !self.ready.is_empty())
     }
 
     /// Puts `out` at the end of `channel`'s queue and schedules the channel.
