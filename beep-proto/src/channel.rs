@@ -132,6 +132,15 @@ pub(crate) struct Channel {
     pub(crate) partial: BytesMut,
     /// Reassembly of the ANS messages in progress, by ansno.
     pub(crate) partial_ans: Vec<(u32, BytesMut)>,
+    /// Octets in `partial_ans`, all answers together.
+    pub(crate) partial_ans_len: usize,
+    /// Window credit of delivered messages the application has not given
+    /// back yet.
+    pub(crate) unconsumed: u64,
+    /// Credit of unfinished messages, held back while the application is
+    /// behind (`unconsumed > 0`): otherwise a peer could make us buffer
+    /// message after message beyond the window.
+    pub(crate) deferred_credit: u32,
     pub(crate) streaming: bool,
     pub(crate) our_close: OurClose,
     /// The peer asked to close and the application agreed: `<ok/>` goes
@@ -157,6 +166,9 @@ impl Channel {
             in_progress: None,
             partial: BytesMut::new(),
             partial_ans: Vec::new(),
+            partial_ans_len: 0,
+            unconsumed: 0,
+            deferred_credit: 0,
             streaming: false,
             our_close: OurClose::None,
             close_accepted: None,

@@ -49,6 +49,9 @@ pub struct Config {
     /// this bounds the bookkeeping; a peer beyond it ends the session.
     /// Large enough for 100-octet MSGs filling a 1 MiB window.
     pub max_pipelined: usize,
+    /// Most ANS messages of one reply being reassembled at once (each
+    /// started with `*` and not yet finished).
+    pub max_answers_in_progress: usize,
     /// Most of our MSGs awaiting replies on one channel.
     pub max_outstanding: usize,
     /// Most events waiting to be polled before input is refused.
@@ -76,6 +79,7 @@ impl Default for Config {
             max_channel0_message: 64 << 10,
             max_channels: 1024,
             max_pipelined: 1 << 14,
+            max_answers_in_progress: 64,
             max_outstanding: 1 << 16,
             max_pending_events: 1 << 16,
             auto_credit: true,

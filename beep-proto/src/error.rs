@@ -157,6 +157,14 @@ pub enum ProtocolError {
         /// The configured limit.
         limit: usize,
     },
+    /// More ANS messages in progress at once than configured.
+    #[error("channel {channel}: more than {limit} ANS messages in progress at once")]
+    TooManyAnswers {
+        /// The channel.
+        channel: u32,
+        /// The configured limit.
+        limit: usize,
+    },
     /// The application is not polling events and the peer keeps sending.
     #[error("more than {limit} events waiting to be polled")]
     TooManyPendingEvents {

@@ -685,7 +685,22 @@ impl Session {
         }
     }
 
+    /// The application is done with `octets` of delivered messages. Once
+    /// it has caught up, the held-back credit of unfinished messages goes
+    /// too.
     fn give_credit(&mut self, channel: u32, octets: u32) {
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            ch.unconsumed = ch.unconsumed.saturating_sub(u64::from(octets));
+            let mut credit = octets;
+            if ch.unconsumed == 0 {
+                credit = credit.saturating_add(std::mem::take(&mut ch.deferred_credit));
+            }
+            self.return_window(channel, credit);
+        }
+    }
+
+    /// Opens `octets` of receive window to the peer (a SEQ when worth it).
+    fn return_window(&mut self, channel: u32, octets: u32) {
         if let Some(ch) = self.channels.get_mut(&channel)
             && let Some(seq) = ch.recv.consumed(channel, octets)
         {

@@ -173,6 +173,13 @@ impl Session {
             FrameType::Msg => self.check_msg(ch, h)?,
             reply => check_reply(ch, h, reply)?,
         }
+        let limit = self.config.max_answers_in_progress;
+        let new_answer = h.frame_type == FrameType::Ans
+            && h.more
+            && !ch.partial_ans.iter().any(|(a, _)| *a == h.ansno);
+        if new_answer && ch.partial_ans.len() >= limit {
+            return Err(ProtocolError::TooManyAnswers { channel, limit });
+        }
         self.check_size(ch, h)
     }
 
@@ -206,12 +213,10 @@ impl Session {
         } else {
             self.config.max_message_size
         };
+        // All answers in progress count together: a peer must not grow
+        // memory by spreading one reply over ever more ansnos.
         let so_far = match h.frame_type {
-            FrameType::Ans => ch
-                .partial_ans
-                .iter()
-                .find(|(a, _)| *a == h.ansno)
-                .map_or(0, |(_, b)| b.len()),
+            FrameType::Ans => ch.partial_ans_len,
             _ => ch.partial.len(),
         };
         if so_far + h.size as usize > limit {
@@ -271,6 +276,7 @@ impl Session {
         if ch.streaming && number != 0 {
             track_ans(ch, &h, BytesMut::new());
             ch.in_progress = in_progress_after(ch, &h);
+            ch.unconsumed += u64::from(h.size);
             self.events.push_back(Event::Frame(IncomingFrame {
                 channel: number,
                 msgno: h.msgno,
@@ -294,27 +300,36 @@ impl Session {
         };
         ch.in_progress = in_progress_after(ch, &h);
         let Some(entity) = entity else {
-            // Octets of an unfinished message are credited at once: the
-            // message-size limit bounds them, and holding them would stall
-            // any message larger than the window.
-            self.give_credit(number, h.size);
+            // Octets of an unfinished message are credited at once while
+            // the application keeps up: the message-size limit bounds them,
+            // and holding them would stall any message larger than the
+            // window. Behind, the credit waits for the application.
+            if ch.unconsumed == 0 || number == 0 {
+                self.return_window(number, h.size);
+            } else {
+                ch.deferred_credit += h.size;
+            }
             return Ok(());
         };
+        let credit = h.size + std::mem::take(&mut ch.deferred_credit);
         let message = if h.frame_type == FrameType::Nul {
             Message::default()
         } else {
             Message::from_entity(entity)
         };
         if number == 0 {
-            self.give_credit(0, h.size);
+            self.return_window(0, credit);
             return self.on_channel_zero(kind, h.msgno, message);
+        }
+        if let Some(ch) = self.channels.get_mut(&number) {
+            ch.unconsumed += u64::from(credit);
         }
         self.events.push_back(Event::Message(IncomingMessage {
             channel: number,
             msgno: h.msgno,
             kind,
             message,
-            credit: h.size,
+            credit,
         }));
         Ok(())
     }
@@ -374,15 +389,18 @@ fn reassemble_ans(ch: &mut Channel, h: &FrameHeader, payload: Bytes) -> Option<B
     match (index, h.more) {
         (None, false) => Some(payload),
         (None, true) => {
+            ch.partial_ans_len += payload.len();
             ch.partial_ans.push((h.ansno, BytesMut::from(&payload[..])));
             None
         }
         (Some(i), true) => {
+            ch.partial_ans_len += payload.len();
             ch.partial_ans[i].1.extend_from_slice(&payload);
             None
         }
         (Some(i), false) => {
             let (_, mut buf) = ch.partial_ans.swap_remove(i);
+            ch.partial_ans_len -= buf.len();
             buf.extend_from_slice(&payload);
             Some(buf.freeze())
         }
