@@ -35,6 +35,12 @@ pub enum Error {
     /// The channel closed before the reply came.
     #[error("the channel closed before the reply came")]
     ChannelClosed,
+    /// The answers to a request grew beyond the message-size limit.
+    #[error("the reply exceeds {limit} octets")]
+    ReplyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
     /// No answer in time.
     #[error("timed out waiting for the peer")]
     Timeout,
@@ -66,6 +72,7 @@ impl From<beep_proto::dispatch::Failure> for Error {
                 text: e.text,
             },
             Failure::ChannelClosed => Error::ChannelClosed,
+            Failure::ReplyTooLarge { limit } => Error::ReplyTooLarge { limit },
             Failure::Ended(reason) => Error::Closed(reason),
         }
     }

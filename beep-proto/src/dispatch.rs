@@ -141,6 +141,25 @@ impl<W> Requests<W> {
         Ok(self.waiting.remove(&key).map(|(waiter, _)| (waiter, reply)))
     }
 
+    /// Octets of the answers collected so far for one request.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Requests;
+    /// use beep_proto::{IncomingMessage, Message, MessageKind};
+    /// let mut r = Requests::default();
+    /// r.insert(1, 0, ());
+    /// let ans = IncomingMessage { channel: 1, msgno: 0, kind: MessageKind::Ans { ansno: 0 }, message: Message::new("abc"), credit: 5 };
+    /// r.on_reply(ans).unwrap();
+    /// assert_eq!(r.collected(1, 0), 3);
+    /// ```
+    pub fn collected(&self, channel: u32, msgno: u32) -> usize {
+        self.waiting
+            .get(&(channel, msgno))
+            .map_or(0, |(_, answers)| {
+                answers.iter().map(|(_, m)| m.body().len()).sum()
+            })
+    }
+
     /// Removes the waiter of one request (it gave up waiting); a reply
     /// arriving later is then nobody's.
     ///

@@ -247,6 +247,12 @@ pub enum UsageError {
         /// The channel.
         channel: u32,
     },
+    /// A message is half received on the channel: finish it first.
+    #[error("a message is half received on channel {channel}")]
+    MessageInProgress {
+        /// The channel.
+        channel: u32,
+    },
     /// A start request must offer at least one profile (CHECKLIST 40).
     #[error("a start request needs at least one profile")]
     NoProfiles,

@@ -116,6 +116,8 @@ pub struct Session {
     closing: Vec<u32>,
     next_channel: u32,
     server_name: Option<String>,
+    /// We agreed to release the session; our `<ok/>` is queued.
+    releasing: bool,
 }
 
 impl Session {
@@ -168,6 +170,7 @@ impl Session {
     fn bare(role: Role, mut config: Config) -> Self {
         config.receive_window = config.receive_window.clamp(DEFAULT_WINDOW, MAX_31BIT);
         config.max_frame_size = config.max_frame_size.clamp(1, MAX_31BIT);
+        config.transmit_batch = config.transmit_batch.max(1);
         let mut zero = Channel::new(0, DEFAULT_WINDOW);
         zero.open = true;
         zero.send_enabled = true;
@@ -194,6 +197,7 @@ impl Session {
             closing: Vec::new(),
             next_channel: if role == Role::Initiator { 1 } else { 2 },
             server_name: None,
+            releasing: false,
             config,
         }
     }
@@ -308,6 +312,18 @@ impl Session {
         Some(event)
     }
 
+    /// Switches automatic credit (see [`Config::auto_credit`]); drivers that
+    /// give credit back after their handlers ran turn it off.
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::initiator(Default::default());
+    /// s.set_auto_credit(false);
+    /// assert!(!s.config().auto_credit);
+    /// ```
+    pub fn set_auto_credit(&mut self, on: bool) {
+        self.config.auto_credit = on;
+    }
+
     /// Gives back `octets` of receive window on `channel` once the
     /// application has processed a message (with `auto_credit` off).
     ///
@@ -328,6 +344,10 @@ impl Session {
     /// ```
     pub fn set_streaming(&mut self, channel: u32, streaming: bool) -> Result<(), UsageError> {
         let ch = self.open_channel_mut(channel)?;
+        if ch.in_progress.is_some() {
+            // Half a message reassembled, half streamed would lose data.
+            return Err(UsageError::MessageInProgress { channel });
+        }
         ch.streaming = streaming;
         Ok(())
     }
@@ -387,6 +407,7 @@ impl Session {
         profiles: Vec<Profile>,
         server_name: Option<String>,
     ) -> Result<u32, UsageError> {
+        self.ensure_not_releasing()?;
         if profiles.is_empty() {
             return Err(UsageError::NoProfiles);
         }
@@ -482,6 +503,14 @@ impl Session {
     pub fn send_msg(&mut self, channel: u32, message: Message) -> Result<u32, UsageError> {
         self.ensure_active()?;
         check_size(&message)?;
+        let agreed = self
+            .channels
+            .get(&0)
+            .is_some_and(|z| z.close_accepted.is_some());
+        if self.releasing || agreed {
+            // We agreed to release the session: nothing new goes out.
+            return Err(UsageError::ChannelClosing { channel: 0 });
+        }
         let limit = self.config.max_outstanding;
         let ch = self.open_channel_mut(channel)?;
         if channel == 0 {
@@ -579,8 +608,17 @@ impl Session {
         text: &str,
     ) -> Result<(), UsageError> {
         self.ensure_active()?;
+        if channel != 0 {
+            self.ensure_not_releasing()?;
+        }
+        self.open_channel_mut(channel)?;
+        if let Some(msgno) = self.pending_closes.remove(&channel) {
+            // The peer already asked: agreeing closes it (and answers them).
+            self.close_accepted(channel, msgno);
+            return Ok(());
+        }
         let ch = self.open_channel_mut(channel)?;
-        if ch.our_close != OurClose::None {
+        if ch.our_close != OurClose::None || ch.close_accepted.is_some() {
             return Err(UsageError::ChannelClosing { channel });
         }
         ch.our_close = OurClose::Wanted {
@@ -732,15 +770,45 @@ impl Session {
 
     /// The peer's close of `channel` is agreed; `<ok/>` follows when quiet.
     fn close_accepted(&mut self, channel: u32, msgno: u32) {
-        if let Some(ch) = self.channels.get_mut(&channel) {
-            ch.close_accepted = Some(msgno);
-            // Our own close, if not yet sent, is superseded by theirs.
-            if matches!(ch.our_close, OurClose::Wanted { .. }) {
-                ch.our_close = OurClose::None;
-            }
-            self.mark_closing(channel);
-            self.progress_closes();
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            // Already closed (our own close crossed theirs): still, every
+            // close request gets its answer.
+            self.reply_zero(msgno, FrameType::Rpy, channel_zero::ok_body(), None);
+            return;
+        };
+        ch.close_accepted = Some(msgno);
+        // Our own close, if not yet sent, is superseded by theirs.
+        if matches!(ch.our_close, OurClose::Wanted { .. }) {
+            ch.our_close = OurClose::None;
         }
+        self.mark_closing(channel);
+        self.progress_closes();
+    }
+
+    /// Forgets a closed channel, with whatever output it still held.
+    pub(super) fn remove_channel(&mut self, channel: u32) -> Option<Channel> {
+        let ch = self.channels.remove(&channel)?;
+        let held: usize = ch
+            .slots
+            .iter()
+            .flat_map(|s| &s.held)
+            .map(Outgoing::remaining)
+            .sum();
+        let queued: usize = ch.queue.iter().map(Outgoing::remaining).sum();
+        self.queued = self.queued.saturating_sub(held + queued);
+        Some(ch)
+    }
+
+    /// After we asked for, or agreed to, a session release, no new channel
+    /// business may start (CHECKLIST 50).
+    fn ensure_not_releasing(&self) -> Result<(), UsageError> {
+        let zero = self.channels.get(&0);
+        let closing =
+            zero.is_some_and(|z| z.our_close != OurClose::None || z.close_accepted.is_some());
+        if closing || self.releasing {
+            return Err(UsageError::ChannelClosing { channel: 0 });
+        }
+        Ok(())
     }
 
     /// Sends the `<close>` and `<ok/>` messages whose conditions now hold.
@@ -776,6 +844,7 @@ impl Session {
             }
             ch.close_accepted = None;
             if number == 0 {
+                self.releasing = true;
                 self.reply_zero(
                     msgno,
                     FrameType::Rpy,
@@ -783,7 +852,7 @@ impl Session {
                     Some(crate::channel::AfterSend::Release),
                 );
             } else {
-                self.channels.remove(&number);
+                self.remove_channel(number);
                 self.reply_zero(msgno, FrameType::Rpy, channel_zero::ok_body(), None);
                 self.events
                     .push_back(Event::ChannelClosed { channel: number });

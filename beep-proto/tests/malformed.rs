@@ -436,3 +436,50 @@ fn checklist_8_a_violation_ends_the_session_without_a_word() {
     assert!(!s.wants_transmit());
     assert_eq!(s.poll_transmit(), None);
 }
+
+#[test]
+fn junk_requests_on_channel_zero_cannot_grow_our_output() {
+    let mut s = Session::listener(Config {
+        max_pipelined: 8,
+        ..Config::default()
+    });
+    s.handle_input(GREETING).unwrap();
+    // Empty MSGs on channel 0, each answered with an <error> that the
+    // peer never grants window for.
+    let mut result = Ok(());
+    for msgno in 0..100 {
+        result = s.handle_input(format!("MSG 0 {msgno} . 52 0\r\nEND\r\n").as_bytes());
+        if result.is_err() {
+            break;
+        }
+        // Take nothing out: the peer grants no window on channel 0 anyway.
+    }
+    assert!(
+        matches!(
+            result,
+            Err(ProtocolError::TooManyPipelined { channel: 0, .. })
+        ),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn answers_in_progress_are_capped() {
+    let mut s = listener_with_channel();
+    s.send_msg(1, Message::new("q")).unwrap();
+    while s.poll_transmit().is_some() {}
+    let mut result = Ok(());
+    for ansno in 0..1000u32 {
+        result = s.handle_input(format!("ANS 1 0 * 0 0 {ansno}\r\nEND\r\n").as_bytes());
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(
+        matches!(
+            result,
+            Err(ProtocolError::TooManyAnswers { channel: 1, .. })
+        ),
+        "{result:?}"
+    );
+}

@@ -825,3 +825,139 @@ fn checklist_53_xml_lang_only_when_not_the_peers_first_choice() {
         matches!(&pair.a_events[..], [Event::ChannelRefused { error, .. }] if error.lang.as_deref() == Some("fr"))
     );
 }
+
+#[test]
+fn checklist_55_closing_a_channel_the_peer_asked_to_close_answers_them() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    pair.a
+        .close_channel(channel, ReplyCode::SUCCESS, "")
+        .unwrap();
+    pair.pump();
+    assert!(matches!(&pair.b_events[..], [Event::CloseRequested { .. }]));
+    pair.b_events.clear();
+    // b closes instead of accepting: that is agreement, and a's request
+    // still gets its answer.
+    pair.b
+        .close_channel(channel, ReplyCode::SUCCESS, "")
+        .unwrap();
+    pair.pump();
+    assert_eq!(pair.a_events, vec![Event::ChannelClosed { channel }]);
+    assert_eq!(pair.b_events, vec![Event::ChannelClosed { channel }]);
+    assert!(
+        pair.b.accept_close(channel).is_err(),
+        "nothing left to accept"
+    );
+    // Channel 0 is not wedged: a new channel and a release still work.
+    pair.a_events.clear();
+    pair.b_events.clear();
+    pair.open(ECHO);
+    pair.a.close_session(ReplyCode::SUCCESS, "").unwrap();
+    pair.pump();
+    pair.b.accept_close(0).unwrap();
+    pair.pump();
+    assert!(pair.a.is_ended() && pair.b.is_ended());
+}
+
+#[test]
+fn checklist_50_no_new_channel_business_after_asking_for_release() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    pair.a.close_session(ReplyCode::SUCCESS, "").unwrap();
+    assert_eq!(
+        pair.a.open_channel(vec![Profile::new(ECHO)], None),
+        Err(UsageError::ChannelClosing { channel: 0 })
+    );
+    assert_eq!(
+        pair.a.close_channel(channel, ReplyCode::SUCCESS, ""),
+        Err(UsageError::ChannelClosing { channel: 0 })
+    );
+    // The peer agreed: the agreeing side sends nothing new either.
+    pair.pump();
+    pair.b.accept_close(0).unwrap();
+    assert!(pair.b.send_msg(channel, Message::new("late")).is_err());
+    pair.pump();
+    assert!(pair.a.is_ended() && pair.b.is_ended());
+}
+
+#[test]
+fn checklist_27_28_an_early_error_cuts_our_message_short() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    pair.b.set_streaming(channel, true).unwrap();
+    let msgno = pair
+        .a
+        .send_msg(channel, Message::new(vec![0u8; 500_000]))
+        .unwrap();
+    // One frame in, b refuses the whole message.
+    let first = pair.a.poll_transmit().unwrap();
+    pair.b.handle_input(&first).unwrap();
+    let Some(Event::Frame(frame)) = pair.b.poll_event() else {
+        panic!()
+    };
+    assert!(frame.more);
+    pair.b
+        .send_err(channel, msgno, Message::new("too big"))
+        .unwrap();
+    pair.pump();
+    // a stopped sending: one empty final frame ended the MSG (CHECKLIST 28).
+    let frames: Vec<_> = pair
+        .b_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Frame(f) => Some(f.clone()),
+            _ => None,
+        })
+        .collect();
+    let last = frames.last().unwrap();
+    assert!(!last.more && last.payload.is_empty(), "{last:?}");
+    assert!(frames.iter().map(|f| f.payload.len()).sum::<usize>() < 500_000 / 2);
+    assert_eq!(pair.a.queued_output(), 0);
+    assert!(
+        pair.a_events
+            .iter()
+            .any(|e| matches!(e, Event::Message(m) if m.kind == MessageKind::Err))
+    );
+}
+
+#[test]
+fn streaming_cannot_be_switched_in_the_middle_of_a_message() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    pair.a
+        .send_msg(channel, Message::new(vec![0u8; 10_000]))
+        .unwrap();
+    let first = pair.a.poll_transmit().unwrap();
+    let (header, used) = beep_proto::frame::parse_header(&first, 128)
+        .unwrap()
+        .unwrap();
+    let Header::Frame(h) = header else { panic!() };
+    // Feed exactly the first frame.
+    pair.b
+        .handle_input(&first[..used + h.size as usize + 5])
+        .unwrap();
+    assert_eq!(
+        pair.b.set_streaming(channel, true),
+        Err(UsageError::MessageInProgress { channel })
+    );
+}
+
+#[test]
+fn a_zero_transmit_batch_still_sends() {
+    let config = Config {
+        transmit_batch: 0,
+        ..Config::default()
+    };
+    let mut pair = Pair::with(
+        config.clone(),
+        Config {
+            transmit_batch: 0,
+            ..common::listener_config()
+        },
+    );
+    let channel = pair.open(ECHO);
+    pair.a.send_msg(channel, Message::new("x")).unwrap();
+    pair.pump();
+    assert_eq!(take_messages(&mut pair.b_events).len(), 1);
+    let _ = config;
+}

@@ -81,6 +81,13 @@ pub enum Failure {
     /// The channel closed before the reply came.
     #[error("the channel closed")]
     ChannelClosed,
+    /// The answers to one request grew beyond the message-size limit
+    /// without their NUL; later ones go to the channel's handler.
+    #[error("the answers exceed {limit} octets")]
+    ReplyTooLarge {
+        /// The limit ([`Config::max_message_size`](crate::Config::max_message_size)).
+        limit: usize,
+    },
     /// The connection ended.
     #[error("the connection ended: {0}")]
     Ended(EndReason),
@@ -128,7 +135,10 @@ pub struct Core<W> {
 
 impl<W> Core<W> {
     /// Wraps a fresh session.
-    pub fn new(session: Session) -> Self {
+    pub fn new(mut session: Session) -> Self {
+        // Credit goes back when a waiter took a reply (here) or a handler
+        // finished with a message (the driver): never twice.
+        session.set_auto_credit(false);
         Core {
             session,
             requests: Requests::default(),
@@ -237,7 +247,7 @@ impl<W> Core<W> {
                 }
             }
             Event::Message(m) => {
-                let (channel, credit) = (m.channel, m.credit);
+                let (channel, msgno, credit) = (m.channel, m.msgno, m.credit);
                 match self.requests.on_reply(m) {
                     // Taken by a waiter (or collected until NUL): the
                     // window is free at once.
@@ -245,6 +255,8 @@ impl<W> Core<W> {
                         self.session.consumed(channel, credit);
                         if let Some((w, reply)) = done {
                             out.push(Outcome::Complete(w, Ok(Done::Replied(reply))));
+                        } else {
+                            self.limit_answers(channel, msgno, out);
                         }
                     }
                     Err(m) => out.push(Outcome::Message(m)),
@@ -276,6 +288,16 @@ impl<W> Core<W> {
             }
             Event::SessionClosed => self.end(EndReason::Released, out),
             _ => {}
+        }
+    }
+
+    /// Answers collected for a waiter are bounded like any message.
+    fn limit_answers(&mut self, channel: u32, msgno: u32, out: &mut Vec<Outcome<W>>) {
+        let limit = self.session.config().max_message_size;
+        if self.requests.collected(channel, msgno) > limit
+            && let Some(w) = self.requests.remove(channel, msgno)
+        {
+            out.push(Outcome::Complete(w, Err(Failure::ReplyTooLarge { limit })));
         }
     }
 
@@ -404,5 +426,49 @@ mod tests {
         a.end(EndReason::Shutdown, &mut out_a);
         assert!(out_a.is_empty(), "the end is reported once");
         assert!(a.live().is_err());
+    }
+
+    #[test]
+    fn endless_answers_fail_the_waiter_at_the_message_limit() {
+        let small = Config {
+            max_message_size: 10,
+            ..Config::default()
+        };
+        let mut a: Core<u8> = Core::new(Session::initiator(small));
+        let mut b: Core<u8> = Core::new(Session::listener(Config {
+            profiles: vec!["p".into()],
+            ..Config::default()
+        }));
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        let channel = a.open_channel(Profile::new("p"), None, 1).unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        let Some(Outcome::Start(req)) = out_b.pop() else {
+            panic!()
+        };
+        b.session_mut()
+            .accept_start(req.channel, Profile::new("p"))
+            .unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        out_a.clear();
+        a.request(channel, Message::new("q"), 2).unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        let Some(Outcome::Message(m)) = out_b.pop() else {
+            panic!()
+        };
+        for _ in 0..3 {
+            b.session_mut()
+                .send_ans(channel, m.msgno, Message::new("abcdef"))
+                .unwrap();
+        }
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        assert!(matches!(
+            out_a.first(),
+            Some(Outcome::Complete(
+                2,
+                Err(Failure::ReplyTooLarge { limit: 10 })
+            ))
+        ));
+        // The answers after that are nobody's: they go to the handler.
+        assert!(out_a[1..].iter().all(|o| matches!(o, Outcome::Message(_))));
     }
 }

@@ -248,7 +248,7 @@ impl Session {
                 MessageKind::Err,
                 ChannelZeroMessage::Error(error),
             ) => {
-                self.channels.remove(&channel);
+                self.remove_channel(channel);
                 self.events
                     .push_back(Event::ChannelRefused { channel, error });
             }
@@ -256,12 +256,22 @@ impl Session {
                 if channel == 0 {
                     self.state = State::Ended;
                     self.events.push_back(Event::SessionClosed);
-                } else if self.channels.remove(&channel).is_some() {
+                } else if let Some(ch) = self.remove_channel(channel) {
+                    // Their own close of it, agreed or not yet answered,
+                    // still gets its <ok/> (close in transit, CHECKLIST 55).
+                    let theirs = ch.close_accepted.or(self.pending_closes.remove(&channel));
+                    if let Some(msgno) = theirs {
+                        self.reply_zero(msgno, FrameType::Rpy, ok_body(), None);
+                    }
                     self.events.push_back(Event::ChannelClosed { channel });
                 }
             }
             (Request::Close { channel }, MessageKind::Err, ChannelZeroMessage::Error(error)) => {
-                if let Some(ch) = self.channels.get_mut(&channel) {
+                // Refused, but if we agreed to their close the channel is
+                // closing anyway: report only that.
+                if let Some(ch) = self.channels.get_mut(&channel)
+                    && ch.close_accepted.is_none()
+                {
                     ch.our_close = OurClose::None;
                     self.events
                         .push_back(Event::CloseRefused { channel, error });

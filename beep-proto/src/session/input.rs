@@ -194,7 +194,14 @@ impl Session {
                 msgno: h.msgno,
             });
         }
-        if ch.slots.len() >= self.config.max_pipelined {
+        // On channel 0 we answer by ourselves, so answers waiting for the
+        // peer's window count too: junk requests cannot grow our output.
+        let waiting = if channel == 0 {
+            ch.slots.len() + ch.queue.len()
+        } else {
+            ch.slots.len()
+        };
+        if waiting >= self.config.max_pipelined {
             return Err(ProtocolError::TooManyPipelined {
                 channel,
                 limit: self.config.max_pipelined,
@@ -261,8 +268,14 @@ impl Session {
                     next_ansno: 0,
                 });
             }
-        } else if let Some(front) = ch.awaiting.front_mut() {
-            front.reply = Some(h.frame_type);
+        } else {
+            let first_reply = ch.awaiting.front().is_some_and(|a| a.reply.is_none());
+            if first_reply {
+                abandon_msg(ch, h.msgno, &mut self.queued);
+            }
+            if let Some(front) = ch.awaiting.front_mut() {
+                front.reply = Some(h.frame_type);
+            }
         }
         let reply_done = !h.more
             && matches!(
@@ -381,6 +394,19 @@ fn check_reply(ch: &Channel, h: &FrameHeader, reply: FrameType) -> Result<(), Pr
         });
     }
     Ok(())
+}
+
+/// The peer replied before the last frame of our MSG `msgno`: the rest is
+/// not wanted. End the message with an empty final frame (RFC 3080 2.6.3).
+fn abandon_msg(ch: &mut Channel, msgno: u32, queued: &mut usize) {
+    if let Some(out) = ch.queue.front_mut()
+        && out.frame_type == FrameType::Msg
+        && out.msgno == msgno
+        && out.offset > 0
+    {
+        *queued = queued.saturating_sub(out.remaining());
+        out.offset = out.len();
+    }
 }
 
 /// Adds an ANS frame to its answer's buffer; returns the answer once complete.
