@@ -1,1 +1,79 @@
-//! Placeholder.
+//! # beep-tokio
+//!
+//! Async BEEP (RFC 3080/3081): connections, channels, listeners with a
+//! profile registry (start, close and async message handlers, as in
+//! PyVortex), request/reply helpers that await, and connection-close
+//! notification. All protocol rules and event routing live in
+//! [`beep_proto`] (`dispatch::Core`); this crate moves bytes, wakes
+//! waiting futures and runs handlers.
+//!
+//! Each connection runs three tasks: a reader, a writer and a dispatcher
+//! that runs handlers one at a time. A handler may await (a reply into a
+//! full queue, a request of its own) without stopping the connection from
+//! reading the peer's window updates and replies.
+//!
+//! ## Runtimes
+//!
+//! The connection machinery is written against `futures-io`'s
+//! `AsyncRead`/`AsyncWrite`, futures channels and `event-listener`, so it
+//! runs on any executor. What a runtime must supply (spawn, sleep, TCP) is
+//! the [`runtime::Runtime`] trait: `runtime::Tokio` (feature `tokio`, on
+//! by default) and `runtime::AsyncStd` (feature `async-std`). Inside a
+//! tokio runtime tokio is used; elsewhere async-std, if enabled; or name
+//! one in [`Options::runtime`]. Streams of your own (TLS, in-memory pipes,
+//! another runtime's sockets) go through [`Connection::connect_transport`]
+//! and [`Connection::accept_transport`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use beep_tokio::{Connection, Listener, Options, ProfileHandler, Registry, Reply};
+//! use beep_proto::{Message, xml::Profile};
+//!
+//! const ECHO: &str = "http://example.org/beep/echo";
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), beep_tokio::Error> {
+//!     let mut registry = Registry::new();
+//!     registry.register(ECHO, ProfileHandler::new(|channel, m| async move {
+//!         let _ = channel.reply_rpy(m.msgno, m.message).await;
+//!     }));
+//!     let listener = Listener::bind("127.0.0.1:0", registry, Options::default()).await?;
+//!     let addr = listener.local_addrs()[0];
+//!     let stop = listener.shutdown_handle();
+//!     let server = tokio::spawn(listener.serve());
+//!
+//!     let conn = Connection::connect(addr, Options::default()).await?;
+//!     let channel = conn.open_channel(Profile::new(ECHO), None).await?;
+//!     let reply = channel.request(Message::new("hello"), Duration::from_secs(5)).await?;
+//!     assert!(matches!(reply, Reply::Rpy(m) if m.body() == "hello"));
+//!     conn.close().await?;
+//!
+//!     stop.shutdown();
+//!     server.await.unwrap()?;
+//!     Ok(())
+//! }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod channel;
+mod connection;
+mod dispatch;
+mod error;
+mod io;
+mod listener;
+mod options;
+mod profile;
+pub mod runtime;
+mod shared;
+
+pub use channel::Channel;
+pub use connection::Connection;
+pub use error::{CloseReason, Error};
+pub use listener::{Listener, ShutdownHandle};
+pub use options::Options;
+pub use profile::{ProfileHandler, Registry, StartDecision};
+pub use runtime::{Addrs, ToAddrs};
+
+pub use beep_proto;
+pub use beep_proto::dispatch::Reply;

@@ -1,0 +1,289 @@
+//! A channel of a connection: requests, replies, handler, close.
+
+use std::future::Future;
+use std::time::Duration;
+
+use beep_proto::dispatch::{Done, Reply};
+use beep_proto::{IncomingMessage, Message};
+use futures_channel::oneshot;
+
+use crate::connection::Connection;
+use crate::error::{CloseReason, Error};
+use crate::profile::message_handler;
+use crate::shared::{Notify, Shared};
+
+/// A channel (PyVortex `Channel`): cheap to clone, usable from any task.
+///
+/// Sending calls wait while the connection's unsent output is above
+/// [`Options::max_queued_output`](crate::Options::max_queued_output), so a
+/// peer that stops reading slows the sender down instead of growing memory.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use beep_proto::{Message, xml::Profile};
+/// # async fn run(conn: beep_tokio::Connection) -> Result<(), beep_tokio::Error> {
+/// let channel = conn.open_channel(Profile::new("http://example.org/beep/echo"), None).await?;
+/// let reply = channel.request(Message::new("ping"), Duration::from_secs(5)).await?;
+/// channel.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Channel {
+    conn: Connection,
+    number: u32,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("number", &self.number)
+            .field("peer", &self.conn.peer_addr())
+            .finish()
+    }
+}
+
+impl Channel {
+    pub(crate) fn new(conn: Connection, number: u32) -> Self {
+        Channel { conn, number }
+    }
+
+    /// The channel number.
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_tokio::Channel) {
+    /// assert_eq!(channel.number() % 2, 1, "the initiator's channels are odd");
+    /// # }
+    /// ```
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// The connection this channel belongs to.
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_tokio::Channel) {
+    /// assert!(channel.connection().is_ok());
+    /// # }
+    /// ```
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The profile URI running on the channel, while it is open.
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_tokio::Channel) {
+    /// println!("{:?}", channel.profile());
+    /// # }
+    /// ```
+    pub fn profile(&self) -> Option<String> {
+        let st = self.conn.shared.lock();
+        st.core
+            .session()
+            .channel_profile(self.number)
+            .map(str::to_owned)
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.conn.shared
+    }
+
+    /// Sends a MSG; returns its msgno. The reply goes to the message
+    /// handler (use [`Channel::request`] to await it instead).
+    ///
+    /// ```no_run
+    /// # async fn run(channel: beep_tokio::Channel) -> Result<(), beep_tokio::Error> {
+    /// let msgno = channel.send_msg(beep_proto::Message::new("fire and forget")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_msg(&self, message: Message) -> Result<u32, Error> {
+        let number = self.number;
+        self.shared()
+            .with_room(|st| Ok(st.session().send_msg(number, message)?))
+            .await
+    }
+
+    /// Sends a MSG and waits (at most `timeout`) for its complete reply:
+    /// RPY, ERR, or every ANS up to the NUL. If it times out or this future
+    /// is dropped, a late reply goes to the message handler.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use beep_tokio::Reply;
+    /// # async fn run(channel: beep_tokio::Channel) -> Result<(), beep_tokio::Error> {
+    /// match channel.request(beep_proto::Message::new("list"), Duration::from_secs(5)).await? {
+    ///     Reply::Rpy(m) => println!("{:?}", m.body()),
+    ///     Reply::Err(m) => eprintln!("error: {:?}", m.body()),
+    ///     Reply::Answers(answers) => println!("{} answers", answers.len()),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn request(&self, message: Message, timeout: Duration) -> Result<Reply, Error> {
+        let (tx, rx) = oneshot::channel();
+        let msgno = self.request_notify(message, Notify::Wait(tx)).await?;
+        let mut pending = Pending {
+            shared: self.shared(),
+            channel: self.number,
+            msgno,
+            armed: true,
+        };
+        let result = self.shared().wait(rx, timeout).await;
+        pending.armed = matches!(result, Err(Error::Timeout));
+        result.and_then(replied)
+    }
+
+    /// Sends a MSG; `done` runs (on the dispatcher) with the complete reply
+    /// or the error that ended the wait. Returns the msgno.
+    ///
+    /// ```no_run
+    /// # async fn run(channel: beep_tokio::Channel) -> Result<(), beep_tokio::Error> {
+    /// channel.request_with(beep_proto::Message::new("ping"), |reply| {
+    ///     println!("{reply:?}");
+    /// }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn request_with(
+        &self,
+        message: Message,
+        done: impl FnOnce(Result<Reply, Error>) + Send + 'static,
+    ) -> Result<u32, Error> {
+        let notify = Notify::Call(Box::new(move |result| done(result.and_then(replied))));
+        self.request_notify(message, notify).await
+    }
+
+    async fn request_notify(&self, message: Message, notify: Notify) -> Result<u32, Error> {
+        let number = self.number;
+        self.shared()
+            .with_room(|st| Ok(st.core.request(number, message, notify)?))
+            .await
+    }
+
+    /// Answers MSG `msgno` with a positive reply.
+    ///
+    /// ```no_run
+    /// # async fn run(channel: beep_tokio::Channel, m: beep_proto::IncomingMessage) -> Result<(), beep_tokio::Error> {
+    /// channel.reply_rpy(m.msgno, m.message).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reply_rpy(&self, msgno: u32, message: Message) -> Result<(), Error> {
+        let number = self.number;
+        self.shared()
+            .with_room(|st| Ok(st.session().send_rpy(number, msgno, message)?))
+            .await
+    }
+
+    /// Answers MSG `msgno` with a negative reply.
+    ///
+    /// ```no_run
+    /// # async fn run(channel: beep_tokio::Channel, msgno: u32) -> Result<(), beep_tokio::Error> {
+    /// channel.reply_err(msgno, beep_proto::Message::new("not found")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reply_err(&self, msgno: u32, message: Message) -> Result<(), Error> {
+        let number = self.number;
+        self.shared()
+            .with_room(|st| Ok(st.session().send_err(number, msgno, message)?))
+            .await
+    }
+
+    /// Sends one answer to MSG `msgno`; returns its ansno. End the answers
+    /// with [`Channel::reply_nul`].
+    ///
+    /// ```no_run
+    /// # async fn run(channel: beep_tokio::Channel, msgno: u32) -> Result<(), beep_tokio::Error> {
+    /// for item in ["a", "b"] {
+    ///     channel.reply_ans(msgno, beep_proto::Message::new(item)).await?;
+    /// }
+    /// channel.reply_nul(msgno).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reply_ans(&self, msgno: u32, message: Message) -> Result<u32, Error> {
+        let number = self.number;
+        self.shared()
+            .with_room(|st| Ok(st.session().send_ans(number, msgno, message)?))
+            .await
+    }
+
+    /// Ends the answers to MSG `msgno`. A NUL carries no payload, so it
+    /// never waits for room.
+    ///
+    /// ```no_run
+    /// # async fn run(channel: beep_tokio::Channel, msgno: u32) -> Result<(), beep_tokio::Error> {
+    /// channel.reply_nul(msgno).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reply_nul(&self, msgno: u32) -> Result<(), Error> {
+        let number = self.number;
+        self.shared()
+            .with_session(|st| Ok(st.session().send_nul(number, msgno)?))
+    }
+
+    /// Sets the async handler for MSGs and for replies nobody waits for
+    /// (PyVortex `set_frame_received`).
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_tokio::Channel) {
+    /// channel.set_message_handler(|channel, m| async move {
+    ///     println!("{:?} on channel {}", m.kind, channel.number());
+    /// });
+    /// # }
+    /// ```
+    pub fn set_message_handler<F, Fut>(&self, handler: F)
+    where
+        F: Fn(Channel, IncomingMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handler = message_handler(handler);
+        let mut st = self.conn.shared.lock();
+        st.channels.entry(self.number).or_default().message = Some(handler);
+    }
+
+    /// Asks the peer to close the channel and waits (at most the connect
+    /// timeout) for its decision; a refusal is [`Error::Refused`] and
+    /// leaves the channel open.
+    ///
+    /// ```no_run
+    /// # async fn run(channel: beep_tokio::Channel) -> Result<(), beep_tokio::Error> {
+    /// channel.close().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        let number = self.number;
+        self.shared()
+            .with_session(|st| Ok(st.core.close(number, Notify::Wait(tx))?))?;
+        let limit = self.shared().options.connect_timeout;
+        self.shared().wait(rx, limit).await.map(drop)
+    }
+}
+
+/// A request being awaited. If the wait ends without the reply (timeout,
+/// or the future was dropped), the waiter is forgotten so that a late
+/// reply goes to the channel's handler instead of nowhere.
+struct Pending<'a> {
+    shared: &'a Shared,
+    channel: u32,
+    msgno: u32,
+    armed: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared
+                .lock()
+                .core
+                .cancel_request(self.channel, self.msgno);
+        }
+    }
+}
+
+/// The reply a request waited for.
+fn replied(done: Done) -> Result<Reply, Error> {
+    match done {
+        Done::Replied(reply) => Ok(reply),
+        other => Err(Error::Closed(CloseReason::Lost(format!(
+            "unexpected {other:?}"
+        )))),
+    }
+}

@@ -1,0 +1,430 @@
+//! A BEEP session over a byte stream, driven by three tasks: a reader
+//! (stream to session), a writer (session to stream) and a dispatcher that
+//! runs application handlers one at a time (see `io.rs` and `dispatch.rs`;
+//! the state they share is in `shared.rs`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use beep_proto::dispatch::Done;
+use beep_proto::xml::{Greeting, Profile};
+use beep_proto::{Role, Session};
+use futures_channel::{mpsc, oneshot};
+
+use crate::channel::Channel;
+use crate::error::{CloseReason, Error};
+use crate::io;
+use crate::options::Options;
+use crate::profile::Registry;
+use crate::runtime::{self, Runtime, ToAddrs, Transport};
+use crate::shared::{Notify, Shared};
+
+/// A BEEP session (PyVortex `Connection`). Cheap to clone; every clone is
+/// the same connection. Its tasks run until the session ends: release it
+/// with [`Connection::close`] or drop it with [`Connection::shutdown`].
+///
+/// ```no_run
+/// use beep_tokio::{Connection, Options};
+/// # async fn run() -> Result<(), beep_tokio::Error> {
+/// let conn = Connection::connect("localhost:10288", Options::default()).await?;
+/// println!("the listener offers {:?}", conn.peer_greeting().profiles);
+/// conn.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.shared.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Connects to a BEEP listener (IPv4 or IPv6; each resolved address is
+    /// tried in turn, each within the connect timeout) and waits for its
+    /// greeting.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), beep_tokio::Error> {
+    /// let conn = beep_tokio::Connection::connect("[::1]:10288", Default::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(addr: impl ToAddrs, options: Options) -> Result<Connection, Error> {
+        let runtime = options.resolve_runtime()?;
+        let addrs = addr.to_addrs().resolve(&*runtime).await?;
+        let mut last = Error::Timeout;
+        for addr in addrs {
+            let attempt = runtime.connect(addr);
+            match runtime::timeout(&*runtime, options.connect_timeout, attempt).await {
+                Some(Ok(stream)) => {
+                    let conn = Self::start(
+                        stream,
+                        Some(addr),
+                        Role::Initiator,
+                        Registry::new(),
+                        options.clone(),
+                        runtime.clone(),
+                    );
+                    conn.wait_greeting().await?;
+                    return Ok(conn);
+                }
+                Some(Err(e)) => last = e.into(),
+                None => last = Error::Timeout,
+            }
+        }
+        Err(last)
+    }
+
+    /// Runs the initiator's side of a session over a stream of the caller's
+    /// (an in-memory pipe, a TLS stream, a socket of any runtime) and waits
+    /// for the peer's greeting.
+    ///
+    /// ```no_run
+    /// use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # async fn run() -> Result<(), beep_tokio::Error> {
+    /// let stream = tokio::net::TcpStream::connect("127.0.0.1:10288").await?;
+    /// let conn = beep_tokio::Connection::connect_transport(stream.compat(), Default::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_transport(
+        stream: impl Transport,
+        options: Options,
+    ) -> Result<Connection, Error> {
+        let runtime = options.resolve_runtime()?;
+        let conn = Self::start(
+            Box::new(stream),
+            None,
+            Role::Initiator,
+            Registry::new(),
+            options,
+            runtime,
+        );
+        conn.wait_greeting().await?;
+        Ok(conn)
+    }
+
+    /// Runs the listener's side of a session over a stream of the caller's,
+    /// serving the profiles of `registry`.
+    ///
+    /// ```no_run
+    /// use beep_tokio::{Connection, Options, Registry};
+    /// use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # async fn run() -> Result<(), beep_tokio::Error> {
+    /// let socket = tokio::net::TcpListener::bind("127.0.0.1:10288").await?;
+    /// let (stream, _) = socket.accept().await?;
+    /// let conn = Connection::accept_transport(stream.compat(), Registry::new(), Options::default())?;
+    /// conn.wait_closed().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn accept_transport(
+        stream: impl Transport,
+        registry: Registry,
+        options: Options,
+    ) -> Result<Connection, Error> {
+        let runtime = options.resolve_runtime()?;
+        Ok(Self::start(
+            Box::new(stream),
+            None,
+            Role::Listener,
+            registry,
+            options,
+            runtime,
+        ))
+    }
+
+    /// Serves a connection accepted by a [`Listener`](crate::Listener).
+    pub(crate) fn accept(
+        stream: Box<dyn Transport>,
+        peer: SocketAddr,
+        registry: Registry,
+        options: Options,
+        runtime: Arc<dyn Runtime>,
+    ) -> Connection {
+        Self::start(
+            stream,
+            Some(peer),
+            Role::Listener,
+            registry,
+            options,
+            runtime,
+        )
+    }
+
+    fn start(
+        stream: Box<dyn Transport>,
+        peer: Option<SocketAddr>,
+        role: Role,
+        registry: Registry,
+        mut options: Options,
+        runtime: Arc<dyn Runtime>,
+    ) -> Connection {
+        if role == Role::Listener {
+            options.config.profiles = registry.uris();
+        }
+        // Credit goes back when a handler has finished with a message, so
+        // a slow handler slows its peer instead of filling our memory.
+        options.config.auto_credit = false;
+        let session = match role {
+            Role::Initiator => Session::initiator(options.config.clone()),
+            Role::Listener => Session::listener(options.config.clone()),
+        };
+        let (actions, inbox) = mpsc::unbounded();
+        let shared = Arc::new(Shared::new(
+            session, peer, registry, options, runtime, actions,
+        ));
+        io::spawn(&shared, stream, inbox);
+        Connection { shared }
+    }
+
+    async fn wait_greeting(&self) -> Result<(), Error> {
+        let shared = &self.shared;
+        let greeted = shared.wait_until(|st| {
+            st.core.session().peer_greeting().is_some() || st.core.ended().is_some()
+        });
+        let _ = runtime::timeout(&*shared.runtime, shared.options.connect_timeout, greeted).await;
+        let (greeted, ended) = {
+            let st = shared.lock();
+            let greeted = st.core.session().peer_greeting().is_some();
+            (greeted, st.core.ended().cloned())
+        };
+        if greeted {
+            return Ok(());
+        }
+        match ended {
+            Some(CloseReason::Refused { code, text }) => Err(Error::Refused { code, text }),
+            Some(other) => Err(Error::Closed(other)),
+            None => {
+                self.shutdown();
+                Err(Error::Timeout)
+            }
+        }
+    }
+
+    /// The peer's address, for TCP connections.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection) {
+    /// println!("connected to {:?}", conn.peer_addr());
+    /// # }
+    /// ```
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.shared.peer
+    }
+
+    /// The peer's greeting (profiles, features, localize); empty until it
+    /// arrived, which `connect` waits for.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection) {
+    /// for uri in conn.peer_greeting().profiles {
+    ///     println!("offered: {uri}");
+    /// }
+    /// # }
+    /// ```
+    pub fn peer_greeting(&self) -> Greeting {
+        self.shared
+            .lock()
+            .core
+            .session()
+            .peer_greeting()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The `serverName` bound to the session by the first accepted start.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection) {
+    /// assert_eq!(conn.server_name(), None);
+    /// # }
+    /// ```
+    pub fn server_name(&self) -> Option<String> {
+        let st = self.shared.lock();
+        st.core.session().server_name().map(str::to_owned)
+    }
+
+    /// Octets handed to the connection and not yet given to the stream.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection) {
+    /// assert!(conn.queued_output() <= conn_limit());
+    /// # }
+    /// # fn conn_limit() -> usize { 4 << 20 }
+    /// ```
+    pub fn queued_output(&self) -> usize {
+        self.shared.lock().core.session().queued_output()
+    }
+
+    /// True while the connection is usable (PyVortex `is_ok`).
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection) {
+    /// conn.shutdown();
+    /// assert!(!conn.is_ok());
+    /// # }
+    /// ```
+    pub fn is_ok(&self) -> bool {
+        self.shared.lock().core.ended().is_none()
+    }
+
+    /// Why the connection ended, once it has.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection) {
+    /// conn.shutdown();
+    /// assert_eq!(conn.close_reason(), Some(beep_tokio::CloseReason::Shutdown));
+    /// # }
+    /// ```
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.lock().core.ended().cloned()
+    }
+
+    /// Runs `f` once when the connection ends, whatever the cause (at once
+    /// if it already has). It runs on the connection's dispatcher task,
+    /// after the handlers queued before the end.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection) {
+    /// conn.on_close(|reason| eprintln!("connection ended: {reason}"));
+    /// # }
+    /// ```
+    pub fn on_close(&self, f: impl FnOnce(&CloseReason) + Send + 'static) {
+        self.shared.on_close(Box::new(f));
+    }
+
+    /// Waits until the connection ends and tells why. Wrap it in your
+    /// runtime's timeout to bound the wait.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection) {
+    /// let reason = conn.wait_closed().await;
+    /// println!("closed: {reason}");
+    /// # }
+    /// ```
+    pub async fn wait_closed(&self) -> CloseReason {
+        self.shared.wait_until(|st| st.core.ended().is_some()).await;
+        self.close_reason().unwrap_or(CloseReason::Shutdown)
+    }
+
+    /// Opens a channel running `profile` and waits (at most the connect
+    /// timeout) for the peer's answer. `server_name` goes in the start
+    /// request; the profile's content is piggybacked. A refusal is
+    /// [`Error::Refused`] with the peer's code.
+    ///
+    /// ```no_run
+    /// use beep_proto::xml::Profile;
+    /// # async fn run(conn: beep_tokio::Connection) -> Result<(), beep_tokio::Error> {
+    /// let channel = conn.open_channel(Profile::new("http://example.org/beep/echo"), None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_channel(
+        &self,
+        profile: Profile,
+        server_name: Option<String>,
+    ) -> Result<Channel, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.open_channel_notify(profile, server_name, Notify::Wait(tx))?;
+        let done = self
+            .shared
+            .wait(rx, self.shared.options.connect_timeout)
+            .await?;
+        self.opened(done)
+    }
+
+    /// Opens a channel without waiting: `done` runs (on the dispatcher)
+    /// with the channel or the peer's refusal (PyVortex `open_channel` with
+    /// `on_channel`). Returns the proposed channel number.
+    ///
+    /// ```no_run
+    /// use beep_proto::xml::Profile;
+    /// # fn run(conn: beep_tokio::Connection) -> Result<(), beep_tokio::Error> {
+    /// conn.open_channel_with(Profile::new("http://example.org/beep/echo"), None, |result| {
+    ///     match result {
+    ///         Ok(channel) => println!("opened {}", channel.number()),
+    ///         Err(e) => eprintln!("refused: {e}"),
+    ///     }
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn open_channel_with(
+        &self,
+        profile: Profile,
+        server_name: Option<String>,
+        done: impl FnOnce(Result<Channel, Error>) + Send + 'static,
+    ) -> Result<u32, Error> {
+        let conn = self.clone();
+        let notify = Notify::Call(Box::new(move |result| {
+            done(result.and_then(|d| conn.opened(d)))
+        }));
+        self.open_channel_notify(profile, server_name, notify)
+    }
+
+    fn opened(&self, done: Done) -> Result<Channel, Error> {
+        match done {
+            Done::Opened { channel, .. } => Ok(Channel::new(self.clone(), channel)),
+            other => Err(Error::Closed(CloseReason::Lost(format!(
+                "unexpected {other:?}"
+            )))),
+        }
+    }
+
+    fn open_channel_notify(
+        &self,
+        profile: Profile,
+        server_name: Option<String>,
+        notify: Notify,
+    ) -> Result<u32, Error> {
+        self.shared
+            .with_session(|st| Ok(st.core.open_channel(profile, server_name, notify)?))
+    }
+
+    /// Releases the session (RFC 3080 2.4): waits for the peer's `<ok/>`,
+    /// which comes once every channel is quiet. A refusal leaves it open;
+    /// releasing a released connection succeeds.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection) -> Result<(), beep_tokio::Error> {
+    /// conn.close().await?;
+    /// assert!(!conn.is_ok());
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        let released = match self
+            .shared
+            .with_session(|st| Ok(st.core.close(0, Notify::Wait(tx))?))
+        {
+            Ok(()) => {
+                self.shared
+                    .wait(rx, self.shared.options.connect_timeout)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match released {
+            Ok(_) | Err(Error::Closed(CloseReason::Released)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends the connection at once, without a release handshake: every
+    /// waiting call fails, close callbacks run, the stream is dropped.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection) {
+    /// conn.shutdown();
+    /// assert_eq!(conn.wait_closed().await, beep_tokio::CloseReason::Shutdown);
+    /// # }
+    /// ```
+    pub fn shutdown(&self) {
+        self.shared.finish(CloseReason::Shutdown);
+        // Also when it had ended already: a released session may still be
+        // flushing to a peer that stopped reading.
+        self.shared.abort();
+    }
+}

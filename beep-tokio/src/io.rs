@@ -1,0 +1,105 @@
+//! The reader and writer tasks of a connection, written against
+//! `futures-io` only.
+
+use std::pin::pin;
+use std::sync::Arc;
+
+use futures_channel::mpsc::UnboundedReceiver;
+use futures_util::future::{Either, select};
+use futures_util::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+
+use crate::error::CloseReason;
+use crate::runtime::Transport;
+use crate::shared::{Action, Shared};
+
+type Stream = Box<dyn Transport>;
+
+/// Read buffer per connection: one read can carry a whole transmit batch.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Starts the reader, the writer and the handler dispatcher.
+pub(crate) fn spawn(shared: &Arc<Shared>, stream: Stream, inbox: UnboundedReceiver<Action>) {
+    // The halves share the stream through a lock held only while one of
+    // them is polled, so this works for any runtime's stream.
+    let (reader, writer) = stream.split();
+    let runtime = &shared.runtime;
+    runtime.spawn(Box::pin(read_loop(shared.clone(), reader)));
+    runtime.spawn(Box::pin(write_loop(shared.clone(), writer)));
+    runtime.spawn(Box::pin(crate::dispatch::run(shared.clone(), inbox)));
+}
+
+/// Stream to session. Never waits on anything but the stream and the
+/// session lock, so SEQ frames and replies keep flowing whatever the
+/// handlers do. Stops when the connection ends, whoever ended it.
+async fn read_loop(shared: Arc<Shared>, mut reader: ReadHalf<Stream>) {
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut ended = pin!(shared.wait_flag(&shared.ended));
+    loop {
+        let read = reader.read(&mut buf);
+        let n = match select(read, ended.as_mut()).await {
+            Either::Right(_) => return,
+            Either::Left((Ok(0), _)) => {
+                let reason = CloseReason::Lost("the peer closed the connection".into());
+                shared.finish(reason);
+                return;
+            }
+            Either::Left((Ok(n), _)) => n,
+            Either::Left((Err(e), _)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Either::Left((Err(e), _)) => {
+                shared.finish(CloseReason::Lost(e.to_string()));
+                return;
+            }
+        };
+        let mut actions = Vec::new();
+        let (done, transmit) = {
+            let mut st = shared.lock();
+            shared.input(&mut st, &buf[..n], &mut actions);
+            (st.core.ended().is_some(), st.wants_writer())
+        };
+        shared.after(actions, transmit);
+        if done {
+            return;
+        }
+    }
+}
+
+/// Session to stream. A released session flushes its last bytes (the
+/// final `<ok/>`) and closes the stream; any other end drops it at once,
+/// even in the middle of a write to a peer that stopped reading.
+async fn write_loop(shared: Arc<Shared>, mut writer: WriteHalf<Stream>) {
+    let mut aborted = pin!(shared.wait_flag(&shared.aborted));
+    loop {
+        let bytes = loop {
+            // Listen before looking, so a wake-up in between is not lost.
+            let wake = shared.output.listen();
+            let mut actions = Vec::new();
+            let (bytes, done) = {
+                let mut st = shared.lock();
+                let bytes = st.session().poll_transmit();
+                // poll_transmit can end a session (the last <ok/> left).
+                shared.route(&mut st, &mut actions);
+                let done = st.core.ended().is_some() || st.core.session().is_ended();
+                (bytes, done)
+            };
+            // Taking bytes made room: wake senders waiting for it (not
+            // the writer: that is this task).
+            shared.after(actions, false);
+            if bytes.is_some() || done {
+                break bytes;
+            }
+            wake.await;
+        };
+        let Some(bytes) = bytes else {
+            let _ = select(writer.close(), aborted.as_mut()).await;
+            return;
+        };
+        match select(writer.write_all(&bytes), aborted.as_mut()).await {
+            Either::Left((Ok(()), _)) => {}
+            Either::Left((Err(e), _)) => {
+                shared.finish(CloseReason::Lost(e.to_string()));
+                return;
+            }
+            Either::Right(_) => return,
+        }
+    }
+}

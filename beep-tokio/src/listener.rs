@@ -1,0 +1,239 @@
+//! Accepting connections: bind one or more addresses, serve the registered
+//! profiles until told to stop, then release every session gracefully.
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use event_listener::Event;
+use futures_util::future::{join_all, select};
+
+use crate::connection::Connection;
+use crate::error::Error;
+use crate::options::Options;
+use crate::profile::Registry;
+use crate::runtime::{Acceptor, Runtime, ToAddrs};
+
+type AcceptFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
+
+/// A BEEP listener (PyVortex `create_listener`).
+///
+/// ```no_run
+/// use beep_tokio::{Listener, Options, ProfileHandler, Registry};
+/// # async fn run() -> Result<(), beep_tokio::Error> {
+/// let mut registry = Registry::new();
+/// registry.register("http://example.org/beep/echo", ProfileHandler::new(|channel, m| async move {
+///     let _ = channel.reply_rpy(m.msgno, m.message).await;
+/// }));
+/// let listener = Listener::bind("127.0.0.1:0", registry, Options::default()).await?;
+/// println!("listening on {:?}", listener.local_addrs());
+/// listener.serve().await?;
+/// # Ok(()) }
+/// ```
+pub struct Listener {
+    sockets: Vec<Box<dyn Acceptor>>,
+    addrs: Vec<SocketAddr>,
+    registry: Registry,
+    options: Options,
+    runtime: Arc<dyn Runtime>,
+    filter: Option<Arc<AcceptFilter>>,
+    stop: Arc<Stop>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("addrs", &self.addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stops a running [`Listener::serve`] from any task or thread.
+///
+/// ```no_run
+/// # async fn run(listener: beep_tokio::Listener) {
+/// let stop = listener.shutdown_handle();
+/// std::thread::spawn(move || {
+///     std::thread::sleep(std::time::Duration::from_secs(60));
+///     stop.shutdown();
+/// });
+/// listener.serve().await.unwrap();
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    stop: Arc<Stop>,
+}
+
+#[derive(Debug)]
+struct Stop {
+    requested: AtomicBool,
+    wake: Event,
+}
+
+impl Stop {
+    async fn wait(&self) {
+        loop {
+            if self.requested.load(Ordering::Acquire) {
+                return;
+            }
+            let listener = self.wake.listen();
+            if self.requested.load(Ordering::Acquire) {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+impl ShutdownHandle {
+    /// Asks the listener to stop accepting and release its sessions. Plain
+    /// function, so a signal-handling thread can call it.
+    ///
+    /// ```no_run
+    /// # fn run(stop: beep_tokio::ShutdownHandle) {
+    /// stop.shutdown();
+    /// # }
+    /// ```
+    pub fn shutdown(&self) {
+        self.stop.requested.store(true, Ordering::Release);
+        self.stop.wake.notify(usize::MAX);
+    }
+}
+
+impl Listener {
+    /// Binds every address `addrs` resolves to (e.g. IPv4 and IPv6,
+    /// served together).
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use beep_tokio::{Listener, Options, Registry};
+    /// # async fn run() -> Result<(), beep_tokio::Error> {
+    /// let both: Vec<SocketAddr> = vec!["127.0.0.1:10288".parse().unwrap(), "[::1]:10288".parse().unwrap()];
+    /// let listener = Listener::bind(both, Registry::new(), Options::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn bind(
+        addrs: impl ToAddrs,
+        registry: Registry,
+        options: Options,
+    ) -> Result<Self, Error> {
+        let runtime = options.resolve_runtime()?;
+        let addrs = addrs.to_addrs().resolve(&*runtime).await?;
+        let mut sockets = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            sockets.push(runtime.bind(addr).await?);
+        }
+        let addrs = sockets
+            .iter()
+            .map(|s| s.local_addr())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Listener {
+            sockets,
+            addrs,
+            registry,
+            options,
+            runtime,
+            filter: None,
+            stop: Arc::new(Stop {
+                requested: AtomicBool::new(false),
+                wake: Event::new(),
+            }),
+        })
+    }
+
+    /// The bound addresses (with the real port when bound to port 0).
+    ///
+    /// ```no_run
+    /// # fn run(listener: beep_tokio::Listener) {
+    /// let port = listener.local_addrs()[0].port();
+    /// # }
+    /// ```
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.clone()
+    }
+
+    /// Accepts only the connections for which `filter` returns true; the
+    /// others are closed at once.
+    ///
+    /// ```no_run
+    /// # fn run(mut listener: beep_tokio::Listener) {
+    /// listener.set_accept_filter(|peer| peer.ip().is_loopback());
+    /// # }
+    /// ```
+    pub fn set_accept_filter(
+        &mut self,
+        filter: impl Fn(SocketAddr) -> bool + Send + Sync + 'static,
+    ) {
+        self.filter = Some(Arc::new(filter));
+    }
+
+    /// A handle that stops [`Listener::serve`].
+    ///
+    /// ```no_run
+    /// # fn run(listener: beep_tokio::Listener) {
+    /// let stop = listener.shutdown_handle();
+    /// # }
+    /// ```
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            stop: self.stop.clone(),
+        }
+    }
+
+    /// Serves until [`ShutdownHandle::shutdown`]; then stops accepting and
+    /// releases each session, which completes the replies in flight (a
+    /// session that does not release within the connect timeout is shut
+    /// down).
+    ///
+    /// ```no_run
+    /// # async fn run(listener: beep_tokio::Listener) -> Result<(), beep_tokio::Error> {
+    /// listener.serve().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve(self) -> Result<(), Error> {
+        let connections: Mutex<Vec<Connection>> = Mutex::default();
+        {
+            let accepting = join_all(
+                self.sockets
+                    .iter()
+                    .map(|socket| self.accept_loop(&**socket, &connections)),
+            );
+            select(pin!(accepting), pin!(self.stop.wait())).await;
+        }
+        drop(self.sockets);
+        let open = std::mem::take(&mut *connections.lock().unwrap_or_else(|p| p.into_inner()));
+        join_all(open.into_iter().map(|conn| async move {
+            if conn.close().await.is_err() {
+                conn.shutdown();
+            }
+        }))
+        .await;
+        Ok(())
+    }
+
+    async fn accept_loop(&self, socket: &dyn Acceptor, connections: &Mutex<Vec<Connection>>) {
+        loop {
+            let Ok((stream, peer)) = socket.accept().await else {
+                // Out of descriptors and the like: back off rather than spin.
+                self.runtime.sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            if self.filter.as_ref().is_some_and(|f| !f(peer)) {
+                continue;
+            }
+            let conn = Connection::accept(
+                stream,
+                peer,
+                self.registry.clone(),
+                self.options.clone(),
+                self.runtime.clone(),
+            );
+            let mut all = connections.lock().unwrap_or_else(|p| p.into_inner());
+            all.retain(Connection::is_ok);
+            all.push(conn);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! How a connection behaves, and which runtime runs it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use beep_proto::Config;
+
+use crate::error::Error;
+use crate::runtime::{self, Runtime};
+
+/// How a connection behaves.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = beep_tokio::Options {
+///     connect_timeout: Duration::from_secs(2),
+///     ..Default::default()
+/// };
+/// assert_eq!(options.max_queued_output, 4 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The session configuration (windows, limits, greeting extras). A
+    /// listener's greeting profiles come from its registry.
+    pub config: Config,
+    /// Longest wait for the TCP connection, for the peer's greeting, and
+    /// for the peer's answer to a channel start or close.
+    pub connect_timeout: Duration,
+    /// Octets of unsent output above which sending calls wait, so a peer
+    /// that stops reading cannot make us buffer without bound.
+    pub max_queued_output: usize,
+    /// The runtime that runs the connection's tasks; `None` picks tokio
+    /// when called inside a tokio runtime, else async-std (feature
+    /// `async-std`).
+    pub runtime: Option<Arc<dyn Runtime>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config: Config::default(),
+            connect_timeout: Duration::from_secs(10),
+            max_queued_output: 4 << 20,
+            runtime: None,
+        }
+    }
+}
+
+impl Options {
+    /// These options on a specific runtime.
+    ///
+    /// ```
+    /// # #[cfg(feature = "async-std")] {
+    /// let options = beep_tokio::Options::default().with_runtime(beep_tokio::runtime::AsyncStd);
+    /// assert!(options.runtime.is_some());
+    /// # }
+    /// ```
+    pub fn with_runtime(mut self, runtime: impl Runtime) -> Self {
+        self.runtime = Some(Arc::new(runtime));
+        self
+    }
+
+    pub(crate) fn resolve_runtime(&self) -> Result<Arc<dyn Runtime>, Error> {
+        match &self.runtime {
+            Some(runtime) => Ok(runtime.clone()),
+            None => runtime::detect(),
+        }
+    }
+}

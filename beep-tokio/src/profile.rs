@@ -1,0 +1,180 @@
+//! Profiles a peer serves, with the PyVortex handler set: start, close and
+//! message received. Message handlers are async; start and close handlers
+//! decide at once, so they are plain closures.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use beep_proto::dispatch::Profiles;
+use beep_proto::xml::Profile;
+use beep_proto::{IncomingMessage, ReplyCode, StartRequest};
+
+use crate::Channel;
+use crate::runtime::BoxFuture;
+
+/// A start handler's answer.
+///
+/// ```
+/// use beep_tokio::StartDecision;
+/// let d = StartDecision::Accept(None);
+/// assert!(matches!(d, StartDecision::Accept(None)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartDecision {
+    /// Start the channel, optionally piggybacking reply content.
+    Accept(Option<bytes::Bytes>),
+    /// Refuse, with a reply code and a diagnostic.
+    Deny(ReplyCode, String),
+}
+
+pub(crate) type StartHandler = dyn Fn(&StartRequest, &Profile) -> StartDecision + Send + Sync;
+pub(crate) type CloseHandler = dyn Fn(&Channel) -> bool + Send + Sync;
+pub(crate) type MessageHandler =
+    dyn Fn(Channel, IncomingMessage) -> BoxFuture<'static, ()> + Send + Sync;
+
+/// Boxes an async message handler so handlers of any future type can live
+/// in one registry.
+pub(crate) fn message_handler<F, Fut>(f: F) -> Arc<MessageHandler>
+where
+    F: Fn(Channel, IncomingMessage) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Arc::new(move |channel, message| Box::pin(f(channel, message)))
+}
+
+/// What to do for one profile: an async message handler (required) and
+/// optional start and close handlers (default: accept).
+///
+/// The message handler gets the channel (a cheap handle) and the message
+/// by value and returns a future; the connection runs its handlers one at
+/// a time, in arrival order, and gives the message's receive window back
+/// to the peer when the future completes. Rust 2024 `async |channel, m|
+/// { ... }` closures work as well as closures returning `async move`
+/// blocks.
+///
+/// ```
+/// use beep_tokio::ProfileHandler;
+/// let echo = ProfileHandler::new(|channel, m| async move {
+///     let _ = channel.reply_rpy(m.msgno, m.message).await;
+/// })
+/// .on_close(|_channel| true);
+/// # let _ = echo;
+/// ```
+#[derive(Clone)]
+pub struct ProfileHandler {
+    pub(crate) start: Option<Arc<StartHandler>>,
+    pub(crate) close: Option<Arc<CloseHandler>>,
+    pub(crate) message: Arc<MessageHandler>,
+}
+
+impl std::fmt::Debug for ProfileHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProfileHandler")
+            .field("start", &self.start.is_some())
+            .field("close", &self.close.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProfileHandler {
+    /// A profile whose messages go to `on_message` (MSGs to answer, and
+    /// replies nobody waits for).
+    ///
+    /// ```
+    /// let sink = beep_tokio::ProfileHandler::new(|channel, m| async move {
+    ///     let _ = channel.reply_rpy(m.msgno, beep_proto::Message::default()).await;
+    /// });
+    /// # let _ = sink;
+    /// ```
+    pub fn new<F, Fut>(on_message: F) -> Self
+    where
+        F: Fn(Channel, IncomingMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        ProfileHandler {
+            start: None,
+            close: None,
+            message: message_handler(on_message),
+        }
+    }
+
+    /// Decides on start requests (with the peer's request and the offer
+    /// of this profile, piggybacked content included).
+    ///
+    /// ```
+    /// use beep_tokio::{ProfileHandler, StartDecision};
+    /// use beep_proto::ReplyCode;
+    /// let picky = ProfileHandler::new(|_, _| async {}).on_start(|request, _offer| {
+    ///     if request.server_name.as_deref() == Some("example.org") {
+    ///         StartDecision::Accept(None)
+    ///     } else {
+    ///         StartDecision::Deny(ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "wrong host".into())
+    ///     }
+    /// });
+    /// # let _ = picky;
+    /// ```
+    pub fn on_start(
+        mut self,
+        f: impl Fn(&StartRequest, &Profile) -> StartDecision + Send + Sync + 'static,
+    ) -> Self {
+        self.start = Some(Arc::new(f));
+        self
+    }
+
+    /// Decides on the peer's requests to close a channel of this profile.
+    ///
+    /// ```
+    /// let stubborn = beep_tokio::ProfileHandler::new(|_, _| async {}).on_close(|_| false);
+    /// # let _ = stubborn;
+    /// ```
+    pub fn on_close(mut self, f: impl Fn(&Channel) -> bool + Send + Sync + 'static) -> Self {
+        self.close = Some(Arc::new(f));
+        self
+    }
+}
+
+/// The profiles a connection serves (PyVortex `register_profile`).
+///
+/// ```
+/// use beep_tokio::{ProfileHandler, Registry};
+/// let mut registry = Registry::new();
+/// registry.register("http://example.org/beep/echo", ProfileHandler::new(|ch, m| async move {
+///     let _ = ch.reply_rpy(m.msgno, m.message).await;
+/// }));
+/// assert_eq!(registry.uris(), vec!["http://example.org/beep/echo".to_string()]);
+/// ```
+#[derive(Clone, Default, Debug)]
+pub struct Registry {
+    pub(crate) profiles: Profiles<ProfileHandler>,
+}
+
+impl Registry {
+    /// An empty registry.
+    ///
+    /// ```
+    /// assert!(beep_tokio::Registry::new().uris().is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `uri` with `handler` (replacing an earlier registration).
+    ///
+    /// ```
+    /// let mut r = beep_tokio::Registry::new();
+    /// r.register("u", beep_tokio::ProfileHandler::new(|_, _| async {}));
+    /// ```
+    pub fn register(&mut self, uri: impl Into<String>, handler: ProfileHandler) -> &mut Self {
+        self.profiles.register(uri, handler);
+        self
+    }
+
+    /// The URIs advertised in the greeting.
+    ///
+    /// ```
+    /// assert!(beep_tokio::Registry::new().uris().is_empty());
+    /// ```
+    pub fn uris(&self) -> Vec<String> {
+        self.profiles.uris()
+    }
+}

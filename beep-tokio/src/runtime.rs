@@ -1,0 +1,265 @@
+//! The few things the driver needs from an async runtime: spawn a task,
+//! sleep, resolve a host name, connect and listen on TCP.
+//!
+//! Everything else (reading, writing, waking waiters, running handlers) is
+//! written against [`futures_io::AsyncRead`]/[`futures_io::AsyncWrite`],
+//! futures channels and `event-listener`, which work on any executor. A new
+//! runtime (smol, glommio...) is one more implementation of [`Runtime`],
+//! like the tokio one in `runtime/tokio.rs` and the async-std one in
+//! `runtime/async_std.rs`.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_util::future::{Either, select};
+
+#[cfg(feature = "async-std")]
+mod async_std;
+#[cfg(feature = "tokio")]
+mod tokio;
+
+#[cfg(feature = "async-std")]
+pub use self::async_std::AsyncStd;
+#[cfg(feature = "tokio")]
+pub use self::tokio::Tokio;
+
+use crate::error::Error;
+
+/// A boxed, sendable future: what [`Runtime`] methods return.
+///
+/// ```
+/// let f: beep_tokio::runtime::BoxFuture<'static, u8> = Box::pin(async { 7 });
+/// # drop(f);
+/// ```
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A byte stream a BEEP session can run over: any `futures-io` reader and
+/// writer (a TCP stream of any runtime, an in-memory pipe, a TLS stream).
+///
+/// Tokio streams implement tokio's own I/O traits; adapt them with
+/// `tokio_util::compat::TokioAsyncReadCompatExt::compat`.
+///
+/// ```
+/// fn takes<T: beep_tokio::runtime::Transport>(_: T) {}
+/// takes(futures_util::io::Cursor::new(Vec::<u8>::new()));
+/// ```
+pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
+
+/// A bound TCP socket that accepts connections.
+///
+/// ```
+/// fn takes(_: &dyn beep_tokio::runtime::Acceptor) {}
+/// ```
+pub trait Acceptor: Send + Sync + 'static {
+    /// Waits for the next connection, with the peer's address.
+    fn accept(&self) -> BoxFuture<'_, io::Result<(Box<dyn Transport>, SocketAddr)>>;
+    /// The address the socket is bound to.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// An async runtime, as far as the driver needs one.
+///
+/// Implement it to run beep-tokio on another executor (smol, glommio...),
+/// or to wrap one; the driver spawns three tasks per connection (reader,
+/// writer, handler dispatcher) and uses `sleep` only for timeouts.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::time::Duration;
+/// use beep_tokio::runtime::{Acceptor, BoxFuture, Runtime, Transport};
+///
+/// /// Counts the tasks another runtime spawns for the driver.
+/// #[derive(Debug)]
+/// struct Counting<R> { inner: R, spawned: AtomicUsize }
+///
+/// impl<R: Runtime> Runtime for Counting<R> {
+///     fn spawn(&self, task: BoxFuture<'static, ()>) {
+///         self.spawned.fetch_add(1, Ordering::Relaxed);
+///         self.inner.spawn(task)
+///     }
+///     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+///         self.inner.sleep(duration)
+///     }
+///     fn resolve(&self, host: String) -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>> {
+///         self.inner.resolve(host)
+///     }
+///     fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, std::io::Result<Box<dyn Transport>>> {
+///         self.inner.connect(addr)
+///     }
+///     fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, std::io::Result<Box<dyn Acceptor>>> {
+///         self.inner.bind(addr)
+///     }
+/// }
+/// ```
+pub trait Runtime: fmt::Debug + Send + Sync + 'static {
+    /// Runs `task` to completion in the background.
+    fn spawn(&self, task: BoxFuture<'static, ()>);
+    /// Completes after `duration`.
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+    /// Resolves `host:port` to socket addresses.
+    fn resolve(&self, host: String) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>>;
+    /// Opens a TCP connection (with Nagle's algorithm off: BEEP frames are
+    /// small and latency-bound).
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Transport>>>;
+    /// Binds a listening TCP socket.
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Acceptor>>>;
+}
+
+/// The runtime to use when [`Options::runtime`](crate::Options::runtime)
+/// names none: tokio when called inside a tokio runtime, else async-std
+/// when that feature is on.
+pub(crate) fn detect() -> Result<Arc<dyn Runtime>, Error> {
+    #[cfg(feature = "tokio")]
+    if let Some(tokio) = Tokio::current() {
+        return Ok(Arc::new(tokio));
+    }
+    #[cfg(feature = "async-std")]
+    return Ok(Arc::new(AsyncStd));
+    #[allow(unreachable_code)]
+    Err(Error::NoRuntime)
+}
+
+/// Runs `future`, giving up after `duration`.
+pub(crate) async fn timeout<T>(
+    runtime: &dyn Runtime,
+    duration: Duration,
+    future: impl Future<Output = T>,
+) -> Option<T> {
+    let future = std::pin::pin!(future);
+    match select(future, runtime.sleep(duration)).await {
+        Either::Left((value, _)) => Some(value),
+        Either::Right(_) => None,
+    }
+}
+
+/// Where to connect or listen: socket addresses, or a `host:port` to
+/// resolve through the runtime (so name lookups never block a task).
+///
+/// ```
+/// use beep_tokio::ToAddrs;
+/// fn takes(_: impl ToAddrs) {}
+/// takes("127.0.0.1:10288");
+/// takes("localhost:10288".to_string());
+/// takes(("::1", 10288));
+/// takes(std::net::SocketAddr::from(([127, 0, 0, 1], 10288)));
+/// ```
+pub trait ToAddrs {
+    /// The addresses, or the name to resolve.
+    fn to_addrs(&self) -> Addrs;
+}
+
+/// What [`ToAddrs`] gives: addresses known already, or a name to look up.
+///
+/// ```
+/// use beep_tokio::{Addrs, ToAddrs};
+/// assert!(matches!("127.0.0.1:1".to_addrs(), Addrs::Resolved(_)));
+/// assert!(matches!("localhost:1".to_addrs(), Addrs::Lookup(_)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addrs {
+    /// Socket addresses, tried in order.
+    Resolved(Vec<SocketAddr>),
+    /// A `host:port` for the runtime's resolver.
+    Lookup(String),
+}
+
+impl Addrs {
+    pub(crate) async fn resolve(self, runtime: &dyn Runtime) -> io::Result<Vec<SocketAddr>> {
+        let addrs = match self {
+            Addrs::Resolved(addrs) => addrs,
+            Addrs::Lookup(host) => runtime.resolve(host).await?,
+        };
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the address resolved to nothing",
+            ));
+        }
+        Ok(addrs)
+    }
+}
+
+fn host_port(host: &str, port: u16) -> Addrs {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Addrs::Resolved(vec![SocketAddr::new(ip, port)]),
+        Err(_) => Addrs::Lookup(format!("{host}:{port}")),
+    }
+}
+
+impl ToAddrs for SocketAddr {
+    fn to_addrs(&self) -> Addrs {
+        Addrs::Resolved(vec![*self])
+    }
+}
+
+impl ToAddrs for str {
+    fn to_addrs(&self) -> Addrs {
+        match self.parse::<SocketAddr>() {
+            Ok(addr) => Addrs::Resolved(vec![addr]),
+            Err(_) => Addrs::Lookup(self.to_owned()),
+        }
+    }
+}
+
+impl ToAddrs for String {
+    fn to_addrs(&self) -> Addrs {
+        self.as_str().to_addrs()
+    }
+}
+
+impl ToAddrs for (&str, u16) {
+    fn to_addrs(&self) -> Addrs {
+        host_port(self.0, self.1)
+    }
+}
+
+impl ToAddrs for (String, u16) {
+    fn to_addrs(&self) -> Addrs {
+        host_port(&self.0, self.1)
+    }
+}
+
+impl ToAddrs for (IpAddr, u16) {
+    fn to_addrs(&self) -> Addrs {
+        Addrs::Resolved(vec![SocketAddr::new(self.0, self.1)])
+    }
+}
+
+impl ToAddrs for (Ipv4Addr, u16) {
+    fn to_addrs(&self) -> Addrs {
+        Addrs::Resolved(vec![SocketAddr::new(self.0.into(), self.1)])
+    }
+}
+
+impl ToAddrs for (Ipv6Addr, u16) {
+    fn to_addrs(&self) -> Addrs {
+        Addrs::Resolved(vec![SocketAddr::new(self.0.into(), self.1)])
+    }
+}
+
+impl ToAddrs for [SocketAddr] {
+    fn to_addrs(&self) -> Addrs {
+        Addrs::Resolved(self.to_vec())
+    }
+}
+
+impl ToAddrs for Vec<SocketAddr> {
+    fn to_addrs(&self) -> Addrs {
+        Addrs::Resolved(self.clone())
+    }
+}
+
+impl<T: ToAddrs + ?Sized> ToAddrs for &T {
+    fn to_addrs(&self) -> Addrs {
+        (**self).to_addrs()
+    }
+}

@@ -1,0 +1,115 @@
+//! The tokio runtime: tasks, timers and TCP through tokio; streams adapted
+//! to `futures-io` by tokio-util's compat layer.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio_util::compat::TokioAsyncReadCompatExt;
+
+use super::{Acceptor, BoxFuture, Runtime, Transport};
+
+/// Runs the driver on a tokio runtime (the default inside one).
+///
+/// It keeps the runtime's [`Handle`], so connections made with it work
+/// even when the calling future is polled by another executor. The runtime
+/// needs its I/O and time drivers (`enable_all()`, as `#[tokio::main]`
+/// does).
+///
+/// ```
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() {
+///     let tokio = beep_tokio::runtime::Tokio::current().expect("inside tokio");
+///     let options = beep_tokio::Options::default().with_runtime(tokio);
+/// #   drop(options);
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Tokio {
+    handle: Handle,
+}
+
+impl Tokio {
+    /// The tokio runtime the caller runs in, if any.
+    ///
+    /// ```
+    /// assert!(beep_tokio::runtime::Tokio::current().is_none());
+    /// ```
+    pub fn current() -> Option<Self> {
+        Handle::try_current().ok().map(Self::from_handle)
+    }
+
+    /// A specific tokio runtime.
+    ///
+    /// ```
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// let tokio = beep_tokio::runtime::Tokio::from_handle(rt.handle().clone());
+    /// # drop(tokio);
+    /// ```
+    pub fn from_handle(handle: Handle) -> Self {
+        Tokio { handle }
+    }
+
+    /// Runs `work` on the runtime, so that it registers with tokio's
+    /// reactor whichever executor polls the returned future.
+    fn on_runtime<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = io::Result<T>> + Send + 'static,
+    ) -> BoxFuture<'static, io::Result<T>> {
+        let task = self.handle.spawn(work);
+        Box::pin(async move { task.await.map_err(io::Error::other)? })
+    }
+}
+
+impl Runtime for Tokio {
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        drop(self.handle.spawn(task));
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        // A Sleep binds to the timer of the runtime it is created in.
+        let _entered = self.handle.enter();
+        Box::pin(tokio::time::sleep(duration))
+    }
+
+    fn resolve(&self, host: String) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
+        self.on_runtime(async move { Ok(tokio::net::lookup_host(host).await?.collect()) })
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Transport>>> {
+        self.on_runtime(async move {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream.compat()) as Box<dyn Transport>)
+        })
+    }
+
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Acceptor>>> {
+        self.on_runtime(async move {
+            let listener = TcpListener::bind(addr).await?;
+            Ok(Box::new(TokioAcceptor { listener }) as Box<dyn Acceptor>)
+        })
+    }
+}
+
+/// A listening socket; registered with the reactor when bound, so any
+/// executor may poll its accepts.
+struct TokioAcceptor {
+    listener: TcpListener,
+}
+
+impl Acceptor for TokioAcceptor {
+    fn accept(&self) -> BoxFuture<'_, io::Result<(Box<dyn Transport>, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.listener.accept().await?;
+            stream.set_nodelay(true)?;
+            Ok((Box::new(stream.compat()) as Box<dyn Transport>, peer))
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}

@@ -1,0 +1,545 @@
+//! beep-tokio clients against beep-tokio listeners over loopback TCP. Every
+//! scenario runs twice: on tokio and on async-std.
+
+mod async_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_support::{
+    COUNT, ECHO, Env, GATED, PANIC, PICKY, T, body, greeting_frame, raw_peer, read_until, server,
+    server_with,
+};
+use beep_proto::xml::Profile;
+use beep_proto::{Config, Message, MessageKind, ReplyCode};
+use beep_tokio::{CloseReason, Connection, Error, Listener, Options, Registry, Reply};
+use futures_channel::{mpsc, oneshot};
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+
+on_both_runtimes!(
+    request_reply_answers_and_release,
+    pipelined_requests_complete_in_order,
+    refused_start_reports_the_peer_code_and_server_name_reaches_the_handler,
+    callback_channel_creation_notifies_completion,
+    a_panicking_handler_ends_only_its_channel,
+    three_hundred_channels_on_one_connection,
+    two_hundred_connections_with_three_channels_each,
+    large_messages_with_large_windows,
+    a_peer_vanishing_mid_frame_is_reported_once_and_nothing_hangs,
+    a_protocol_violation_closes_the_connection_with_the_reason,
+    a_peer_that_stops_reading_bounds_our_memory,
+    listener_shutdown_releases_sessions_and_completes_replies_in_flight,
+    a_timed_out_request_leaves_its_late_reply_to_the_handler,
+    shutdown_fails_pending_calls_promptly,
+    accept_filter_turns_connections_away,
+    ipv6_loopback_works_where_available,
+);
+
+/// A one-shot notification from a synchronous callback.
+fn notified() -> (
+    impl FnOnce() + Send + 'static,
+    impl std::future::Future<Output = ()>,
+) {
+    let (tx, rx) = oneshot::channel::<()>();
+    (
+        move || {
+            let _ = tx.send(());
+        },
+        async move {
+            let _ = rx.await;
+        },
+    )
+}
+
+async fn request_reply_answers_and_release(env: Env) {
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    assert_eq!(conn.peer_greeting().profiles.len(), 5);
+    let echo = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
+    assert_eq!(echo.profile().as_deref(), Some(ECHO));
+    assert_eq!(echo.number() % 2, 1, "initiator channels are odd");
+    let m = Message::new("with headers").with_header("Content-Type", "text/plain");
+    match echo.request(m.clone(), T).await.unwrap() {
+        Reply::Rpy(reply) => assert_eq!(reply, m, "payload and MIME headers echoed"),
+        other => panic!("{other:?}"),
+    }
+    let count = conn.open_channel(Profile::new(COUNT), None).await.unwrap();
+    match count.request(Message::new("5"), T).await.unwrap() {
+        Reply::Answers(answers) => {
+            let texts: Vec<_> = answers.iter().map(|(_, m)| m.body().to_vec()).collect();
+            let expected: Vec<Vec<u8>> = (0..5).map(|i| i.to_string().into_bytes()).collect();
+            assert_eq!(texts, expected);
+            let ansnos: Vec<u32> = answers.iter().map(|(n, _)| *n).collect();
+            assert_eq!(ansnos, vec![0, 1, 2, 3, 4]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let closes = Arc::new(AtomicUsize::new(0));
+    let seen = closes.clone();
+    let (fired, close_fired) = notified();
+    conn.on_close(move |reason| {
+        assert_eq!(*reason, CloseReason::Released);
+        seen.fetch_add(1, Ordering::SeqCst);
+        fired();
+    });
+    echo.close().await.unwrap();
+    assert_eq!(echo.profile(), None, "closed channels run no profile");
+    conn.close().await.unwrap();
+    assert_eq!(
+        env.within(T, "wait_closed", conn.wait_closed()).await,
+        CloseReason::Released
+    );
+    env.within(T, "on_close", close_fired).await;
+    // Ending it again reports nothing more.
+    conn.shutdown();
+    conn.close().await.unwrap();
+    assert_eq!(
+        closes.load(Ordering::SeqCst),
+        1,
+        "close notification fires once"
+    );
+    assert!(matches!(
+        count.send_msg(Message::new("late")).await,
+        Err(Error::Closed(CloseReason::Released))
+    ));
+    server.stop(&env).await;
+}
+
+async fn pipelined_requests_complete_in_order(env: Env) {
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
+    let (tx, mut rx) = mpsc::unbounded();
+    for i in 0..500u32 {
+        let tx = tx.clone();
+        echo.request_with(Message::new(i.to_string()), move |reply| {
+            tx.unbounded_send((i, reply.map(body))).unwrap();
+        })
+        .await
+        .unwrap();
+    }
+    for i in 0..500u32 {
+        let (n, reply) = env.within(T, "reply", rx.next()).await.unwrap();
+        assert_eq!(n, i, "replies complete in MSG order");
+        assert_eq!(reply.unwrap(), i.to_string().into_bytes());
+    }
+    // The same through awaiting futures, all in flight at once.
+    let replies = join_all((0..500u32).map(|i| echo.request(Message::new(i.to_string()), T))).await;
+    for (i, reply) in replies.into_iter().enumerate() {
+        assert_eq!(body(reply.unwrap()), i.to_string().into_bytes());
+    }
+    conn.close().await.unwrap();
+    server.stop(&env).await;
+}
+
+async fn refused_start_reports_the_peer_code_and_server_name_reaches_the_handler(env: Env) {
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    match conn
+        .open_channel(Profile::new(PICKY), Some("beep.example.test".into()))
+        .await
+    {
+        Err(Error::Refused { code, text }) => {
+            assert_eq!(code, ReplyCode::AUTHENTICATION_REQUIRED);
+            assert_eq!(text, "say the word");
+        }
+        other => panic!("{other:?}"),
+    }
+    let offer = Profile::new(PICKY).with_content("let me in");
+    let channel = conn.open_channel(offer, None).await.unwrap();
+    assert_eq!(
+        body(channel.request(Message::new("x"), T).await.unwrap()),
+        b"x"
+    );
+    // Its close handler refuses: the channel stays usable.
+    assert!(matches!(channel.close().await, Err(Error::Refused { .. })));
+    assert_eq!(
+        body(channel.request(Message::new("y"), T).await.unwrap()),
+        b"y"
+    );
+    assert!(matches!(
+        conn.open_channel(Profile::new("http://example.org/unknown"), None).await,
+        Err(Error::Refused { code, .. }) if code == ReplyCode::REQUESTED_ACTION_NOT_TAKEN
+    ));
+    let names = server.server_names.lock().unwrap().clone();
+    assert_eq!(names, vec![Some("beep.example.test".to_string()), None]);
+    conn.close().await.unwrap();
+    server.stop(&env).await;
+}
+
+async fn callback_channel_creation_notifies_completion(env: Env) {
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let (tx, mut rx) = mpsc::unbounded();
+    let tx2 = tx.clone();
+    conn.open_channel_with(Profile::new(ECHO), None, move |r| {
+        tx.unbounded_send(r.map(|c| c.number())).unwrap()
+    })
+    .unwrap();
+    conn.open_channel_with(Profile::new(PICKY), None, move |r| {
+        tx2.unbounded_send(r.map(|c| c.number())).unwrap()
+    })
+    .unwrap();
+    let mut results = [
+        env.within(T, "open", rx.next()).await.unwrap(),
+        env.within(T, "open", rx.next()).await.unwrap(),
+    ];
+    results.sort_by_key(|r| r.is_err());
+    assert!(matches!(results[0], Ok(n) if n % 2 == 1));
+    assert!(matches!(results[1], Err(Error::Refused { .. })));
+    conn.close().await.unwrap();
+    server.stop(&env).await;
+}
+
+async fn a_panicking_handler_ends_only_its_channel(env: Env) {
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let doomed = conn.open_channel(Profile::new(PANIC), None).await.unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
+    assert_eq!(
+        body(doomed.request(Message::new("fine"), T).await.unwrap()),
+        b"fine"
+    );
+    // The panicking handler's MSG gets an ERR instead of hanging the caller.
+    match doomed.request(Message::new("panic now"), T).await {
+        Ok(Reply::Err(m)) => assert_eq!(m.body(), "the handler failed"),
+        other => panic!("{other:?}"),
+    }
+    assert!(conn.is_ok());
+    assert_eq!(
+        body(echo.request(Message::new("still here"), T).await.unwrap()),
+        b"still here"
+    );
+    let other = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let c = other.open_channel(Profile::new(ECHO), None).await.unwrap();
+    assert_eq!(
+        body(
+            c.request(Message::new("other connection"), T)
+                .await
+                .unwrap()
+        ),
+        b"other connection"
+    );
+    other.close().await.unwrap();
+    conn.close().await.unwrap();
+    server.stop(&env).await;
+}
+
+async fn three_hundred_channels_on_one_connection(env: Env) {
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let mut channels = Vec::new();
+    for _ in 0..300 {
+        channels.push(conn.open_channel(Profile::new(ECHO), None).await.unwrap());
+    }
+    let replies = join_all(
+        channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.request(Message::new(i.to_string()), T)),
+    )
+    .await;
+    for (i, reply) in replies.into_iter().enumerate() {
+        assert_eq!(body(reply.unwrap()), i.to_string().into_bytes());
+    }
+    conn.close().await.unwrap();
+    server.stop(&env).await;
+}
+
+async fn two_hundred_connections_with_three_channels_each(env: Env) {
+    let server = server(&env).await;
+    let clients = (0..200).map(|i| {
+        let env = env.clone();
+        let addr = server.addr;
+        env.clone().spawn(async move {
+            let conn = Connection::connect(addr, env.options()).await.unwrap();
+            for j in 0..3 {
+                let c = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
+                let text = format!("{i}/{j}");
+                assert_eq!(
+                    body(c.request(Message::new(text.clone()), T).await.unwrap()),
+                    text.into_bytes()
+                );
+            }
+            conn.close().await.unwrap();
+        })
+    });
+    join_all(clients).await;
+    server.stop(&env).await;
+}
+
+async fn large_messages_with_large_windows(env: Env) {
+    let big = Options {
+        config: Config {
+            receive_window: 1 << 20,
+            max_frame_size: 64 << 10,
+            ..Config::default()
+        },
+        ..Options::default()
+    };
+    let server = server_with(&env, big.clone()).await;
+    let conn = Connection::connect(server.addr, env.with(big))
+        .await
+        .unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
+    let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(
+        body(
+            echo.request(Message::new(payload.clone()), T)
+                .await
+                .unwrap()
+        ),
+        payload
+    );
+    conn.close().await.unwrap();
+    server.stop(&env).await;
+}
+
+async fn a_peer_vanishing_mid_frame_is_reported_once_and_nothing_hangs(env: Env) {
+    let mut script = greeting_frame().into_bytes();
+    // Half of a frame that never completes.
+    script.extend_from_slice(b"MSG 0 0 . ");
+    let (addr, peer) = raw_peer(script);
+    let conn = Connection::connect(addr, env.options()).await.unwrap();
+    let closes = Arc::new(AtomicUsize::new(0));
+    let seen = closes.clone();
+    let (fired, close_fired) = notified();
+    conn.on_close(move |reason| {
+        assert!(matches!(reason, CloseReason::Lost(_)), "{reason:?}");
+        seen.fetch_add(1, Ordering::SeqCst);
+        fired();
+    });
+    // The start request never gets an answer: the wait ends with the
+    // connection, long before the open's own timeout.
+    let result = env
+        .within(
+            T / 2,
+            "open_channel",
+            conn.open_channel(Profile::new(ECHO), None),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(Error::Closed(CloseReason::Lost(_)))),
+        "{result:?}"
+    );
+    assert!(matches!(
+        env.within(T, "wait_closed", conn.wait_closed()).await,
+        CloseReason::Lost(_)
+    ));
+    env.within(T, "on_close", close_fired).await;
+    peer.join().unwrap();
+    conn.shutdown();
+    assert_eq!(closes.load(Ordering::SeqCst), 1);
+    assert!(!conn.is_ok());
+}
+
+async fn a_protocol_violation_closes_the_connection_with_the_reason(env: Env) {
+    let (addr, peer) = raw_peer(b"RPY 0 0 . 0 5\r\nhello\r\nEND\r\n".to_vec());
+    match Connection::connect(addr, env.options()).await {
+        Err(Error::Closed(CloseReason::Violation(_))) => {}
+        other => panic!("{other:?}"),
+    }
+    peer.join().unwrap();
+}
+
+async fn a_peer_that_stops_reading_bounds_our_memory(env: Env) {
+    use std::io::Write;
+    // The peer greets, accepts a channel, then never reads again.
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let peer = std::thread::spawn(move || {
+        let (mut stream, _) = socket.accept().unwrap();
+        stream.write_all(greeting_frame().as_bytes()).unwrap();
+        read_until(&mut stream, b"</start>");
+        let ok = "Content-Type: application/beep+xml\r\n\r\n<profile uri='http://example.org/beep/echo' />\r\n";
+        let greeting_len = async_support::GREETING.len();
+        let mut reply = format!("RPY 0 0 . {greeting_len} {}\r\n{ok}END\r\n", ok.len());
+        // Advertise a huge window so that only TCP stops the sender.
+        reply += "SEQ 1 0 2147483647\r\n";
+        stream.write_all(reply.as_bytes()).unwrap();
+        let _ = stop_rx.recv_timeout(Duration::from_secs(60));
+    });
+    const LIMIT: usize = 1 << 20;
+    const CHUNK: usize = 256 << 10;
+    let options = Options {
+        max_queued_output: LIMIT,
+        config: Config {
+            max_frame_size: 1 << 20,
+            ..Config::default()
+        },
+        ..Options::default()
+    };
+    let conn = Connection::connect(addr, env.with(options)).await.unwrap();
+    let channel = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let sender = env.spawn(async move {
+        let chunk = Message::new(vec![0u8; CHUNK]);
+        loop {
+            match channel.send_msg(chunk.clone()).await {
+                Ok(_) => counter.fetch_add(1, Ordering::SeqCst),
+                Err(e) => return e,
+            };
+        }
+    });
+    // Whenever we look, our own queue is within its limit (plus the one
+    // message that passed the check); kernel buffers take a few MB more.
+    for _ in 0..20 {
+        env.sleep(Duration::from_millis(100)).await;
+        let queued = conn.queued_output();
+        assert!(queued <= LIMIT + CHUNK, "queued {queued}");
+    }
+    let messages = sent.load(Ordering::SeqCst);
+    assert!(
+        messages < 400,
+        "{messages} x 256 KiB accepted by a peer that reads nothing"
+    );
+    // The sender waiting for room is released by the shutdown.
+    conn.shutdown();
+    let ended = env.within(T, "sender", sender).await;
+    assert!(
+        matches!(ended, Error::Closed(CloseReason::Shutdown)),
+        "{ended:?}"
+    );
+    let _ = stop_tx.send(());
+    peer.join().unwrap();
+}
+
+async fn listener_shutdown_releases_sessions_and_completes_replies_in_flight(env: Env) {
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
+    assert_eq!(
+        body(echo.request(Message::new("before"), T).await.unwrap()),
+        b"before"
+    );
+    let gated = conn.open_channel(Profile::new(GATED), None).await.unwrap();
+    let in_flight = env.spawn({
+        let gated = gated.clone();
+        async move { gated.request(Message::new("in flight"), T).await }
+    });
+    let gate = server.gate.clone();
+    env.within(T, "handler reached", gate.reached.wait()).await;
+    let stopping = env.spawn({
+        let env = env.clone();
+        async move { server.stop(&env).await }
+    });
+    // Let the listener start its release while the reply is pending; the
+    // outcome below does not depend on how long this is.
+    env.sleep(Duration::from_millis(50)).await;
+    gate.open();
+    let reply = env.within(T, "reply in flight", in_flight).await;
+    assert_eq!(body(reply.unwrap()), b"in flight");
+    assert_eq!(
+        env.within(T, "wait_closed", conn.wait_closed()).await,
+        CloseReason::Released
+    );
+    env.within(T * 3, "listener stopped", stopping).await;
+}
+
+async fn a_timed_out_request_leaves_its_late_reply_to_the_handler(env: Env) {
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let gated = conn.open_channel(Profile::new(GATED), None).await.unwrap();
+    let (tx, mut rx) = mpsc::unbounded();
+    gated.set_message_handler(move |_channel, m| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.unbounded_send(m);
+        }
+    });
+    let result = gated
+        .request(Message::new("late"), Duration::from_millis(100))
+        .await;
+    assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+    server.gate.open();
+    let late = env.within(T, "late reply", rx.next()).await.unwrap();
+    assert_eq!(late.kind, MessageKind::Rpy);
+    assert_eq!(late.message.body(), "late");
+    // The channel goes on working.
+    assert_eq!(
+        body(gated.request(Message::new("next"), T).await.unwrap()),
+        b"next"
+    );
+    conn.close().await.unwrap();
+    server.stop(&env).await;
+}
+
+async fn shutdown_fails_pending_calls_promptly(env: Env) {
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let gated = conn.open_channel(Profile::new(GATED), None).await.unwrap();
+    let pending = env.spawn({
+        let gated = gated.clone();
+        async move { gated.request(Message::new("never"), T * 6).await }
+    });
+    env.within(T, "handler reached", server.gate.reached.wait())
+        .await;
+    conn.shutdown();
+    let result = env.within(T, "pending request", pending).await;
+    assert!(
+        matches!(result, Err(Error::Closed(CloseReason::Shutdown))),
+        "{result:?}"
+    );
+    assert!(matches!(
+        conn.open_channel(Profile::new(ECHO), None).await,
+        Err(Error::Closed(CloseReason::Shutdown))
+    ));
+    server.gate.open();
+    server.stop(&env).await;
+}
+
+async fn accept_filter_turns_connections_away(env: Env) {
+    let mut listener = Listener::bind("127.0.0.1:0", Registry::new(), env.options())
+        .await
+        .unwrap();
+    listener.set_accept_filter(|_| false);
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let serving = env.spawn(listener.serve());
+    let short = Options {
+        connect_timeout: Duration::from_secs(2),
+        ..Options::default()
+    };
+    assert!(Connection::connect(addr, env.with(short)).await.is_err());
+    stop.shutdown();
+    env.within(T, "serve", serving).await.unwrap();
+}
+
+async fn ipv6_loopback_works_where_available(env: Env) {
+    let Ok(listener) = Listener::bind("[::1]:0", Registry::new(), env.options()).await else {
+        return; // no IPv6 on this machine
+    };
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let serving = env.spawn(listener.serve());
+    let conn = Connection::connect(addr, env.options()).await.unwrap();
+    assert!(conn.is_ok());
+    assert_eq!(conn.peer_addr(), Some(addr));
+    conn.close().await.unwrap();
+    stop.shutdown();
+    env.within(T, "serve", serving).await.unwrap();
+}
