@@ -5,24 +5,11 @@ use std::sync::Arc;
 
 use beep_proto::dispatch::Profiles;
 use beep_proto::xml::Profile;
-use beep_proto::{IncomingMessage, ReplyCode, StartRequest};
+use beep_proto::{IncomingMessage, StartRequest};
 
 use crate::Channel;
 
-/// A start handler's answer.
-///
-/// ```
-/// use beep_blocking::StartDecision;
-/// let d = StartDecision::Accept(None);
-/// assert!(matches!(d, StartDecision::Accept(None)));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartDecision {
-    /// Start the channel, optionally piggybacking reply content.
-    Accept(Option<bytes::Bytes>),
-    /// Refuse, with a reply code and a diagnostic.
-    Deny(ReplyCode, String),
-}
+pub use beep_proto::dispatch::StartDecision;
 
 pub(crate) type StartHandler = dyn Fn(&StartRequest, &Profile) -> StartDecision + Send + Sync;
 pub(crate) type CloseHandler = dyn Fn(&Channel) -> bool + Send + Sync;

@@ -8,7 +8,7 @@ mod pool;
 
 use std::collections::HashMap;
 
-pub use self::core::{Core, Done, EndReason, Failure, Outcome};
+pub use self::core::{Core, Done, EndReason, Failure, Outcome, StartDecision};
 pub use self::pool::{PoolState, Take};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};

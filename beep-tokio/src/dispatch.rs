@@ -5,16 +5,14 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use beep_proto::xml::Profile;
 use beep_proto::{IncomingMessage, Message, MessageKind, ReplyCode, StartRequest};
 use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::{FutureExt, StreamExt};
 
 use crate::channel::Channel;
 use crate::connection::Connection;
-use crate::error::Error;
-use crate::profile::{ProfileHandler, StartDecision};
-use crate::shared::{Action, ChannelHandlers, Shared, State};
+use crate::profile::StartDecision;
+use crate::shared::{Action, ChannelHandlers, Shared};
 
 pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Action>) {
     let conn = Connection { shared };
@@ -40,54 +38,32 @@ fn on_start(conn: &Connection, request: StartRequest) {
         .profiles
         .choose(&request)
         .map(|(offer, handler)| (offer.clone(), handler.clone()));
-    let Some((offer, handler)) = chosen else {
-        let _ = conn.shared.with_session(|st| {
-            let text = "none of the requested profiles is supported";
-            st.session().deny_start(
-                request.channel,
-                ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
-                text,
-            )?;
-            Ok(())
+    let decision = chosen
+        .as_ref()
+        .map(|(offer, handler)| match &handler.start {
+            Some(start) => catch_unwind(AssertUnwindSafe(|| start(&request, offer))).unwrap_or(
+                StartDecision::Deny(ReplyCode::TRANSACTION_FAILED, "start handler failed".into()),
+            ),
+            None => StartDecision::Accept(None),
         });
-        return;
-    };
-    let decision = match &handler.start {
-        Some(start) => catch_unwind(AssertUnwindSafe(|| start(&request, &offer))).unwrap_or(
-            StartDecision::Deny(ReplyCode::TRANSACTION_FAILED, "start handler failed".into()),
-        ),
-        None => StartDecision::Accept(None),
-    };
-    let _ = conn
-        .shared
-        .with_session(|st| apply_start(st, &request, offer, handler, decision));
-}
-
-fn apply_start(
-    st: &mut State,
-    request: &StartRequest,
-    offer: Profile,
-    handler: ProfileHandler,
-    decision: StartDecision,
-) -> Result<(), Error> {
-    match decision {
-        StartDecision::Accept(content) => {
-            let mut reply = Profile::new(offer.uri);
-            if let Some(content) = content {
-                reply = reply.with_content(content);
-            }
-            st.session().accept_start(request.channel, reply)?;
+    let _ = conn.shared.with_session(|st| {
+        let answer = chosen
+            .as_ref()
+            .zip(decision)
+            .map(|((offer, _), d)| (offer, d));
+        if st.core.answer_start(&request, answer)?
+            && let Some((_, handler)) = &chosen
+        {
             st.channels.insert(
                 request.channel,
                 ChannelHandlers {
-                    message: Some(handler.message),
-                    close: handler.close,
+                    message: Some(handler.message.clone()),
+                    close: handler.close.clone(),
                 },
             );
         }
-        StartDecision::Deny(code, text) => st.session().deny_start(request.channel, code, &text)?,
-    }
-    Ok(())
+        Ok(())
+    });
 }
 
 /// Runs the channel's handler to completion, then gives the message's
@@ -119,15 +95,7 @@ async fn on_message(conn: &Connection, m: IncomingMessage) {
     let _ = conn.shared.with_session(|st| {
         st.core.consumed(number, credit);
         if !ok {
-            if kind == MessageKind::Msg {
-                // Ignore the error if the handler did reply before failing.
-                let _ = st
-                    .session()
-                    .send_err(number, msgno, Message::new("the handler failed"));
-            }
-            let _ =
-                st.session()
-                    .close_channel(number, ReplyCode::TRANSACTION_FAILED, "handler failed");
+            st.core.handler_failed(number, msgno, kind);
         }
         Ok(())
     });
@@ -147,16 +115,7 @@ fn on_close_requested(conn: &Connection, number: u32) {
         }
         None => true,
     };
-    let _ = conn.shared.with_session(|st| {
-        if agree {
-            st.session().accept_close(number)?;
-        } else {
-            st.session().deny_close(
-                number,
-                ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
-                "close refused",
-            )?;
-        }
-        Ok(())
-    });
+    let _ = conn
+        .shared
+        .with_session(|st| Ok(st.core.answer_close(number, agree)?));
 }

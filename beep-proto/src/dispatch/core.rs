@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use super::{Reply, Requests};
 use crate::error::{ProtocolError, UsageError};
-use crate::event::{Event, IncomingMessage, StartRequest};
+use crate::event::{Event, IncomingMessage, MessageKind, StartRequest};
 use crate::mime::Message;
 use crate::reply_code::ReplyCode;
 use crate::session::Session;
@@ -91,6 +91,21 @@ pub enum Failure {
     /// The connection ended.
     #[error("the connection ended: {0}")]
     Ended(EndReason),
+}
+
+/// A start handler's answer.
+///
+/// ```
+/// use beep_proto::dispatch::StartDecision;
+/// let d = StartDecision::Accept(None);
+/// assert!(matches!(d, StartDecision::Accept(None)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartDecision {
+    /// Start the channel, optionally piggybacking reply content.
+    Accept(Option<bytes::Bytes>),
+    /// Refuse, with a reply code and a diagnostic.
+    Deny(ReplyCode, String),
 }
 
 /// A consequence of session events for the driver.
@@ -205,6 +220,62 @@ impl<W> Core<W> {
         }
         self.closes.insert(channel, waiter);
         Ok(())
+    }
+
+    /// Answers a start request: `chosen` is the offered profile we serve
+    /// and its handler's decision, `None` when we serve none of the
+    /// offered profiles. Returns true if the channel is now open.
+    pub fn answer_start(
+        &mut self,
+        request: &StartRequest,
+        chosen: Option<(&Profile, StartDecision)>,
+    ) -> Result<bool, UsageError> {
+        let channel = request.channel;
+        match chosen {
+            None => {
+                let text = "none of the requested profiles is supported";
+                self.session
+                    .deny_start(channel, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, text)?;
+                Ok(false)
+            }
+            Some((offer, StartDecision::Accept(content))) => {
+                let mut reply = Profile::new(offer.uri.clone());
+                if let Some(content) = content {
+                    reply = reply.with_content(content);
+                }
+                self.session.accept_start(channel, reply)?;
+                Ok(true)
+            }
+            Some((_, StartDecision::Deny(code, text))) => {
+                self.session.deny_start(channel, code, &text)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// A message handler failed (panicked) on `msgno`: an unanswered MSG
+    /// gets an ERR so the peer is not left waiting, and the channel closes;
+    /// the connection and its other channels go on.
+    pub fn handler_failed(&mut self, channel: u32, msgno: u32, kind: MessageKind) {
+        if kind == MessageKind::Msg {
+            // Fails harmlessly if the handler replied before failing.
+            let _ = self
+                .session
+                .send_err(channel, msgno, Message::new("the handler failed"));
+        }
+        let _ = self
+            .session
+            .close_channel(channel, ReplyCode::ACTION_ABORTED, "handler failed");
+    }
+
+    /// Answers the peer's request to close `channel` (0: the session).
+    pub fn answer_close(&mut self, channel: u32, agree: bool) -> Result<(), UsageError> {
+        if agree {
+            self.session.accept_close(channel)
+        } else {
+            let code = ReplyCode::REQUESTED_ACTION_NOT_TAKEN;
+            self.session.deny_close(channel, code, "close refused")
+        }
     }
 
     /// Gives back window for a message a handler has finished with.
