@@ -219,9 +219,11 @@ fn beep_pipelined(options: &Options, run: Duration) -> f64 {
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed() < run {
-        for _ in 0..256 {
-            channel.send_msg(msg.clone()).unwrap();
-        }
+        conn.batch(|| {
+            for _ in 0..256 {
+                channel.send_msg(msg.clone()).unwrap();
+            }
+        });
         sent += 256;
         while sent - replies.load(Ordering::Relaxed) > 4096 {
             assert!(conn.is_ok(), "{:?}", conn.close_reason());

@@ -367,6 +367,28 @@ impl Connection {
         }
     }
 
+    /// Runs `f` with this thread's output held back, then writes it in
+    /// one go: many small messages sent in `f` leave in few socket writes
+    /// instead of one each (like `TCP_CORK`). Waits for room still work:
+    /// a full queue drains as usual.
+    ///
+    /// ```no_run
+    /// use beep_blocking::{Connection, Options};
+    /// use beep_proto::{Message, xml::Profile};
+    /// let conn = Connection::connect("127.0.0.1:10288", Options::default())?;
+    /// let channel = conn.open_channel(Profile::new("http://example.org/beep/sink"), None)?;
+    /// conn.batch(|| {
+    ///     for i in 0..100 {
+    ///         channel.send_msg(Message::new(format!("event {i}")))?;
+    ///     }
+    ///     Ok::<(), beep_blocking::Error>(())
+    /// })?;
+    /// # Ok::<(), beep_blocking::Error>(())
+    /// ```
+    pub fn batch<T>(&self, f: impl FnOnce() -> T) -> T {
+        cork::batch(f)
+    }
+
     /// Ends the connection at once, without a release handshake.
     pub fn shutdown(&self) {
         self.shared.finish(CloseReason::Shutdown);
@@ -378,6 +400,7 @@ pub(crate) fn wait<T>(
     rx: &mpsc::Receiver<Result<T, Error>>,
     timeout: Duration,
 ) -> Result<T, Error> {
+    cork::release_held();
     match rx.recv_timeout(timeout) {
         Ok(result) => result,
         Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout),
@@ -436,6 +459,7 @@ impl Shared {
         mut condition: impl FnMut(&mut State) -> bool,
     ) -> MutexGuard<'_, State> {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        cork::release_held();
         let mut st = self.lock();
         // Counted under the lock, before the condition is checked: a
         // notifier that changes the state after this sees the count.
@@ -460,14 +484,22 @@ impl Shared {
     /// After a session call: hands actions to the dispatcher, writes what
     /// the session has to send (from application threads directly, saving
     /// a thread switch), and wakes whoever waits.
-    pub(crate) fn after(&self, actions: Vec<Action>) {
+    pub(crate) fn after(self: &Arc<Self>, actions: Vec<Action>) {
         self.send_actions(actions);
-        let on_reader = self.reader.get() == Some(&std::thread::current().id());
-        if on_reader || !self.flush_direct() {
-            self.wake_writer();
+        if !cork::hold(self) {
+            self.push_output();
         }
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.changed.notify_all();
+        }
+    }
+
+    /// Gets the session's output on its way: written by this thread, or by
+    /// the writer thread when this is the reader or someone else writes.
+    pub(crate) fn push_output(self: &Arc<Self>) {
+        let on_reader = self.reader.get() == Some(&std::thread::current().id());
+        if on_reader || !self.flush_direct() {
+            self.wake_writer();
         }
     }
 
@@ -496,7 +528,7 @@ impl Shared {
     /// Writes the session's output from the calling thread, unless another
     /// thread is writing (it will pick the output up). Returns false if
     /// the writer thread must take over.
-    fn flush_direct(&self) -> bool {
+    fn flush_direct(self: &Arc<Self>) -> bool {
         let Ok(mut stream) = self.writer.try_lock() else {
             return false;
         };
@@ -570,7 +602,7 @@ impl Shared {
 
     /// Ends the connection once: every waiter gets the reason, close
     /// handlers run on the dispatcher, the socket closes.
-    pub(crate) fn finish(&self, reason: CloseReason) {
+    pub(crate) fn finish(self: &Arc<Self>, reason: CloseReason) {
         let mut actions = Vec::new();
         {
             let mut st = self.lock();
@@ -579,5 +611,58 @@ impl Shared {
             self.apply(&mut st, outcomes, &mut actions);
         }
         self.after(actions);
+    }
+}
+
+/// Output held back while a thread runs a batch ([`Connection::batch`],
+/// and the dispatcher between the handlers of one read's worth of
+/// messages): the connections it touched are flushed when it ends.
+pub(crate) mod cork {
+    use std::cell::{Cell, RefCell};
+    use std::sync::Arc;
+
+    use super::Shared;
+
+    thread_local! {
+        static DEPTH: Cell<usize> = const { Cell::new(0) };
+        static HELD: RefCell<Vec<Arc<Shared>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Inside a batch, remembers `shared` for the flush and returns true.
+    pub(crate) fn hold(shared: &Arc<Shared>) -> bool {
+        if DEPTH.get() == 0 {
+            return false;
+        }
+        HELD.with_borrow_mut(|held| {
+            if !held.iter().any(|h| Arc::ptr_eq(h, shared)) {
+                held.push(shared.clone());
+            }
+        });
+        true
+    }
+
+    /// Writes what this thread holds back, before it blocks waiting for
+    /// the peer (who would otherwise wait for those bytes for ever).
+    pub(crate) fn release_held() {
+        for shared in HELD.take() {
+            shared.push_output();
+        }
+    }
+
+    /// Runs `f` as a batch; nested batches flush with the outermost.
+    pub(crate) fn batch<T>(f: impl FnOnce() -> T) -> T {
+        struct Guard;
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                let depth = DEPTH.get() - 1;
+                DEPTH.set(depth);
+                if depth == 0 {
+                    release_held();
+                }
+            }
+        }
+        DEPTH.set(DEPTH.get() + 1);
+        let _guard = Guard;
+        f()
     }
 }

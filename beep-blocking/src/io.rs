@@ -10,7 +10,7 @@ use std::sync::mpsc::Receiver;
 use beep_proto::{IncomingMessage, Message, MessageKind, ReplyCode, StartRequest};
 
 use crate::channel::Channel;
-use crate::connection::{Action, ChannelHandlers, Connection, Shared};
+use crate::connection::{Action, ChannelHandlers, Connection, Shared, cork};
 use crate::error::CloseReason;
 use crate::profile::StartDecision;
 
@@ -113,17 +113,37 @@ fn dispatch_loop(shared: &Arc<Shared>, inbox: Receiver<Action>) {
     let conn = Connection {
         shared: shared.clone(),
     };
-    for action in inbox {
-        match action {
-            Action::Exit => return,
-            Action::Run(f) => {
-                let _ = catch_unwind(AssertUnwindSafe(f));
+    while let Ok(first) = inbox.recv() {
+        // Everything already queued runs as one batch, so the replies to a
+        // burst of messages leave in few socket writes.
+        let exit = cork::batch(|| {
+            let mut next = Some(first);
+            while let Some(action) = next {
+                if !run_action(&conn, action) {
+                    return true;
+                }
+                next = inbox.try_recv().ok();
             }
-            Action::Start(request) => on_start(&conn, request),
-            Action::Message(m) => on_message(&conn, m),
-            Action::CloseRequested(channel) => on_close_requested(&conn, channel),
+            false
+        });
+        if exit {
+            return;
         }
     }
+}
+
+/// Runs one action; false when the dispatcher should stop.
+fn run_action(conn: &Connection, action: Action) -> bool {
+    match action {
+        Action::Exit => return false,
+        Action::Run(f) => {
+            let _ = catch_unwind(AssertUnwindSafe(f));
+        }
+        Action::Start(request) => on_start(conn, request),
+        Action::Message(m) => on_message(conn, m),
+        Action::CloseRequested(channel) => on_close_requested(conn, channel),
+    }
+    true
 }
 
 /// Picks the first offered profile we serve and asks its start handler

@@ -538,3 +538,28 @@ fn channel_pool_creation_is_notified() {
         Err(Error::Refused { .. })
     ));
 }
+
+#[test]
+fn batches_hold_output_until_they_end_or_wait() {
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    let (tx, rx) = mpsc::channel();
+    echo.set_message_handler(move |_, m| tx.send(m.message.body().to_vec()).unwrap());
+    conn.batch(|| {
+        for i in 0..100 {
+            echo.send_msg(Message::new(format!("{i}"))).unwrap();
+        }
+        // A request inside a batch must not wait for bytes the batch holds.
+        assert_eq!(
+            body(echo.request(Message::new("inside"), T).unwrap()),
+            b"inside"
+        );
+        // Nested batches flush with the outermost one.
+        conn.batch(|| echo.send_msg(Message::new("nested")).unwrap());
+    });
+    for i in 0..100 {
+        assert_eq!(rx.recv_timeout(T).unwrap(), format!("{i}").into_bytes());
+    }
+    assert_eq!(rx.recv_timeout(T).unwrap(), b"nested");
+}
