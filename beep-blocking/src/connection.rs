@@ -459,8 +459,15 @@ impl Shared {
         mut condition: impl FnMut(&mut State) -> bool,
     ) -> MutexGuard<'_, State> {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
-        cork::release_held();
         let mut st = self.lock();
+        if !condition(&mut st) {
+            return st;
+        }
+        // About to block: output a batch holds back goes out first (the
+        // peer may be waiting for it), without the lock it needs.
+        drop(st);
+        cork::release_held();
+        st = self.lock();
         // Counted under the lock, before the condition is checked: a
         // notifier that changes the state after this sees the count.
         self.waiters.fetch_add(1, Ordering::SeqCst);
@@ -498,8 +505,10 @@ impl Shared {
     /// the writer thread when this is the reader or someone else writes.
     pub(crate) fn push_output(self: &Arc<Self>) {
         let on_reader = self.reader.get() == Some(&std::thread::current().id());
-        if on_reader || !self.flush_direct() {
+        if on_reader {
             self.wake_writer();
+        } else {
+            self.flush_direct();
         }
     }
 
@@ -525,29 +534,34 @@ impl Shared {
         }
     }
 
-    /// Writes the session's output from the calling thread, unless another
-    /// thread is writing (it will pick the output up). Returns false if
-    /// the writer thread must take over.
-    fn flush_direct(self: &Arc<Self>) -> bool {
-        let Ok(mut stream) = self.writer.try_lock() else {
-            return false;
-        };
+    /// Writes the session's output from the calling thread. If another
+    /// thread holds the socket, it writes our output too: every holder
+    /// looks again after letting go, so output added by a thread that found
+    /// the socket busy is never stranded.
+    fn flush_direct(self: &Arc<Self>) {
         loop {
-            let mut actions = Vec::new();
-            let bytes = {
-                let mut st = self.lock();
-                let bytes = st.session().poll_transmit();
-                self.route(&mut st, &mut actions);
-                bytes
+            let Ok(mut stream) = self.writer.try_lock() else {
+                return;
             };
-            self.send_actions(actions);
-            let Some(bytes) = bytes else {
-                return true;
-            };
-            if let Err(e) = std::io::Write::write_all(&mut *stream, &bytes) {
-                drop(stream);
-                self.finish(CloseReason::Lost(e.to_string()));
-                return true;
+            loop {
+                let mut actions = Vec::new();
+                let bytes = {
+                    let mut st = self.lock();
+                    let bytes = st.session().poll_transmit();
+                    self.route(&mut st, &mut actions);
+                    bytes
+                };
+                self.send_actions(actions);
+                let Some(bytes) = bytes else { break };
+                if let Err(e) = std::io::Write::write_all(&mut *stream, &bytes) {
+                    drop(stream);
+                    self.finish(CloseReason::Lost(e.to_string()));
+                    return;
+                }
+            }
+            drop(stream);
+            if !self.lock().core.session().wants_transmit() {
+                return;
             }
         }
     }
