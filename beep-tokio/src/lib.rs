@@ -63,6 +63,7 @@ mod error;
 mod io;
 mod listener;
 mod options;
+mod pool;
 mod profile;
 pub mod runtime;
 mod shared;
@@ -72,6 +73,7 @@ pub use connection::Connection;
 pub use error::{CloseReason, Error};
 pub use listener::{Listener, ShutdownHandle};
 pub use options::Options;
+pub use pool::{ChannelPool, PooledChannel};
 pub use profile::{ProfileHandler, Registry, StartDecision};
 pub use runtime::{Addrs, ToAddrs};
 

@@ -35,6 +35,7 @@ on_both_runtimes!(
     shutdown_fails_pending_calls_promptly,
     accept_filter_turns_connections_away,
     ipv6_loopback_works_where_available,
+    channel_pool_grows_to_its_maximum_and_reuses_released_channels,
 );
 
 /// A one-shot notification from a synchronous callback.
@@ -542,4 +543,58 @@ async fn ipv6_loopback_works_where_available(env: Env) {
     conn.close().await.unwrap();
     stop.shutdown();
     env.within(T, "serve", serving).await.unwrap();
+}
+
+async fn channel_pool_grows_to_its_maximum_and_reuses_released_channels(env: Env) {
+    use beep_tokio::ChannelPool;
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let created = Arc::new(AtomicUsize::new(0));
+    let counter = created.clone();
+    let pool = ChannelPool::with_create_handler(&conn, Profile::new(ECHO), 1, 3, move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })
+    .await
+    .unwrap();
+    assert_eq!((pool.len(), pool.idle()), (1, 1));
+    let a = pool.next_ready(T).await.unwrap();
+    let b = pool.next_ready(T).await.unwrap();
+    let c = pool.next_ready(T).await.unwrap();
+    let mut numbers = vec![a.number(), b.number(), c.number()];
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 3, "three distinct channels");
+    assert!(matches!(
+        pool.next_ready(Duration::from_millis(100)).await,
+        Err(Error::Timeout)
+    ));
+    let reused = b.number();
+    drop(b);
+    let again = pool.next_ready(T).await.unwrap();
+    assert_eq!(again.number(), reused, "a released channel is ready again");
+    assert_eq!(
+        body(again.request(Message::new("pooled"), T).await.unwrap()),
+        b"pooled"
+    );
+    // The next borrower gets the channel just released.
+    let waiter = pool.next_ready(T);
+    let released = a.number();
+    drop(a);
+    assert_eq!(waiter.await.unwrap().number(), released);
+    assert_eq!(
+        created.load(Ordering::SeqCst),
+        3,
+        "never beyond the maximum"
+    );
+    // The pool-created notification.
+    let (tx, rx) = oneshot::channel();
+    ChannelPool::new_with(&conn, Profile::new(ECHO), 2, 2, move |pool| {
+        let _ = tx.send(pool.map(|p| p.len()));
+    });
+    assert_eq!(rx.await.unwrap().unwrap(), 2);
+    drop((c, again));
+    conn.close().await.unwrap();
+    server.stop(&env).await;
 }

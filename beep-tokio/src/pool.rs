@@ -1,0 +1,270 @@
+//! Channel pools (PyVortex `ChannelPool`): several channels running one
+//! profile on a connection, handed out one borrower at a time. The
+//! bookkeeping is beep-proto's `PoolState`, shared with beep-blocking; only
+//! the waiting is async here.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use beep_proto::dispatch::{PoolState, Take};
+use beep_proto::xml::Profile;
+use event_listener::Event;
+
+use crate::channel::Channel;
+use crate::connection::Connection;
+use crate::error::Error;
+use crate::runtime;
+
+type CreateHandler = dyn Fn(&Channel) + Send + Sync;
+
+/// A pool of channels running one profile on one connection.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use beep_tokio::ChannelPool;
+/// use beep_proto::{Message, xml::Profile};
+/// # async fn run(conn: beep_tokio::Connection) -> Result<(), beep_tokio::Error> {
+/// let pool = ChannelPool::new(&conn, Profile::new("http://example.org/beep/echo"), 2, 8).await?;
+/// let channel = pool.next_ready(Duration::from_secs(5)).await?;
+/// channel.request(Message::new("hi"), Duration::from_secs(5)).await?;
+/// drop(channel); // back to the pool
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ChannelPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Connection,
+    profile: Profile,
+    state: Mutex<PoolState<Channel>>,
+    released: Event,
+    on_create: Option<Arc<CreateHandler>>,
+}
+
+impl ChannelPool {
+    /// Opens `initial` channels now and grows to `max` on demand.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection) -> Result<(), beep_tokio::Error> {
+    /// let profile = beep_proto::xml::Profile::new("http://example.org/beep/echo");
+    /// let pool = beep_tokio::ChannelPool::new(&conn, profile, 1, 4).await?;
+    /// assert_eq!(pool.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn new(
+        conn: &Connection,
+        profile: Profile,
+        initial: usize,
+        max: usize,
+    ) -> Result<Self, Error> {
+        Self::build(conn, profile, initial, max, None).await
+    }
+
+    /// Like [`ChannelPool::new`], calling `on_create` for every channel the
+    /// pool opens (to set its message handler, say).
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection) -> Result<(), beep_tokio::Error> {
+    /// let profile = beep_proto::xml::Profile::new("http://example.org/beep/echo");
+    /// let pool = beep_tokio::ChannelPool::with_create_handler(&conn, profile, 1, 4, |channel| {
+    ///     println!("pool opened channel {}", channel.number());
+    /// })
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn with_create_handler(
+        conn: &Connection,
+        profile: Profile,
+        initial: usize,
+        max: usize,
+        on_create: impl Fn(&Channel) + Send + Sync + 'static,
+    ) -> Result<Self, Error> {
+        Self::build(conn, profile, initial, max, Some(Arc::new(on_create))).await
+    }
+
+    /// Builds the pool in the background and calls `created` with it (the
+    /// PyVortex pool-created notification).
+    ///
+    /// ```no_run
+    /// # fn run(conn: beep_tokio::Connection) {
+    /// let profile = beep_proto::xml::Profile::new("http://example.org/beep/echo");
+    /// beep_tokio::ChannelPool::new_with(&conn, profile, 2, 4, |pool| match pool {
+    ///     Ok(pool) => println!("pool of {}", pool.len()),
+    ///     Err(e) => eprintln!("no pool: {e}"),
+    /// });
+    /// # }
+    /// ```
+    pub fn new_with(
+        conn: &Connection,
+        profile: Profile,
+        initial: usize,
+        max: usize,
+        created: impl FnOnce(Result<ChannelPool, Error>) + Send + 'static,
+    ) {
+        let owner = conn.clone();
+        let task = async move { created(Self::new(&owner, profile, initial, max).await) };
+        conn.shared.runtime.spawn(Box::pin(task));
+    }
+
+    async fn build(
+        conn: &Connection,
+        profile: Profile,
+        initial: usize,
+        max: usize,
+        on_create: Option<Arc<CreateHandler>>,
+    ) -> Result<Self, Error> {
+        let pool = ChannelPool {
+            inner: Arc::new(Inner {
+                conn: conn.clone(),
+                profile,
+                state: Mutex::new(PoolState::new(max)),
+                released: Event::new(),
+                on_create,
+            }),
+        };
+        for _ in 0..initial {
+            if !pool.lock().reserve() {
+                break;
+            }
+            let channel = pool.create().await?;
+            pool.lock().created(channel, false);
+        }
+        Ok(pool)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState<Channel>> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Opens one channel for a reserved slot, freeing the slot on failure.
+    async fn create(&self) -> Result<Channel, Error> {
+        let opened = self
+            .inner
+            .conn
+            .open_channel(self.inner.profile.clone(), None)
+            .await;
+        match opened {
+            Ok(channel) => {
+                if let Some(f) = &self.inner.on_create {
+                    f(&channel);
+                }
+                Ok(channel)
+            }
+            Err(e) => {
+                self.lock().create_failed();
+                self.inner.released.notify(1);
+                Err(e)
+            }
+        }
+    }
+
+    /// The next ready channel: an idle one, a new one while below the
+    /// maximum, or the first one released within `timeout`.
+    ///
+    /// ```no_run
+    /// # async fn run(pool: beep_tokio::ChannelPool) -> Result<(), beep_tokio::Error> {
+    /// let channel = pool.next_ready(std::time::Duration::from_secs(1)).await?;
+    /// println!("using channel {}", channel.number());
+    /// # Ok(()) }
+    /// ```
+    pub async fn next_ready(&self, timeout: Duration) -> Result<PooledChannel, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Listen before looking, so a release in between is not lost.
+            let released = self.inner.released.listen();
+            let take = self.lock().take();
+            match take {
+                Take::Idle(channel) if channel.profile().is_some() => return Ok(self.lend(channel)),
+                // Closed meanwhile: drop it and look again.
+                Take::Idle(_) => self.lock().remove(),
+                Take::Create => {
+                    let channel = self.create().await?;
+                    self.lock().created(channel.clone(), true);
+                    return Ok(self.lend(channel));
+                }
+                Take::Wait => {
+                    if let Some(reason) = self.inner.conn.close_reason() {
+                        return Err(Error::Closed(reason));
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::Timeout);
+                    }
+                    // Wake at least now and then to notice a closed connection.
+                    let nap = left.min(Duration::from_millis(200));
+                    let rt = self.inner.conn.shared.runtime.clone();
+                    let _ = runtime::timeout(&*rt, nap, released).await;
+                }
+            }
+        }
+    }
+
+    fn lend(&self, channel: Channel) -> PooledChannel {
+        PooledChannel {
+            channel,
+            pool: self.clone(),
+        }
+    }
+
+    /// Channels open (or being opened).
+    ///
+    /// ```no_run
+    /// # fn run(pool: beep_tokio::ChannelPool) { assert!(pool.len() <= 8); }
+    /// ```
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when the pool holds no channel.
+    ///
+    /// ```no_run
+    /// # fn run(pool: beep_tokio::ChannelPool) { let _ = pool.is_empty(); }
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Channels ready to be taken.
+    ///
+    /// ```no_run
+    /// # fn run(pool: beep_tokio::ChannelPool) { let _ = pool.idle(); }
+    /// ```
+    pub fn idle(&self) -> usize {
+        self.lock().idle()
+    }
+}
+
+/// A channel borrowed from a pool; dropping it releases it (PyVortex
+/// `release_channel`).
+pub struct PooledChannel {
+    channel: Channel,
+    pool: ChannelPool,
+}
+
+impl std::ops::Deref for PooledChannel {
+    type Target = Channel;
+
+    fn deref(&self) -> &Channel {
+        &self.channel
+    }
+}
+
+impl Drop for PooledChannel {
+    fn drop(&mut self) {
+        // Channels are cheap handles: the pool keeps a clone.
+        let open = self.channel.profile().is_some();
+        let mut state = self.pool.lock();
+        if open {
+            state.release(self.channel.clone());
+        } else {
+            state.remove();
+        }
+        drop(state);
+        self.pool.inner.released.notify(1);
+    }
+}
