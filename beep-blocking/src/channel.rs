@@ -53,6 +53,21 @@ impl Channel {
             .map(str::to_owned)
     }
 
+    /// The content the peer piggybacked on its reply when it accepted this
+    /// channel (e.g. a TLS `<proceed/>` or a SASL challenge), if any.
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_blocking::Channel) {
+    /// if let Some(content) = channel.start_reply() {
+    ///     println!("the peer said {content:?} when it accepted");
+    /// }
+    /// # }
+    /// ```
+    pub fn start_reply(&self) -> Option<bytes::Bytes> {
+        let st = self.conn.shared.lock();
+        st.core.session().start_reply(self.number).cloned()
+    }
+
     /// Sends a MSG; returns its msgno. The reply goes to the message
     /// handler (use [`Channel::request`] to wait for it instead).
     pub fn send_msg(&self, message: Message) -> Result<u32, Error> {

@@ -112,6 +112,8 @@ pub(crate) enum OurClose {
 pub(crate) struct Channel {
     pub(crate) number: u32,
     pub(crate) profile: String,
+    /// Content the peer piggybacked on its reply to our start request.
+    pub(crate) start_reply: Option<bytes::Bytes>,
     /// False while our start request awaits its reply.
     pub(crate) open: bool,
     /// May transmit: false until the start reply has been written.
@@ -153,6 +155,7 @@ impl Channel {
         Channel {
             number,
             profile: String::new(),
+            start_reply: None,
             open: false,
             send_enabled: false,
             send: SendWindow::new(),

@@ -291,6 +291,17 @@ impl Session {
             .map(|c| c.profile.as_str())
     }
 
+    /// The content the peer piggybacked on its positive reply to our
+    /// start request for `channel` (RFC 3080 2.3.1.2), if any.
+    ///
+    /// ```
+    /// let s = beep_proto::Session::initiator(Default::default());
+    /// assert_eq!(s.start_reply(1), None);
+    /// ```
+    pub fn start_reply(&self, channel: u32) -> Option<&bytes::Bytes> {
+        self.channels.get(&channel)?.start_reply.as_ref()
+    }
+
     /// The next event, if any.
     ///
     /// With [`Config::auto_credit`], polling a message gives its receive

@@ -156,6 +156,7 @@ async fn refused_start_reports_the_peer_code_and_server_name_reaches_the_handler
     }
     let offer = Profile::new(PICKY).with_content("let me in");
     let channel = conn.open_channel(offer, None).await.unwrap();
+    assert_eq!(channel.start_reply().as_deref(), Some(&b"welcome"[..]));
     assert_eq!(
         body(channel.request(Message::new("x"), T).await.unwrap()),
         b"x"

@@ -296,6 +296,7 @@ impl Session {
         ch.open = true;
         ch.send_enabled = true;
         ch.profile = profile.uri.clone();
+        ch.start_reply = profile.content.clone();
         if let Some(seq) = ch.recv.initial_seq(channel) {
             seq.encode(&mut self.out);
         }
