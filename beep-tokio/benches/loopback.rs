@@ -213,28 +213,35 @@ async fn beep_pipelined(options: &Options, run: Duration) -> f64 {
     let conn = Connection::connect(addr, options.clone()).await.unwrap();
     let channel = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
     let replies = Arc::new(AtomicU64::new(0));
-    let counter = replies.clone();
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let (counter, notify) = (replies.clone(), arrived.clone());
     channel.set_message_handler(move |_, _| {
         counter.fetch_add(1, Ordering::Relaxed);
+        notify.notify_one();
         async {}
     });
     let msg = Message::new(vec![b'x'; SMALL]);
     let start = Instant::now();
     let mut sent = 0u64;
+    // Waits for replies without spinning: a busy waiter would take a core
+    // from the connection's own tasks on a small machine.
+    let wait_for = |target: u64| {
+        let (replies, arrived, conn) = (replies.clone(), arrived.clone(), conn.clone());
+        async move {
+            while replies.load(Ordering::Relaxed) < target {
+                assert!(conn.is_ok(), "{:?}", conn.close_reason());
+                let _ = tokio::time::timeout(Duration::from_millis(100), arrived.notified()).await;
+            }
+        }
+    };
     while start.elapsed() < run {
         for _ in 0..256 {
             channel.send_msg(msg.clone()).await.unwrap();
         }
         sent += 256;
-        while sent - replies.load(Ordering::Relaxed) > 4096 {
-            assert!(conn.is_ok(), "{:?}", conn.close_reason());
-            tokio::task::yield_now().await;
-        }
+        wait_for(sent.saturating_sub(4096)).await;
     }
-    while replies.load(Ordering::Relaxed) < sent {
-        assert!(conn.is_ok(), "{:?}", conn.close_reason());
-        tokio::task::yield_now().await;
-    }
+    wait_for(sent).await;
     let rate = sent as f64 / start.elapsed().as_secs_f64();
     let _ = conn.close().await;
     stop.shutdown();
