@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 
-use beep_proto::{IncomingMessage, Message, MessageKind, ReplyCode, StartRequest};
+use beep_proto::{IncomingMessage, Message, MessageKind, StartRequest};
 
 use crate::channel::Channel;
 use crate::connection::{Action, ChannelHandlers, Connection, Shared, cork};
 use crate::error::CloseReason;
-use crate::profile::StartDecision;
 
 pub(crate) fn spawn(
     shared: &Arc<Shared>,
@@ -153,23 +152,12 @@ fn on_start(conn: &Connection, request: StartRequest) {
         .shared
         .registry
         .profiles
-        .choose(&request)
-        .map(|(offer, handler)| (offer.clone(), handler.clone()));
-    let decision = chosen
-        .as_ref()
-        .map(|(offer, handler)| match &handler.start {
-            Some(start) => catch_unwind(AssertUnwindSafe(|| start(&request, offer))).unwrap_or(
-                StartDecision::Deny(ReplyCode::TRANSACTION_FAILED, "start handler failed".into()),
-            ),
-            None => StartDecision::Accept(None),
-        });
+        .decide_start(&request, |h| h.start.as_deref())
+        .map(|(offer, handler, decision)| (offer.clone(), handler.clone(), decision));
     let _ = conn.shared.with_session(|st| {
-        let answer = chosen
-            .as_ref()
-            .zip(decision)
-            .map(|((offer, _), d)| (offer, d));
+        let answer = chosen.as_ref().map(|(offer, _, d)| (offer, d.clone()));
         if st.core.answer_start(&request, answer)?
-            && let Some((_, handler)) = &chosen
+            && let Some((_, handler, _)) = &chosen
         {
             st.channels.insert(
                 request.channel,

@@ -11,7 +11,7 @@ use crate::Channel;
 
 pub use beep_proto::dispatch::StartDecision;
 
-pub(crate) type StartHandler = dyn Fn(&StartRequest, &Profile) -> StartDecision + Send + Sync;
+pub(crate) use beep_proto::dispatch::StartHandler;
 pub(crate) type CloseHandler = dyn Fn(&Channel) -> bool + Send + Sync;
 pub(crate) type MessageHandler = dyn Fn(&Channel, IncomingMessage) + Send + Sync;
 

@@ -13,6 +13,7 @@ pub use self::pool::{PoolState, Take};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};
 use crate::mime::Message;
+use crate::reply_code::ReplyCode;
 use crate::xml::Profile;
 
 /// A complete reply to one MSG.
@@ -205,6 +206,10 @@ impl<W> Requests<W> {
     }
 }
 
+/// A start handler: sees the request and the offer of its profile
+/// (piggybacked content included) and decides.
+pub type StartHandler = dyn Fn(&StartRequest, &Profile) -> StartDecision + Send + Sync;
+
 /// Profiles a listener serves, each with its handler, in registration
 /// order (the order of the greeting).
 ///
@@ -274,6 +279,42 @@ impl<H> Profiles<H> {
         self.registered.iter().map(|(u, _)| u.clone()).collect()
     }
 
+    /// Decides a start request: the first offered profile we serve, its
+    /// handler, and what the handler's start hook (found by `start_hook`)
+    /// says: accept when it has none, and refuse (554) when it panics, so a
+    /// faulty hook cannot take the connection down. `None` when no offered
+    /// profile is served (answer with [`Core::answer_start`] either way).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::{Profiles, StartDecision};
+    /// use beep_proto::{StartRequest, xml::Profile};
+    /// let mut p = Profiles::default();
+    /// p.register("u", ());
+    /// let r = StartRequest { channel: 1, server_name: None, profiles: vec![Profile::new("u")] };
+    /// let (offer, _, decision) = p.decide_start(&r, |_| None).unwrap();
+    /// assert_eq!((offer.uri.as_str(), decision), ("u", StartDecision::Accept(None)));
+    /// ```
+    pub fn decide_start<'a>(
+        &'a self,
+        request: &'a StartRequest,
+        start_hook: impl Fn(&H) -> Option<&StartHandler>,
+    ) -> Option<(&'a Profile, &'a H, StartDecision)> {
+        let (offer, handler) = self.choose(request)?;
+        let decision = match start_hook(handler) {
+            Some(hook) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(request, offer)))
+                    .unwrap_or_else(|_| {
+                        StartDecision::Deny(
+                            ReplyCode::TRANSACTION_FAILED,
+                            "start handler failed".into(),
+                        )
+                    })
+            }
+            None => StartDecision::Accept(None),
+        };
+        Some((offer, handler, decision))
+    }
+
     /// The first profile of the request (the peer's preference order) that
     /// is registered, with its handler.
     ///
@@ -288,5 +329,32 @@ impl<H> Profiles<H> {
             .profiles
             .iter()
             .find_map(|offer| self.get(&offer.uri).map(|h| (offer, h)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_start_hook_refuses_instead_of_failing() {
+        let hook: Box<StartHandler> = Box::new(|_, _| panic!("hook bug"));
+        let mut profiles = Profiles::default();
+        profiles.register("u", hook);
+        let request = StartRequest {
+            channel: 1,
+            server_name: None,
+            profiles: vec![Profile::new("other"), Profile::new("u")],
+        };
+        let (offer, _, decision) = profiles.decide_start(&request, |h| Some(&**h)).unwrap();
+        assert_eq!(offer.uri, "u");
+        assert!(
+            matches!(decision, StartDecision::Deny(code, _) if code == ReplyCode::TRANSACTION_FAILED)
+        );
+        let unserved = StartRequest {
+            profiles: vec![Profile::new("other")],
+            ..request
+        };
+        assert!(profiles.decide_start(&unserved, |h| Some(&**h)).is_none());
     }
 }

@@ -5,13 +5,12 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use beep_proto::{IncomingMessage, Message, MessageKind, ReplyCode, StartRequest};
+use beep_proto::{IncomingMessage, Message, MessageKind, StartRequest};
 use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::{FutureExt, StreamExt};
 
 use crate::channel::Channel;
 use crate::connection::Connection;
-use crate::profile::StartDecision;
 use crate::shared::{Action, ChannelHandlers, Shared};
 
 pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Action>) {
@@ -36,23 +35,12 @@ fn on_start(conn: &Connection, request: StartRequest) {
         .shared
         .registry
         .profiles
-        .choose(&request)
-        .map(|(offer, handler)| (offer.clone(), handler.clone()));
-    let decision = chosen
-        .as_ref()
-        .map(|(offer, handler)| match &handler.start {
-            Some(start) => catch_unwind(AssertUnwindSafe(|| start(&request, offer))).unwrap_or(
-                StartDecision::Deny(ReplyCode::TRANSACTION_FAILED, "start handler failed".into()),
-            ),
-            None => StartDecision::Accept(None),
-        });
+        .decide_start(&request, |h| h.start.as_deref())
+        .map(|(offer, handler, decision)| (offer.clone(), handler.clone(), decision));
     let _ = conn.shared.with_session(|st| {
-        let answer = chosen
-            .as_ref()
-            .zip(decision)
-            .map(|((offer, _), d)| (offer, d));
+        let answer = chosen.as_ref().map(|(offer, _, d)| (offer, d.clone()));
         if st.core.answer_start(&request, answer)?
-            && let Some((_, handler)) = &chosen
+            && let Some((_, handler, _)) = &chosen
         {
             st.channels.insert(
                 request.channel,
