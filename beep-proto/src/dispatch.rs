@@ -4,11 +4,13 @@
 //! async drivers share them instead of writing them twice.
 
 mod core;
+mod error;
 mod pool;
 
 use std::collections::HashMap;
 
 pub use self::core::{Core, Done, EndReason, Failure, Outcome, StartDecision};
+pub use self::error::Error;
 pub use self::pool::{PoolState, Take};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};
