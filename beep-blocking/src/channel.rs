@@ -149,7 +149,10 @@ impl Channel {
             message: None,
             close: None,
         });
-        entry.message = Some(Arc::new(handler));
+        let previous = entry.message.replace(Arc::new(handler));
+        // The old closure is dropped after the lock: its drop may call back in.
+        drop(st);
+        drop(previous);
     }
 
     /// Asks the peer to close the channel and waits for its decision.

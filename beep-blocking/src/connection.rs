@@ -527,7 +527,10 @@ impl Shared {
             // Under the lock, so the wake-up cannot fall between the
             // writer's last look at the session and its wait; and only when
             // there is something to write (a wake-up is a thread switch).
-            let wants = self.lock().core.session().wants_transmit();
+            let wants = {
+                let st = self.lock();
+                st.core.session().wants_transmit() || st.core.ended().is_some()
+            };
             if wants {
                 self.output.notify_one();
             }
@@ -590,7 +593,11 @@ impl Shared {
                 Outcome::Message(m) => actions.push(Action::Message(m)),
                 Outcome::CloseRequested(channel) => actions.push(Action::CloseRequested(channel)),
                 Outcome::ChannelClosed(channel) => {
-                    st.channels.remove(&channel);
+                    // Application closures are dropped on the dispatcher,
+                    // never under this lock (a drop may call back in).
+                    if let Some(handlers) = st.channels.remove(&channel) {
+                        actions.push(Action::Run(Box::new(move || drop(handlers))));
+                    }
                 }
                 Outcome::Ended(reason) => {
                     for callback in st.on_close.drain(..) {
@@ -602,8 +609,16 @@ impl Shared {
                         // Released: the writer flushes the final <ok/>, then closes.
                         let _ = self.stream.shutdown(std::net::Shutdown::Both);
                     }
+                    // The writer must wake to flush and close, even with
+                    // nothing left to send (the lock is held: it cannot miss it).
+                    self.output.notify_one();
                 }
             }
+        }
+        // Sent under the lock, so actions reach the dispatcher in the order
+        // they were routed and nothing can follow its Exit.
+        for action in actions.drain(..) {
+            let _ = self.actions.send(action);
         }
     }
 

@@ -153,6 +153,10 @@ impl ChannelPool {
                         return Err(Error::Timeout);
                     }
                     self.inner.conn.live()?;
+                    // Held output of a batch (a handler) goes out first.
+                    drop(state);
+                    crate::connection::cork::release_held();
+                    state = self.lock();
                     state = self
                         .inner
                         .released

@@ -97,8 +97,12 @@ pub struct Session {
     /// Channels with a frame ready to go, in round-robin order.
     ready: VecDeque<u32>,
     out: BytesMut,
-    /// Payload octets queued (or held for reply order) but not yet framed.
+    /// Payload octets queued but not yet framed.
     queued: usize,
+    /// Payload octets of replies held until their turn (RFC 3080 2.6.1):
+    /// not counted as queued output, since only the earlier replies the
+    /// application still owes can release them.
+    held: usize,
     inbuf: BytesMut,
     /// The header of the frame whose payload we are waiting for.
     reading: Option<FrameHeader>,
@@ -186,6 +190,7 @@ impl Session {
             ready: VecDeque::new(),
             out: BytesMut::new(),
             queued: 0,
+            held: 0,
             inbuf: BytesMut::new(),
             reading: None,
             events: VecDeque::new(),
@@ -225,6 +230,8 @@ impl Session {
     /// Octets the application has handed over that are not yet framed for
     /// the wire: a driver bounds its outbound memory by waiting while this
     /// is above a limit (the peer's windows decide how fast it drains).
+    /// Replies held back for reply order are not included: waiting on them
+    /// could wait for the very reply that releases them.
     ///
     /// ```
     /// let mut s = beep_proto::Session::initiator(Default::default());
@@ -806,7 +813,8 @@ impl Session {
             .map(Outgoing::remaining)
             .sum();
         let queued: usize = ch.queue.iter().map(Outgoing::remaining).sum();
-        self.queued = self.queued.saturating_sub(held + queued);
+        self.held = self.held.saturating_sub(held);
+        self.queued = self.queued.saturating_sub(queued);
         Some(ch)
     }
 

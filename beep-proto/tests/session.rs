@@ -961,3 +961,30 @@ fn a_zero_transmit_batch_still_sends() {
     assert_eq!(take_messages(&mut pair.b_events).len(), 1);
     let _ = config;
 }
+
+#[test]
+fn replies_held_for_their_turn_are_not_queued_output() {
+    // A driver waits while queued output is over its limit; a reply held
+    // behind an earlier unanswered MSG must not count, or waiting for room
+    // could wait for the very reply that releases it.
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    let first = pair.a.send_msg(channel, Message::new("1")).unwrap();
+    let second = pair.a.send_msg(channel, Message::new("2")).unwrap();
+    pair.pump();
+    take_messages(&mut pair.b_events);
+    pair.b
+        .send_rpy(channel, second, Message::new(vec![0u8; 100_000]))
+        .unwrap();
+    assert_eq!(pair.b.queued_output(), 0, "held, not queued");
+    pair.b
+        .send_rpy(channel, first, Message::new("one"))
+        .unwrap();
+    assert!(
+        pair.b.queued_output() > 100_000,
+        "both released to the queue"
+    );
+    pair.pump();
+    assert_eq!(pair.b.queued_output(), 0);
+    assert_eq!(take_messages(&mut pair.a_events).len(), 2);
+}

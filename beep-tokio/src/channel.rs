@@ -250,7 +250,15 @@ impl Channel {
     {
         let handler = message_handler(handler);
         let mut st = self.conn.shared.lock();
-        st.channels.entry(self.number).or_default().message = Some(handler);
+        let previous = st
+            .channels
+            .entry(self.number)
+            .or_default()
+            .message
+            .replace(handler);
+        // The old closure is dropped after the lock: its drop may call back in.
+        drop(st);
+        drop(previous);
     }
 
     /// Asks the peer to close the channel and waits (at most the connect

@@ -128,8 +128,9 @@ impl ChannelPool {
             if !pool.lock().reserve() {
                 break;
             }
+            let slot = Reserved::new(&pool);
             let channel = pool.create().await?;
-            pool.lock().created(channel, false);
+            slot.fill(channel, false);
         }
         Ok(pool)
     }
@@ -141,26 +142,18 @@ impl ChannelPool {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Opens one channel for a reserved slot, freeing the slot on failure.
+    /// Opens one channel for a reserved slot (a [`Reserved`] frees the
+    /// slot if this fails or is cancelled).
     async fn create(&self) -> Result<Channel, Error> {
-        let opened = self
+        let channel = self
             .inner
             .conn
             .open_channel(self.inner.profile.clone(), None)
-            .await;
-        match opened {
-            Ok(channel) => {
-                if let Some(f) = &self.inner.on_create {
-                    f(&channel);
-                }
-                Ok(channel)
-            }
-            Err(e) => {
-                self.lock().create_failed();
-                self.inner.released.notify(1);
-                Err(e)
-            }
+            .await?;
+        if let Some(f) = &self.inner.on_create {
+            f(&channel);
         }
+        Ok(channel)
     }
 
     /// The next ready channel: an idle one, a new one while below the
@@ -183,8 +176,9 @@ impl ChannelPool {
                 // Closed meanwhile: drop it and look again.
                 Take::Idle(_) => self.lock().remove(),
                 Take::Create => {
+                    let slot = Reserved::new(self);
                     let channel = self.create().await?;
-                    self.lock().created(channel.clone(), true);
+                    slot.fill(channel.clone(), true);
                     return Ok(self.lend(channel));
                 }
                 Take::Wait => {
@@ -236,6 +230,37 @@ impl ChannelPool {
     /// ```
     pub fn idle(&self) -> usize {
         self.lock().idle()
+    }
+}
+
+/// A slot reserved for a channel being opened. If the opening fails, or
+/// the future opening it is dropped, the slot returns to the pool.
+struct Reserved<'a> {
+    pool: &'a ChannelPool,
+    filled: bool,
+}
+
+impl<'a> Reserved<'a> {
+    fn new(pool: &'a ChannelPool) -> Self {
+        Reserved {
+            pool,
+            filled: false,
+        }
+    }
+
+    /// The channel is open: it takes the slot.
+    fn fill(mut self, channel: Channel, borrowed: bool) {
+        self.pool.lock().created(channel, borrowed);
+        self.filled = true;
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if !self.filled {
+            self.pool.lock().create_failed();
+            self.pool.inner.released.notify(1);
+        }
     }
 }
 

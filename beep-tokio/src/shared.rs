@@ -262,7 +262,11 @@ impl Shared {
                 Outcome::Message(m) => actions.push(Action::Message(m)),
                 Outcome::CloseRequested(channel) => actions.push(Action::CloseRequested(channel)),
                 Outcome::ChannelClosed(channel) => {
-                    st.channels.remove(&channel);
+                    // Application closures are dropped on the dispatcher,
+                    // never under this lock (a drop may call back in).
+                    if let Some(handlers) = st.channels.remove(&channel) {
+                        actions.push(Action::Run(Box::new(move || drop(handlers))));
+                    }
                 }
                 Outcome::Ended(reason) => {
                     for callback in st.on_close.drain(..) {
@@ -278,6 +282,11 @@ impl Shared {
                     self.ended.store(true, Ordering::Release);
                 }
             }
+        }
+        // Sent under the lock, so actions reach the dispatcher in the order
+        // they were routed and nothing can follow its Exit.
+        for action in actions.drain(..) {
+            let _ = self.actions.unbounded_send(action);
         }
     }
 

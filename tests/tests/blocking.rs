@@ -564,3 +564,50 @@ fn batches_hold_output_until_they_end_or_wait() {
     }
     assert_eq!(rx.recv_timeout(T).unwrap(), b"nested");
 }
+
+#[test]
+fn rfc3081_2_the_peer_sending_ok_closes_the_connection() {
+    // A raw initiator asks to release the session; our listener answers
+    // <ok/> and must then close the TCP connection (RFC 3081 section 2),
+    // which the raw peer sees as EOF.
+    let server = server();
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(T)).unwrap();
+    let greeting = "Content-Type: application/beep+xml\r\n\r\n<greeting />\r\n";
+    let close = "Content-Type: application/beep+xml\r\n\r\n<close number='0' code='200' />\r\n";
+    let script = format!(
+        "RPY 0 0 . 0 {}\r\n{greeting}END\r\nMSG 0 0 . {} {}\r\n{close}END\r\n",
+        greeting.len(),
+        greeting.len(),
+        close.len()
+    );
+    stream.write_all(script.as_bytes()).unwrap();
+    let mut received = Vec::new();
+    let eof = stream.read_to_end(&mut received);
+    assert!(eof.is_ok(), "no EOF after the <ok/>: {eof:?}");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.contains("<ok />"), "{text}");
+}
+
+#[test]
+fn a_shut_down_connection_closes_its_socket() {
+    // Our side ends the connection: the peer must see EOF (the writer and
+    // reader threads let go of the socket).
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        let (mut stream, _) = socket.accept().unwrap();
+        stream.write_all(greeting_frame().as_bytes()).unwrap();
+        stream.set_read_timeout(Some(T)).unwrap();
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).is_ok()
+    });
+    let conn = Connection::connect(addr, Options::default()).unwrap();
+    conn.shutdown();
+    assert!(peer.join().unwrap(), "the peer never saw EOF");
+}
+
+fn greeting_frame() -> String {
+    let greeting = "Content-Type: application/beep+xml\r\n\r\n<greeting><profile uri='http://example.org/beep/echo' /></greeting>\r\n";
+    format!("RPY 0 0 . 0 {}\r\n{greeting}END\r\n", greeting.len())
+}

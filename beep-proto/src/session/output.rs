@@ -122,11 +122,14 @@ impl Session {
         slot.complete = frame_type != FrameType::Ans;
         let mut out = Outgoing::new(frame_type, msgno, ansno, message);
         out.after_send = after_send;
-        self.queued += out.len();
         if index == 0 {
+            self.queued += out.len();
             ch.queue.push_back(out);
-            release_completed_slots(ch);
+            let released = release_completed_slots(ch);
+            self.held -= released;
+            self.queued += released;
         } else {
+            self.held += out.len();
             slot.held.push_back(out);
         }
         self.schedule(channel);
@@ -209,8 +212,11 @@ impl Session {
 
 /// Moves the replies of slots whose turn has come into the send queue and
 /// drops the slots whose reply is complete.
-fn release_completed_slots(ch: &mut Channel) {
+/// Returns the octets moved from held to queued.
+fn release_completed_slots(ch: &mut Channel) -> usize {
+    let mut moved = 0;
     while let Some(front) = ch.slots.front_mut() {
+        moved += front.held.iter().map(Outgoing::len).sum::<usize>();
         ch.queue.extend(front.held.drain(..));
         if !front.complete {
             break;
@@ -218,4 +224,5 @@ fn release_completed_slots(ch: &mut Channel) {
         ch.unanswered.remove(&front.msgno);
         ch.slots.pop_front();
     }
+    moved
 }
