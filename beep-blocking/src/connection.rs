@@ -108,6 +108,9 @@ pub(crate) struct Shared {
     pub(crate) changed: Condvar,
     /// Threads waiting on `changed`: notifying nobody costs a syscall.
     pub(crate) waiters: AtomicUsize,
+    /// Senders waiting for room in the outbound queue.
+    pub(crate) room: Condvar,
+    pub(crate) room_waiters: AtomicUsize,
     /// Wakes the writer thread.
     pub(crate) output: Condvar,
     /// The writer thread sleeps on `output`.
@@ -209,6 +212,8 @@ impl Connection {
             }),
             changed: Condvar::new(),
             waiters: AtomicUsize::new(0),
+            room: Condvar::new(),
+            room_waiters: AtomicUsize::new(0),
             output: Condvar::new(),
             writer_idle: AtomicBool::new(false),
             writer: Mutex::new(stream.try_clone()?),
@@ -445,11 +450,39 @@ impl Shared {
         f: impl FnOnce(&mut State) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let limit = self.options.max_queued_output;
-        let st = self.wait_changed(None, |st| {
-            st.core.ended().is_none() && st.core.session().queued_output() > limit
-        });
+        let mut st = self.lock();
+        if st.core.ended().is_none() && st.core.session().queued_output() > limit {
+            // Held batch output goes first: it may be what the peer awaits.
+            drop(st);
+            cork::release_held();
+            st = self.lock();
+            // Counted under the lock before the check (see `room_made`).
+            self.room_waiters.fetch_add(1, Ordering::SeqCst);
+            // Resume at three quarters of the limit, so a crowd of senders
+            // is not woken
+            // by every write only to find the queue full again.
+            while st.core.ended().is_none() && st.core.session().queued_output() > limit * 3 / 4 {
+                st = self.room.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            self.room_waiters.fetch_sub(1, Ordering::SeqCst);
+        }
         drop(st);
         self.with_session(f)
+    }
+
+    /// After output left the session (`roomy`: the queue is at 3/4 of the
+    /// limit or less, or the connection ended), wakes the senders waiting
+    /// for room. Read with the state lock released, after the change.
+    pub(crate) fn room_made(&self, roomy: bool) {
+        if roomy && self.room_waiters.load(Ordering::SeqCst) > 0 {
+            self.room.notify_all();
+        }
+    }
+
+    /// True when senders waiting for room may go on (lock held).
+    pub(crate) fn roomy(&self, st: &State) -> bool {
+        st.core.ended().is_some()
+            || st.core.session().queued_output() <= self.options.max_queued_output * 3 / 4
     }
 
     /// Waits on `changed` while `condition` holds (at most `timeout`).
@@ -548,13 +581,14 @@ impl Shared {
             };
             loop {
                 let mut actions = Vec::new();
-                let bytes = {
+                let (bytes, roomy) = {
                     let mut st = self.lock();
                     let bytes = st.session().poll_transmit();
                     self.route(&mut st, &mut actions);
-                    bytes
+                    (bytes, self.roomy(&st))
                 };
                 self.send_actions(actions);
+                self.room_made(roomy);
                 let Some(bytes) = bytes else { break };
                 if let Err(e) = std::io::Write::write_all(&mut *stream, &bytes) {
                     drop(stream);
@@ -612,6 +646,7 @@ impl Shared {
                     // The writer must wake to flush and close, even with
                     // nothing left to send (the lock is held: it cannot miss it).
                     self.output.notify_one();
+                    self.room.notify_all();
                 }
             }
         }
@@ -620,6 +655,9 @@ impl Shared {
         for action in actions.drain(..) {
             let _ = self.actions.send(action);
         }
+        // Room can also appear without a write (a channel forgotten with
+        // its queue): never leave a sender waiting on it.
+        self.room_made(self.roomy(st));
     }
 
     /// Feeds input from the socket.

@@ -90,13 +90,14 @@ fn write_loop(shared: &Arc<Shared>) {
         let mut stream = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             let mut actions = Vec::new();
-            let bytes = {
+            let (bytes, roomy) = {
                 let mut st = shared.lock();
                 let bytes = st.session().poll_transmit();
                 shared.route(&mut st, &mut actions);
-                bytes
+                (bytes, shared.roomy(&st))
             };
             shared.send_actions(actions);
+            shared.room_made(roomy);
             let Some(bytes) = bytes else { break };
             if let Err(e) = stream.write_all(&bytes) {
                 drop(stream);
