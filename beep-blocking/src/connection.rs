@@ -459,8 +459,7 @@ impl Shared {
             // Counted under the lock before the check (see `room_made`).
             self.room_waiters.fetch_add(1, Ordering::SeqCst);
             // Resume at three quarters of the limit, so a crowd of senders
-            // is not woken
-            // by every write only to find the queue full again.
+            // is not woken by every write only to find the queue full again.
             while st.core.ended().is_none() && st.core.session().queued_output() > limit * 3 / 4 {
                 st = self.room.wait(st).unwrap_or_else(|p| p.into_inner());
             }
