@@ -6,6 +6,7 @@
 //! After any call, drain `poll_event` and `poll_transmit`.
 
 mod channel_zero;
+mod close;
 mod input;
 mod output;
 
@@ -13,7 +14,7 @@ use std::collections::VecDeque;
 
 use bytes::BytesMut;
 
-use crate::channel::{Awaiting, Channel, OurClose, Outgoing};
+use crate::channel::{AfterSend, Awaiting, Channel, OurClose, Outgoing};
 use crate::config::{Config, DEFAULT_WINDOW};
 use crate::error::UsageError;
 use crate::event::Event;
@@ -479,7 +480,7 @@ impl Session {
             msgno,
             FrameType::Rpy,
             body,
-            Some(crate::channel::AfterSend::Activate(channel)),
+            Some(AfterSend::Activate(channel)),
         );
         Ok(())
     }
@@ -779,134 +780,6 @@ impl Session {
         self.open_channel_mut(channel)?;
         self.queue_reply(channel, msgno, frame_type, message, None)
     }
-
-    fn mark_closing(&mut self, channel: u32) {
-        if !self.closing.contains(&channel) {
-            self.closing.push(channel);
-        }
-    }
-
-    /// The peer's close of `channel` is agreed; `<ok/>` follows when quiet.
-    fn close_accepted(&mut self, channel: u32, msgno: u32) {
-        let Some(ch) = self.channels.get_mut(&channel) else {
-            // Already closed (our own close crossed theirs): still, every
-            // close request gets its answer.
-            self.reply_zero(msgno, FrameType::Rpy, channel_zero::ok_body(), None);
-            return;
-        };
-        ch.close_accepted = Some(msgno);
-        // Our own close, if not yet sent, is superseded by theirs.
-        if matches!(ch.our_close, OurClose::Wanted { .. }) {
-            ch.our_close = OurClose::None;
-        }
-        self.mark_closing(channel);
-        self.progress_closes();
-    }
-
-    /// Forgets a closed channel, with whatever output it still held.
-    pub(super) fn remove_channel(&mut self, channel: u32) -> Option<Channel> {
-        let ch = self.channels.remove(&channel)?;
-        let held: usize = ch
-            .slots
-            .iter()
-            .flat_map(|s| &s.held)
-            .map(Outgoing::remaining)
-            .sum();
-        let queued: usize = ch.queue.iter().map(Outgoing::remaining).sum();
-        self.held = self.held.saturating_sub(held);
-        self.queued = self.queued.saturating_sub(queued);
-        Some(ch)
-    }
-
-    /// After we asked for, or agreed to, a session release, no new channel
-    /// business may start (CHECKLIST 50).
-    fn ensure_not_releasing(&self) -> Result<(), UsageError> {
-        let zero = self.channels.get(&0);
-        let closing =
-            zero.is_some_and(|z| z.our_close != OurClose::None || z.close_accepted.is_some());
-        if closing || self.releasing {
-            return Err(UsageError::ChannelClosing { channel: 0 });
-        }
-        Ok(())
-    }
-
-    /// Sends the `<close>` and `<ok/>` messages whose conditions now hold.
-    fn progress_closes(&mut self) {
-        let mut i = 0;
-        while i < self.closing.len() {
-            let number = self.closing[i];
-            if self.state != State::Active {
-                return;
-            }
-            let done = self.progress_close(number);
-            if done {
-                self.closing.swap_remove(i);
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    /// Returns true when `number` needs no more close work.
-    fn progress_close(&mut self, number: u32) -> bool {
-        let quiet = if number == 0 {
-            self.session_is_quiet()
-        } else {
-            self.channels.get(&number).is_some_and(Channel::is_quiet)
-        };
-        let Some(ch) = self.channels.get_mut(&number) else {
-            return true;
-        };
-        if let Some(msgno) = ch.close_accepted {
-            if !quiet {
-                return false;
-            }
-            ch.close_accepted = None;
-            if number == 0 {
-                self.releasing = true;
-                self.reply_zero(
-                    msgno,
-                    FrameType::Rpy,
-                    channel_zero::ok_body(),
-                    Some(crate::channel::AfterSend::Release),
-                );
-            } else {
-                self.remove_channel(number);
-                self.reply_zero(msgno, FrameType::Rpy, channel_zero::ok_body(), None);
-                self.events
-                    .push_back(Event::ChannelClosed { channel: number });
-            }
-            return true;
-        }
-        match &ch.our_close {
-            OurClose::Wanted { code, text } if ch.may_request_close() => {
-                let (code, text) = (*code, text.clone());
-                ch.our_close = OurClose::Sent;
-                let body =
-                    channel_zero::close_body(number, code, self.diagnostic_lang(&text), &text);
-                self.request(Request::Close { channel: number }, body);
-                true
-            }
-            OurClose::Wanted { .. } => false,
-            _ => true,
-        }
-    }
-
-    /// The session may be released: every channel quiet, and on channel 0
-    /// nothing in flight but close requests themselves.
-    fn session_is_quiet(&self) -> bool {
-        self.channels.values().all(|ch| {
-            if ch.number != 0 {
-                return ch.is_quiet();
-            }
-            ch.queue.is_empty()
-                && ch.slots.len() <= 1
-                && self
-                    .requests
-                    .iter()
-                    .all(|r| matches!(r, Request::Close { channel: 0 }))
-        })
-    }
 }
 
 fn check_size(message: &Message) -> Result<(), UsageError> {
@@ -931,7 +804,7 @@ impl Session {
         msgno: u32,
         frame_type: FrameType,
         body: Vec<u8>,
-        after_send: Option<crate::channel::AfterSend>,
+        after_send: Option<AfterSend>,
     ) {
         // Cannot fail: the slot exists for every request we answer.
         let _ = self.queue_reply(0, msgno, frame_type, Message::beep_xml(body), after_send);
@@ -975,86 +848,4 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{Event, MessageKind};
-    use crate::flow::{RecvWindow, SendWindow};
-
-    fn pump(a: &mut Session, b: &mut Session) {
-        loop {
-            let mut moved = false;
-            while let Some(bytes) = a.poll_transmit() {
-                b.handle_input(&bytes).unwrap();
-                moved = true;
-            }
-            while let Some(bytes) = b.poll_transmit() {
-                a.handle_input(&bytes).unwrap();
-                moved = true;
-            }
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    /// Puts both ends of `channel` just before the seqno wrap (2^32) and
-    /// the msgno wrap (2^31-1), as a long-lived channel would be.
-    fn near_the_wrap(s: &mut Session, channel: u32, seqno: u32, msgno: u32) {
-        let ch = s.channels.get_mut(&channel).unwrap();
-        ch.send = SendWindow::starting_at(seqno);
-        ch.recv = RecvWindow::starting_at(seqno, DEFAULT_WINDOW);
-        ch.next_msgno = msgno;
-    }
-
-    #[test]
-    fn checklist_22_23_sequence_and_message_numbers_wrap_mid_conversation() {
-        const P: &str = "http://example.org/p";
-        let mut a = Session::initiator(Config::default());
-        let mut b = Session::listener(Config {
-            profiles: vec![P.into()],
-            ..Config::default()
-        });
-        let channel = a.open_channel(vec![Profile::new(P)], None).unwrap();
-        pump(&mut a, &mut b);
-        while let Some(e) = b.poll_event() {
-            if let Event::StartRequested(r) = e {
-                b.accept_start(r.channel, Profile::new(P)).unwrap();
-            }
-        }
-        pump(&mut a, &mut b);
-        while a.poll_event().is_some() {}
-        let start = u32::MAX - 3000;
-        near_the_wrap(&mut a, channel, start, MAX_31BIT - 2);
-        near_the_wrap(&mut b, channel, start, 0);
-
-        let mut sent = Vec::new();
-        for i in 0..8u8 {
-            let body = vec![i; 1500];
-            sent.push((
-                a.send_msg(channel, Message::new(body.clone())).unwrap(),
-                body,
-            ));
-        }
-        let msgnos: Vec<u32> = sent.iter().map(|(m, _)| *m).collect();
-        assert_eq!(&msgnos[..4], &[MAX_31BIT - 2, MAX_31BIT - 1, MAX_31BIT, 0]);
-        let mut replies = Vec::new();
-        for _ in 0..50 {
-            pump(&mut a, &mut b);
-            while let Some(e) = b.poll_event() {
-                if let Event::Message(m) = e {
-                    b.send_rpy(m.channel, m.msgno, m.message).unwrap();
-                }
-            }
-            pump(&mut a, &mut b);
-            while let Some(e) = a.poll_event() {
-                if let Event::Message(m) = e {
-                    assert_eq!(m.kind, MessageKind::Rpy);
-                    replies.push((m.msgno, m.message.body().to_vec()));
-                }
-            }
-        }
-        assert_eq!(replies, sent, "every reply, in order, across both wraps");
-        let seqno = a.channels[&channel].send.next();
-        assert!(seqno < start, "the sequence numbers wrapped (now {seqno})");
-    }
-}
+mod tests;
