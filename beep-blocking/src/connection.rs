@@ -160,6 +160,7 @@ impl Connection {
     /// # Ok::<(), beep_blocking::Error>(())
     /// ```
     pub fn connect(addr: impl ToSocketAddrs, options: Options) -> Result<Connection, Error> {
+        options.config.validate()?;
         let mut last = None;
         for addr in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&addr, options.connect_timeout) {

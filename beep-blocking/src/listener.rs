@@ -77,6 +77,7 @@ impl Listener {
         registry: Registry,
         options: Options,
     ) -> Result<Self, Error> {
+        options.config.validate()?;
         let sockets = addrs
             .iter()
             .map(TcpListener::bind)

@@ -1,7 +1,8 @@
 //! Session configuration: what we advertise and the limits that bound the
 //! memory a peer can make us hold.
 
-use crate::frame::DEFAULT_MAX_HEADER_LEN;
+use crate::error::UsageError;
+use crate::frame::{DEFAULT_MAX_HEADER_LEN, MAX_31BIT};
 
 /// The window every channel starts with, per direction (RFC 3081 3.1.1).
 pub const DEFAULT_WINDOW: u32 = 4096;
@@ -22,7 +23,8 @@ pub const DEFAULT_WINDOW: u32 = 4096;
 pub struct Config {
     /// Profile URIs advertised in our greeting.
     pub profiles: Vec<String>,
-    /// The `features` attribute of our greeting.
+    /// The `features` attribute of our greeting: space-separated tokens;
+    /// unregistered ones must start with `x-` (RFC 3080 5.2).
     pub features: Option<String>,
     /// The `localize` attribute of our greeting.
     pub localize: Option<String>,
@@ -85,5 +87,75 @@ impl Default for Config {
             auto_credit: true,
             transmit_batch: 64 << 10,
         }
+    }
+}
+
+impl Config {
+    /// Checks what the session cannot honour as given: a receive window
+    /// outside 4096..=2^31-1 (RFC 3081 3.1.1; the session would clamp it),
+    /// a zero frame size, and greeting features that are neither registered
+    /// nor `x-` prefixed (RFC 3080 5.2, CHECKLIST 35; no BEEP feature is
+    /// registered, so every token must start with `x-`). Drivers call it
+    /// when connecting and binding.
+    ///
+    /// ```
+    /// use beep_proto::Config;
+    /// assert!(Config::default().validate().is_ok());
+    /// let bad = Config { features: Some("x-fast turbo".into()), ..Config::default() };
+    /// assert!(bad.validate().unwrap_err().to_string().contains("turbo"));
+    /// ```
+    pub fn validate(&self) -> Result<(), UsageError> {
+        let invalid = |reason: String| Err(UsageError::InvalidConfig { reason });
+        if !(DEFAULT_WINDOW..=MAX_31BIT).contains(&self.receive_window) {
+            return invalid(format!(
+                "receive window {} is outside 4096..=2147483647 (RFC 3081 3.1.1)",
+                self.receive_window
+            ));
+        }
+        if self.max_frame_size == 0 {
+            return invalid("max_frame_size must be at least 1".into());
+        }
+        let features = self.features.as_deref().unwrap_or("");
+        if let Some(bad) = features.split_whitespace().find(|f| !f.starts_with("x-")) {
+            return invalid(format!(
+                "feature {bad:?} is not registered and does not start with \"x-\" (RFC 3080 5.2)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checklist_35_unregistered_features_need_the_x_prefix() {
+        let ok = Config {
+            features: Some("x-a x-b".into()),
+            ..Config::default()
+        };
+        assert!(ok.validate().is_ok());
+        let bad = Config {
+            features: Some("x-a b".into()),
+            ..Config::default()
+        };
+        assert!(
+            matches!(bad.validate(), Err(UsageError::InvalidConfig { reason }) if reason.contains("\"b\""))
+        );
+    }
+
+    #[test]
+    fn checklist_45_windows_below_4096_are_refused() {
+        let small = Config {
+            receive_window: 1024,
+            ..Config::default()
+        };
+        assert!(small.validate().is_err());
+        let zero_frames = Config {
+            max_frame_size: 0,
+            ..Config::default()
+        };
+        assert!(zero_frames.validate().is_err());
     }
 }

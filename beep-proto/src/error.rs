@@ -282,6 +282,13 @@ pub enum UsageError {
         /// Its size.
         len: usize,
     },
+    /// A configuration the session cannot honour (see
+    /// [`Config::validate`](crate::Config::validate)).
+    #[error("invalid configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong.
+        reason: String,
+    },
     /// The session is closing or has ended.
     #[error("the session is closing or has ended")]
     SessionClosed,

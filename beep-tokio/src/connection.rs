@@ -55,6 +55,7 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn connect(addr: impl ToAddrs, options: Options) -> Result<Connection, Error> {
+        options.config.validate()?;
         let runtime = options.resolve_runtime()?;
         let addrs = addr.to_addrs().resolve(&*runtime).await?;
         let mut last = Error::Timeout;
@@ -95,6 +96,7 @@ impl Connection {
         stream: impl Transport,
         options: Options,
     ) -> Result<Connection, Error> {
+        options.config.validate()?;
         let runtime = options.resolve_runtime()?;
         let conn = Self::start(
             Box::new(stream),
@@ -126,6 +128,7 @@ impl Connection {
         registry: Registry,
         options: Options,
     ) -> Result<Connection, Error> {
+        options.config.validate()?;
         let runtime = options.resolve_runtime()?;
         Ok(Self::start(
             Box::new(stream),

@@ -120,6 +120,7 @@ impl Listener {
         registry: Registry,
         options: Options,
     ) -> Result<Self, Error> {
+        options.config.validate()?;
         let runtime = options.resolve_runtime()?;
         let addrs = addrs.to_addrs().resolve(&*runtime).await?;
         let mut sockets = Vec::with_capacity(addrs.len());

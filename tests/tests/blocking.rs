@@ -611,3 +611,22 @@ fn greeting_frame() -> String {
     let greeting = "Content-Type: application/beep+xml\r\n\r\n<greeting><profile uri='http://example.org/beep/echo' /></greeting>\r\n";
     format!("RPY 0 0 . 0 {}\r\n{greeting}END\r\n", greeting.len())
 }
+
+#[test]
+fn checklist_35_invalid_configurations_are_refused_up_front() {
+    let bad = Options {
+        config: Config {
+            features: Some("turbo".into()),
+            ..Config::default()
+        },
+        ..Options::default()
+    };
+    assert!(matches!(
+        Listener::bind("127.0.0.1:0", Registry::new(), bad.clone()),
+        Err(Error::Usage(_))
+    ));
+    assert!(matches!(
+        Connection::connect("127.0.0.1:9", bad),
+        Err(Error::Usage(_))
+    ));
+}
