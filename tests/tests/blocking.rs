@@ -630,3 +630,125 @@ fn checklist_35_invalid_configurations_are_refused_up_front() {
         Err(Error::Usage(_))
     ));
 }
+
+#[test]
+fn a_peer_that_never_grants_window_for_our_replies_is_slowed_not_buffered() {
+    use beep_proto::frame::{Header, parse_header};
+    use std::sync::atomic::AtomicU64;
+    // Our listener: 1 MiB receive window, 1 MiB outbound queue limit.
+    let options = Options {
+        config: Config {
+            receive_window: 1 << 20,
+            max_frame_size: 64 << 10,
+            ..Config::default()
+        },
+        max_queued_output: 1 << 20,
+        ..Options::default()
+    };
+    let server = server_with(options);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    // The peer reads everything we send (so TCP is not what stops us) but
+    // never sends SEQ for channel 1: our echo replies cannot leave beyond
+    // the 4096 octets every channel starts with.
+    let limit = Arc::new(AtomicU64::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    {
+        let (limit, started) = (limit.clone(), started.clone());
+        let mut reader = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 65536];
+            while let Ok(n) = reader.read(&mut chunk) {
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                while let Ok(Some((header, used))) = parse_header(&buf, 128) {
+                    let total = match header {
+                        Header::Seq(seq) => {
+                            if seq.channel == 1 {
+                                let edge = u64::from(seq.ackno) + u64::from(seq.window);
+                                limit.fetch_max(edge, Ordering::SeqCst);
+                            }
+                            used
+                        }
+                        Header::Frame(h) => {
+                            if h.channel == 0
+                                && h.msgno == 0
+                                && h.frame_type == beep_proto::frame::FrameType::Rpy
+                            {
+                                started.fetch_add(1, Ordering::SeqCst);
+                            }
+                            used + h.size as usize + 5
+                        }
+                    };
+                    if buf.len() < total {
+                        break;
+                    }
+                    buf.drain(..total);
+                }
+            }
+        });
+    }
+    let greeting = "Content-Type: application/beep+xml\r\n\r\n<greeting />\r\n";
+    let start = format!(
+        "Content-Type: application/beep+xml\r\n\r\n<start number='1'><profile uri='{ECHO}' /></start>\r\n"
+    );
+    let script = format!(
+        "RPY 0 0 . 0 {}\r\n{greeting}END\r\nMSG 0 0 . {} {}\r\n{start}END\r\n",
+        greeting.len(),
+        greeting.len(),
+        start.len()
+    );
+    stream.write_all(script.as_bytes()).unwrap();
+    // Their greeting and their start reply (two RPY 0 0 frames... the second
+    // is msgno 0 of our start): wait for both.
+    let deadline = std::time::Instant::now() + T;
+    while started.load(Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "channel 1 never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    limit.fetch_max(4096, Ordering::SeqCst);
+    // Send 16 KiB MSGs as fast as our window allows, until it stops opening.
+    let payload = vec![b'x'; 16 << 10];
+    let (mut seqno, mut msgno) = (0u64, 0u32);
+    let mut stalled_since = std::time::Instant::now();
+    while stalled_since.elapsed() < Duration::from_secs(2) {
+        let size = payload.len() as u64 + 2;
+        if seqno + size <= limit.load(Ordering::SeqCst) {
+            let head = format!("MSG 1 {msgno} . {seqno} {size}\r\n\r\n");
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&payload).unwrap();
+            stream.write_all(b"END\r\n").unwrap();
+            seqno += size;
+            msgno += 1;
+            stalled_since = std::time::Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            seqno < 64 << 20,
+            "the window kept opening: we buffer without bound"
+        );
+    }
+    // We took at most the queue limit plus the window plus a message or two.
+    assert!(
+        seqno <= (1 << 20) + (1 << 20) + (64 << 10),
+        "accepted {seqno} octets"
+    );
+    assert!(
+        seqno > 1 << 20,
+        "accepted only {seqno} octets: the window never opened"
+    );
+    // Meanwhile the listener serves everyone else.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    assert_eq!(
+        body(echo.request(Message::new("still serving"), T).unwrap()),
+        b"still serving"
+    );
+}
