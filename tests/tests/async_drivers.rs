@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_support::{
-    COUNT, ECHO, Env, GATED, PANIC, PICKY, T, body, greeting_frame, raw_peer, read_until, server,
-    server_with,
+    COUNT, ECHO, Env, GATED, PANIC, PICKY, SLOW_START, T, body, greeting_frame, raw_peer,
+    read_until, server, server_with,
 };
 use beep_proto::xml::Profile;
 use beep_proto::{Config, Message, MessageKind, ReplyCode};
@@ -36,6 +36,7 @@ on_both_runtimes!(
     accept_filter_turns_connections_away,
     ipv6_loopback_works_where_available,
     channel_pool_grows_to_its_maximum_and_reuses_released_channels,
+    a_cancelled_pool_opening_gives_its_slot_back,
 );
 
 /// A one-shot notification from a synchronous callback.
@@ -596,6 +597,35 @@ async fn channel_pool_grows_to_its_maximum_and_reuses_released_channels(env: Env
     });
     assert_eq!(rx.await.unwrap().unwrap(), 2);
     drop((c, again));
+    conn.close().await.unwrap();
+    server.stop(&env).await;
+}
+
+async fn a_cancelled_pool_opening_gives_its_slot_back(env: Env) {
+    use beep_tokio::ChannelPool;
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let pool = ChannelPool::new(&conn, Profile::new(SLOW_START), 0, 1)
+        .await
+        .unwrap();
+    // Give up while the only channel is being opened (the peer takes 300 ms)...
+    let abandoned = env
+        .timeout(Duration::from_millis(20), pool.next_ready(T))
+        .await;
+    assert!(
+        abandoned.is_none(),
+        "the opening should still be in progress"
+    );
+    assert_eq!(pool.len(), 0, "the reserved slot came back");
+    // ...and the pool can still open its one channel.
+    let channel = pool.next_ready(T).await.unwrap();
+    assert_eq!(
+        body(channel.request(Message::new("x"), T).await.unwrap()),
+        b"x"
+    );
+    drop(channel);
     conn.close().await.unwrap();
     server.stop(&env).await;
 }

@@ -22,6 +22,7 @@ pub const COUNT: &str = "http://example.org/beep/count";
 pub const PANIC: &str = "http://example.org/beep/panic";
 pub const PICKY: &str = "http://example.org/beep/picky";
 pub const GATED: &str = "http://example.org/beep/gated";
+pub const SLOW_START: &str = "http://example.org/beep/slow-start";
 
 /// Request timeout: generous, only there so that a bug fails instead of
 /// hanging.
@@ -61,6 +62,16 @@ impl Env {
         let (task, handle) = future.remote_handle();
         self.runtime.spawn(Box::pin(task));
         handle
+    }
+
+    /// Awaits `future` for at most `limit`; `None` when it did not finish
+    /// (the future is dropped: cancelled).
+    pub async fn timeout<T>(&self, limit: Duration, future: impl Future<Output = T>) -> Option<T> {
+        let future = std::pin::pin!(future);
+        match futures_util::future::select(future, self.runtime.sleep(limit)).await {
+            futures_util::future::Either::Left((value, _)) => Some(value),
+            futures_util::future::Either::Right(_) => None,
+        }
     }
 
     /// Awaits `future`, failing the test if it takes longer than `limit`.
@@ -173,7 +184,8 @@ pub mod event_wait {
 }
 
 /// The test profiles: echo, count (ANS/NUL), panic, picky (start and close
-/// handlers), gated (replies once the gate opens).
+/// handlers), slow-start (a start handler taking 300 ms), gated (replies
+/// once the gate opens).
 pub fn registry(server_names: Arc<Mutex<Vec<Option<String>>>>, gate: Gate) -> Registry {
     let mut registry = Registry::new();
     registry.register(
@@ -221,6 +233,18 @@ pub fn registry(server_names: Arc<Mutex<Vec<Option<String>>>>, gate: Gate) -> Re
             }
         })
         .on_close(|_| false),
+    );
+    registry.register(
+        SLOW_START,
+        ProfileHandler::new(|channel, m| async move {
+            let _ = channel.reply_rpy(m.msgno, m.message).await;
+        })
+        .on_start(|_, _| {
+            // A start handler that takes its time (it blocks the server's
+            // dispatcher, which is what a slow peer looks like).
+            std::thread::sleep(Duration::from_millis(300));
+            StartDecision::Accept(None)
+        }),
     );
     registry.register(
         GATED,
