@@ -22,7 +22,6 @@ pub const COUNT: &str = "http://example.org/beep/count";
 pub const PANIC: &str = "http://example.org/beep/panic";
 pub const PICKY: &str = "http://example.org/beep/picky";
 pub const GATED: &str = "http://example.org/beep/gated";
-pub const SLOW_START: &str = "http://example.org/beep/slow-start";
 
 /// Request timeout: generous, only there so that a bug fails instead of
 /// hanging.
@@ -184,8 +183,7 @@ pub mod event_wait {
 }
 
 /// The test profiles: echo, count (ANS/NUL), panic, picky (start and close
-/// handlers), slow-start (a start handler taking 300 ms), gated (replies
-/// once the gate opens).
+/// handlers), gated (replies once the gate opens).
 pub fn registry(server_names: Arc<Mutex<Vec<Option<String>>>>, gate: Gate) -> Registry {
     let mut registry = Registry::new();
     registry.register(
@@ -233,18 +231,6 @@ pub fn registry(server_names: Arc<Mutex<Vec<Option<String>>>>, gate: Gate) -> Re
             }
         })
         .on_close(|_| false),
-    );
-    registry.register(
-        SLOW_START,
-        ProfileHandler::new(|channel, m| async move {
-            let _ = channel.reply_rpy(m.msgno, m.message).await;
-        })
-        .on_start(|_, _| {
-            // A start handler that takes its time (it blocks the server's
-            // dispatcher, which is what a slow peer looks like).
-            std::thread::sleep(Duration::from_millis(300));
-            StartDecision::Accept(None)
-        }),
     );
     registry.register(
         GATED,
