@@ -325,6 +325,9 @@ impl Session {
             return Ok(());
         };
         let credit = h.size + std::mem::take(&mut ch.deferred_credit);
+        if number != 0 {
+            ch.unconsumed += u64::from(credit);
+        }
         let message = if h.frame_type == FrameType::Nul {
             Message::default()
         } else {
@@ -333,9 +336,6 @@ impl Session {
         if number == 0 {
             self.return_window(0, credit);
             return self.on_channel_zero(kind, h.msgno, message);
-        }
-        if let Some(ch) = self.channels.get_mut(&number) {
-            ch.unconsumed += u64::from(credit);
         }
         self.events.push_back(Event::Message(IncomingMessage {
             channel: number,
