@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 
-use beep_proto::{IncomingMessage, Message, MessageKind, StartRequest};
+use beep_proto::dispatch::{Handled, MessageDone};
+use beep_proto::{IncomingMessage, StartRequest};
 
 use crate::channel::Channel;
 use crate::connection::{Action, ChannelHandlers, Connection, Shared, cork};
@@ -175,29 +176,25 @@ fn on_start(conn: &Connection, request: StartRequest) {
 /// Runs the channel's handler; a panic ends the channel, not the
 /// connection, and an unanswered MSG gets an ERR so the peer is not stuck.
 fn on_message(conn: &Connection, m: IncomingMessage) {
-    let (number, msgno, kind, credit) = (m.channel, m.msgno, m.kind, m.credit);
+    let done = MessageDone::of(&m);
     let handler = conn
         .shared
         .lock()
         .channels
-        .get(&number)
+        .get(&done.channel)
         .and_then(|h| h.message.clone());
-    let channel = Channel::new(conn.clone(), number);
-    let ok = match handler {
-        Some(handler) => catch_unwind(AssertUnwindSafe(|| handler(&channel, m))).is_ok(),
-        None => {
-            if kind == MessageKind::Msg {
-                let text = Message::new("no handler for this channel");
-                let _ = channel.reply_err(msgno, text);
+    let handled = match handler {
+        Some(handler) => {
+            let channel = Channel::new(conn.clone(), done.channel);
+            match catch_unwind(AssertUnwindSafe(|| handler(&channel, m))) {
+                Ok(()) => Handled::Ran,
+                Err(_) => Handled::Failed,
             }
-            true
         }
+        None => Handled::NoHandler,
     };
     let _ = conn.shared.with_session(|st| {
-        st.core.consumed(number, credit);
-        if !ok {
-            st.core.handler_failed(number, msgno, kind);
-        }
+        st.core.message_handled(&done, handled);
         Ok(())
     });
 }

@@ -210,13 +210,7 @@ impl Drop for PooledChannel {
     fn drop(&mut self) {
         // Channels are cheap handles: the pool keeps a clone.
         let open = self.channel.profile().is_some();
-        let mut state = self.pool.lock();
-        if open {
-            state.release(self.channel.clone());
-        } else {
-            state.remove();
-        }
-        drop(state);
+        self.pool.lock().give_back(self.channel.clone(), open);
         self.pool.inner.released.notify_one();
     }
 }

@@ -9,7 +9,9 @@ mod pool;
 
 use std::collections::HashMap;
 
-pub use self::core::{Core, Done, EndReason, Failure, Outcome, StartDecision};
+pub use self::core::{
+    Core, Done, EndReason, Failure, Handled, MessageDone, Outcome, StartDecision,
+};
 pub use self::error::Error;
 pub use self::pool::{PoolState, Take};
 

@@ -5,7 +5,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use beep_proto::{IncomingMessage, Message, MessageKind, StartRequest};
+use beep_proto::dispatch::{Handled, MessageDone};
+use beep_proto::{IncomingMessage, StartRequest};
 use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::{FutureExt, StreamExt};
 
@@ -59,32 +60,28 @@ fn on_start(conn: &Connection, request: StartRequest) {
 /// ends the channel, not the connection, and an unanswered MSG gets an ERR
 /// so the peer is not left waiting.
 async fn on_message(conn: &Connection, m: IncomingMessage) {
-    let (number, msgno, kind, credit) = (m.channel, m.msgno, m.kind, m.credit);
+    let done = MessageDone::of(&m);
     let handler = conn
         .shared
         .lock()
         .channels
-        .get(&number)
+        .get(&done.channel)
         .and_then(|h| h.message.clone());
-    let channel = Channel::new(conn.clone(), number);
-    let ok = match handler {
-        Some(handler) => match catch_unwind(AssertUnwindSafe(|| handler(channel.clone(), m))) {
-            Ok(future) => AssertUnwindSafe(future).catch_unwind().await.is_ok(),
-            Err(_) => false,
-        },
-        None => {
-            if kind == MessageKind::Msg {
-                let text = Message::new("no handler for this channel");
-                let _ = channel.reply_err(msgno, text).await;
+    let handled = match handler {
+        Some(handler) => {
+            let channel = Channel::new(conn.clone(), done.channel);
+            match catch_unwind(AssertUnwindSafe(|| handler(channel, m))) {
+                Ok(future) => match AssertUnwindSafe(future).catch_unwind().await {
+                    Ok(()) => Handled::Ran,
+                    Err(_) => Handled::Failed,
+                },
+                Err(_) => Handled::Failed,
             }
-            true
         }
+        None => Handled::NoHandler,
     };
     let _ = conn.shared.with_session(|st| {
-        st.core.consumed(number, credit);
-        if !ok {
-            st.core.handler_failed(number, msgno, kind);
-        }
+        st.core.message_handled(&done, handled);
         Ok(())
     });
 }

@@ -108,6 +108,55 @@ pub enum StartDecision {
     Deny(ReplyCode, String),
 }
 
+/// What a driver's message handler did with an [`Outcome::Message`].
+///
+/// ```
+/// use beep_proto::dispatch::Handled;
+/// assert_ne!(Handled::Ran, Handled::Failed);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// The handler ran to completion.
+    Ran,
+    /// The channel has no handler.
+    NoHandler,
+    /// The handler panicked.
+    Failed,
+}
+
+/// What [`Core::message_handled`] needs of a message after the handler
+/// took it.
+///
+/// ```
+/// use beep_proto::dispatch::MessageDone;
+/// use beep_proto::{IncomingMessage, Message, MessageKind};
+/// let m = IncomingMessage { channel: 1, msgno: 0, kind: MessageKind::Msg, message: Message::new("x"), credit: 3 };
+/// assert_eq!(MessageDone::of(&m).credit, 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageDone {
+    /// Its channel.
+    pub channel: u32,
+    /// Its msgno.
+    pub msgno: u32,
+    /// MSG or a reply.
+    pub kind: MessageKind,
+    /// The window credit it holds.
+    pub credit: u32,
+}
+
+impl MessageDone {
+    /// Remembers `m` before it is handed to the handler.
+    pub fn of(m: &IncomingMessage) -> Self {
+        MessageDone {
+            channel: m.channel,
+            msgno: m.msgno,
+            kind: m.kind,
+            credit: m.credit,
+        }
+    }
+}
+
 /// A consequence of session events for the driver.
 #[derive(Debug)]
 pub enum Outcome<W> {
@@ -253,19 +302,33 @@ impl<W> Core<W> {
         }
     }
 
-    /// A message handler failed (panicked) on `msgno`: an unanswered MSG
-    /// gets an ERR so the peer is not left waiting, and the channel closes;
-    /// the connection and its other channels go on.
-    pub fn handler_failed(&mut self, channel: u32, msgno: u32, kind: MessageKind) {
+    /// A message given to the application as [`Outcome::Message`] has been
+    /// dealt with: its window credit goes back, and depending on
+    /// `handled`: nothing more; a MSG nobody could handle gets an ERR; a
+    /// failed (panicked) handler's unanswered MSG gets an ERR and the
+    /// channel closes, while the connection and its other channels go on.
+    pub fn message_handled(&mut self, message: &MessageDone, handled: Handled) {
+        let MessageDone {
+            channel,
+            msgno,
+            kind,
+            credit,
+        } = *message;
+        self.session.consumed(channel, credit);
+        let text = match handled {
+            Handled::Ran => return,
+            Handled::NoHandler => "no handler for this channel",
+            Handled::Failed => "the handler failed",
+        };
         if kind == MessageKind::Msg {
             // Fails harmlessly if the handler replied before failing.
-            let _ = self
-                .session
-                .send_err(channel, msgno, Message::new("the handler failed"));
+            let _ = self.session.send_err(channel, msgno, Message::new(text));
         }
-        let _ = self
-            .session
-            .close_channel(channel, ReplyCode::ACTION_ABORTED, "handler failed");
+        if handled == Handled::Failed {
+            let _ =
+                self.session
+                    .close_channel(channel, ReplyCode::ACTION_ABORTED, "handler failed");
+        }
     }
 
     /// Answers the peer's request to close `channel` (0: the session).
@@ -541,5 +604,47 @@ mod tests {
         ));
         // The answers after that are nobody's: they go to the handler.
         assert!(out_a[1..].iter().all(|o| matches!(o, Outcome::Message(_))));
+    }
+
+    #[test]
+    fn a_message_without_handler_gets_an_error_and_its_credit_back() {
+        let mut a: Core<u8> = Core::new(Session::initiator(Config::default()));
+        let mut b: Core<u8> = Core::new(Session::listener(Config {
+            profiles: vec!["p".into()],
+            ..Config::default()
+        }));
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        let channel = a.open_channel(Profile::new("p"), None, 1).unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        let Some(Outcome::Start(req)) = out_b.pop() else {
+            panic!()
+        };
+        b.session_mut()
+            .accept_start(req.channel, Profile::new("p"))
+            .unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        out_a.clear();
+        // Fill most of the window: without its credit back, the next could not pass.
+        a.request(channel, Message::new(vec![0u8; 3000]), 2)
+            .unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        let Some(Outcome::Message(m)) = out_b.pop() else {
+            panic!()
+        };
+        b.message_handled(&MessageDone::of(&m), Handled::NoHandler);
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        match out_a.pop() {
+            Some(Outcome::Complete(2, Ok(Done::Replied(Reply::Err(e))))) => {
+                assert_eq!(&e.body()[..], b"no handler for this channel");
+            }
+            other => panic!("{other:?}"),
+        }
+        a.request(channel, Message::new(vec![0u8; 3000]), 3)
+            .unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        assert!(
+            matches!(out_b.pop(), Some(Outcome::Message(_))),
+            "window reopened"
+        );
     }
 }

@@ -92,6 +92,16 @@ impl<C> PoolState<C> {
         self.idle.push_back(channel);
     }
 
+    /// A borrower is done with `channel`: back to the idle ones while it is
+    /// `open`, otherwise its slot is free.
+    pub fn give_back(&mut self, channel: C, open: bool) {
+        if open {
+            self.release(channel);
+        } else {
+            self.remove();
+        }
+    }
+
     /// A channel left the pool for good (closed); its slot is free.
     pub fn remove(&mut self) {
         self.total = self.total.saturating_sub(1);
