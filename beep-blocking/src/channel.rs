@@ -14,6 +14,10 @@ use crate::error::{CloseReason, Error};
 /// Sending calls wait while the connection's unsent output is above
 /// [`Options::max_queued_output`](crate::Options::max_queued_output), so a
 /// peer that stops reading slows the sender down instead of growing memory.
+/// Their `try_` twins never wait: they return [`Error::QueueFull`] instead
+/// (for handlers that must not block, e.g. two peers streaming to each
+/// other from their handlers, whose windows only open after a handler
+/// returns).
 #[derive(Clone)]
 pub struct Channel {
     conn: Connection,
@@ -131,7 +135,72 @@ impl Channel {
             .with_room(|st| Ok(st.session().send_ans(self.number, msgno, message)?))
     }
 
-    /// Ends the answers to MSG `msgno`.
+    /// Like [`Channel::send_msg`], but never waits: with the connection's
+    /// unsent output above the limit it returns [`Error::QueueFull`] and
+    /// sends nothing.
+    ///
+    /// ```no_run
+    /// use beep_blocking::Error;
+    /// # fn run(channel: beep_blocking::Channel) -> Result<(), Error> {
+    /// match channel.try_send_msg(beep_proto::Message::new("tick")) {
+    ///     Ok(msgno) => println!("sent as {msgno}"),
+    ///     Err(Error::QueueFull { queued, .. }) => println!("{queued} octets still unsent; later"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn try_send_msg(&self, message: Message) -> Result<u32, Error> {
+        self.conn
+            .shared
+            .try_room(|st| Ok(st.session().send_msg(self.number, message)?))
+    }
+
+    /// Like [`Channel::reply_rpy`], but [`Error::QueueFull`] instead of
+    /// waiting for room (the reply is not taken; send it again later).
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_blocking::Channel, m: beep_proto::IncomingMessage) {
+    /// if let Err(e) = channel.try_reply_rpy(m.msgno, m.message) {
+    ///     eprintln!("not now: {e}");
+    /// }
+    /// # }
+    /// ```
+    pub fn try_reply_rpy(&self, msgno: u32, message: Message) -> Result<(), Error> {
+        self.conn
+            .shared
+            .try_room(|st| Ok(st.session().send_rpy(self.number, msgno, message)?))
+    }
+
+    /// Like [`Channel::reply_err`], but [`Error::QueueFull`] instead of
+    /// waiting for room.
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_blocking::Channel, msgno: u32) -> Result<(), beep_blocking::Error> {
+    /// channel.try_reply_err(msgno, beep_proto::Message::new("busy"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn try_reply_err(&self, msgno: u32, message: Message) -> Result<(), Error> {
+        self.conn
+            .shared
+            .try_room(|st| Ok(st.session().send_err(self.number, msgno, message)?))
+    }
+
+    /// Like [`Channel::reply_ans`], but [`Error::QueueFull`] instead of
+    /// waiting for room.
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_blocking::Channel, msgno: u32) -> Result<(), beep_blocking::Error> {
+    /// let ansno = channel.try_reply_ans(msgno, beep_proto::Message::new("part"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn try_reply_ans(&self, msgno: u32, message: Message) -> Result<u32, Error> {
+        self.conn
+            .shared
+            .try_room(|st| Ok(st.session().send_ans(self.number, msgno, message)?))
+    }
+
+    /// Ends the answers to MSG `msgno` (a NUL carries no payload: it never
+    /// waits for room).
     pub fn reply_nul(&self, msgno: u32) -> Result<(), Error> {
         self.conn
             .shared

@@ -470,6 +470,28 @@ impl Shared {
         self.with_session(f)
     }
 
+    /// Runs `f` on the session if queued output is within the limit, else
+    /// [`Error::QueueFull`] at once (the non-blocking sends). The output
+    /// goes to the writer thread, never written from this one: a socket
+    /// write blocks while the peer is not reading.
+    pub(crate) fn try_room<T>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut State) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let limit = self.options.max_queued_output;
+        let mut actions = Vec::new();
+        let result = {
+            let mut st = self.lock();
+            st.core.check_room(limit)?;
+            let result = f(&mut st);
+            self.route(&mut st, &mut actions);
+            result
+        };
+        self.send_actions(actions);
+        self.wake_writer();
+        result
+    }
+
     /// After output left the session (`roomy`: the queue is at 3/4 of the
     /// limit or less, or the connection ended), wakes the senders waiting
     /// for room. Read with the state lock released, after the change.

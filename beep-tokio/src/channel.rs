@@ -17,6 +17,10 @@ use crate::shared::{Notify, Shared};
 /// Sending calls wait while the connection's unsent output is above
 /// [`Options::max_queued_output`](crate::Options::max_queued_output), so a
 /// peer that stops reading slows the sender down instead of growing memory.
+/// Their `try_` twins are not async and never wait: they return
+/// [`Error::QueueFull`] instead (for handlers that must not wait, e.g. two
+/// peers streaming to each other from their handlers, whose windows only
+/// open after a handler returns).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -217,6 +221,70 @@ impl Channel {
         self.shared()
             .with_room(|st| Ok(st.session().send_ans(number, msgno, message)?))
             .await
+    }
+
+    /// Like [`Channel::send_msg`], but never waits: with the connection's
+    /// unsent output above the limit it returns [`Error::QueueFull`] and
+    /// sends nothing.
+    ///
+    /// ```no_run
+    /// use beep_tokio::Error;
+    /// # fn run(channel: beep_tokio::Channel) -> Result<(), Error> {
+    /// match channel.try_send_msg(beep_proto::Message::new("tick")) {
+    ///     Ok(msgno) => println!("sent as {msgno}"),
+    ///     Err(Error::QueueFull { queued, .. }) => println!("{queued} octets still unsent; later"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn try_send_msg(&self, message: Message) -> Result<u32, Error> {
+        let number = self.number;
+        self.shared()
+            .try_room(|st| Ok(st.session().send_msg(number, message)?))
+    }
+
+    /// Like [`Channel::reply_rpy`], but [`Error::QueueFull`] instead of
+    /// waiting for room (the reply is not taken; send it again later).
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_tokio::Channel, m: beep_proto::IncomingMessage) {
+    /// if let Err(e) = channel.try_reply_rpy(m.msgno, m.message) {
+    ///     eprintln!("not now: {e}");
+    /// }
+    /// # }
+    /// ```
+    pub fn try_reply_rpy(&self, msgno: u32, message: Message) -> Result<(), Error> {
+        let number = self.number;
+        self.shared()
+            .try_room(|st| Ok(st.session().send_rpy(number, msgno, message)?))
+    }
+
+    /// Like [`Channel::reply_err`], but [`Error::QueueFull`] instead of
+    /// waiting for room.
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_tokio::Channel, msgno: u32) -> Result<(), beep_tokio::Error> {
+    /// channel.try_reply_err(msgno, beep_proto::Message::new("busy"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn try_reply_err(&self, msgno: u32, message: Message) -> Result<(), Error> {
+        let number = self.number;
+        self.shared()
+            .try_room(|st| Ok(st.session().send_err(number, msgno, message)?))
+    }
+
+    /// Like [`Channel::reply_ans`], but [`Error::QueueFull`] instead of
+    /// waiting for room.
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_tokio::Channel, msgno: u32) -> Result<(), beep_tokio::Error> {
+    /// let ansno = channel.try_reply_ans(msgno, beep_proto::Message::new("part"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn try_reply_ans(&self, msgno: u32, message: Message) -> Result<u32, Error> {
+        let number = self.number;
+        self.shared()
+            .try_room(|st| Ok(st.session().send_ans(number, msgno, message)?))
     }
 
     /// Ends the answers to MSG `msgno`. A NUL carries no payload, so it

@@ -181,6 +181,19 @@ impl Shared {
         self.with_session(f)
     }
 
+    /// Like [`Shared::with_session`] if queued output is within the limit;
+    /// else [`Error::QueueFull`] at once (the non-blocking sends).
+    pub(crate) fn try_room<T>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let limit = self.options.max_queued_output;
+        self.with_session(|st| {
+            st.core.check_room(limit)?;
+            f(st)
+        })
+    }
+
     /// Waits until `done` holds for the state. The listener is registered
     /// before each check, so a change between check and wait is not lost.
     pub(crate) async fn wait_until(&self, done: impl Fn(&State) -> bool) {

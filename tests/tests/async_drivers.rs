@@ -30,6 +30,8 @@ on_both_runtimes!(
     a_peer_vanishing_mid_frame_is_reported_once_and_nothing_hangs,
     a_protocol_violation_closes_the_connection_with_the_reason,
     a_peer_that_stops_reading_bounds_our_memory,
+    non_blocking_sends_report_a_full_queue_instead_of_waiting,
+    non_blocking_replies_go_out_like_the_waiting_ones,
     listener_shutdown_releases_sessions_and_completes_replies_in_flight,
     a_timed_out_request_leaves_its_late_reply_to_the_handler,
     shutdown_fails_pending_calls_promptly,
@@ -361,9 +363,14 @@ async fn a_protocol_violation_closes_the_connection_with_the_reason(env: Env) {
     peer.join().unwrap();
 }
 
-async fn a_peer_that_stops_reading_bounds_our_memory(env: Env) {
+/// A peer that greets, accepts a channel with a huge window (so only TCP
+/// stops the sender), then never reads again until told to go.
+fn stalled_peer() -> (
+    std::net::SocketAddr,
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
     use std::io::Write;
-    // The peer greets, accepts a channel, then never reads again.
     let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
@@ -379,6 +386,11 @@ async fn a_peer_that_stops_reading_bounds_our_memory(env: Env) {
         stream.write_all(reply.as_bytes()).unwrap();
         let _ = stop_rx.recv_timeout(Duration::from_secs(60));
     });
+    (addr, stop_tx, peer)
+}
+
+async fn a_peer_that_stops_reading_bounds_our_memory(env: Env) {
+    let (addr, stop_tx, peer) = stalled_peer();
     const LIMIT: usize = 1 << 20;
     const CHUNK: usize = 256 << 10;
     let options = Options {
@@ -423,6 +435,118 @@ async fn a_peer_that_stops_reading_bounds_our_memory(env: Env) {
     );
     let _ = stop_tx.send(());
     peer.join().unwrap();
+}
+
+async fn non_blocking_sends_report_a_full_queue_instead_of_waiting(env: Env) {
+    let (addr, stop_tx, peer) = stalled_peer();
+    const LIMIT: usize = 1 << 20;
+    const CHUNK: usize = 256 << 10;
+    let options = Options {
+        max_queued_output: LIMIT,
+        config: Config {
+            max_frame_size: 1 << 20,
+            ..Config::default()
+        },
+        ..Options::default()
+    };
+    let conn = Connection::connect(addr, env.with(options)).await.unwrap();
+    let channel = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
+    let chunk = Message::new(vec![0u8; CHUNK]);
+    let mut sent = 0;
+    let full = loop {
+        match channel.try_send_msg(chunk.clone()) {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            sent < 400,
+            "{sent} x 256 KiB taken by a peer that reads nothing"
+        );
+        // Let the writer drain what the kernel takes.
+        env.sleep(Duration::from_millis(1)).await;
+    };
+    match full {
+        Error::QueueFull { queued, limit } => {
+            assert_eq!(limit, LIMIT);
+            assert!(queued > LIMIT && queued <= LIMIT + CHUNK, "{queued}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Refused, not sent: the queue did not grow, the connection lives.
+    let queued = conn.queued_output();
+    assert!(matches!(
+        channel.try_send_msg(chunk.clone()),
+        Err(Error::QueueFull { .. })
+    ));
+    assert!(
+        conn.queued_output() <= queued,
+        "a refused message was queued"
+    );
+    assert!(conn.is_ok());
+    conn.shutdown();
+    assert!(matches!(
+        channel.try_send_msg(chunk),
+        Err(Error::Closed(CloseReason::Shutdown))
+    ));
+    let _ = stop_tx.send(());
+    peer.join().unwrap();
+}
+
+async fn non_blocking_replies_go_out_like_the_waiting_ones(env: Env) {
+    const TRY: &str = "http://example.org/beep/try";
+    let mut registry = Registry::new();
+    registry.register(
+        TRY,
+        beep_tokio::ProfileHandler::new(|channel, m| async move {
+            let result = match &m.message.body()[..] {
+                b"rpy" => channel.try_reply_rpy(m.msgno, Message::new("positive")),
+                b"err" => channel.try_reply_err(m.msgno, Message::new("negative")),
+                _ => channel
+                    .try_reply_ans(m.msgno, Message::new("one"))
+                    .and_then(|_| channel.try_reply_ans(m.msgno, Message::new("two")))
+                    .map(drop),
+            };
+            result.expect("an idle connection has room");
+            if m.message.body().as_ref() == b"ans" {
+                channel.reply_nul(m.msgno).await.unwrap();
+            }
+        }),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, env.options())
+        .await
+        .unwrap();
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let served = env.spawn(listener.serve());
+    let conn = Connection::connect(addr, env.options()).await.unwrap();
+    let channel = conn.open_channel(Profile::new(TRY), None).await.unwrap();
+    let reply = channel.request(Message::new("rpy"), T).await.unwrap();
+    assert_eq!(body(reply), b"positive");
+    match channel.request(Message::new("err"), T).await.unwrap() {
+        Reply::Err(m) => assert_eq!(&m.body()[..], b"negative"),
+        other => panic!("{other:?}"),
+    }
+    match channel.request(Message::new("ans"), T).await.unwrap() {
+        Reply::Answers(answers) => {
+            let bodies: Vec<_> = answers.iter().map(|(_, m)| m.body().to_vec()).collect();
+            assert_eq!(bodies, [b"one".to_vec(), b"two".to_vec()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A MSG sent without waiting gets its reply through the handler.
+    let (tx, mut rx) = mpsc::unbounded();
+    channel.set_message_handler(move |_, m| {
+        let _ = tx.unbounded_send(m.message.body().to_vec());
+        async {}
+    });
+    channel.try_send_msg(Message::new("rpy")).unwrap();
+    assert_eq!(
+        env.within(T, "reply", rx.next()).await.unwrap(),
+        b"positive"
+    );
+    conn.close().await.unwrap();
+    stop.shutdown();
+    env.within(T, "serve", served).await.unwrap();
 }
 
 async fn listener_shutdown_releases_sessions_and_completes_replies_in_flight(env: Env) {

@@ -368,9 +368,9 @@ fn a_protocol_violation_closes_the_connection_with_the_reason() {
     peer.join().unwrap();
 }
 
-#[test]
-fn a_peer_that_stops_reading_bounds_our_memory() {
-    // The peer greets, accepts a channel, then never reads again.
+/// A peer that greets, accepts a channel with a huge window (so only TCP
+/// stops the sender), then never reads again until told to go.
+fn stalled_peer() -> (SocketAddr, mpsc::Sender<()>, std::thread::JoinHandle<()>) {
     let socket = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
@@ -387,6 +387,12 @@ fn a_peer_that_stops_reading_bounds_our_memory() {
         stream.write_all(reply.as_bytes()).unwrap();
         let _ = stop_rx.recv();
     });
+    (addr, stop_tx, peer)
+}
+
+#[test]
+fn a_peer_that_stops_reading_bounds_our_memory() {
+    let (addr, stop_tx, peer) = stalled_peer();
     let options = Options {
         max_queued_output: 1 << 20,
         config: Config {
@@ -416,6 +422,58 @@ fn a_peer_that_stops_reading_bounds_our_memory() {
     );
     conn.shutdown();
     sender.join().unwrap();
+    let _ = stop_tx.send(());
+    peer.join().unwrap();
+}
+
+#[test]
+fn non_blocking_sends_report_a_full_queue_instead_of_waiting() {
+    let (addr, stop_tx, peer) = stalled_peer();
+    const LIMIT: usize = 1 << 20;
+    let options = Options {
+        max_queued_output: LIMIT,
+        config: Config {
+            max_frame_size: 1 << 20,
+            ..Config::default()
+        },
+        ..Options::default()
+    };
+    let conn = Connection::connect(addr, options).unwrap();
+    let channel = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    let chunk = Message::new(vec![0u8; 256 << 10]);
+    // Kernel buffers take some; then our queue passes the limit and the
+    // next call says so at once (this thread would wait for ever otherwise).
+    let mut sent = 0;
+    let full = loop {
+        match channel.try_send_msg(chunk.clone()) {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            sent < 400,
+            "{sent} x 256 KiB taken by a peer that reads nothing"
+        );
+    };
+    match full {
+        Error::QueueFull { queued, limit } => {
+            assert_eq!(limit, LIMIT);
+            assert!(queued > LIMIT && queued <= LIMIT + (256 << 10), "{queued}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Refused, not sent: the queue did not grow, the connection lives.
+    let queued = conn.queued_output();
+    assert!(matches!(
+        channel.try_send_msg(chunk.clone()),
+        Err(Error::QueueFull { .. })
+    ));
+    assert_eq!(conn.queued_output(), queued);
+    assert!(conn.is_ok());
+    conn.shutdown();
+    assert!(matches!(
+        channel.try_send_msg(chunk),
+        Err(Error::Closed(CloseReason::Shutdown))
+    ));
     let _ = stop_tx.send(());
     peer.join().unwrap();
 }
@@ -751,4 +809,55 @@ fn a_peer_that_never_grants_window_for_our_replies_is_slowed_not_buffered() {
         body(echo.request(Message::new("still serving"), T).unwrap()),
         b"still serving"
     );
+}
+
+#[test]
+fn non_blocking_replies_go_out_like_the_waiting_ones() {
+    const TRY: &str = "http://example.org/beep/try";
+    let mut registry = Registry::new();
+    registry.register(
+        TRY,
+        ProfileHandler::new(|channel, m| {
+            let result = match &m.message.body()[..] {
+                b"rpy" => channel.try_reply_rpy(m.msgno, Message::new("positive")),
+                b"err" => channel.try_reply_err(m.msgno, Message::new("negative")),
+                _ => channel
+                    .try_reply_ans(m.msgno, Message::new("one"))
+                    .and_then(|_| channel.try_reply_ans(m.msgno, Message::new("two")))
+                    .and_then(|_| channel.reply_nul(m.msgno)),
+            };
+            result.expect("an idle connection has room");
+        }),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, Options::default()).unwrap();
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let thread = std::thread::spawn(move || listener.serve());
+    let conn = Connection::connect(addr, Options::default()).unwrap();
+    let channel = conn.open_channel(Profile::new(TRY), None).unwrap();
+    assert_eq!(
+        body(channel.request(Message::new("rpy"), T).unwrap()),
+        b"positive"
+    );
+    match channel.request(Message::new("err"), T).unwrap() {
+        Reply::Err(m) => assert_eq!(&m.body()[..], b"negative"),
+        other => panic!("{other:?}"),
+    }
+    match channel.request(Message::new("ans"), T).unwrap() {
+        Reply::Answers(answers) => {
+            let bodies: Vec<_> = answers.iter().map(|(_, m)| m.body().to_vec()).collect();
+            assert_eq!(bodies, [b"one".to_vec(), b"two".to_vec()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A MSG sent without waiting gets its reply through the handler.
+    let (tx, rx) = mpsc::channel();
+    channel.set_message_handler(move |_, m| {
+        let _ = tx.send(m.message.body().to_vec());
+    });
+    channel.try_send_msg(Message::new("rpy")).unwrap();
+    assert_eq!(rx.recv_timeout(T).unwrap(), b"positive");
+    conn.close().unwrap();
+    stop.shutdown();
+    thread.join().unwrap().unwrap();
 }

@@ -461,6 +461,27 @@ impl<W> Core<W> {
         out.push(Outcome::Ended(reason));
     }
 
+    /// `Ok` if a non-blocking send may go ahead: the connection lives and
+    /// no more than `limit` octets of output are unsent; else
+    /// [`Error::QueueFull`](super::Error::QueueFull) or why it ended.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::{Core, Error};
+    /// use beep_proto::{Config, Session};
+    /// let core: Core<()> = Core::new(Session::initiator(Config::default()));
+    /// // The greeting is queued: a limit below its size refuses.
+    /// assert!(matches!(core.check_room(1), Err(Error::QueueFull { limit: 1, .. })));
+    /// assert!(core.check_room(1 << 20).is_ok());
+    /// ```
+    pub fn check_room(&self, limit: usize) -> Result<(), super::Error> {
+        self.live()?;
+        let queued = self.session.queued_output();
+        if queued > limit {
+            return Err(super::Error::QueueFull { queued, limit });
+        }
+        Ok(())
+    }
+
     /// `Ok` while the connection lives, else why it ended.
     pub fn live(&self) -> Result<(), Failure> {
         match &self.ended {

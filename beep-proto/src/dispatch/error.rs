@@ -50,6 +50,16 @@ pub enum Error {
     /// No answer in time.
     #[error("timed out waiting for the peer")]
     Timeout,
+    /// A non-blocking send (`try_send_msg`, `try_reply_*`) found more
+    /// unsent output than the connection's limit; the message was not
+    /// taken. Try again once the peer has read (or use the waiting call).
+    #[error("the outbound queue is full: {queued} octets unsent, limit {limit}")]
+    QueueFull {
+        /// Octets handed to the connection and not yet written.
+        queued: usize,
+        /// The connection's `max_queued_output`.
+        limit: usize,
+    },
     /// The connection is closed (released, lost, or broken).
     #[error("the connection is closed: {0}")]
     Closed(EndReason),
