@@ -115,6 +115,9 @@ pub(crate) struct Shared {
     pub(crate) output: Condvar,
     /// The writer thread sleeps on `output`.
     pub(crate) writer_idle: AtomicBool,
+    /// The writer thread has stopped (set under the state lock, then
+    /// `changed` is notified).
+    pub(crate) writer_done: AtomicBool,
     /// The socket's write side. Whoever holds it polls and writes, so
     /// bytes reach the socket in the order the session produced them.
     pub(crate) writer: Mutex<TcpStream>,
@@ -217,6 +220,7 @@ impl Connection {
             room_waiters: AtomicUsize::new(0),
             output: Condvar::new(),
             writer_idle: AtomicBool::new(false),
+            writer_done: AtomicBool::new(false),
             writer: Mutex::new(stream.try_clone()?),
             reader: OnceLock::new(),
             stream: stream.try_clone()?,

@@ -73,6 +73,17 @@ fn read_loop(shared: &Arc<Shared>, mut stream: TcpStream) {
 /// (window updates, replies produced by the I/O threads). Closes the
 /// socket once a released session has flushed its last bytes.
 fn write_loop(shared: &Arc<Shared>) {
+    /// Tells the dispatcher's [`bound_final_flush`] that the writer stopped.
+    struct Stopped<'a>(&'a Shared);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            let st = self.0.lock();
+            self.0.writer_done.store(true, Ordering::SeqCst);
+            drop(st);
+            self.0.changed.notify_all();
+        }
+    }
+    let _stopped = Stopped(shared);
     loop {
         {
             let mut st = shared.lock();
@@ -128,8 +139,24 @@ fn dispatch_loop(shared: &Arc<Shared>, inbox: Receiver<Action>) {
             false
         });
         if exit {
+            bound_final_flush(shared);
             return;
         }
+    }
+}
+
+/// A released session's writer flushes the last bytes (the final `<ok/>`)
+/// before it closes the socket; a peer that stops reading must not keep the
+/// thread and the socket for ever, so after the connect timeout the socket
+/// is shut down under it (which fails its write).
+fn bound_final_flush(shared: &Shared) {
+    if shared.lock().core.ended() != Some(&CloseReason::Released) {
+        return; // any other end shut the socket down already
+    }
+    let limit = Some(shared.options.connect_timeout);
+    drop(shared.wait_changed(limit, |_| !shared.writer_done.load(Ordering::SeqCst)));
+    if !shared.writer_done.load(Ordering::SeqCst) {
+        let _ = shared.stream.shutdown(std::net::Shutdown::Both);
     }
 }
 

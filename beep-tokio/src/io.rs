@@ -64,36 +64,30 @@ async fn read_loop(shared: Arc<Shared>, mut reader: ReadHalf<Stream>) {
 }
 
 /// Session to stream. A released session flushes its last bytes (the
-/// final `<ok/>`) and closes the stream; any other end drops it at once,
-/// even in the middle of a write to a peer that stopped reading.
+/// final `<ok/>`) and closes the stream, within the connect timeout from
+/// the end (a peer that stops reading must not keep the task and the
+/// socket for ever); any other end drops it at once, even in the middle of
+/// a write to a peer that stopped reading.
 async fn write_loop(shared: Arc<Shared>, mut writer: WriteHalf<Stream>) {
-    let mut aborted = pin!(shared.wait_flag(&shared.aborted));
+    let give_up = pin!(async {
+        shared.wait_flag(&shared.ended).await;
+        shared.runtime.sleep(shared.options.connect_timeout).await;
+    });
+    let aborted = pin!(shared.wait_flag(&shared.aborted));
+    let mut stop = select(aborted, give_up);
     loop {
-        let bytes = loop {
-            // Listen before looking, so a wake-up in between is not lost.
-            let wake = shared.output.listen();
-            let mut actions = Vec::new();
-            let (bytes, done) = {
-                let mut st = shared.lock();
-                let bytes = st.session().poll_transmit();
-                // poll_transmit can end a session (the last <ok/> left).
-                shared.route(&mut st, &mut actions);
-                let done = st.core.ended().is_some() || st.core.session().is_ended();
-                (bytes, done)
-            };
-            // Taking bytes made room: wake senders waiting for it (not
-            // the writer: that is this task).
-            shared.after(actions, false);
-            if bytes.is_some() || done {
-                break bytes;
-            }
-            wake.await;
-        };
-        let Some(bytes) = bytes else {
-            let _ = select(writer.close(), aborted.as_mut()).await;
+        // Listen before looking, so a wake-up in between is not lost.
+        let wake = shared.output.listen();
+        let (bytes, ended) = take_output(&shared);
+        if ended {
+            let _ = select(pin!(flush_last(&shared, &mut writer, bytes)), stop).await;
             return;
+        }
+        let Some(bytes) = bytes else {
+            wake.await;
+            continue;
         };
-        match select(writer.write_all(&bytes), aborted.as_mut()).await {
+        match select(writer.write_all(&bytes), &mut stop).await {
             Either::Left((Ok(()), _)) => {}
             Either::Left((Err(e), _)) => {
                 shared.finish(CloseReason::Lost(e.to_string()));
@@ -102,4 +96,35 @@ async fn write_loop(shared: Arc<Shared>, mut writer: WriteHalf<Stream>) {
             Either::Right(_) => return,
         }
     }
+}
+
+/// Takes the session's next output; true once the session has ended (the
+/// output then is the last there will be).
+fn take_output(shared: &Shared) -> (Option<bytes::Bytes>, bool) {
+    let mut actions = Vec::new();
+    let (bytes, done) = {
+        let mut st = shared.lock();
+        let bytes = st.session().poll_transmit();
+        // poll_transmit can end a session (the last <ok/> left).
+        shared.route(&mut st, &mut actions);
+        let done = st.core.ended().is_some() || st.core.session().is_ended();
+        (bytes, done)
+    };
+    // Taking bytes made room: wake senders waiting for it (not the writer:
+    // that is the caller).
+    shared.after(actions, false);
+    (bytes, done)
+}
+
+/// Writes `first` and whatever else an ended session still has (its final
+/// `<ok/>`), then closes the stream.
+async fn flush_last(shared: &Shared, writer: &mut WriteHalf<Stream>, first: Option<bytes::Bytes>) {
+    let mut next = first;
+    while let Some(bytes) = next {
+        if writer.write_all(&bytes).await.is_err() {
+            return;
+        }
+        next = take_output(shared).0;
+    }
+    let _ = writer.close().await;
 }

@@ -32,6 +32,7 @@ on_both_runtimes!(
     a_peer_that_stops_reading_bounds_our_memory,
     non_blocking_sends_report_a_full_queue_instead_of_waiting,
     non_blocking_replies_go_out_like_the_waiting_ones,
+    a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout,
     listener_shutdown_releases_sessions_and_completes_replies_in_flight,
     a_timed_out_request_leaves_its_late_reply_to_the_handler,
     shutdown_fails_pending_calls_promptly,
@@ -370,10 +371,21 @@ fn stalled_peer() -> (
     std::sync::mpsc::Sender<()>,
     std::thread::JoinHandle<()>,
 ) {
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let (addr, peer) = stalled_peer_then(move |_, _| {
+        let _ = stop_rx.recv_timeout(Duration::from_secs(60));
+    });
+    (addr, stop_tx, peer)
+}
+
+/// Like [`stalled_peer`], then runs `then` with the stream and the next
+/// seqno of the peer's channel 0.
+fn stalled_peer_then(
+    then: impl FnOnce(std::net::TcpStream, usize) + Send + 'static,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
     use std::io::Write;
     let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap();
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let peer = std::thread::spawn(move || {
         let (mut stream, _) = socket.accept().unwrap();
         stream.write_all(greeting_frame().as_bytes()).unwrap();
@@ -384,9 +396,81 @@ fn stalled_peer() -> (
         // Advertise a huge window so that only TCP stops the sender.
         reply += "SEQ 1 0 2147483647\r\n";
         stream.write_all(reply.as_bytes()).unwrap();
-        let _ = stop_rx.recv_timeout(Duration::from_secs(60));
+        then(stream, greeting_len + ok.len());
     });
-    (addr, stop_tx, peer)
+    (addr, peer)
+}
+
+async fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout(env: Env) {
+    use std::io::{Read, Write};
+    // The peer reads nothing, but answers our release blindly: we end
+    // `Released` with output still unwritten. The writer must give up
+    // after the connect timeout instead of holding its task and the
+    // socket for as long as the peer keeps them open.
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (got_tx, got_rx) = std::sync::mpsc::channel::<usize>();
+    let (addr, peer) = stalled_peer_then(move |mut stream, seqno| {
+        go_rx.recv().unwrap();
+        let ok = "Content-Type: application/beep+xml\r\n\r\n<ok />\r\n";
+        let reply = format!("RPY 0 1 . {seqno} {}\r\n{ok}END\r\n", ok.len());
+        stream.write_all(reply.as_bytes()).unwrap();
+        // Long after the timeout, take everything that comes.
+        std::thread::sleep(Duration::from_secs(3));
+        stream.set_read_timeout(Some(T)).unwrap();
+        let mut received = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            received += n;
+        }
+        got_tx.send(received).unwrap();
+    });
+    const CHUNK: usize = 256 << 10;
+    let options = Options {
+        max_queued_output: 1 << 20,
+        connect_timeout: Duration::from_secs(1),
+        config: Config {
+            max_frame_size: 1 << 20,
+            ..Config::default()
+        },
+        ..Options::default()
+    };
+    let conn = Connection::connect(addr, env.with(options)).await.unwrap();
+    let channel = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
+    let chunk = Message::new(vec![0u8; CHUNK]);
+    let mut sent = 0usize;
+    // Fill the kernel's buffers and then our queue.
+    loop {
+        match channel.try_send_msg(chunk.clone()) {
+            Ok(_) => sent += CHUNK,
+            Err(Error::QueueFull { .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+        env.sleep(Duration::from_millis(1)).await;
+    }
+    let before = conn.queued_output();
+    let closer = env.spawn({
+        let conn = conn.clone();
+        async move { conn.close().await }
+    });
+    // The close request is queued (the writer is stuck): the peer may answer.
+    while conn.queued_output() == before {
+        env.sleep(Duration::from_millis(1)).await;
+    }
+    go_tx.send(()).unwrap();
+    env.within(T, "close", closer).await.unwrap();
+    assert_eq!(conn.close_reason(), Some(CloseReason::Released));
+    let received = loop {
+        match got_rx.try_recv() {
+            Ok(received) => break received,
+            Err(std::sync::mpsc::TryRecvError::Empty) => env.sleep(Duration::from_millis(10)).await,
+            Err(e) => panic!("the peer died: {e}"),
+        }
+    };
+    assert!(
+        received < sent,
+        "the peer got all {received} octets: the writer waited for it instead of giving up"
+    );
+    peer.join().unwrap();
 }
 
 async fn a_peer_that_stops_reading_bounds_our_memory(env: Env) {

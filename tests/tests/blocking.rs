@@ -371,9 +371,20 @@ fn a_protocol_violation_closes_the_connection_with_the_reason() {
 /// A peer that greets, accepts a channel with a huge window (so only TCP
 /// stops the sender), then never reads again until told to go.
 fn stalled_peer() -> (SocketAddr, mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let (addr, peer) = stalled_peer_then(move |_, _| {
+        let _ = stop_rx.recv();
+    });
+    (addr, stop_tx, peer)
+}
+
+/// Like [`stalled_peer`], then runs `then` with the stream and the next
+/// seqno of the peer's channel 0.
+fn stalled_peer_then(
+    then: impl FnOnce(TcpStream, usize) + Send + 'static,
+) -> (SocketAddr, std::thread::JoinHandle<()>) {
     let socket = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let peer = std::thread::spawn(move || {
         let (mut stream, _) = socket.accept().unwrap();
         let greeting = "Content-Type: application/beep+xml\r\n\r\n<greeting><profile uri='http://example.org/beep/echo' /></greeting>\r\n";
@@ -385,9 +396,9 @@ fn stalled_peer() -> (SocketAddr, mpsc::Sender<()>, std::thread::JoinHandle<()>)
         // Advertise a huge window so that only TCP stops the sender.
         reply += "SEQ 1 0 2147483647\r\n";
         stream.write_all(reply.as_bytes()).unwrap();
-        let _ = stop_rx.recv();
+        then(stream, greeting.len() + ok.len());
     });
-    (addr, stop_tx, peer)
+    (addr, peer)
 }
 
 #[test]
@@ -860,4 +871,69 @@ fn non_blocking_replies_go_out_like_the_waiting_ones() {
     conn.close().unwrap();
     stop.shutdown();
     thread.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout() {
+    // The peer reads nothing, but answers our release blindly: we end
+    // `Released` with output still unwritten. The writer must give up
+    // after the connect timeout instead of holding its thread and the
+    // socket for as long as the peer keeps them open.
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (got_tx, got_rx) = mpsc::channel::<usize>();
+    let (addr, peer) = stalled_peer_then(move |mut stream, seqno| {
+        go_rx.recv().unwrap();
+        let ok = "Content-Type: application/beep+xml\r\n\r\n<ok />\r\n";
+        let reply = format!("RPY 0 1 . {seqno} {}\r\n{ok}END\r\n", ok.len());
+        stream.write_all(reply.as_bytes()).unwrap();
+        // Long after the timeout, take everything that comes.
+        std::thread::sleep(Duration::from_secs(3));
+        stream.set_read_timeout(Some(T)).unwrap();
+        let mut received = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            received += n;
+        }
+        got_tx.send(received).unwrap();
+    });
+    const LIMIT: usize = 1 << 20;
+    let options = Options {
+        max_queued_output: LIMIT,
+        connect_timeout: Duration::from_secs(1),
+        config: Config {
+            max_frame_size: 1 << 20,
+            ..Config::default()
+        },
+    };
+    let conn = Connection::connect(addr, options).unwrap();
+    let channel = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    let chunk = Message::new(vec![0u8; 256 << 10]);
+    let mut sent = 0usize;
+    // Fill the kernel's buffers and then our queue.
+    loop {
+        match channel.try_send_msg(chunk.clone()) {
+            Ok(_) => sent += 256 << 10,
+            Err(Error::QueueFull { .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let before = conn.queued_output();
+    let closer = std::thread::spawn({
+        let conn = conn.clone();
+        move || conn.close()
+    });
+    // The close request is queued (the writer is stuck): the peer may answer.
+    while conn.queued_output() == before {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    go_tx.send(()).unwrap();
+    closer.join().unwrap().unwrap();
+    assert_eq!(conn.close_reason(), Some(CloseReason::Released));
+    let received = got_rx.recv_timeout(T * 2).expect("the peer saw the end");
+    assert!(
+        received < sent,
+        "the peer got all {received} octets: the writer waited for it instead of giving up"
+    );
+    peer.join().unwrap();
 }
