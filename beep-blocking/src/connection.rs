@@ -141,9 +141,43 @@ pub(crate) struct Shared {
 /// conn.close()?;
 /// # Ok::<(), beep_blocking::Error>(())
 /// ```
+///
+/// A connection made by [`Connection::connect`] lives while the application
+/// holds a handle to it (this, a clone, a [`Channel`] or a pool opened
+/// on it): when the last one is dropped, the session is released in the
+/// background (and shut down if the peer refuses or does not answer within
+/// the connect timeout). Handles that handlers receive do not keep it
+/// alive, and a handler closure that captures one keeps it alive for ever:
+/// use the `&Channel` the handler is given instead.
 #[derive(Clone)]
 pub struct Connection {
     pub(crate) shared: Arc<Shared>,
+    /// Set in the application's handles (see above).
+    _owner: Option<Arc<Owner>>,
+}
+
+/// The application's stake in a connection it made.
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let conn = Connection::internal(self.0.clone());
+        if !conn.is_ok() {
+            return;
+        }
+        // A release waits for the peer; never in the dropping thread.
+        let releaser = conn.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("beep-release {}", conn.peer_addr()))
+            .spawn(move || {
+                if releaser.close().is_err() {
+                    releaser.shutdown();
+                }
+            });
+        if spawned.is_err() {
+            conn.shutdown();
+        }
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -155,6 +189,15 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
+    /// A handle for the driver's own threads: it does not keep the
+    /// connection alive.
+    pub(crate) fn internal(shared: Arc<Shared>) -> Self {
+        Connection {
+            shared,
+            _owner: None,
+        }
+    }
+
     /// Connects to a BEEP listener (IPv4 or IPv6; each resolved address is
     /// tried in turn within the connect timeout) and waits for its greeting.
     ///
@@ -230,7 +273,12 @@ impl Connection {
             actions,
         });
         io::spawn(&shared, stream, inbox)?;
-        Ok(Connection { shared })
+        // The listener owns the connections it accepts.
+        let owner = (role == Role::Initiator).then(|| Arc::new(Owner(shared.clone())));
+        Ok(Connection {
+            shared,
+            _owner: owner,
+        })
     }
 
     fn wait_greeting(&self) -> Result<(), Error> {

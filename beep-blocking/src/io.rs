@@ -122,9 +122,7 @@ fn write_loop(shared: &Arc<Shared>) {
 
 /// Application code: start, message and close handlers, and callbacks.
 fn dispatch_loop(shared: &Arc<Shared>, inbox: Receiver<Action>) {
-    let conn = Connection {
-        shared: shared.clone(),
-    };
+    let conn = Connection::internal(shared.clone());
     while let Ok(first) = inbox.recv() {
         // Everything already queued runs as one batch, so the replies to a
         // burst of messages leave in few socket writes.

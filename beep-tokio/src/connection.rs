@@ -31,9 +31,38 @@ use crate::shared::{Notify, Shared};
 /// conn.close().await?;
 /// # Ok(()) }
 /// ```
+///
+/// A connection made by [`Connection::connect`], `connect_transport` or
+/// `accept_transport` lives while the application holds a handle to it
+/// (this, a clone, a [`Channel`](crate::Channel) or a pool opened on it):
+/// when the last one is dropped, the session is released in a background
+/// task (and shut down if the peer refuses or does not answer within the
+/// connect timeout). Handles that handlers receive do not keep it alive,
+/// and a handler closure that captures one keeps it alive for ever: use the
+/// `Channel` the handler is given instead.
 #[derive(Clone)]
 pub struct Connection {
     pub(crate) shared: Arc<Shared>,
+    /// Set in the application's handles (see above).
+    _owner: Option<Arc<Owner>>,
+}
+
+/// The application's stake in a connection it made.
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let conn = Connection::internal(self.0.clone());
+        if !conn.is_ok() {
+            return;
+        }
+        let runtime = conn.shared.runtime.clone();
+        runtime.spawn(Box::pin(async move {
+            if conn.close().await.is_err() {
+                conn.shutdown();
+            }
+        }));
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -45,6 +74,24 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
+    /// A handle for the driver's own tasks: it does not keep the
+    /// connection alive.
+    pub(crate) fn internal(shared: Arc<Shared>) -> Self {
+        Connection {
+            shared,
+            _owner: None,
+        }
+    }
+
+    /// This handle, keeping the connection alive (see [`Connection`]).
+    fn owned(self) -> Self {
+        let owner = Some(Arc::new(Owner(self.shared.clone())));
+        Connection {
+            shared: self.shared,
+            _owner: owner,
+        }
+    }
+
     /// Connects to a BEEP listener (IPv4 or IPv6; each resolved address is
     /// tried in turn, each within the connect timeout) and waits for its
     /// greeting.
@@ -70,7 +117,8 @@ impl Connection {
                         Registry::new(),
                         options.clone(),
                         runtime.clone(),
-                    );
+                    )
+                    .owned();
                     conn.wait_greeting().await?;
                     return Ok(conn);
                 }
@@ -105,7 +153,8 @@ impl Connection {
             Registry::new(),
             options,
             runtime,
-        );
+        )
+        .owned();
         conn.wait_greeting().await?;
         Ok(conn)
     }
@@ -130,14 +179,15 @@ impl Connection {
     ) -> Result<Connection, Error> {
         options.config.validate()?;
         let runtime = options.resolve_runtime()?;
-        Ok(Self::start(
+        let conn = Self::start(
             Box::new(stream),
             None,
             Role::Listener,
             registry,
             options,
             runtime,
-        ))
+        );
+        Ok(conn.owned())
     }
 
     /// Serves a connection accepted by a [`Listener`](crate::Listener).
@@ -181,7 +231,7 @@ impl Connection {
             session, peer, registry, options, runtime, actions,
         ));
         io::spawn(&shared, stream, inbox);
-        Connection { shared }
+        Connection::internal(shared)
     }
 
     async fn wait_greeting(&self) -> Result<(), Error> {

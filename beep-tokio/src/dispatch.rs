@@ -15,7 +15,7 @@ use crate::connection::Connection;
 use crate::shared::{Action, ChannelHandlers, Shared};
 
 pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Action>) {
-    let conn = Connection { shared };
+    let conn = Connection::internal(shared);
     while let Some(action) = inbox.next().await {
         match action {
             Action::Exit => return,

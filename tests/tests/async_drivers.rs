@@ -33,6 +33,7 @@ on_both_runtimes!(
     non_blocking_sends_report_a_full_queue_instead_of_waiting,
     non_blocking_replies_go_out_like_the_waiting_ones,
     a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout,
+    dropping_every_handle_releases_the_connection,
     listener_shutdown_releases_sessions_and_completes_replies_in_flight,
     a_timed_out_request_leaves_its_late_reply_to_the_handler,
     shutdown_fails_pending_calls_promptly,
@@ -836,4 +837,25 @@ async fn a_cancelled_pool_opening_gives_its_slot_back(env: Env) {
     conn.shutdown();
     drop(done);
     peer.join().unwrap();
+}
+
+async fn dropping_every_handle_releases_the_connection(env: Env) {
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
+    let (tx, mut rx) = mpsc::unbounded();
+    conn.on_close(move |reason| {
+        let _ = tx.unbounded_send(reason.clone());
+    });
+    // A channel is a handle too: the connection lives on through it.
+    drop(conn);
+    let reply = echo.request(Message::new("still"), T).await.unwrap();
+    assert_eq!(body(reply), b"still");
+    assert!(rx.try_recv().is_err(), "closed while a channel was held");
+    drop(echo);
+    let reason = env.within(T, "on_close", rx.next()).await;
+    assert_eq!(reason, Some(CloseReason::Released));
+    server.stop(&env).await;
 }

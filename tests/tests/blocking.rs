@@ -937,3 +937,23 @@ fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout() {
     );
     peer.join().unwrap();
 }
+
+#[test]
+fn dropping_every_handle_releases_the_connection() {
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    let (tx, rx) = mpsc::channel();
+    conn.on_close(move |reason| {
+        let _ = tx.send(reason.clone());
+    });
+    // A channel is a handle too: the connection lives on through it.
+    drop(conn);
+    assert_eq!(
+        body(echo.request(Message::new("still"), T).unwrap()),
+        b"still"
+    );
+    assert!(rx.try_recv().is_err(), "closed while a channel was held");
+    drop(echo);
+    assert_eq!(rx.recv_timeout(T).unwrap(), CloseReason::Released);
+}
