@@ -1,7 +1,9 @@
 //! Loopback benchmarks of beep-blocking beside raw TCP in the same run.
 //!
 //! Run: `cargo bench -p beep-blocking --bench loopback` (add `-- --seconds
-//! N` to change the time per row). Prints one table:
+//! N` for the time of each measurement, 1 by default, and `--rounds R` for
+//! how often raw TCP and beep alternate on each row, 3 by default; `--only TEXT`
+//! runs the rows whose label contains TEXT). Prints one table of medians:
 //!
 //! * ping-pong: 100-byte request, echoed, one at a time (round trips/s);
 //! * pipelined: 100-byte messages echoed with many in flight (messages/s);
@@ -24,11 +26,8 @@ const SMALL: usize = 100;
 const BULK: usize = 64 << 10;
 
 fn main() {
-    let seconds = std::env::args()
-        .skip_while(|a| a != "--seconds")
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+    let seconds = arg("--seconds").unwrap_or(1.0);
+    let rounds = arg("--rounds").map_or(3, |r: f64| r.max(1.0) as usize);
     let run = Duration::from_secs_f64(seconds);
     let tuned = Options {
         config: Config {
@@ -40,28 +39,72 @@ fn main() {
     };
     let default = Options::default();
 
-    println!("| benchmark | raw TCP | beep-blocking | ratio |");
+    println!(
+        "| benchmark | raw TCP | beep-blocking | ratio (median, range over {rounds} rounds) |"
+    );
     println!("|---|---|---|---|");
-    let raw = raw_pingpong(run);
-    let beep = beep_pingpong(&default, run);
-    row("ping-pong 100 B (round trips/s)", raw, beep, 0);
-    let raw = raw_pipelined(run);
-    let beep = beep_pipelined(&tuned, run);
-    row("pipelined 100 B (messages/s)", raw, beep, 0);
-    let raw = raw_bulk(run);
+    // Raw and beep alternate, so a slow stretch of the machine hits both.
+    let measure = |label: &str, raw: &dyn Fn() -> f64, beep: &dyn Fn() -> f64| {
+        if !selected(label) {
+            return;
+        }
+        let (raws, beeps): (Vec<f64>, Vec<f64>) = (0..rounds).map(|_| (raw(), beep())).unzip();
+        row(label, &raws, &beeps);
+    };
+    measure(
+        "ping-pong 100 B (round trips/s)",
+        &|| raw_pingpong(run),
+        &|| beep_pingpong(&default, run),
+    );
+    measure(
+        "pipelined 100 B (messages/s)",
+        &|| raw_pipelined(run),
+        &|| beep_pipelined(&tuned, run),
+    );
     for (label, options, channels) in [
         ("bulk 64 KiB, 1 channel, 1 MiB window (MiB/s)", &tuned, 1),
         ("bulk 64 KiB, 8 channels, 1 MiB window (MiB/s)", &tuned, 8),
         ("bulk 64 KiB, 1 channel, defaults (MiB/s)", &default, 1),
         ("bulk 64 KiB, 8 channels, defaults (MiB/s)", &default, 8),
     ] {
-        let beep = beep_bulk(options, channels, run);
-        row(label, raw, beep, 0);
+        measure(label, &|| raw_bulk(run), &|| {
+            beep_bulk(options, channels, run)
+        });
     }
 }
 
-fn row(label: &str, raw: f64, beep: f64, _precision: usize) {
-    println!("| {label} | {raw:.0} | {beep:.0} | {:.2}x |", beep / raw);
+/// True unless `--only TEXT` names rows that `label` is not one of.
+fn selected(label: &str) -> bool {
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
+    only.is_none_or(|text| label.contains(&text))
+}
+
+/// The number after `name` on the command line.
+fn arg(name: &str) -> Option<f64> {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+}
+
+/// Prints medians and the median ratio with its range over the rounds.
+fn row(label: &str, raws: &[f64], beeps: &[f64]) {
+    let ratios: Vec<f64> = raws.iter().zip(beeps).map(|(r, b)| b / r).collect();
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+    println!(
+        "| {label} | {:.0} | {:.0} | {:.2}x ({lo:.2}-{hi:.2}) |",
+        median(raws),
+        median(beeps),
+        median(&ratios)
+    );
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
 }
 
 /// A raw TCP echo server answering fixed-size messages.

@@ -1,7 +1,9 @@
 //! Loopback benchmarks of beep-tokio beside raw tokio TCP in the same run.
 //!
 //! Run: `cargo bench -p beep-tokio --bench loopback` (add `-- --seconds N`
-//! to change the time per row). Prints one table:
+//! for the time of each measurement, 1 by default, and `--rounds R` for how
+//! often raw TCP and beep alternate on each row, 3 by default; `--only TEXT` runs
+//! the rows whose label contains TEXT). Prints one table of medians:
 //!
 //! * ping-pong: 100-byte request, echoed, one at a time (round trips/s);
 //! * pipelined: 100-byte messages echoed with up to 4096 in flight
@@ -25,11 +27,8 @@ const SMALL: usize = 100;
 const BULK: usize = 64 << 10;
 
 fn main() {
-    let seconds = std::env::args()
-        .skip_while(|a| a != "--seconds")
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+    let seconds = arg("--seconds").unwrap_or(1.0);
+    let rounds = arg("--rounds").map_or(3, |r: f64| r.max(1.0) as usize);
     let run = Duration::from_secs_f64(seconds);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -44,27 +43,72 @@ fn main() {
             },
             ..Options::default()
         };
-        println!("| benchmark | raw TCP (tokio) | beep-tokio | ratio |");
+        println!(
+            "| benchmark | raw TCP (tokio) | beep-tokio | ratio (median, range over {rounds} rounds) |"
+        );
         println!("|---|---|---|---|");
-        let raw = raw_pingpong(run).await;
-        let beep = beep_pingpong(&Options::default(), run).await;
-        row("ping-pong 100 B (round trips/s)", raw, beep);
-        let raw = raw_pipelined(run).await;
-        let beep = beep_pipelined(&tuned, run).await;
-        row("pipelined 100 B (messages/s)", raw, beep);
-        let raw = raw_bulk(run).await;
+        // Raw and beep alternate, so a slow stretch of the machine hits both.
+        let (mut raws, mut beeps) = (Vec::new(), Vec::new());
+        for _ in 0..rounds * usize::from(selected("ping-pong")) {
+            raws.push(raw_pingpong(run).await);
+            beeps.push(beep_pingpong(&Options::default(), run).await);
+        }
+        row("ping-pong 100 B (round trips/s)", &raws, &beeps);
+        let (mut raws, mut beeps) = (Vec::new(), Vec::new());
+        for _ in 0..rounds * usize::from(selected("pipelined")) {
+            raws.push(raw_pipelined(run).await);
+            beeps.push(beep_pipelined(&tuned, run).await);
+        }
+        row("pipelined 100 B (messages/s)", &raws, &beeps);
         for (label, channels) in [
             ("bulk 64 KiB, 1 channel, 1 MiB window (MiB/s)", 1),
             ("bulk 64 KiB, 8 channels, 1 MiB window (MiB/s)", 8),
         ] {
-            let beep = beep_bulk(&tuned, channels, run).await;
-            row(label, raw, beep);
+            let (mut raws, mut beeps) = (Vec::new(), Vec::new());
+            for _ in 0..rounds * usize::from(selected(label)) {
+                raws.push(raw_bulk(run).await);
+                beeps.push(beep_bulk(&tuned, channels, run).await);
+            }
+            row(label, &raws, &beeps);
         }
     });
 }
 
-fn row(label: &str, raw: f64, beep: f64) {
-    println!("| {label} | {raw:.0} | {beep:.0} | {:.2}x |", beep / raw);
+/// True unless `--only TEXT` names rows that `label` is not one of.
+fn selected(label: &str) -> bool {
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
+    only.is_none_or(|text| label.contains(&text))
+}
+
+/// The number after `name` on the command line.
+fn arg(name: &str) -> Option<f64> {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+}
+
+/// Prints medians and the median ratio with its range over the rounds.
+fn row(label: &str, raws: &[f64], beeps: &[f64]) {
+    if raws.is_empty() {
+        return;
+    }
+    let ratios: Vec<f64> = raws.iter().zip(beeps).map(|(r, b)| b / r).collect();
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+    println!(
+        "| {label} | {:.0} | {:.0} | {:.2}x ({lo:.2}-{hi:.2}) |",
+        median(raws),
+        median(beeps),
+        median(&ratios)
+    );
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
 }
 
 async fn raw_echo_server() -> std::net::SocketAddr {
