@@ -12,20 +12,31 @@ use futures_util::{FutureExt, StreamExt};
 
 use crate::channel::Channel;
 use crate::connection::Connection;
-use crate::shared::{Action, ChannelHandlers, Shared};
+use crate::shared::{Action, ChannelHandlers, Shared, cork};
 
 pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Action>) {
     let conn = Connection::internal(shared);
-    while let Some(action) = inbox.next().await {
-        match action {
-            Action::Exit => return,
-            Action::Run(f) => {
-                let _ = catch_unwind(AssertUnwindSafe(f));
+    while let Some(first) = inbox.next().await {
+        // Everything already queued runs as one batch whose writer
+        // wake-ups are held (see `cork`) and released when it ends.
+        let mut next = Some(first);
+        while let Some(action) = next {
+            cork::begin(&conn.shared);
+            match action {
+                Action::Exit => {
+                    cork::release(&conn.shared);
+                    return;
+                }
+                Action::Run(f) => {
+                    let _ = catch_unwind(AssertUnwindSafe(f));
+                }
+                Action::Start(request) => on_start(&conn, request),
+                Action::Message(m) => on_message(&conn, m).await,
+                Action::CloseRequested(channel) => on_close_requested(&conn, channel),
             }
-            Action::Start(request) => on_start(&conn, request),
-            Action::Message(m) => on_message(&conn, m).await,
-            Action::CloseRequested(channel) => on_close_requested(&conn, channel),
+            next = inbox.try_recv().ok();
         }
+        cork::release(&conn.shared);
     }
 }
 
@@ -71,10 +82,24 @@ async fn on_message(conn: &Connection, m: IncomingMessage) {
         Some(handler) => {
             let channel = Channel::new(conn.clone(), done.channel);
             match catch_unwind(AssertUnwindSafe(|| handler(channel, m))) {
-                Ok(future) => match AssertUnwindSafe(future).catch_unwind().await {
-                    Ok(()) => Handled::Ran,
-                    Err(_) => Handled::Failed,
-                },
+                Ok(future) => {
+                    let mut future = std::pin::pin!(AssertUnwindSafe(future).catch_unwind());
+                    // Held wake-ups go out before the handler waits: what
+                    // it waits for may depend on them.
+                    let shared = &conn.shared;
+                    let handled = std::future::poll_fn(|cx| {
+                        cork::begin(shared);
+                        let poll = future.as_mut().poll(cx);
+                        if poll.is_pending() {
+                            cork::release(shared);
+                        }
+                        poll
+                    });
+                    match handled.await {
+                        Ok(()) => Handled::Ran,
+                        Err(_) => Handled::Failed,
+                    }
+                }
                 Err(_) => Handled::Failed,
             }
         }

@@ -76,17 +76,21 @@ async fn write_loop(shared: Arc<Shared>, mut writer: WriteHalf<Stream>) {
     let aborted = pin!(shared.wait_flag(&shared.aborted));
     let mut stop = select(aborted, give_up);
     loop {
-        // Listen before looking, so a wake-up in between is not lost.
-        let wake = shared.output.listen();
-        let (bytes, ended) = take_output(&shared);
+        let (mut bytes, mut ended) = take_output(&shared);
+        if bytes.is_none() && !ended {
+            // Listen, then look again, so a wake-up in between is not lost.
+            let wake = shared.output.listen();
+            (bytes, ended) = take_output(&shared);
+            if bytes.is_none() && !ended {
+                wake.await;
+                continue;
+            }
+        }
         if ended {
             let _ = select(pin!(flush_last(&shared, &mut writer, bytes)), stop).await;
             return;
         }
-        let Some(bytes) = bytes else {
-            wake.await;
-            continue;
-        };
+        let Some(bytes) = bytes else { continue };
         match select(writer.write_all(&bytes), &mut stop).await {
             Either::Left((Ok(()), _)) => {}
             Either::Left((Err(e), _)) => {

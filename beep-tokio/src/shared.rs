@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     pub(crate) aborted: AtomicBool,
     /// Notified when `ended` or `aborted` is set.
     stopped: Event,
+    /// A writer wake-up held back by [`cork`].
+    output_held: AtomicBool,
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) registry: Registry,
     pub(crate) options: Options,
@@ -115,6 +117,7 @@ impl Shared {
             ended: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
             stopped: Event::new(),
+            output_held: AtomicBool::new(false),
             peer,
             registry,
             options,
@@ -194,16 +197,16 @@ impl Shared {
         })
     }
 
-    /// Waits until `done` holds for the state. The listener is registered
-    /// before each check, so a change between check and wait is not lost.
+    /// Waits until `done` holds for the state. A listener is registered
+    /// before each check that may wait, so a change between check and wait
+    /// is not lost; the common case (ready at once) registers none.
     pub(crate) async fn wait_until(&self, done: impl Fn(&State) -> bool) {
+        if done(&self.lock()) {
+            return;
+        }
         loop {
             let listener = self.changed.listen();
-            let ready = {
-                let st = self.lock();
-                done(&st)
-            };
-            if ready {
+            if done(&self.lock()) {
                 return;
             }
             listener.await;
@@ -243,7 +246,11 @@ impl Shared {
     /// actions to the dispatcher.
     pub(crate) fn after(&self, actions: Vec<Action>, transmit: bool) {
         if transmit {
-            self.output.notify(usize::MAX);
+            if cork::holds(self) {
+                self.output_held.store(true, Ordering::Relaxed);
+            } else {
+                self.output.notify(usize::MAX);
+            }
         }
         self.changed.notify(usize::MAX);
         if self.ended.load(Ordering::Acquire) {
@@ -329,5 +336,43 @@ impl Shared {
         self.aborted.store(true, Ordering::Release);
         self.stopped.notify(usize::MAX);
         self.output.notify(usize::MAX);
+    }
+}
+
+/// Writer wake-ups held back while the dispatcher runs handlers that do
+/// not yield, so the replies to a burst of messages leave in one write
+/// instead of waking the writer once each. Held only between two awaits of
+/// the dispatcher on one thread: whatever may wait (the next action, a
+/// handler that returns `Pending`) releases first, because the peer may be
+/// waiting for those bytes.
+pub(crate) mod cork {
+    use std::cell::Cell;
+    use std::sync::atomic::Ordering;
+
+    use super::Shared;
+
+    thread_local! {
+        /// The connection whose dispatcher is running on this thread.
+        static CORKED: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
+    }
+
+    /// From now on, this thread's writes to `shared` hold the wake-up.
+    pub(crate) fn begin(shared: &Shared) {
+        CORKED.set(shared);
+    }
+
+    /// True if the calling thread holds wake-ups for `shared`.
+    pub(crate) fn holds(shared: &Shared) -> bool {
+        std::ptr::eq(CORKED.get(), shared)
+    }
+
+    /// Stops holding and wakes the writer if a wake-up was held.
+    pub(crate) fn release(shared: &Shared) {
+        if holds(shared) {
+            CORKED.set(std::ptr::null());
+        }
+        if shared.output_held.swap(false, Ordering::Relaxed) {
+            shared.output.notify(usize::MAX);
+        }
     }
 }

@@ -34,6 +34,7 @@ on_both_runtimes!(
     non_blocking_replies_go_out_like_the_waiting_ones,
     a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout,
     dropping_every_handle_releases_the_connection,
+    a_handler_that_waits_after_replying_does_not_hold_its_reply_back,
     listener_shutdown_releases_sessions_and_completes_replies_in_flight,
     a_timed_out_request_leaves_its_late_reply_to_the_handler,
     shutdown_fails_pending_calls_promptly,
@@ -858,4 +859,49 @@ async fn dropping_every_handle_releases_the_connection(env: Env) {
     let reason = env.within(T, "on_close", rx.next()).await;
     assert_eq!(reason, Some(CloseReason::Released));
     server.stop(&env).await;
+}
+
+async fn a_handler_that_waits_after_replying_does_not_hold_its_reply_back(env: Env) {
+    // The handler replies, then waits until the client has that reply.
+    // Replies of a burst of handlers are batched; the batch must go out
+    // when a handler waits, or both sides wait for ever.
+    const REPLY_THEN_WAIT: &str = "http://example.org/beep/reply-then-wait";
+    let (seen_tx, seen_rx) = oneshot::channel::<()>();
+    let seen = Arc::new(std::sync::Mutex::new(Some(seen_rx)));
+    let mut registry = Registry::new();
+    registry.register(
+        REPLY_THEN_WAIT,
+        beep_tokio::ProfileHandler::new(move |channel, m| {
+            let seen = seen.lock().unwrap().take();
+            async move {
+                channel.reply_rpy(m.msgno, m.message).await.unwrap();
+                if let Some(seen) = seen {
+                    let _ = seen.await;
+                }
+            }
+        }),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, env.options())
+        .await
+        .unwrap();
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let served = env.spawn(listener.serve());
+    let conn = Connection::connect(addr, env.options()).await.unwrap();
+    let channel = conn
+        .open_channel(Profile::new(REPLY_THEN_WAIT), None)
+        .await
+        .unwrap();
+    let first = channel.request(Message::new("first"), T).await;
+    assert_eq!(
+        body(first.expect("the reply left before the handler waited")),
+        b"first"
+    );
+    seen_tx.send(()).unwrap();
+    // Handlers run one at a time: this answer means the first one ended.
+    let second = channel.request(Message::new("second"), T).await.unwrap();
+    assert_eq!(body(second), b"second");
+    conn.close().await.unwrap();
+    stop.shutdown();
+    env.within(T, "serve", served).await.unwrap();
 }
