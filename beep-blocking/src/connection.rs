@@ -447,6 +447,28 @@ impl Connection {
         cork::batch(f)
     }
 
+    /// Writes what this thread holds back: the output of a
+    /// [`Connection::batch`] so far, or of the handlers of a burst of
+    /// messages (see [`ProfileHandler::new`](crate::ProfileHandler::new)).
+    /// Calls of this crate that wait do this themselves; call it before
+    /// blocking on anything else that needs the peer to have read it.
+    ///
+    /// ```no_run
+    /// use beep_blocking::ProfileHandler;
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let rx = std::sync::Mutex::new(rx);
+    /// let handler = ProfileHandler::new(move |channel, m| {
+    ///     let _ = channel.reply_rpy(m.msgno, m.message);
+    ///     // Another thread signals once the peer has reacted to the reply.
+    ///     channel.connection().flush();
+    ///     let _ = rx.lock().unwrap().recv();
+    /// });
+    /// # drop((handler, tx));
+    /// ```
+    pub fn flush(&self) {
+        cork::release_held();
+    }
+
     /// Ends the connection at once, without a release handshake.
     pub fn shutdown(&self) {
         self.shared.finish(CloseReason::Shutdown);

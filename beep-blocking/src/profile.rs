@@ -37,6 +37,13 @@ impl ProfileHandler {
     /// A profile whose messages go to `on_message` (MSGs to answer, and
     /// replies nobody waits for).
     ///
+    /// Handlers of a connection run one at a time, and what the handlers
+    /// of one burst of messages send is written in one go when the burst
+    /// is done, or earlier when a handler waits in a call of this crate. A
+    /// handler that blocks on something else (its own channel or lock)
+    /// until the peer has seen what it sent calls
+    /// [`Connection::flush`](crate::Connection::flush) first.
+    ///
     /// ```
     /// let sink = beep_blocking::ProfileHandler::new(|channel, m| {
     ///     let _ = channel.reply_rpy(m.msgno, beep_proto::Message::default());

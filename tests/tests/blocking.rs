@@ -957,3 +957,45 @@ fn dropping_every_handle_releases_the_connection() {
     drop(echo);
     assert_eq!(rx.recv_timeout(T).unwrap(), CloseReason::Released);
 }
+
+#[test]
+fn a_handler_that_flushes_before_blocking_does_not_hold_its_reply_back() {
+    // The handler replies, then blocks on a channel of its own until the
+    // client has that reply: the batch holding the reply must go out
+    // first, which `flush` does.
+    const REPLY_THEN_WAIT: &str = "http://example.org/beep/reply-then-wait";
+    let (seen_tx, seen_rx) = mpsc::channel::<()>();
+    let seen_rx = Mutex::new(seen_rx);
+    let mut registry = Registry::new();
+    registry.register(
+        REPLY_THEN_WAIT,
+        ProfileHandler::new(move |channel, m| {
+            channel.reply_rpy(m.msgno, m.message).unwrap();
+            channel.connection().flush();
+            let _ = seen_rx.lock().unwrap().recv_timeout(T);
+        }),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, Options::default()).unwrap();
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let thread = std::thread::spawn(move || listener.serve());
+    let conn = Connection::connect(addr, Options::default()).unwrap();
+    let channel = conn
+        .open_channel(Profile::new(REPLY_THEN_WAIT), None)
+        .unwrap();
+    let first = channel.request(Message::new("first"), Duration::from_secs(5));
+    assert_eq!(
+        body(first.expect("the reply left before the handler blocked")),
+        b"first"
+    );
+    seen_tx.send(()).unwrap();
+    seen_tx.send(()).unwrap();
+    // Handlers run one at a time: this answer means the first one ended.
+    assert_eq!(
+        body(channel.request(Message::new("second"), T).unwrap()),
+        b"second"
+    );
+    conn.close().unwrap();
+    stop.shutdown();
+    thread.join().unwrap().unwrap();
+}
