@@ -1,13 +1,14 @@
 //! A channel of a connection: requests, replies, handler, close.
 
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::time::Duration;
 
-use beep_proto::dispatch::{Done, Reply};
+use beep_proto::dispatch::{Done, HandlerResult, Reply};
 use beep_proto::{IncomingMessage, Message};
 
 use crate::connection::{ChannelHandlers, Connection, Notify, wait};
 use crate::error::{CloseReason, Error};
+use crate::profile::message_handler;
 
 /// A channel (PyVortex `Channel`): cheap to clone, usable from any thread.
 ///
@@ -209,16 +210,16 @@ impl Channel {
 
     /// Sets the handler for MSGs and for replies nobody waits for
     /// (PyVortex `set_frame_received`).
-    pub fn set_message_handler(
+    pub fn set_message_handler<R: HandlerResult>(
         &self,
-        handler: impl Fn(&Channel, IncomingMessage) + Send + Sync + 'static,
+        handler: impl Fn(&Channel, IncomingMessage) -> R + Send + Sync + 'static,
     ) {
         let mut st = self.conn.shared.lock();
         let entry = st.channels.entry(self.number).or_insert(ChannelHandlers {
             message: None,
             close: None,
         });
-        let previous = entry.message.replace(Arc::new(handler));
+        let previous = entry.message.replace(message_handler(handler));
         // The old closure is dropped after the lock: its drop may call back in.
         drop(st);
         drop(previous);

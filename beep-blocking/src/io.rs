@@ -211,10 +211,7 @@ fn on_message(conn: &Connection, m: IncomingMessage) {
     let handled = match handler {
         Some(handler) => {
             let channel = Channel::new(conn.clone(), done.channel);
-            match catch_unwind(AssertUnwindSafe(|| handler(&channel, m))) {
-                Ok(()) => Handled::Ran,
-                Err(_) => Handled::Failed,
-            }
+            catch_unwind(AssertUnwindSafe(|| handler(&channel, m))).unwrap_or(Handled::Failed)
         }
         None => Handled::NoHandler,
     };

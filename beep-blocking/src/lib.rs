@@ -41,7 +41,7 @@ pub use listener::{Listener, ShutdownHandle};
 pub use pool::{ChannelPool, PooledChannel};
 pub use profile::{ProfileHandler, Registry, StartDecision};
 
-pub use beep_proto::dispatch::Reply;
+pub use beep_proto::dispatch::{HandlerResult, Reply};
 
 /// Compiles and runs the README's examples as doc tests, so they cannot rot.
 #[doc = include_str!("../../README.md")]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use beep_proto::dispatch::Profiles;
+use beep_proto::dispatch::{Handled, HandlerResult, Profiles};
 use beep_proto::xml::Profile;
 use beep_proto::{IncomingMessage, StartRequest};
 
@@ -13,7 +13,14 @@ pub use beep_proto::dispatch::StartDecision;
 
 pub(crate) use beep_proto::dispatch::StartHandler;
 pub(crate) type CloseHandler = dyn Fn(&Channel) -> bool + Send + Sync;
-pub(crate) type MessageHandler = dyn Fn(&Channel, IncomingMessage) + Send + Sync;
+pub(crate) type MessageHandler = dyn Fn(&Channel, IncomingMessage) -> Handled + Send + Sync;
+
+/// Erases what a message handler returns (`()` or a `Result`).
+pub(crate) fn message_handler<R: HandlerResult>(
+    f: impl Fn(&Channel, IncomingMessage) -> R + Send + Sync + 'static,
+) -> Arc<MessageHandler> {
+    Arc::new(move |channel, message| f(channel, message).into_handled())
+}
 
 /// What to do for one profile: a message handler (required) and optional
 /// start and close handlers (default: accept).
@@ -37,6 +44,24 @@ impl ProfileHandler {
     /// A profile whose messages go to `on_message` (MSGs to answer, and
     /// replies nobody waits for).
     ///
+    /// The handler returns `()` or a `Result<(), E: Display>`: an error
+    /// answers a MSG the handler left unanswered with an ERR carrying the
+    /// error's text (so write errors meant for the peer), and the channel
+    /// stays open. A panic also gets the MSG an ERR, and closes the
+    /// channel.
+    ///
+    /// ```
+    /// use beep_blocking::{Error, ProfileHandler};
+    /// use beep_proto::Message;
+    /// let lookup = ProfileHandler::new(|channel, m| -> Result<(), String> {
+    ///     let key = std::str::from_utf8(m.message.body()).map_err(|_| "keys are UTF-8")?;
+    ///     channel
+    ///         .reply_rpy(m.msgno, Message::new(format!("value of {key}")))
+    ///         .map_err(|e: Error| e.to_string())
+    /// });
+    /// # let _ = lookup;
+    /// ```
+    ///
     /// Handlers of a connection run one at a time, and what the handlers
     /// of one burst of messages send is written in one go when the burst
     /// is done, or earlier when a handler waits in a call of this crate. A
@@ -50,11 +75,13 @@ impl ProfileHandler {
     /// });
     /// # let _ = sink;
     /// ```
-    pub fn new(on_message: impl Fn(&Channel, IncomingMessage) + Send + Sync + 'static) -> Self {
+    pub fn new<R: HandlerResult>(
+        on_message: impl Fn(&Channel, IncomingMessage) -> R + Send + Sync + 'static,
+    ) -> Self {
         ProfileHandler {
             start: None,
             close: None,
-            message: Arc::new(on_message),
+            message: message_handler(on_message),
         }
     }
 

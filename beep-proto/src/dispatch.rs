@@ -10,7 +10,7 @@ mod pool;
 use std::collections::HashMap;
 
 pub use self::core::{
-    Core, Done, EndReason, Failure, Handled, MessageDone, Outcome, StartDecision,
+    Core, Done, EndReason, Failure, Handled, HandlerResult, MessageDone, Outcome, StartDecision,
 };
 pub use self::error::Error;
 pub use self::pool::{PoolState, Take};

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use beep_proto::dispatch::{Done, Reply};
+use beep_proto::dispatch::{Done, HandlerResult, Reply};
 use beep_proto::{IncomingMessage, Message};
 use futures_channel::oneshot;
 
@@ -314,7 +314,8 @@ impl Channel {
     pub fn set_message_handler<F, Fut>(&self, handler: F)
     where
         F: Fn(Channel, IncomingMessage) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HandlerResult,
     {
         let handler = message_handler(handler);
         let mut st = self.conn.shared.lock();

@@ -95,10 +95,7 @@ async fn on_message(conn: &Connection, m: IncomingMessage) {
                         }
                         poll
                     });
-                    match handled.await {
-                        Ok(()) => Handled::Ran,
-                        Err(_) => Handled::Failed,
-                    }
+                    handled.await.unwrap_or(Handled::Failed)
                 }
                 Err(_) => Handled::Failed,
             }

@@ -78,4 +78,4 @@ pub use profile::{ProfileHandler, Registry, StartDecision};
 pub use runtime::{Addrs, ToAddrs};
 
 pub use beep_proto;
-pub use beep_proto::dispatch::Reply;
+pub use beep_proto::dispatch::{HandlerResult, Reply};

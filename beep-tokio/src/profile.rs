@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use beep_proto::dispatch::Profiles;
+use beep_proto::dispatch::{Handled, HandlerResult, Profiles};
 use beep_proto::xml::Profile;
 use beep_proto::{IncomingMessage, StartRequest};
 
@@ -17,16 +17,20 @@ pub use beep_proto::dispatch::StartDecision;
 pub(crate) use beep_proto::dispatch::StartHandler;
 pub(crate) type CloseHandler = dyn Fn(&Channel) -> bool + Send + Sync;
 pub(crate) type MessageHandler =
-    dyn Fn(Channel, IncomingMessage) -> BoxFuture<'static, ()> + Send + Sync;
+    dyn Fn(Channel, IncomingMessage) -> BoxFuture<'static, Handled> + Send + Sync;
 
-/// Boxes an async message handler so handlers of any future type can live
-/// in one registry.
+/// Boxes an async message handler so handlers of any future type (with
+/// output `()` or a `Result`) can live in one registry.
 pub(crate) fn message_handler<F, Fut>(f: F) -> Arc<MessageHandler>
 where
     F: Fn(Channel, IncomingMessage) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: HandlerResult,
 {
-    Arc::new(move |channel, message| Box::pin(f(channel, message)))
+    Arc::new(move |channel, message| {
+        let future = f(channel, message);
+        Box::pin(async move { future.await.into_handled() })
+    })
 }
 
 /// What to do for one profile: an async message handler (required) and
@@ -67,6 +71,23 @@ impl ProfileHandler {
     /// A profile whose messages go to `on_message` (MSGs to answer, and
     /// replies nobody waits for).
     ///
+    /// The handler's future gives `()` or a `Result<(), E: Display>`: an
+    /// error answers a MSG the handler left unanswered with an ERR carrying
+    /// the error's text (so write errors meant for the peer), and the
+    /// channel stays open. A panic also gets the MSG an ERR, and closes the
+    /// channel.
+    ///
+    /// ```
+    /// use beep_proto::Message;
+    /// let lookup = beep_tokio::ProfileHandler::new(|channel, m| async move {
+    ///     let key = std::str::from_utf8(m.message.body()).map_err(|_| "keys are UTF-8")?;
+    ///     let value = Message::new(format!("value of {key}"));
+    ///     channel.reply_rpy(m.msgno, value).await.map_err(|e| e.to_string())?;
+    ///     Ok::<(), String>(())
+    /// });
+    /// # let _ = lookup;
+    /// ```
+    ///
     /// ```
     /// let sink = beep_tokio::ProfileHandler::new(|channel, m| async move {
     ///     let _ = channel.reply_rpy(m.msgno, beep_proto::Message::default()).await;
@@ -76,7 +97,8 @@ impl ProfileHandler {
     pub fn new<F, Fut>(on_message: F) -> Self
     where
         F: Fn(Channel, IncomingMessage) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HandlerResult,
     {
         ProfileHandler {
             start: None,

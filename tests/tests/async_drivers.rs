@@ -35,6 +35,7 @@ on_both_runtimes!(
     a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout,
     dropping_every_handle_releases_the_connection,
     a_handler_that_waits_after_replying_does_not_hold_its_reply_back,
+    a_handler_error_answers_with_err_and_keeps_the_channel,
     listener_shutdown_releases_sessions_and_completes_replies_in_flight,
     a_timed_out_request_leaves_its_late_reply_to_the_handler,
     shutdown_fails_pending_calls_promptly,
@@ -901,6 +902,49 @@ async fn a_handler_that_waits_after_replying_does_not_hold_its_reply_back(env: E
     // Handlers run one at a time: this answer means the first one ended.
     let second = channel.request(Message::new("second"), T).await.unwrap();
     assert_eq!(body(second), b"second");
+    conn.close().await.unwrap();
+    stop.shutdown();
+    env.within(T, "serve", served).await.unwrap();
+}
+
+async fn a_handler_error_answers_with_err_and_keeps_the_channel(env: Env) {
+    const LOOKUP: &str = "http://example.org/beep/lookup";
+    let mut registry = Registry::new();
+    registry.register(
+        LOOKUP,
+        beep_tokio::ProfileHandler::new(|channel, m| async move {
+            match &m.message.body()[..] {
+                b"known" => channel
+                    .reply_rpy(m.msgno, Message::new("value"))
+                    .await
+                    .map_err(|e| e.to_string()),
+                b"late" => {
+                    // Answered already: the error sends nothing more.
+                    let _ = channel.reply_rpy(m.msgno, Message::new("answered")).await;
+                    Err("after the reply".to_string())
+                }
+                other => Err(format!("no key {}", String::from_utf8_lossy(other))),
+            }
+        }),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, env.options())
+        .await
+        .unwrap();
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let served = env.spawn(listener.serve());
+    let conn = Connection::connect(addr, env.options()).await.unwrap();
+    let channel = conn.open_channel(Profile::new(LOOKUP), None).await.unwrap();
+    match channel.request(Message::new("missing"), T).await.unwrap() {
+        Reply::Err(m) => assert_eq!(&m.body()[..], b"no key missing"),
+        other => panic!("{other:?}"),
+    }
+    // The channel stays open and in step.
+    let late = channel.request(Message::new("late"), T).await.unwrap();
+    assert_eq!(body(late), b"answered");
+    let known = channel.request(Message::new("known"), T).await.unwrap();
+    assert_eq!(body(known), b"value");
+    assert_eq!(channel.profile().as_deref(), Some(LOOKUP));
     conn.close().await.unwrap();
     stop.shutdown();
     env.within(T, "serve", served).await.unwrap();

@@ -999,3 +999,48 @@ fn a_handler_that_flushes_before_blocking_does_not_hold_its_reply_back() {
     stop.shutdown();
     thread.join().unwrap().unwrap();
 }
+
+#[test]
+fn a_handler_error_answers_with_err_and_keeps_the_channel() {
+    const LOOKUP: &str = "http://example.org/beep/lookup";
+    let mut registry = Registry::new();
+    registry.register(
+        LOOKUP,
+        ProfileHandler::new(|channel, m| -> Result<(), String> {
+            match &m.message.body()[..] {
+                b"known" => channel
+                    .reply_rpy(m.msgno, Message::new("value"))
+                    .map_err(|e| e.to_string()),
+                b"late" => {
+                    // Answered already: the error sends nothing more.
+                    let _ = channel.reply_rpy(m.msgno, Message::new("answered"));
+                    Err("after the reply".into())
+                }
+                other => Err(format!("no key {}", String::from_utf8_lossy(other))),
+            }
+        }),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, Options::default()).unwrap();
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let thread = std::thread::spawn(move || listener.serve());
+    let conn = Connection::connect(addr, Options::default()).unwrap();
+    let channel = conn.open_channel(Profile::new(LOOKUP), None).unwrap();
+    match channel.request(Message::new("missing"), T).unwrap() {
+        Reply::Err(m) => assert_eq!(&m.body()[..], b"no key missing"),
+        other => panic!("{other:?}"),
+    }
+    // The channel stays open and in step.
+    assert_eq!(
+        body(channel.request(Message::new("late"), T).unwrap()),
+        b"answered"
+    );
+    assert_eq!(
+        body(channel.request(Message::new("known"), T).unwrap()),
+        b"value"
+    );
+    assert_eq!(channel.profile().as_deref(), Some(LOOKUP));
+    conn.close().unwrap();
+    stop.shutdown();
+    thread.join().unwrap().unwrap();
+}

@@ -114,14 +114,47 @@ pub enum StartDecision {
 /// use beep_proto::dispatch::Handled;
 /// assert_ne!(Handled::Ran, Handled::Failed);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
     /// The handler ran to completion.
     Ran,
+    /// The handler returned an error (its text): an unanswered MSG gets
+    /// an ERR carrying it; the channel stays open.
+    Error(String),
     /// The channel has no handler.
     NoHandler,
     /// The handler panicked.
     Failed,
+}
+
+/// What a message handler may return: `()`, or a `Result` whose error
+/// answers the MSG with an ERR carrying the error's text (so handlers can
+/// use `?`).
+///
+/// ```
+/// use beep_proto::dispatch::{Handled, HandlerResult};
+/// assert_eq!(().into_handled(), Handled::Ran);
+/// let failed: Result<(), String> = Err("no such user".into());
+/// assert_eq!(failed.into_handled(), Handled::Error("no such user".into()));
+/// ```
+pub trait HandlerResult {
+    /// What the driver reports to [`Core::message_handled`].
+    fn into_handled(self) -> Handled;
+}
+
+impl HandlerResult for () {
+    fn into_handled(self) -> Handled {
+        Handled::Ran
+    }
+}
+
+impl<E: std::fmt::Display> HandlerResult for Result<(), E> {
+    fn into_handled(self) -> Handled {
+        match self {
+            Ok(()) => Handled::Ran,
+            Err(e) => Handled::Error(e.to_string()),
+        }
+    }
 }
 
 /// What [`Core::message_handled`] needs of a message after the handler
@@ -315,14 +348,17 @@ impl<W> Core<W> {
             credit,
         } = *message;
         self.session.consumed(channel, credit);
-        let text = match handled {
+        let text = match &handled {
             Handled::Ran => return,
+            Handled::Error(text) => text.as_str(),
             Handled::NoHandler => "no handler for this channel",
             Handled::Failed => "the handler failed",
         };
         if kind == MessageKind::Msg {
             // Fails harmlessly if the handler replied before failing.
-            let _ = self.session.send_err(channel, msgno, Message::new(text));
+            let _ = self
+                .session
+                .send_err(channel, msgno, Message::new(text.to_owned()));
         }
         if handled == Handled::Failed {
             let _ =
