@@ -675,22 +675,26 @@ impl Shared {
             let Ok(mut stream) = self.writer.try_lock() else {
                 return;
             };
+            let mut chunks = Vec::new();
             loop {
                 let mut actions = Vec::new();
-                let (bytes, roomy) = {
+                let (more, roomy) = {
                     let mut st = self.lock();
-                    let bytes = st.session().poll_transmit();
+                    let more = st.session().poll_transmit_vectored(&mut chunks);
                     self.route(&mut st, &mut actions);
-                    (bytes, self.roomy(&st))
+                    (more, self.roomy(&st))
                 };
                 self.send_actions(actions);
                 self.room_made(roomy);
-                let Some(bytes) = bytes else { break };
-                if let Err(e) = std::io::Write::write_all(&mut *stream, &bytes) {
+                if !more {
+                    break;
+                }
+                if let Err(e) = io::write_chunks(&mut *stream, &chunks) {
                     drop(stream);
                     self.finish(CloseReason::Lost(e.to_string()));
                     return;
                 }
+                chunks.clear();
             }
             drop(stream);
             if !self.lock().core.session().wants_transmit() {

@@ -1,6 +1,6 @@
 //! The three threads of a connection.
 
-use std::io::{Read, Write};
+use std::io::{IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -84,6 +84,7 @@ fn write_loop(shared: &Arc<Shared>) {
         }
     }
     let _stopped = Stopped(shared);
+    let mut chunks = Vec::new();
     loop {
         {
             let mut st = shared.lock();
@@ -102,22 +103,47 @@ fn write_loop(shared: &Arc<Shared>) {
         let mut stream = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             let mut actions = Vec::new();
-            let (bytes, roomy) = {
+            let (more, roomy) = {
                 let mut st = shared.lock();
-                let bytes = st.session().poll_transmit();
+                let more = st.session().poll_transmit_vectored(&mut chunks);
                 shared.route(&mut st, &mut actions);
-                (bytes, shared.roomy(&st))
+                (more, shared.roomy(&st))
             };
             shared.send_actions(actions);
             shared.room_made(roomy);
-            let Some(bytes) = bytes else { break };
-            if let Err(e) = stream.write_all(&bytes) {
+            if !more {
+                break;
+            }
+            if let Err(e) = write_chunks(&mut *stream, &chunks) {
                 drop(stream);
                 shared.finish(CloseReason::Lost(e.to_string()));
                 return;
             }
+            chunks.clear();
         }
     }
+}
+
+/// Writes `chunks` in order with vectored writes (large payloads go to
+/// the socket from the application's own buffers).
+pub(crate) fn write_chunks(
+    stream: &mut impl Write,
+    chunks: &[bytes::Bytes],
+) -> std::io::Result<()> {
+    if let [only] = chunks {
+        return stream.write_all(only);
+    }
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        match stream.write_vectored(left) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut left, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Application code: start, message and close handlers, and callbacks.

@@ -59,6 +59,21 @@ impl Outgoing {
         self.len() - self.offset
     }
 
+    /// Appends octets `offset .. offset + n` to `chunks` as slices of the
+    /// parts (no copy) and moves past them.
+    pub(crate) fn take_chunks(&mut self, n: usize, chunks: &mut Vec<Bytes>) {
+        let end = self.offset + n;
+        let mut base = 0;
+        for part in &self.parts {
+            let (from, to) = (self.offset.max(base), end.min(base + part.len()));
+            if from < to {
+                chunks.push(part.slice(from - base..to - base));
+            }
+            base += part.len();
+        }
+        self.offset = end;
+    }
+
     /// Appends octets `offset .. offset + n` to `out` and moves past them.
     pub(crate) fn take_into(&mut self, n: usize, out: &mut BytesMut) {
         let end = self.offset + n;

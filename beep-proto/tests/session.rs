@@ -988,3 +988,38 @@ fn replies_held_for_their_turn_are_not_queued_output() {
     assert_eq!(pair.b.queued_output(), 0);
     assert_eq!(take_messages(&mut pair.a_events).len(), 2);
 }
+
+#[test]
+fn vectored_output_is_the_same_stream_and_shares_the_payload() {
+    let config = Config {
+        max_frame_size: 64 << 10,
+        ..Config::default()
+    };
+    let payload = bytes::Bytes::from(vec![7u8; 100_000]);
+    let message = Message::new(payload.clone()).with_header("Content-Type", "x/y");
+    // Two identical sessions given the same calls.
+    let mut copying = Pair::with(config.clone(), common::listener_config());
+    let mut vectored = Pair::with(config, common::listener_config());
+    let (c1, c2) = (copying.open(ECHO), vectored.open(ECHO));
+    for (pair, channel) in [(&mut copying, c1), (&mut vectored, c2)] {
+        pair.a.send_msg(channel, message.clone()).unwrap();
+        pair.a.send_msg(channel, Message::new("small")).unwrap();
+    }
+    let mut expected = Vec::new();
+    while let Some(bytes) = copying.a.poll_transmit() {
+        expected.extend_from_slice(&bytes);
+    }
+    let (mut got, mut chunks) = (Vec::new(), Vec::new());
+    let mut shared = false;
+    while vectored.a.poll_transmit_vectored(&mut chunks) {
+        for chunk in chunks.drain(..) {
+            // A chunk inside the application's buffer was not copied.
+            let range = payload.as_ptr_range();
+            shared |= chunk.len() >= 1024 && range.contains(&chunk.as_ptr());
+            got.extend_from_slice(&chunk);
+        }
+    }
+    assert_eq!(got, expected);
+    assert!(shared, "the large payload was copied");
+    vectored.b.handle_input(&got).unwrap();
+}

@@ -128,8 +128,13 @@ impl World {
         while let Some(bytes) = self.a.poll_transmit() {
             self.to_b.pending.extend(&bytes[..]);
         }
-        while let Some(bytes) = self.b.poll_transmit() {
-            self.to_a.pending.extend(&bytes[..]);
+        // b writes without copying payloads: its chunks must make the same
+        // stream a copying writer would.
+        let mut chunks = Vec::new();
+        while self.b.poll_transmit_vectored(&mut chunks) {
+            for chunk in chunks.drain(..) {
+                self.to_a.pending.extend(&chunk[..]);
+            }
         }
         let n = a_to_b.min(self.to_b.pending.len());
         let chunk: Vec<u8> = self.to_b.pending.drain(..n).collect();

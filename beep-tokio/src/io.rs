@@ -1,9 +1,11 @@
 //! The reader and writer tasks of a connection, written against
 //! `futures-io` only.
 
+use std::io::IoSlice;
 use std::pin::pin;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::future::{Either, select};
 use futures_util::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -75,60 +77,81 @@ async fn write_loop(shared: Arc<Shared>, mut writer: WriteHalf<Stream>) {
     });
     let aborted = pin!(shared.wait_flag(&shared.aborted));
     let mut stop = select(aborted, give_up);
+    let mut chunks = Vec::new();
     loop {
-        let (mut bytes, mut ended) = take_output(&shared);
-        if bytes.is_none() && !ended {
+        let (mut more, mut ended) = take_output(&shared, &mut chunks);
+        if !more && !ended {
             // Listen, then look again, so a wake-up in between is not lost.
             let wake = shared.output.listen();
-            (bytes, ended) = take_output(&shared);
-            if bytes.is_none() && !ended {
+            (more, ended) = take_output(&shared, &mut chunks);
+            if !more && !ended {
                 wake.await;
                 continue;
             }
         }
         if ended {
-            let _ = select(pin!(flush_last(&shared, &mut writer, bytes)), stop).await;
+            let _ = select(pin!(flush_last(&shared, &mut writer, chunks)), stop).await;
             return;
         }
-        let Some(bytes) = bytes else { continue };
-        match select(writer.write_all(&bytes), &mut stop).await {
-            Either::Left((Ok(()), _)) => {}
-            Either::Left((Err(e), _)) => {
-                shared.finish(CloseReason::Lost(e.to_string()));
-                return;
-            }
+        let written = match select(pin!(write_chunks(&mut writer, &chunks)), &mut stop).await {
+            Either::Left((result, _)) => result,
             Either::Right(_) => return,
+        };
+        if let Err(e) = written {
+            shared.finish(CloseReason::Lost(e.to_string()));
+            return;
         }
+        chunks.clear();
     }
 }
 
-/// Takes the session's next output; true once the session has ended (the
-/// output then is the last there will be).
-fn take_output(shared: &Shared) -> (Option<bytes::Bytes>, bool) {
+/// Appends the session's next output to `chunks`: true if there was some,
+/// and true once the session has ended (the output then is the last there
+/// will be).
+fn take_output(shared: &Shared, chunks: &mut Vec<Bytes>) -> (bool, bool) {
     let mut actions = Vec::new();
-    let (bytes, done) = {
+    let (more, done) = {
         let mut st = shared.lock();
-        let bytes = st.session().poll_transmit();
+        let more = st.session().poll_transmit_vectored(chunks);
         // poll_transmit can end a session (the last <ok/> left).
         shared.route(&mut st, &mut actions);
         let done = st.core.ended().is_some() || st.core.session().is_ended();
-        (bytes, done)
+        (more, done)
     };
     // Taking bytes made room: wake senders waiting for it (not the writer:
     // that is the caller).
     shared.after(actions, false);
-    (bytes, done)
+    (more, done)
 }
 
-/// Writes `first` and whatever else an ended session still has (its final
+/// Writes `chunks` and whatever else an ended session still has (its final
 /// `<ok/>`), then closes the stream.
-async fn flush_last(shared: &Shared, writer: &mut WriteHalf<Stream>, first: Option<bytes::Bytes>) {
-    let mut next = first;
-    while let Some(bytes) = next {
-        if writer.write_all(&bytes).await.is_err() {
+async fn flush_last(shared: &Shared, writer: &mut WriteHalf<Stream>, mut chunks: Vec<Bytes>) {
+    while !chunks.is_empty() {
+        if write_chunks(writer, &chunks).await.is_err() {
             return;
         }
-        next = take_output(shared).0;
+        chunks.clear();
+        take_output(shared, &mut chunks);
     }
     let _ = writer.close().await;
+}
+
+/// Writes `chunks` in order with vectored writes (large payloads go to the
+/// stream from the application's own buffers).
+async fn write_chunks(writer: &mut WriteHalf<Stream>, chunks: &[Bytes]) -> std::io::Result<()> {
+    if let [only] = chunks {
+        return writer.write_all(only).await;
+    }
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        match writer.write_vectored(left).await {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut left, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

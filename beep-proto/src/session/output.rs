@@ -10,6 +10,11 @@ use crate::event::Event;
 use crate::frame::{FrameHeader, FrameType, MAX_31BIT, TRAILER};
 use crate::mime::Message;
 
+/// Payloads from this size on are handed out as slices of the
+/// application's buffers by [`Session::poll_transmit_vectored`]; smaller
+/// ones are cheaper to copy than to give a write vector entry of their own.
+const ZERO_COPY_MIN: usize = 1024;
+
 impl Session {
     /// Bytes to write to the peer, in order, or `None` when there is
     /// nothing to send (or the peer's windows are full).
@@ -24,24 +29,55 @@ impl Session {
     /// assert!(s.poll_transmit().is_none());
     /// ```
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if !self.transmit(None) {
+            return None;
+        }
+        Some(self.out.split().freeze())
+    }
+
+    /// Like [`Session::poll_transmit`], without copying payloads: appends
+    /// to `chunks` the bytes to write, in order, where large payload pieces
+    /// are slices of the application's own buffers (write them with one
+    /// vectored write). Returns false when there is nothing to send.
+    ///
+    /// ```
+    /// use beep_proto::{Config, Message, Session};
+    /// let mut a = Session::initiator(Config::default());
+    /// let mut chunks = Vec::new();
+    /// assert!(a.poll_transmit_vectored(&mut chunks));
+    /// let greeting: Vec<u8> = chunks.concat();
+    /// assert!(greeting.starts_with(b"RPY 0 0 . 0 "));
+    /// chunks.clear();
+    /// assert!(!a.poll_transmit_vectored(&mut chunks) && chunks.is_empty());
+    /// ```
+    pub fn poll_transmit_vectored(&mut self, chunks: &mut Vec<Bytes>) -> bool {
+        let before = chunks.len();
+        if self.transmit(Some(chunks)) && !self.out.is_empty() {
+            chunks.push(self.out.split().freeze());
+        }
+        chunks.len() > before
+    }
+
+    /// Frames what may go now into `out`, and with `chunks`, large payload
+    /// pieces as chunks of their own (after flushing `out` into `chunks`,
+    /// to keep the order). True if anything was produced.
+    fn transmit(&mut self, mut chunks: Option<&mut Vec<Bytes>>) -> bool {
         if self.state == State::Failed {
             // RFC 3080 2.2.1.1: a violation ends the session without a word.
             self.out.clear();
-            return None;
+            return false;
         }
+        let mut emitted = 0;
         loop {
-            self.write_frames();
+            emitted = self.write_frames(chunks.as_deref_mut(), emitted);
             let before = self.ready.len();
             self.progress_closes();
-            if self.ready.len() == before || self.out.len() >= self.config.transmit_batch {
+            if self.ready.len() == before || emitted + self.out.len() >= self.config.transmit_batch
+            {
                 break;
             }
         }
-        if self.out.is_empty() {
-            None
-        } else {
-            Some(self.out.split().freeze())
-        }
+        emitted > 0 || !self.out.is_empty()
     }
 
     /// True if [`Session::poll_transmit`] has bytes to give now (or
@@ -137,10 +173,12 @@ impl Session {
     }
 
     /// Frames queued messages until the batch is full or nothing can move.
-    fn write_frames(&mut self) {
+    /// Frames queued messages, round robin, until `batch` octets are out
+    /// (`emitted` of them already in `chunks`); returns the new `emitted`.
+    fn write_frames(&mut self, mut chunks: Option<&mut Vec<Bytes>>, mut emitted: usize) -> usize {
         let batch = self.config.transmit_batch;
         let max_frame = self.config.max_frame_size as usize;
-        while self.out.len() < batch {
+        while emitted + self.out.len() < batch {
             let Some(number) = self.ready.pop_front() else {
                 break;
             };
@@ -169,7 +207,14 @@ impl Session {
             );
             header.ansno = msg.ansno;
             header.encode(&mut self.out);
-            msg.take_into(size, &mut self.out);
+            match chunks.as_deref_mut() {
+                Some(chunks) if size >= ZERO_COPY_MIN => {
+                    emitted += self.out.len() + size;
+                    chunks.push(self.out.split().freeze());
+                    msg.take_chunks(size, chunks);
+                }
+                _ => msg.take_into(size, &mut self.out),
+            }
             self.out.extend_from_slice(TRAILER);
             ch.send.sent(size as u32);
             self.queued -= size;
@@ -185,6 +230,7 @@ impl Session {
                 self.after_send(action);
             }
         }
+        emitted
     }
 
     fn after_send(&mut self, action: AfterSend) {
