@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::ThreadId;
 use std::time::Duration;
 
@@ -103,6 +103,8 @@ impl State {
 }
 
 pub(crate) struct Shared {
+    /// This, for threads started where only `&self` is at hand.
+    me: Weak<Shared>,
     pub(crate) state: Mutex<State>,
     /// Signalled whenever the session changed: results, room, closure.
     pub(crate) changed: Condvar,
@@ -147,8 +149,10 @@ pub(crate) struct Shared {
 /// on it): when the last one is dropped, the session is released in the
 /// background (and shut down if the peer refuses or does not answer within
 /// the connect timeout). Handles that handlers receive do not keep it
-/// alive, and a handler closure that captures one keeps it alive for ever:
-/// use the `&Channel` the handler is given instead.
+/// alive. A closure the connection keeps that captures a handle keeps it
+/// alive as long as the closure lives: a message handler for ever (use the
+/// `&Channel` it is given instead), an `on_close`, `open_channel_with` or
+/// `request_with` callback until it ran.
 #[derive(Clone)]
 pub struct Connection {
     pub(crate) shared: Arc<Shared>,
@@ -251,7 +255,9 @@ impl Connection {
             Role::Listener => Session::listener(options.config.clone()),
         };
         let (actions, inbox) = mpsc::channel();
-        let shared = Arc::new(Shared {
+        let (writer, control) = (stream.try_clone()?, stream.try_clone()?);
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
             state: Mutex::new(State {
                 core: Core::new(session),
                 channels: HashMap::new(),
@@ -264,9 +270,9 @@ impl Connection {
             output: Condvar::new(),
             writer_idle: AtomicBool::new(false),
             writer_done: AtomicBool::new(false),
-            writer: Mutex::new(stream.try_clone()?),
+            writer: Mutex::new(writer),
             reader: OnceLock::new(),
-            stream: stream.try_clone()?,
+            stream: control,
             peer,
             registry,
             options,
@@ -469,9 +475,11 @@ impl Connection {
         cork::release_held();
     }
 
-    /// Ends the connection at once, without a release handshake.
+    /// Ends the connection at once, without a release handshake (also
+    /// cutting short the last flush of a released one).
     pub fn shutdown(&self) {
         self.shared.finish(CloseReason::Shutdown);
+        let _ = self.shared.stream.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -739,8 +747,11 @@ impl Shared {
                         actions.push(Action::Run(Box::new(move || callback(&reason))));
                     }
                     actions.push(Action::Exit);
-                    if reason != CloseReason::Released {
-                        // Released: the writer flushes the final <ok/>, then closes.
+                    if reason == CloseReason::Released {
+                        // The writer flushes the final <ok/>, then closes,
+                        // within a bound.
+                        self.linger();
+                    } else {
                         let _ = self.stream.shutdown(std::net::Shutdown::Both);
                     }
                     // The writer must wake to flush and close, even with
@@ -758,6 +769,28 @@ impl Shared {
         // Room can also appear without a write (a channel forgotten with
         // its queue): never leave a sender waiting on it.
         self.room_made(self.roomy(st));
+    }
+
+    /// A released session's writer flushes the last bytes (the final
+    /// `<ok/>`) before it closes the socket; a peer that stops reading must
+    /// not keep the threads and the socket for ever, so a thread that never
+    /// writes (whoever is stuck writing may be the dispatcher or an
+    /// application thread) shuts the socket down under the writer after the
+    /// connect timeout, which fails its write.
+    fn linger(&self) {
+        let Some(shared) = self.me.upgrade() else {
+            return;
+        };
+        let _ = std::thread::Builder::new()
+            .name(format!("beep-linger {}", self.peer))
+            .spawn(move || {
+                let limit = Some(shared.options.connect_timeout);
+                let writing = |_: &mut State| !shared.writer_done.load(Ordering::SeqCst);
+                drop(shared.wait_changed(limit, writing));
+                if !shared.writer_done.load(Ordering::SeqCst) {
+                    let _ = shared.stream.shutdown(std::net::Shutdown::Both);
+                }
+            });
     }
 
     /// Feeds input from the socket.

@@ -73,7 +73,7 @@ fn read_loop(shared: &Arc<Shared>, mut stream: TcpStream) {
 /// (window updates, replies produced by the I/O threads). Closes the
 /// socket once a released session has flushed its last bytes.
 fn write_loop(shared: &Arc<Shared>) {
-    /// Tells the dispatcher's [`bound_final_flush`] that the writer stopped.
+    /// Tells [`Shared::linger`] that the writer stopped.
     struct Stopped<'a>(&'a Shared);
     impl Drop for Stopped<'_> {
         fn drop(&mut self) {
@@ -163,24 +163,8 @@ fn dispatch_loop(shared: &Arc<Shared>, inbox: Receiver<Action>) {
             false
         });
         if exit {
-            bound_final_flush(shared);
             return;
         }
-    }
-}
-
-/// A released session's writer flushes the last bytes (the final `<ok/>`)
-/// before it closes the socket; a peer that stops reading must not keep the
-/// thread and the socket for ever, so after the connect timeout the socket
-/// is shut down under it (which fails its write).
-fn bound_final_flush(shared: &Shared) {
-    if shared.lock().core.ended() != Some(&CloseReason::Released) {
-        return; // any other end shut the socket down already
-    }
-    let limit = Some(shared.options.connect_timeout);
-    drop(shared.wait_changed(limit, |_| !shared.writer_done.load(Ordering::SeqCst)));
-    if !shared.writer_done.load(Ordering::SeqCst) {
-        let _ = shared.stream.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -207,21 +191,23 @@ fn on_start(conn: &Connection, request: StartRequest) {
         .profiles
         .decide_start(&request, |h| h.start.as_deref())
         .map(|(offer, handler, decision)| (offer.clone(), handler.clone(), decision));
+    let mut replaced = None;
     let _ = conn.shared.with_session(|st| {
         let answer = chosen.as_ref().map(|(offer, _, d)| (offer, d.clone()));
         if st.core.answer_start(&request, answer)?
             && let Some((_, handler, _)) = &chosen
         {
-            st.channels.insert(
-                request.channel,
-                ChannelHandlers {
-                    message: Some(handler.message.clone()),
-                    close: handler.close.clone(),
-                },
-            );
+            let handlers = ChannelHandlers {
+                message: Some(handler.message.clone()),
+                close: handler.close.clone(),
+            };
+            replaced = st.channels.insert(request.channel, handlers);
         }
         Ok(())
     });
+    // Application closures left from an earlier channel with this number
+    // are dropped outside the lock: a drop may call back in.
+    drop(replaced);
 }
 
 /// Runs the channel's handler; a panic ends the channel, not the

@@ -37,9 +37,11 @@ use crate::shared::{Notify, Shared};
 /// (this, a clone, a [`Channel`](crate::Channel) or a pool opened on it):
 /// when the last one is dropped, the session is released in a background
 /// task (and shut down if the peer refuses or does not answer within the
-/// connect timeout). Handles that handlers receive do not keep it alive,
-/// and a handler closure that captures one keeps it alive for ever: use the
-/// `Channel` the handler is given instead.
+/// connect timeout). Handles that handlers receive do not keep it alive.
+/// A closure the connection keeps that captures a handle keeps it alive as
+/// long as the closure lives: a message handler for ever (use the `Channel`
+/// it is given instead), an `on_close`, `open_channel_with` or
+/// `request_with` callback until it ran.
 #[derive(Clone)]
 pub struct Connection {
     pub(crate) shared: Arc<Shared>,
@@ -463,6 +465,22 @@ impl Connection {
             Ok(_) | Err(Error::Closed(CloseReason::Released)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Wakes the writer for output that the handlers of a burst of
+    /// messages hold back (they are batched into few writes until the
+    /// dispatcher, or a handler, awaits). Call it from a handler or
+    /// callback before blocking its thread (`block_in_place`, `block_on`)
+    /// on something that needs the peer to have read that output.
+    ///
+    /// ```no_run
+    /// # async fn run(channel: beep_tokio::Channel, m: beep_proto::IncomingMessage) {
+    /// let _ = channel.reply_rpy(m.msgno, m.message).await;
+    /// channel.connection().flush();
+    /// # }
+    /// ```
+    pub fn flush(&self) {
+        crate::shared::cork::release(&self.shared);
     }
 
     /// Ends the connection at once, without a release handshake: every

@@ -19,14 +19,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Action
     while let Some(first) = inbox.next().await {
         // Everything already queued runs as one batch whose writer
         // wake-ups are held (see `cork`) and released when it ends.
+        let batch = cork::batch(&conn.shared);
         let mut next = Some(first);
         while let Some(action) = next {
+            // Again: a handler that waited released it.
             cork::begin(&conn.shared);
             match action {
-                Action::Exit => {
-                    cork::release(&conn.shared);
-                    return;
-                }
+                Action::Exit => return,
                 Action::Run(f) => {
                     let _ = catch_unwind(AssertUnwindSafe(f));
                 }
@@ -36,7 +35,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Action
             }
             next = inbox.try_recv().ok();
         }
-        cork::release(&conn.shared);
+        drop(batch);
     }
 }
 
@@ -49,21 +48,23 @@ fn on_start(conn: &Connection, request: StartRequest) {
         .profiles
         .decide_start(&request, |h| h.start.as_deref())
         .map(|(offer, handler, decision)| (offer.clone(), handler.clone(), decision));
+    let mut replaced = None;
     let _ = conn.shared.with_session(|st| {
         let answer = chosen.as_ref().map(|(offer, _, d)| (offer, d.clone()));
         if st.core.answer_start(&request, answer)?
             && let Some((_, handler, _)) = &chosen
         {
-            st.channels.insert(
-                request.channel,
-                ChannelHandlers {
-                    message: Some(handler.message.clone()),
-                    close: handler.close.clone(),
-                },
-            );
+            let handlers = ChannelHandlers {
+                message: Some(handler.message.clone()),
+                close: handler.close.clone(),
+            };
+            replaced = st.channels.insert(request.channel, handlers);
         }
         Ok(())
     });
+    // Application closures left from an earlier channel with this number
+    // are dropped outside the lock: a drop may call back in.
+    drop(replaced);
 }
 
 /// Runs the channel's handler to completion, then gives the message's

@@ -361,6 +361,22 @@ pub(crate) mod cork {
         CORKED.set(shared);
     }
 
+    /// Releases when dropped, also when unwinding: a thread must never be
+    /// left naming a connection (or a later one at the same address).
+    pub(crate) struct Batch<'a>(&'a Shared);
+
+    /// Holds wake-ups for `shared` until the returned guard is dropped.
+    pub(crate) fn batch(shared: &Shared) -> Batch<'_> {
+        begin(shared);
+        Batch(shared)
+    }
+
+    impl Drop for Batch<'_> {
+        fn drop(&mut self) {
+            release(self.0);
+        }
+    }
+
     /// True if the calling thread holds wake-ups for `shared`.
     pub(crate) fn holds(shared: &Shared) -> bool {
         std::ptr::eq(CORKED.get(), shared)

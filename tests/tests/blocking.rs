@@ -1044,3 +1044,74 @@ fn a_handler_error_answers_with_err_and_keeps_the_channel() {
     stop.shutdown();
     thread.join().unwrap().unwrap();
 }
+
+#[test]
+fn a_release_gives_up_even_when_a_handler_is_the_one_stuck_writing() {
+    // As above, but the unwritten output is a handler's reply, so the
+    // thread stuck in the socket write is the dispatcher itself.
+    const REPLY: usize = 8 << 20;
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (got_tx, got_rx) = mpsc::channel::<usize>();
+    let (addr, peer) = stalled_peer_then(move |mut stream, seqno| {
+        go_rx.recv().unwrap(); // the handler is set
+        let msg = b"MSG 1 0 . 0 7\r\n\r\nhelloEND\r\n";
+        stream.write_all(msg).unwrap();
+        go_rx.recv().unwrap(); // our release is queued
+        let ok = "Content-Type: application/beep+xml\r\n\r\n<ok />\r\n";
+        let reply = format!("RPY 0 1 . {seqno} {}\r\n{ok}END\r\n", ok.len());
+        stream.write_all(reply.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        stream.set_read_timeout(Some(T)).unwrap();
+        let mut received = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            received += n;
+        }
+        got_tx.send(received).unwrap();
+    });
+    let options = Options {
+        connect_timeout: Duration::from_secs(1),
+        config: Config {
+            max_frame_size: 1 << 20,
+            ..Config::default()
+        },
+        ..Options::default()
+    };
+    let conn = Connection::connect(addr, options).unwrap();
+    let channel = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    let (replied_tx, replied_rx) = mpsc::channel();
+    channel.set_message_handler(move |channel, m| {
+        let _ = channel.reply_rpy(m.msgno, Message::new(vec![0u8; REPLY]));
+        let _ = replied_tx.send(());
+    });
+    go_tx.send(()).unwrap();
+    replied_rx
+        .recv_timeout(T)
+        .unwrap_or_else(|e| panic!("{e}: {:?}", conn.close_reason()));
+    // The dispatcher writes the reply at the end of its batch and blocks:
+    // the queue stops shrinking.
+    let mut queued = conn.queued_output();
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = conn.queued_output();
+        if now == queued && now > 0 {
+            break;
+        }
+        queued = now;
+    }
+    let closer = std::thread::spawn({
+        let conn = conn.clone();
+        move || conn.close()
+    });
+    while conn.queued_output() == queued {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    go_tx.send(()).unwrap();
+    closer.join().unwrap().unwrap();
+    let received = got_rx.recv_timeout(T * 2).expect("the peer saw the end");
+    assert!(
+        received < REPLY,
+        "the peer got all {received} octets: nothing gave up on the stuck writer"
+    );
+    peer.join().unwrap();
+}
