@@ -4,11 +4,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Done, HandlerResult, Reply};
-use beep_proto::{IncomingMessage, Message};
+use beep_proto::{IncomingFrame, IncomingMessage, Message};
 
-use crate::connection::{ChannelHandlers, Connection, Notify, wait};
+use crate::connection::{Connection, Notify, wait};
 use crate::error::{CloseReason, Error};
-use crate::profile::message_handler;
+use crate::profile::{frame_handler, message_handler};
 
 /// A channel (PyVortex `Channel`): cheap to clone, usable from any thread.
 ///
@@ -215,14 +215,54 @@ impl Channel {
         handler: impl Fn(&Channel, IncomingMessage) -> R + Send + Sync + 'static,
     ) {
         let mut st = self.conn.shared.lock();
-        let entry = st.channels.entry(self.number).or_insert(ChannelHandlers {
-            message: None,
-            close: None,
-        });
+        let entry = st.channels.entry(self.number).or_default();
         let previous = entry.message.replace(message_handler(handler));
         // The old closure is dropped after the lock: its drop may call back in.
         drop(st);
         drop(previous);
+    }
+
+    /// Switches the channel to frame delivery (PyVortex's frame-received
+    /// handler without "complete frames"): from now on each frame goes to
+    /// `handler` as it arrives, MSGs and replies alike, instead of whole
+    /// messages to the message handler, so a message may be larger than
+    /// [`Config::max_message_size`](beep_proto::Config::max_message_size)
+    /// and memory. The frame's window goes back to the peer when the
+    /// handler returns. Refused while a request on the channel waits for a
+    /// whole reply or a message is half received; requests (which wait for
+    /// whole replies) are refused afterwards: use `send_msg`.
+    ///
+    /// ```no_run
+    /// use std::io::Write;
+    /// # fn run(channel: beep_blocking::Channel) -> Result<(), beep_blocking::Error> {
+    /// let file = std::sync::Mutex::new(std::fs::File::create("download")?);
+    /// channel.set_frame_handler(move |_, frame| -> std::io::Result<()> {
+    ///     // The first frame starts with the MIME header block.
+    ///     file.lock().unwrap().write_all(&frame.payload)?;
+    ///     if !frame.more {
+    ///         println!("message {} complete", frame.msgno);
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// channel.send_msg(beep_proto::Message::new("get big-file"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_frame_handler<R: HandlerResult>(
+        &self,
+        handler: impl Fn(&Channel, IncomingFrame) -> R + Send + Sync + 'static,
+    ) -> Result<(), Error> {
+        let mut st = self.conn.shared.lock();
+        st.core.stream_frames(self.number)?;
+        let previous = st
+            .channels
+            .entry(self.number)
+            .or_default()
+            .frame
+            .replace(frame_handler(handler));
+        // The old closure is dropped after the lock: its drop may call back in.
+        drop(st);
+        drop(previous);
+        Ok(())
     }
 
     /// Asks the peer to close the channel and waits for its decision.

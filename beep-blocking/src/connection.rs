@@ -18,7 +18,7 @@ use beep_proto::{Config, Role, Session};
 use crate::channel::Channel;
 use crate::error::{CloseReason, Error};
 use crate::io;
-use crate::profile::{CloseHandler, MessageHandler, Registry};
+use crate::profile::{CloseHandler, FrameHandler, MessageHandler, Registry};
 
 /// How a connection behaves.
 ///
@@ -75,16 +75,19 @@ impl Notify {
 pub(crate) enum Action {
     Start(beep_proto::StartRequest),
     Message(beep_proto::IncomingMessage),
+    Frame(beep_proto::IncomingFrame),
     CloseRequested(u32),
     Run(Box<dyn FnOnce() + Send>),
     Exit,
 }
 
 /// Handlers of one open channel.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(crate) struct ChannelHandlers {
     pub(crate) message: Option<Arc<MessageHandler>>,
     pub(crate) close: Option<Arc<CloseHandler>>,
+    /// Set when the channel delivers frames instead of messages.
+    pub(crate) frame: Option<Arc<FrameHandler>>,
 }
 
 /// Runs once when the connection ends.
@@ -724,15 +727,13 @@ impl Shared {
             match outcome {
                 Outcome::Complete(notify, result) => {
                     if let Ok(Done::Opened { channel, .. }) = &result {
-                        st.channels.entry(*channel).or_insert(ChannelHandlers {
-                            message: None,
-                            close: None,
-                        });
+                        st.channels.entry(*channel).or_default();
                     }
                     notify.complete(result.map_err(Error::from), actions);
                 }
                 Outcome::Start(request) => actions.push(Action::Start(request)),
                 Outcome::Message(m) => actions.push(Action::Message(m)),
+                Outcome::Frame(f) => actions.push(Action::Frame(f)),
                 Outcome::CloseRequested(channel) => actions.push(Action::CloseRequested(channel)),
                 Outcome::ChannelClosed(channel) => {
                     // Application closures are dropped on the dispatcher,

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 
 use beep_proto::dispatch::{Handled, MessageDone};
-use beep_proto::{IncomingMessage, StartRequest};
+use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 
 use crate::channel::Channel;
 use crate::connection::{Action, ChannelHandlers, Connection, Shared, cork};
@@ -177,6 +177,7 @@ fn run_action(conn: &Connection, action: Action) -> bool {
         }
         Action::Start(request) => on_start(conn, request),
         Action::Message(m) => on_message(conn, m),
+        Action::Frame(f) => on_frame(conn, f),
         Action::CloseRequested(channel) => on_close_requested(conn, channel),
     }
     true
@@ -197,9 +198,14 @@ fn on_start(conn: &Connection, request: StartRequest) {
         if st.core.answer_start(&request, answer)?
             && let Some((_, handler, _)) = &chosen
         {
+            if handler.frame.is_some() {
+                // Before the peer can send anything: it has not seen our <ok/>.
+                st.core.stream_frames(request.channel)?;
+            }
             let handlers = ChannelHandlers {
                 message: Some(handler.message.clone()),
                 close: handler.close.clone(),
+                frame: handler.frame.clone(),
             };
             replaced = st.channels.insert(request.channel, handlers);
         }
@@ -210,25 +216,42 @@ fn on_start(conn: &Connection, request: StartRequest) {
     drop(replaced);
 }
 
-/// Runs the channel's handler; a panic ends the channel, not the
+/// Runs the channel's message handler; a panic ends the channel, not the
 /// connection, and an unanswered MSG gets an ERR so the peer is not stuck.
 fn on_message(conn: &Connection, m: IncomingMessage) {
     let done = MessageDone::of(&m);
+    run_handler(conn, &done, |h| h.message.clone(), m);
+}
+
+/// Runs the channel's frame handler, like [`on_message`].
+fn on_frame(conn: &Connection, f: IncomingFrame) {
+    let done = MessageDone::of_frame(&f);
+    run_handler(conn, &done, |h| h.frame.clone(), f);
+}
+
+/// Runs the handler `pick` finds for `item`'s channel, then gives the
+/// window back (and answers for a missing or failed handler).
+fn run_handler<T>(
+    conn: &Connection,
+    done: &MessageDone,
+    pick: impl FnOnce(&ChannelHandlers) -> Option<Arc<dyn Fn(&Channel, T) -> Handled + Send + Sync>>,
+    item: T,
+) {
     let handler = conn
         .shared
         .lock()
         .channels
         .get(&done.channel)
-        .and_then(|h| h.message.clone());
+        .and_then(pick);
     let handled = match handler {
         Some(handler) => {
             let channel = Channel::new(conn.clone(), done.channel);
-            catch_unwind(AssertUnwindSafe(|| handler(&channel, m))).unwrap_or(Handled::Failed)
+            catch_unwind(AssertUnwindSafe(|| handler(&channel, item))).unwrap_or(Handled::Failed)
         }
         None => Handled::NoHandler,
     };
     let _ = conn.shared.with_session(|st| {
-        st.core.message_handled(&done, handled);
+        st.core.message_handled(done, handled);
         Ok(())
     });
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use beep_proto::dispatch::{Handled, HandlerResult, Profiles};
 use beep_proto::xml::Profile;
-use beep_proto::{IncomingMessage, StartRequest};
+use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 
 use crate::Channel;
 
@@ -14,6 +14,15 @@ pub use beep_proto::dispatch::StartDecision;
 pub(crate) use beep_proto::dispatch::StartHandler;
 pub(crate) type CloseHandler = dyn Fn(&Channel) -> bool + Send + Sync;
 pub(crate) type MessageHandler = dyn Fn(&Channel, IncomingMessage) -> Handled + Send + Sync;
+
+pub(crate) type FrameHandler = dyn Fn(&Channel, IncomingFrame) -> Handled + Send + Sync;
+
+/// Erases what a frame handler returns (`()` or a `Result`).
+pub(crate) fn frame_handler<R: HandlerResult>(
+    f: impl Fn(&Channel, IncomingFrame) -> R + Send + Sync + 'static,
+) -> Arc<FrameHandler> {
+    Arc::new(move |channel, frame| f(channel, frame).into_handled())
+}
 
 /// Erases what a message handler returns (`()` or a `Result`).
 pub(crate) fn message_handler<R: HandlerResult>(
@@ -38,6 +47,7 @@ pub struct ProfileHandler {
     pub(crate) start: Option<Arc<StartHandler>>,
     pub(crate) close: Option<Arc<CloseHandler>>,
     pub(crate) message: Arc<MessageHandler>,
+    pub(crate) frame: Option<Arc<FrameHandler>>,
 }
 
 impl ProfileHandler {
@@ -82,6 +92,7 @@ impl ProfileHandler {
             start: None,
             close: None,
             message: message_handler(on_message),
+            frame: None,
         }
     }
 
@@ -116,6 +127,30 @@ impl ProfileHandler {
     /// ```
     pub fn on_close(mut self, f: impl Fn(&Channel) -> bool + Send + Sync + 'static) -> Self {
         self.close = Some(Arc::new(f));
+        self
+    }
+
+    /// Channels of this profile deliver frames from the start: each goes
+    /// to `on_frame` as it arrives (see
+    /// [`Channel::set_frame_handler`](crate::Channel::set_frame_handler)),
+    /// and the message handler gets nothing.
+    ///
+    /// ```
+    /// use beep_blocking::ProfileHandler;
+    /// use beep_proto::Message;
+    /// // Counts the octets of each upload, however large, without holding it.
+    /// let upload = ProfileHandler::new(|_, _| {}).on_frame(|channel, frame| {
+    ///     if !frame.more && frame.kind == beep_proto::MessageKind::Msg {
+    ///         let _ = channel.reply_rpy(frame.msgno, Message::new("stored"));
+    ///     }
+    /// });
+    /// # let _ = upload;
+    /// ```
+    pub fn on_frame<R: HandlerResult>(
+        mut self,
+        f: impl Fn(&Channel, IncomingFrame) -> R + Send + Sync + 'static,
+    ) -> Self {
+        self.frame = Some(frame_handler(f));
         self
     }
 }

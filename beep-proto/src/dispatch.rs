@@ -178,6 +178,17 @@ impl<W> Requests<W> {
         self.waiting.remove(&(channel, msgno)).map(|(w, _)| w)
     }
 
+    /// True if a caller waits for a reply on `channel`.
+    ///
+    /// ```
+    /// let mut r = beep_proto::dispatch::Requests::default();
+    /// r.insert(1, 0, 'a');
+    /// assert!(r.has_channel(1) && !r.has_channel(3));
+    /// ```
+    pub fn has_channel(&self, channel: u32) -> bool {
+        self.waiting.keys().any(|(c, _)| *c == channel)
+    }
+
     /// Removes the waiters of one channel (closed, or refused).
     ///
     /// ```

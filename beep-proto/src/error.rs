@@ -247,6 +247,20 @@ pub enum UsageError {
         /// The channel.
         channel: u32,
     },
+    /// The channel delivers frames (streaming): no request can wait for a
+    /// whole reply on it; its replies go to the frame handler.
+    #[error("channel {channel} delivers frames: a request cannot wait for a whole reply on it")]
+    Streaming {
+        /// The channel.
+        channel: u32,
+    },
+    /// Requests on the channel still wait for whole replies: they must be
+    /// answered before the channel can deliver frames.
+    #[error("requests on channel {channel} still wait for whole replies")]
+    RequestsPending {
+        /// The channel.
+        channel: u32,
+    },
     /// A message is half received on the channel: finish it first.
     #[error("a message is half received on channel {channel}")]
     MessageInProgress {

@@ -371,6 +371,16 @@ impl Session {
         Ok(())
     }
 
+    /// True if `channel` delivers frames ([`Session::set_streaming`]).
+    ///
+    /// ```
+    /// let s = beep_proto::Session::initiator(Default::default());
+    /// assert!(!s.is_streaming(1));
+    /// ```
+    pub fn is_streaming(&self, channel: u32) -> bool {
+        self.channels.get(&channel).is_some_and(|ch| ch.streaming)
+    }
+
     /// Asks the peer to start a channel with one of `profiles` (in order of
     /// preference). Returns the channel number; [`Event::ChannelOpened`] or
     /// [`Event::ChannelRefused`] follows.

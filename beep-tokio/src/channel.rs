@@ -4,12 +4,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Done, HandlerResult, Reply};
-use beep_proto::{IncomingMessage, Message};
+use beep_proto::{IncomingFrame, IncomingMessage, Message};
 use futures_channel::oneshot;
 
 use crate::connection::Connection;
 use crate::error::{CloseReason, Error};
-use crate::profile::message_handler;
+use crate::profile::{frame_handler, message_handler};
 use crate::shared::{Notify, Shared};
 
 /// A channel (PyVortex `Channel`): cheap to clone, usable from any task.
@@ -328,6 +328,47 @@ impl Channel {
         // The old closure is dropped after the lock: its drop may call back in.
         drop(st);
         drop(previous);
+    }
+
+    /// Switches the channel to frame delivery (PyVortex's frame-received
+    /// handler without "complete frames"): from now on each frame goes to
+    /// `handler` as it arrives, MSGs and replies alike, instead of whole
+    /// messages to the message handler, so a message may be larger than
+    /// [`Config::max_message_size`](beep_proto::Config::max_message_size)
+    /// and memory. The frame's window goes back to the peer when the
+    /// handler's future completes. Refused while a request on the channel
+    /// waits for a whole reply or a message is half received; requests
+    /// (which wait for whole replies) are refused afterwards: use
+    /// `send_msg`.
+    ///
+    /// ```no_run
+    /// # async fn run(channel: beep_tokio::Channel) -> Result<(), beep_tokio::Error> {
+    /// channel.set_frame_handler(|_, frame| async move {
+    ///     // The first frame starts with the MIME header block.
+    ///     println!("{} octets of message {}", frame.payload.len(), frame.msgno);
+    /// })?;
+    /// channel.send_msg(beep_proto::Message::new("get big-file")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_frame_handler<F, Fut>(&self, handler: F) -> Result<(), Error>
+    where
+        F: Fn(Channel, IncomingFrame) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HandlerResult,
+    {
+        let handler = frame_handler(handler);
+        let mut st = self.conn.shared.lock();
+        st.core.stream_frames(self.number)?;
+        let previous = st
+            .channels
+            .entry(self.number)
+            .or_default()
+            .frame
+            .replace(handler);
+        // The old closure is dropped after the lock: its drop may call back in.
+        drop(st);
+        drop(previous);
+        Ok(())
     }
 
     /// Asks the peer to close the channel and waits (at most the connect

@@ -6,12 +6,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use beep_proto::dispatch::{Handled, MessageDone};
-use beep_proto::{IncomingMessage, StartRequest};
+use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::{FutureExt, StreamExt};
 
 use crate::channel::Channel;
 use crate::connection::Connection;
+use crate::runtime::BoxFuture;
 use crate::shared::{Action, ChannelHandlers, Shared, cork};
 
 pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Action>) {
@@ -31,6 +32,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Action
                 }
                 Action::Start(request) => on_start(&conn, request),
                 Action::Message(m) => on_message(&conn, m).await,
+                Action::Frame(f) => on_frame(&conn, f).await,
                 Action::CloseRequested(channel) => on_close_requested(&conn, channel),
             }
             next = inbox.try_recv().ok();
@@ -54,9 +56,14 @@ fn on_start(conn: &Connection, request: StartRequest) {
         if st.core.answer_start(&request, answer)?
             && let Some((_, handler, _)) = &chosen
         {
+            if handler.frame.is_some() {
+                // Before the peer can send anything: it has not seen our <ok/>.
+                st.core.stream_frames(request.channel)?;
+            }
             let handlers = ChannelHandlers {
                 message: Some(handler.message.clone()),
                 close: handler.close.clone(),
+                frame: handler.frame.clone(),
             };
             replaced = st.channels.insert(request.channel, handlers);
         }
@@ -67,22 +74,42 @@ fn on_start(conn: &Connection, request: StartRequest) {
     drop(replaced);
 }
 
-/// Runs the channel's handler to completion, then gives the message's
-/// window back. A panic (while building or polling the handler's future)
-/// ends the channel, not the connection, and an unanswered MSG gets an ERR
-/// so the peer is not left waiting.
+/// Runs the channel's message handler to completion, then gives the
+/// message's window back. A panic (while building or polling the handler's
+/// future) ends the channel, not the connection, and an unanswered MSG gets
+/// an ERR so the peer is not left waiting.
 async fn on_message(conn: &Connection, m: IncomingMessage) {
     let done = MessageDone::of(&m);
+    run_handler(conn, &done, |h| h.message.clone(), m).await;
+}
+
+/// Runs the channel's frame handler, like [`on_message`].
+async fn on_frame(conn: &Connection, f: IncomingFrame) {
+    let done = MessageDone::of_frame(&f);
+    run_handler(conn, &done, |h| h.frame.clone(), f).await;
+}
+
+/// An erased async handler of items `T` (messages or frames).
+type Handler<T> = Arc<dyn Fn(Channel, T) -> BoxFuture<'static, Handled> + Send + Sync>;
+
+/// Runs the handler `pick` finds for `item`'s channel to completion, then
+/// gives the window back (and answers for a missing or failed handler).
+async fn run_handler<T>(
+    conn: &Connection,
+    done: &MessageDone,
+    pick: impl FnOnce(&ChannelHandlers) -> Option<Handler<T>>,
+    item: T,
+) {
     let handler = conn
         .shared
         .lock()
         .channels
         .get(&done.channel)
-        .and_then(|h| h.message.clone());
+        .and_then(pick);
     let handled = match handler {
         Some(handler) => {
             let channel = Channel::new(conn.clone(), done.channel);
-            match catch_unwind(AssertUnwindSafe(|| handler(channel, m))) {
+            match catch_unwind(AssertUnwindSafe(|| handler(channel, item))) {
                 Ok(future) => {
                     let mut future = std::pin::pin!(AssertUnwindSafe(future).catch_unwind());
                     // Held wake-ups go out before the handler waits: what
@@ -104,7 +131,7 @@ async fn on_message(conn: &Connection, m: IncomingMessage) {
         None => Handled::NoHandler,
     };
     let _ = conn.shared.with_session(|st| {
-        st.core.message_handled(&done, handled);
+        st.core.message_handled(done, handled);
         Ok(())
     });
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use beep_proto::dispatch::{Handled, HandlerResult, Profiles};
 use beep_proto::xml::Profile;
-use beep_proto::{IncomingMessage, StartRequest};
+use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 
 use crate::Channel;
 use crate::runtime::BoxFuture;
@@ -18,6 +18,22 @@ pub(crate) use beep_proto::dispatch::StartHandler;
 pub(crate) type CloseHandler = dyn Fn(&Channel) -> bool + Send + Sync;
 pub(crate) type MessageHandler =
     dyn Fn(Channel, IncomingMessage) -> BoxFuture<'static, Handled> + Send + Sync;
+
+pub(crate) type FrameHandler =
+    dyn Fn(Channel, IncomingFrame) -> BoxFuture<'static, Handled> + Send + Sync;
+
+/// Boxes an async frame handler, like [`message_handler`].
+pub(crate) fn frame_handler<F, Fut>(f: F) -> Arc<FrameHandler>
+where
+    F: Fn(Channel, IncomingFrame) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: HandlerResult,
+{
+    Arc::new(move |channel, frame| {
+        let future = f(channel, frame);
+        Box::pin(async move { future.await.into_handled() })
+    })
+}
 
 /// Boxes an async message handler so handlers of any future type (with
 /// output `()` or a `Result`) can live in one registry.
@@ -56,6 +72,7 @@ pub struct ProfileHandler {
     pub(crate) start: Option<Arc<StartHandler>>,
     pub(crate) close: Option<Arc<CloseHandler>>,
     pub(crate) message: Arc<MessageHandler>,
+    pub(crate) frame: Option<Arc<FrameHandler>>,
 }
 
 impl std::fmt::Debug for ProfileHandler {
@@ -104,6 +121,7 @@ impl ProfileHandler {
             start: None,
             close: None,
             message: message_handler(on_message),
+            frame: None,
         }
     }
 
@@ -138,6 +156,31 @@ impl ProfileHandler {
     /// ```
     pub fn on_close(mut self, f: impl Fn(&Channel) -> bool + Send + Sync + 'static) -> Self {
         self.close = Some(Arc::new(f));
+        self
+    }
+
+    /// Channels of this profile deliver frames from the start: each goes
+    /// to `on_frame` as it arrives (see
+    /// [`Channel::set_frame_handler`](crate::Channel::set_frame_handler)),
+    /// and the message handler gets nothing.
+    ///
+    /// ```
+    /// use beep_proto::{Message, MessageKind};
+    /// // Acknowledges each upload, however large, without holding it.
+    /// let upload = beep_tokio::ProfileHandler::new(|_, _| async {}).on_frame(|channel, frame| async move {
+    ///     if !frame.more && frame.kind == MessageKind::Msg {
+    ///         let _ = channel.reply_rpy(frame.msgno, Message::new("stored")).await;
+    ///     }
+    /// });
+    /// # let _ = upload;
+    /// ```
+    pub fn on_frame<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Channel, IncomingFrame) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HandlerResult,
+    {
+        self.frame = Some(frame_handler(f));
         self
     }
 }

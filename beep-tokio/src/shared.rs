@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use beep_proto::dispatch::{Core, Done, Outcome};
-use beep_proto::{IncomingMessage, Session, StartRequest};
+use beep_proto::{IncomingFrame, IncomingMessage, Session, StartRequest};
 use event_listener::Event;
 use futures_channel::{mpsc, oneshot};
 
 use crate::error::{CloseReason, Error};
 use crate::options::Options;
-use crate::profile::{CloseHandler, MessageHandler, Registry};
+use crate::profile::{CloseHandler, FrameHandler, MessageHandler, Registry};
 use crate::runtime::{self, Runtime};
 
 /// Where a waiting caller gets its result: an awaiting future or a callback.
@@ -42,6 +42,7 @@ impl Notify {
 pub(crate) enum Action {
     Start(StartRequest),
     Message(IncomingMessage),
+    Frame(IncomingFrame),
     CloseRequested(u32),
     Run(Box<dyn FnOnce() + Send>),
     Exit,
@@ -52,6 +53,8 @@ pub(crate) enum Action {
 pub(crate) struct ChannelHandlers {
     pub(crate) message: Option<Arc<MessageHandler>>,
     pub(crate) close: Option<Arc<CloseHandler>>,
+    /// Set when the channel delivers frames instead of messages.
+    pub(crate) frame: Option<Arc<FrameHandler>>,
 }
 
 /// Runs once when the connection ends.
@@ -280,6 +283,7 @@ impl Shared {
                 }
                 Outcome::Start(request) => actions.push(Action::Start(request)),
                 Outcome::Message(m) => actions.push(Action::Message(m)),
+                Outcome::Frame(f) => actions.push(Action::Frame(f)),
                 Outcome::CloseRequested(channel) => actions.push(Action::CloseRequested(channel)),
                 Outcome::ChannelClosed(channel) => {
                     // Application closures are dropped on the dispatcher,

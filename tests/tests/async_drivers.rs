@@ -36,6 +36,7 @@ on_both_runtimes!(
     dropping_every_handle_releases_the_connection,
     a_handler_that_waits_after_replying_does_not_hold_its_reply_back,
     a_handler_error_answers_with_err_and_keeps_the_channel,
+    frame_handlers_carry_messages_larger_than_the_message_limit,
     listener_shutdown_releases_sessions_and_completes_replies_in_flight,
     a_timed_out_request_leaves_its_late_reply_to_the_handler,
     shutdown_fails_pending_calls_promptly,
@@ -945,6 +946,87 @@ async fn a_handler_error_answers_with_err_and_keeps_the_channel(env: Env) {
     let known = channel.request(Message::new("known"), T).await.unwrap();
     assert_eq!(body(known), b"value");
     assert_eq!(channel.profile().as_deref(), Some(LOOKUP));
+    conn.close().await.unwrap();
+    stop.shutdown();
+    env.within(T, "serve", served).await.unwrap();
+}
+
+async fn frame_handlers_carry_messages_larger_than_the_message_limit(env: Env) {
+    // Both sides refuse to reassemble more than 64 KiB; 1 MiB goes through
+    // frame by frame, both ways.
+    const UPLOAD: &str = "http://example.org/beep/upload";
+    const SIZE: usize = 1 << 20;
+    let options = Options {
+        config: Config {
+            max_message_size: 64 << 10,
+            ..Config::default()
+        },
+        ..Options::default()
+    };
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let mut registry = Registry::new();
+    registry.register(
+        UPLOAD,
+        beep_tokio::ProfileHandler::new(|_, _| async {}).on_frame(move |channel, frame| {
+            let total = counter.fetch_add(frame.payload.len(), Ordering::SeqCst);
+            async move {
+                if !frame.more {
+                    // Answer with the size, then send the whole back.
+                    let size = (total + frame.payload.len()).to_string();
+                    channel.reply_ans(frame.msgno, Message::new(size)).await?;
+                    let big = Message::new(vec![b'z'; SIZE]);
+                    channel.reply_ans(frame.msgno, big).await?;
+                    channel.reply_nul(frame.msgno).await?;
+                }
+                Ok::<(), Error>(())
+            }
+        }),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, env.with(options.clone()))
+        .await
+        .unwrap();
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let served = env.spawn(listener.serve());
+    let conn = Connection::connect(addr, env.with(options)).await.unwrap();
+    let channel = conn.open_channel(Profile::new(UPLOAD), None).await.unwrap();
+    let (tx, mut rx) = mpsc::unbounded();
+    channel
+        .set_frame_handler(move |_, frame| {
+            let _ = tx.unbounded_send(frame);
+            async {}
+        })
+        .unwrap();
+    // Requests wait for whole replies: refused on a streaming channel.
+    assert!(matches!(
+        channel.request(Message::new("x"), T).await,
+        Err(Error::Usage(beep_proto::UsageError::Streaming { .. }))
+    ));
+    channel
+        .send_msg(Message::new(vec![b'a'; SIZE]))
+        .await
+        .unwrap();
+    let mut answers: Vec<Vec<u8>> = Vec::new();
+    let mut current = Vec::new();
+    loop {
+        let frame = env.within(T, "frame", rx.next()).await.unwrap();
+        match frame.kind {
+            MessageKind::Ans { .. } => {
+                current.extend_from_slice(&frame.payload);
+                if !frame.more {
+                    answers.push(std::mem::take(&mut current));
+                }
+            }
+            MessageKind::Nul => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    // Each answer is a MIME entity: an empty header block, then the body.
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0], format!("\r\n{}", SIZE + 2).into_bytes());
+    assert_eq!(answers[1].len(), SIZE + 2);
+    assert_eq!(received.load(Ordering::SeqCst), SIZE + 2);
     conn.close().await.unwrap();
     stop.shutdown();
     env.within(T, "serve", served).await.unwrap();

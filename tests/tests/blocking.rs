@@ -1115,3 +1115,87 @@ fn a_release_gives_up_even_when_a_handler_is_the_one_stuck_writing() {
     );
     peer.join().unwrap();
 }
+
+#[test]
+fn frame_handlers_carry_messages_larger_than_the_message_limit() {
+    // Both sides refuse to reassemble more than 64 KiB; 1 MiB goes through
+    // frame by frame, both ways.
+    const UPLOAD: &str = "http://example.org/beep/upload";
+    const SIZE: usize = 1 << 20;
+    let options = Options {
+        config: Config {
+            max_message_size: 64 << 10,
+            ..Config::default()
+        },
+        ..Options::default()
+    };
+    let received = Arc::new(AtomicUsize::new(0));
+    // A streaming channel delivers no whole messages.
+    let whole = Arc::new(AtomicUsize::new(0));
+    let messages = whole.clone();
+    let counter = received.clone();
+    let mut registry = Registry::new();
+    registry.register(
+        UPLOAD,
+        ProfileHandler::new(move |_, _| {
+            messages.fetch_add(1, Ordering::SeqCst);
+        })
+        .on_frame(move |channel, frame| -> Result<(), Error> {
+            let total = counter.fetch_add(frame.payload.len(), Ordering::SeqCst);
+            if !frame.more {
+                // Answer with the size, then send the whole back.
+                let size = (total + frame.payload.len()).to_string();
+                channel.reply_ans(frame.msgno, Message::new(size))?;
+                channel.reply_ans(frame.msgno, Message::new(vec![b'z'; SIZE]))?;
+                channel.reply_nul(frame.msgno)?;
+            }
+            Ok(())
+        }),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, options.clone()).unwrap();
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let thread = std::thread::spawn(move || listener.serve());
+    let conn = Connection::connect(addr, options).unwrap();
+    let channel = conn.open_channel(Profile::new(UPLOAD), None).unwrap();
+    let (tx, rx) = mpsc::channel();
+    channel
+        .set_frame_handler(move |_, frame| {
+            let _ = tx.send(frame);
+        })
+        .unwrap();
+    // Requests wait for whole replies: refused on a streaming channel.
+    assert!(matches!(
+        channel.request(Message::new("x"), T),
+        Err(Error::Usage(beep_proto::UsageError::Streaming { .. }))
+    ));
+    channel.send_msg(Message::new(vec![b'a'; SIZE])).unwrap();
+    let mut answers: Vec<Vec<u8>> = Vec::new();
+    let mut current = Vec::new();
+    let mut frames = 0;
+    loop {
+        let frame = rx.recv_timeout(T).unwrap();
+        frames += 1;
+        match frame.kind {
+            beep_proto::MessageKind::Ans { .. } => {
+                current.extend_from_slice(&frame.payload);
+                if !frame.more {
+                    answers.push(std::mem::take(&mut current));
+                }
+            }
+            beep_proto::MessageKind::Nul => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    // Each answer is a MIME entity: an empty header block, then the body.
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0], format!("\r\n{}", SIZE + 2).into_bytes());
+    assert_eq!(answers[1].len(), SIZE + 2);
+    assert!(answers[1][2..].iter().all(|b| *b == b'z'));
+    assert!(frames > 16, "{frames} frames for 1 MiB in 4 KiB windows");
+    assert_eq!(received.load(Ordering::SeqCst), SIZE + 2);
+    assert_eq!(whole.load(Ordering::SeqCst), 0);
+    conn.close().unwrap();
+    stop.shutdown();
+    thread.join().unwrap().unwrap();
+}

@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use super::{Reply, Requests};
 use crate::error::{ProtocolError, UsageError};
-use crate::event::{Event, IncomingMessage, MessageKind, StartRequest};
+use crate::event::{Event, IncomingFrame, IncomingMessage, MessageKind, StartRequest};
 use crate::mime::Message;
 use crate::reply_code::ReplyCode;
 use crate::session::Session;
@@ -188,6 +188,24 @@ impl MessageDone {
             credit: m.credit,
         }
     }
+
+    /// Remembers frame `f` before it is handed to the frame handler: its
+    /// payload is its credit.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::MessageDone;
+    /// use beep_proto::{IncomingFrame, MessageKind};
+    /// let f = IncomingFrame { channel: 1, msgno: 4, kind: MessageKind::Msg, more: true, payload: "abc".into() };
+    /// assert_eq!(MessageDone::of_frame(&f).credit, 3);
+    /// ```
+    pub fn of_frame(f: &IncomingFrame) -> Self {
+        MessageDone {
+            channel: f.channel,
+            msgno: f.msgno,
+            kind: f.kind,
+            credit: u32::try_from(f.payload.len()).unwrap_or(u32::MAX),
+        }
+    }
 }
 
 /// A consequence of session events for the driver.
@@ -200,6 +218,10 @@ pub enum Outcome<W> {
     /// A MSG, or a reply nobody waits for: for the channel's handler. Give
     /// its credit back with [`Core::consumed`] once handled.
     Message(IncomingMessage),
+    /// A frame of a channel that delivers frames ([`Core::stream_frames`]):
+    /// for its frame handler. Report with [`Core::message_handled`] and
+    /// [`MessageDone::of_frame`] once handled.
+    Frame(IncomingFrame),
     /// The peer asks to close this channel (0: the session).
     CloseRequested(u32),
     /// A channel closed (either side asked); forget its handlers.
@@ -280,9 +302,23 @@ impl<W> Core<W> {
         message: Message,
         waiter: W,
     ) -> Result<u32, UsageError> {
+        if self.session.is_streaming(channel) {
+            return Err(UsageError::Streaming { channel });
+        }
         let msgno = self.session.send_msg(channel, message)?;
         self.requests.insert(channel, msgno, waiter);
         Ok(msgno)
+    }
+
+    /// From now on `channel` delivers each frame as [`Outcome::Frame`]
+    /// instead of whole messages (for messages larger than memory should
+    /// hold). Refused while a request on it waits for a whole reply, or a
+    /// message is half received.
+    pub fn stream_frames(&mut self, channel: u32) -> Result<(), UsageError> {
+        if self.requests.has_channel(channel) {
+            return Err(UsageError::RequestsPending { channel });
+        }
+        self.session.set_streaming(channel, true)
     }
 
     /// Forgets the waiter of a request (it gave up); a late reply goes to
@@ -432,8 +468,7 @@ impl<W> Core<W> {
                     Err(m) => out.push(Outcome::Message(m)),
                 }
             }
-            // Streaming is not offered through drivers yet: free the window.
-            Event::Frame(f) => self.session.consumed(f.channel, f.payload.len() as u32),
+            Event::Frame(f) => out.push(Outcome::Frame(f)),
             Event::CloseRequested { channel, .. } => out.push(Outcome::CloseRequested(channel)),
             Event::ChannelClosed { channel } => {
                 for w in self.requests.remove_channel(channel) {
@@ -661,6 +696,67 @@ mod tests {
         ));
         // The answers after that are nobody's: they go to the handler.
         assert!(out_a[1..].iter().all(|o| matches!(o, Outcome::Message(_))));
+    }
+
+    #[test]
+    fn frame_delivery_and_whole_reply_waiters_exclude_each_other() {
+        let mut a: Core<u8> = Core::new(Session::initiator(Config::default()));
+        let mut b: Core<u8> = Core::new(Session::listener(Config {
+            profiles: vec!["p".into()],
+            ..Config::default()
+        }));
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        let channel = a.open_channel(Profile::new("p"), None, 1).unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        let Some(Outcome::Start(req)) = out_b.pop() else {
+            panic!()
+        };
+        b.session_mut()
+            .accept_start(req.channel, Profile::new("p"))
+            .unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        a.request(channel, Message::new("whole"), 2).unwrap();
+        assert_eq!(
+            a.stream_frames(channel),
+            Err(UsageError::RequestsPending { channel })
+        );
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        let Some(Outcome::Message(m)) = out_b.pop() else {
+            panic!()
+        };
+        b.session_mut()
+            .send_rpy(m.channel, m.msgno, Message::new("reply"))
+            .unwrap();
+        out_a.clear();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        assert!(matches!(out_a.pop(), Some(Outcome::Complete(2, Ok(_)))));
+        // No one waits any more: frames from now on.
+        a.stream_frames(channel).unwrap();
+        assert_eq!(
+            a.request(channel, Message::new("x"), 3),
+            Err(UsageError::Streaming { channel })
+        );
+        let msgno = a
+            .session_mut()
+            .send_msg(channel, Message::new("y"))
+            .unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        let Some(Outcome::Message(m)) = out_b.pop() else {
+            panic!()
+        };
+        b.session_mut()
+            .send_rpy(m.channel, m.msgno, Message::new("framed"))
+            .unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        let Some(Outcome::Frame(f)) = out_a.pop() else {
+            panic!("expected a frame")
+        };
+        assert_eq!(
+            (f.msgno, f.more, &f.payload[..]),
+            (msgno, false, &b"\r\nframed"[..])
+        );
+        // Its credit goes back once handled, like a message's.
+        a.message_handled(&MessageDone::of_frame(&f), Handled::Ran);
     }
 
     #[test]
