@@ -20,6 +20,10 @@ use beep_blocking::{Connection, Listener, Options, ProfileHandler, Registry};
 use beep_proto::xml::Profile;
 use beep_proto::{Config, Message};
 
+#[path = "../../benches/table.rs"]
+mod table;
+use table::{arg, row, selected};
+
 const ECHO: &str = "http://example.org/beep/echo";
 const SINK: &str = "http://example.org/beep/sink";
 const SMALL: usize = 100;
@@ -71,40 +75,6 @@ fn main() {
             beep_bulk(options, channels, run)
         });
     }
-}
-
-/// True unless `--only TEXT` names rows that `label` is not one of.
-fn selected(label: &str) -> bool {
-    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
-    only.is_none_or(|text| label.contains(&text))
-}
-
-/// The number after `name` on the command line.
-fn arg(name: &str) -> Option<f64> {
-    std::env::args()
-        .skip_while(|a| a != name)
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-}
-
-/// Prints medians and the median ratio with its range over the rounds.
-fn row(label: &str, raws: &[f64], beeps: &[f64]) {
-    let ratios: Vec<f64> = raws.iter().zip(beeps).map(|(r, b)| b / r).collect();
-    let (lo, hi) = ratios
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
-    println!(
-        "| {label} | {:.0} | {:.0} | {:.2}x ({lo:.2}-{hi:.2}) |",
-        median(raws),
-        median(beeps),
-        median(&ratios)
-    );
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
 }
 
 /// A raw TCP echo server answering fixed-size messages.

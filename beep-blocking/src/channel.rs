@@ -8,7 +8,7 @@ use beep_proto::{IncomingFrame, IncomingMessage, Message};
 
 use crate::connection::{Connection, Notify, wait};
 use crate::error::{CloseReason, Error};
-use crate::profile::{frame_handler, message_handler};
+use crate::profile::erase;
 
 /// A channel (PyVortex `Channel`): cheap to clone, usable from any thread.
 ///
@@ -216,7 +216,7 @@ impl Channel {
     ) {
         let mut st = self.conn.shared.lock();
         let entry = st.channels.entry(self.number).or_default();
-        let previous = entry.message.replace(message_handler(handler));
+        let previous = entry.message.replace(erase(handler));
         // The old closure is dropped after the lock: its drop may call back in.
         drop(st);
         drop(previous);
@@ -258,7 +258,7 @@ impl Channel {
             .entry(self.number)
             .or_default()
             .frame
-            .replace(frame_handler(handler));
+            .replace(erase(handler));
         // The old closure is dropped after the lock: its drop may call back in.
         drop(st);
         drop(previous);

@@ -13,6 +13,7 @@ use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 use crate::channel::Channel;
 use crate::connection::{Action, ChannelHandlers, Connection, Shared, cork};
 use crate::error::CloseReason;
+use crate::profile::Handler;
 
 pub(crate) fn spawn(
     shared: &Arc<Shared>,
@@ -234,7 +235,7 @@ fn on_frame(conn: &Connection, f: IncomingFrame) {
 fn run_handler<T>(
     conn: &Connection,
     done: &MessageDone,
-    pick: impl FnOnce(&ChannelHandlers) -> Option<Arc<dyn Fn(&Channel, T) -> Handled + Send + Sync>>,
+    pick: impl FnOnce(&ChannelHandlers) -> Option<Arc<Handler<T>>>,
     item: T,
 ) {
     let handler = conn

@@ -13,22 +13,17 @@ pub use beep_proto::dispatch::StartDecision;
 
 pub(crate) use beep_proto::dispatch::StartHandler;
 pub(crate) type CloseHandler = dyn Fn(&Channel) -> bool + Send + Sync;
-pub(crate) type MessageHandler = dyn Fn(&Channel, IncomingMessage) -> Handled + Send + Sync;
+/// A handler of items `T` (whole messages or frames) with its result
+/// erased.
+pub(crate) type Handler<T> = dyn Fn(&Channel, T) -> Handled + Send + Sync;
+pub(crate) type MessageHandler = Handler<IncomingMessage>;
+pub(crate) type FrameHandler = Handler<IncomingFrame>;
 
-pub(crate) type FrameHandler = dyn Fn(&Channel, IncomingFrame) -> Handled + Send + Sync;
-
-/// Erases what a frame handler returns (`()` or a `Result`).
-pub(crate) fn frame_handler<R: HandlerResult>(
-    f: impl Fn(&Channel, IncomingFrame) -> R + Send + Sync + 'static,
-) -> Arc<FrameHandler> {
-    Arc::new(move |channel, frame| f(channel, frame).into_handled())
-}
-
-/// Erases what a message handler returns (`()` or a `Result`).
-pub(crate) fn message_handler<R: HandlerResult>(
-    f: impl Fn(&Channel, IncomingMessage) -> R + Send + Sync + 'static,
-) -> Arc<MessageHandler> {
-    Arc::new(move |channel, message| f(channel, message).into_handled())
+/// Erases what a handler returns (`()` or a `Result`).
+pub(crate) fn erase<T, R: HandlerResult>(
+    f: impl Fn(&Channel, T) -> R + Send + Sync + 'static,
+) -> Arc<Handler<T>> {
+    Arc::new(move |channel, item| f(channel, item).into_handled())
 }
 
 /// What to do for one profile: a message handler (required) and optional
@@ -91,7 +86,7 @@ impl ProfileHandler {
         ProfileHandler {
             start: None,
             close: None,
-            message: message_handler(on_message),
+            message: erase(on_message),
             frame: None,
         }
     }
@@ -150,7 +145,7 @@ impl ProfileHandler {
         mut self,
         f: impl Fn(&Channel, IncomingFrame) -> R + Send + Sync + 'static,
     ) -> Self {
-        self.frame = Some(frame_handler(f));
+        self.frame = Some(erase(f));
         self
     }
 }

@@ -9,7 +9,7 @@ use futures_channel::oneshot;
 
 use crate::connection::Connection;
 use crate::error::{CloseReason, Error};
-use crate::profile::{frame_handler, message_handler};
+use crate::profile::erase;
 use crate::shared::{Notify, Shared};
 
 /// A channel (PyVortex `Channel`): cheap to clone, usable from any task.
@@ -317,7 +317,7 @@ impl Channel {
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        let handler = message_handler(handler);
+        let handler = erase(handler);
         let mut st = self.conn.shared.lock();
         let previous = st
             .channels
@@ -356,7 +356,7 @@ impl Channel {
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        let handler = frame_handler(handler);
+        let handler = erase(handler);
         let mut st = self.conn.shared.lock();
         st.core.stream_frames(self.number)?;
         let previous = st

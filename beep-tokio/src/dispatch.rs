@@ -12,7 +12,7 @@ use futures_util::{FutureExt, StreamExt};
 
 use crate::channel::Channel;
 use crate::connection::Connection;
-use crate::runtime::BoxFuture;
+use crate::profile::Handler;
 use crate::shared::{Action, ChannelHandlers, Shared, cork};
 
 pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Action>) {
@@ -89,15 +89,12 @@ async fn on_frame(conn: &Connection, f: IncomingFrame) {
     run_handler(conn, &done, |h| h.frame.clone(), f).await;
 }
 
-/// An erased async handler of items `T` (messages or frames).
-type Handler<T> = Arc<dyn Fn(Channel, T) -> BoxFuture<'static, Handled> + Send + Sync>;
-
 /// Runs the handler `pick` finds for `item`'s channel to completion, then
 /// gives the window back (and answers for a missing or failed handler).
 async fn run_handler<T>(
     conn: &Connection,
     done: &MessageDone,
-    pick: impl FnOnce(&ChannelHandlers) -> Option<Handler<T>>,
+    pick: impl FnOnce(&ChannelHandlers) -> Option<Arc<Handler<T>>>,
     item: T,
 ) {
     let handler = conn

@@ -16,35 +16,21 @@ pub use beep_proto::dispatch::StartDecision;
 
 pub(crate) use beep_proto::dispatch::StartHandler;
 pub(crate) type CloseHandler = dyn Fn(&Channel) -> bool + Send + Sync;
-pub(crate) type MessageHandler =
-    dyn Fn(Channel, IncomingMessage) -> BoxFuture<'static, Handled> + Send + Sync;
+/// A handler of items `T` (whole messages or frames) with its result
+/// erased, so handlers of any future type live in one registry.
+pub(crate) type Handler<T> = dyn Fn(Channel, T) -> BoxFuture<'static, Handled> + Send + Sync;
+pub(crate) type MessageHandler = Handler<IncomingMessage>;
+pub(crate) type FrameHandler = Handler<IncomingFrame>;
 
-pub(crate) type FrameHandler =
-    dyn Fn(Channel, IncomingFrame) -> BoxFuture<'static, Handled> + Send + Sync;
-
-/// Boxes an async frame handler, like [`message_handler`].
-pub(crate) fn frame_handler<F, Fut>(f: F) -> Arc<FrameHandler>
+/// Boxes an async handler whose future gives `()` or a `Result`.
+pub(crate) fn erase<T, F, Fut>(f: F) -> Arc<Handler<T>>
 where
-    F: Fn(Channel, IncomingFrame) -> Fut + Send + Sync + 'static,
+    F: Fn(Channel, T) -> Fut + Send + Sync + 'static,
     Fut: Future + Send + 'static,
     Fut::Output: HandlerResult,
 {
-    Arc::new(move |channel, frame| {
-        let future = f(channel, frame);
-        Box::pin(async move { future.await.into_handled() })
-    })
-}
-
-/// Boxes an async message handler so handlers of any future type (with
-/// output `()` or a `Result`) can live in one registry.
-pub(crate) fn message_handler<F, Fut>(f: F) -> Arc<MessageHandler>
-where
-    F: Fn(Channel, IncomingMessage) -> Fut + Send + Sync + 'static,
-    Fut: Future + Send + 'static,
-    Fut::Output: HandlerResult,
-{
-    Arc::new(move |channel, message| {
-        let future = f(channel, message);
+    Arc::new(move |channel, item| {
+        let future = f(channel, item);
         Box::pin(async move { future.await.into_handled() })
     })
 }
@@ -120,7 +106,7 @@ impl ProfileHandler {
         ProfileHandler {
             start: None,
             close: None,
-            message: message_handler(on_message),
+            message: erase(on_message),
             frame: None,
         }
     }
@@ -180,7 +166,7 @@ impl ProfileHandler {
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        self.frame = Some(frame_handler(f));
+        self.frame = Some(erase(f));
         self
     }
 }

@@ -368,6 +368,19 @@ async fn a_protocol_violation_closes_the_connection_with_the_reason(env: Env) {
     peer.join().unwrap();
 }
 
+/// Waits `delay`, then reads until the end; returns the octets read.
+fn read_all_after(mut stream: std::net::TcpStream, delay: Duration) -> usize {
+    use std::io::Read;
+    std::thread::sleep(delay);
+    stream.set_read_timeout(Some(T)).unwrap();
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    while let Ok(n @ 1..) = stream.read(&mut buf) {
+        received += n;
+    }
+    received
+}
+
 /// A peer that greets, accepts a channel with a huge window (so only TCP
 /// stops the sender), then never reads again until told to go.
 fn stalled_peer() -> (
@@ -406,7 +419,7 @@ fn stalled_peer_then(
 }
 
 async fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout(env: Env) {
-    use std::io::{Read, Write};
+    use std::io::Write;
     // The peer reads nothing, but answers our release blindly: we end
     // `Released` with output still unwritten. The writer must give up
     // after the connect timeout instead of holding its task and the
@@ -419,14 +432,9 @@ async fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout(
         let reply = format!("RPY 0 1 . {seqno} {}\r\n{ok}END\r\n", ok.len());
         stream.write_all(reply.as_bytes()).unwrap();
         // Long after the timeout, take everything that comes.
-        std::thread::sleep(Duration::from_secs(3));
-        stream.set_read_timeout(Some(T)).unwrap();
-        let mut received = 0usize;
-        let mut buf = vec![0u8; 1 << 16];
-        while let Ok(n @ 1..) = stream.read(&mut buf) {
-            received += n;
-        }
-        got_tx.send(received).unwrap();
+        got_tx
+            .send(read_all_after(stream, Duration::from_secs(3)))
+            .unwrap();
     });
     const CHUNK: usize = 256 << 10;
     let options = Options {

@@ -368,6 +368,19 @@ fn a_protocol_violation_closes_the_connection_with_the_reason() {
     peer.join().unwrap();
 }
 
+/// Waits `delay`, then reads until the end; returns the octets read.
+fn read_all_after(mut stream: std::net::TcpStream, delay: Duration) -> usize {
+    use std::io::Read;
+    std::thread::sleep(delay);
+    stream.set_read_timeout(Some(T)).unwrap();
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    while let Ok(n @ 1..) = stream.read(&mut buf) {
+        received += n;
+    }
+    received
+}
+
 /// A peer that greets, accepts a channel with a huge window (so only TCP
 /// stops the sender), then never reads again until told to go.
 fn stalled_peer() -> (SocketAddr, mpsc::Sender<()>, std::thread::JoinHandle<()>) {
@@ -887,14 +900,9 @@ fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout() {
         let reply = format!("RPY 0 1 . {seqno} {}\r\n{ok}END\r\n", ok.len());
         stream.write_all(reply.as_bytes()).unwrap();
         // Long after the timeout, take everything that comes.
-        std::thread::sleep(Duration::from_secs(3));
-        stream.set_read_timeout(Some(T)).unwrap();
-        let mut received = 0usize;
-        let mut buf = vec![0u8; 1 << 16];
-        while let Ok(n @ 1..) = stream.read(&mut buf) {
-            received += n;
-        }
-        got_tx.send(received).unwrap();
+        got_tx
+            .send(read_all_after(stream, Duration::from_secs(3)))
+            .unwrap();
     });
     const LIMIT: usize = 1 << 20;
     let options = Options {
@@ -1060,14 +1068,9 @@ fn a_release_gives_up_even_when_a_handler_is_the_one_stuck_writing() {
         let ok = "Content-Type: application/beep+xml\r\n\r\n<ok />\r\n";
         let reply = format!("RPY 0 1 . {seqno} {}\r\n{ok}END\r\n", ok.len());
         stream.write_all(reply.as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_secs(3));
-        stream.set_read_timeout(Some(T)).unwrap();
-        let mut received = 0usize;
-        let mut buf = vec![0u8; 1 << 16];
-        while let Ok(n @ 1..) = stream.read(&mut buf) {
-            received += n;
-        }
-        got_tx.send(received).unwrap();
+        got_tx
+            .send(read_all_after(stream, Duration::from_secs(3)))
+            .unwrap();
     });
     let options = Options {
         connect_timeout: Duration::from_secs(1),

@@ -698,8 +698,8 @@ mod tests {
         assert!(out_a[1..].iter().all(|o| matches!(o, Outcome::Message(_))));
     }
 
-    #[test]
-    fn frame_delivery_and_whole_reply_waiters_exclude_each_other() {
+    /// A client and a server core with channel `p` open between them.
+    fn open_pair() -> (Core<u8>, Core<u8>, u32) {
         let mut a: Core<u8> = Core::new(Session::initiator(Config::default()));
         let mut b: Core<u8> = Core::new(Session::listener(Config {
             profiles: vec!["p".into()],
@@ -715,6 +715,13 @@ mod tests {
             .accept_start(req.channel, Profile::new("p"))
             .unwrap();
         pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        (a, b, channel)
+    }
+
+    #[test]
+    fn frame_delivery_and_whole_reply_waiters_exclude_each_other() {
+        let (mut a, mut b, channel) = open_pair();
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
         a.request(channel, Message::new("whole"), 2).unwrap();
         assert_eq!(
             a.stream_frames(channel),
@@ -761,21 +768,8 @@ mod tests {
 
     #[test]
     fn a_message_without_handler_gets_an_error_and_its_credit_back() {
-        let mut a: Core<u8> = Core::new(Session::initiator(Config::default()));
-        let mut b: Core<u8> = Core::new(Session::listener(Config {
-            profiles: vec!["p".into()],
-            ..Config::default()
-        }));
+        let (mut a, mut b, channel) = open_pair();
         let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
-        let channel = a.open_channel(Profile::new("p"), None, 1).unwrap();
-        pump(&mut a, &mut b, &mut out_a, &mut out_b);
-        let Some(Outcome::Start(req)) = out_b.pop() else {
-            panic!()
-        };
-        b.session_mut()
-            .accept_start(req.channel, Profile::new("p"))
-            .unwrap();
-        pump(&mut a, &mut b, &mut out_a, &mut out_b);
         out_a.clear();
         // Fill most of the window: without its credit back, the next could not pass.
         a.request(channel, Message::new(vec![0u8; 3000]), 2)
