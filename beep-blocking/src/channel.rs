@@ -232,6 +232,13 @@ impl Channel {
     /// whole reply or a message is half received; requests (which wait for
     /// whole replies) are refused afterwards: use `send_msg`.
     ///
+    /// A message the peer had sent whole before the switch reaches the
+    /// handler as one final frame. An error or a panic on a frame of a MSG
+    /// answers that MSG with ERR at once, even with frames still to come
+    /// (they reach the handler too; a reply after that fails). For MSGs
+    /// the peer may send as soon as the channel is open,
+    /// `ProfileHandler::on_frame` switches before any can arrive.
+    ///
     /// ```no_run
     /// use std::io::Write;
     /// # fn run(channel: beep_blocking::Channel) -> Result<(), beep_blocking::Error> {

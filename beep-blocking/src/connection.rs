@@ -481,8 +481,16 @@ impl Connection {
     /// Ends the connection at once, without a release handshake (also
     /// cutting short the last flush of a released one).
     pub fn shutdown(&self) {
+        let socket = || self.shared.stream.shutdown(std::net::Shutdown::Both);
+        if self.shared.lock().core.ended().is_some() {
+            // Released and still flushing: the socket first, or the flush
+            // below could block this thread on a peer that stops reading.
+            let _ = socket();
+        }
+        // (Any other end shuts the socket down while the reason is set, so
+        // the reader's EOF cannot report itself as the reason.)
         self.shared.finish(CloseReason::Shutdown);
-        let _ = self.shared.stream.shutdown(std::net::Shutdown::Both);
+        let _ = socket();
     }
 }
 

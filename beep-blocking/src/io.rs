@@ -221,7 +221,18 @@ fn on_start(conn: &Connection, request: StartRequest) {
 /// connection, and an unanswered MSG gets an ERR so the peer is not stuck.
 fn on_message(conn: &Connection, m: IncomingMessage) {
     let done = MessageDone::of(&m);
-    run_handler(conn, &done, |h| h.message.clone(), m);
+    // Routed whole before the channel switched to frames: one final frame.
+    let framed = conn
+        .shared
+        .lock()
+        .channels
+        .get(&done.channel)
+        .is_some_and(|h| h.message.is_none() && h.frame.is_some());
+    if framed {
+        run_handler(conn, &done, |h| h.frame.clone(), m.into_frame());
+    } else {
+        run_handler(conn, &done, |h| h.message.clone(), m);
+    }
 }
 
 /// Runs the channel's frame handler, like [`on_message`].

@@ -172,6 +172,32 @@ pub struct IncomingMessage {
     pub credit: u32,
 }
 
+impl IncomingMessage {
+    /// The message as one final frame whose payload is the whole MIME
+    /// entity (for a frame handler that gets a message routed whole).
+    ///
+    /// ```
+    /// use beep_proto::{IncomingMessage, Message, MessageKind};
+    /// let m = IncomingMessage { channel: 1, msgno: 2, kind: MessageKind::Msg, message: Message::new("hi"), credit: 4 };
+    /// let f = m.into_frame();
+    /// assert_eq!((f.msgno, f.more, &f.payload[..]), (2, false, &b"\r\nhi"[..]));
+    /// ```
+    pub fn into_frame(self) -> IncomingFrame {
+        let [headers, body] = self.message.into_wire_parts();
+        let mut entity = bytes::BytesMut::with_capacity(headers.len() + body.len());
+        entity.extend_from_slice(&headers);
+        entity.extend_from_slice(&body);
+        let payload = entity.freeze();
+        IncomingFrame {
+            channel: self.channel,
+            msgno: self.msgno,
+            kind: self.kind,
+            more: false,
+            payload,
+        }
+    }
+}
+
 /// One frame received on a channel in streaming mode: the payload is raw
 /// (the MIME header block, if any, is at the start of the first frame).
 ///

@@ -80,7 +80,18 @@ fn on_start(conn: &Connection, request: StartRequest) {
 /// an ERR so the peer is not left waiting.
 async fn on_message(conn: &Connection, m: IncomingMessage) {
     let done = MessageDone::of(&m);
-    run_handler(conn, &done, |h| h.message.clone(), m).await;
+    // Routed whole before the channel switched to frames: one final frame.
+    let framed = conn
+        .shared
+        .lock()
+        .channels
+        .get(&done.channel)
+        .is_some_and(|h| h.message.is_none() && h.frame.is_some());
+    if framed {
+        run_handler(conn, &done, |h| h.frame.clone(), m.into_frame()).await;
+    } else {
+        run_handler(conn, &done, |h| h.message.clone(), m).await;
+    }
 }
 
 /// Runs the channel's frame handler, like [`on_message`].

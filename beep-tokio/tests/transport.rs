@@ -114,3 +114,24 @@ async fn a_broken_stream_ends_the_session_once_and_fails_every_wait() {
     });
     assert_eq!(late.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn tokio_tcp_streams_write_every_slice_of_a_vectored_write() {
+    use beep_tokio::runtime::{Runtime, Tokio};
+    use futures_util::io::AsyncWriteExt;
+    use tokio::io::AsyncReadExt;
+    // tokio-util's compat writes only the first slice; frames go out as
+    // several slices (header, payload, trailer) and must leave together.
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let accepted = tokio::spawn(async move { socket.accept().await.unwrap().0 });
+    let mut stream = Tokio::current().unwrap().connect(addr).await.unwrap();
+    let parts: [&[u8]; 3] = [b"MSG 1 0 . 0 5\r\n", b"hello", b"END\r\n"];
+    let slices = parts.map(std::io::IoSlice::new);
+    let written = stream.write_vectored(&slices).await.unwrap();
+    assert_eq!(written, 25, "one call writes every slice");
+    let mut peer = accepted.await.unwrap();
+    let mut got = [0u8; 25];
+    peer.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got[..], b"MSG 1 0 . 0 5\r\nhelloEND\r\n");
+}

@@ -10,10 +10,12 @@ use crate::event::Event;
 use crate::frame::{FrameHeader, FrameType, MAX_31BIT, TRAILER};
 use crate::mime::Message;
 
-/// Payloads from this size on are handed out as slices of the
+/// Frame payloads from this size on are handed out as slices of the
 /// application's buffers by [`Session::poll_transmit_vectored`]; smaller
-/// ones are cheaper to copy than to give a write vector entry of their own.
-const ZERO_COPY_MIN: usize = 1024;
+/// ones (the default 4 KiB frames among them) are cheaper to copy than to
+/// give write vector entries of their own, and a transport without real
+/// vectored writes then still writes a batch at once.
+const ZERO_COPY_MIN: usize = 8 << 10;
 
 impl Session {
     /// Bytes to write to the peer, in order, or `None` when there is
@@ -35,10 +37,11 @@ impl Session {
         Some(self.out.split().freeze())
     }
 
-    /// Like [`Session::poll_transmit`], without copying payloads: appends
-    /// to `chunks` the bytes to write, in order, where large payload pieces
-    /// are slices of the application's own buffers (write them with one
-    /// vectored write). Returns false when there is nothing to send.
+    /// Like [`Session::poll_transmit`], without copying large payloads:
+    /// appends to `chunks` the bytes to write, in order, where frame
+    /// payloads of 8 KiB or more are slices of the application's own
+    /// buffers (write them with one vectored write). Returns false when
+    /// there is nothing to send.
     ///
     /// ```
     /// use beep_proto::{Config, Message, Session};

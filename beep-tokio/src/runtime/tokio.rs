@@ -5,9 +5,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio_util::compat::TokioAsyncReadCompatExt;
+
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
 use super::{Acceptor, BoxFuture, Runtime, Transport};
 
@@ -82,7 +85,7 @@ impl Runtime for Tokio {
         self.on_runtime(async move {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
-            Ok(Box::new(stream.compat()) as Box<dyn Transport>)
+            Ok(Box::new(TokioTcp(stream.compat())) as Box<dyn Transport>)
         })
     }
 
@@ -105,11 +108,56 @@ impl Acceptor for TokioAcceptor {
         Box::pin(async move {
             let (stream, peer) = self.listener.accept().await?;
             stream.set_nodelay(true)?;
-            Ok((Box::new(stream.compat()) as Box<dyn Transport>, peer))
+            Ok((
+                Box::new(TokioTcp(stream.compat())) as Box<dyn Transport>,
+                peer,
+            ))
         })
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+}
+
+/// A tokio TCP stream as a `futures-io` stream. tokio-util's `Compat`
+/// writes only the first slice of a vectored write; this passes vectored
+/// writes to tokio's `writev`, so frames and large payloads leave in one
+/// system call without being copied together.
+struct TokioTcp(Compat<TcpStream>);
+
+impl futures_io::AsyncRead for TokioTcp {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl futures_io::AsyncWrite for TokioTcp {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        tokio::io::AsyncWrite::poll_write_vectored(Pin::new(self.0.get_mut()), cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
     }
 }
