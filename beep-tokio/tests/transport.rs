@@ -135,3 +135,41 @@ async fn tokio_tcp_streams_write_every_slice_of_a_vectored_write() {
     peer.read_exact(&mut got).await.unwrap();
     assert_eq!(&got[..], b"MSG 1 0 . 0 5\r\nhelloEND\r\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_sends_a_handlers_reply_before_it_blocks_its_thread() {
+    use futures_util::FutureExt;
+    // The handler replies, then blocks its worker thread until the client
+    // has the reply. Replies of a burst of handlers are held for one
+    // write; `flush` sends them first.
+    const BLOCKING: &str = "http://example.org/beep/blocking";
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<()>();
+    let seen_rx = std::sync::Mutex::new(seen_rx);
+    let mut registry = Registry::new();
+    registry.register(
+        BLOCKING,
+        ProfileHandler::new(move |channel, m| {
+            // Sent without awaiting (there is room), then flushed.
+            let sent = channel.reply_rpy(m.msgno, m.message).now_or_never();
+            assert!(matches!(sent, Some(Ok(()))));
+            channel.connection().flush();
+            let _ = tokio::task::block_in_place(|| seen_rx.lock().unwrap().recv_timeout(T));
+            async {}
+        }),
+    );
+    let (a, b) = tokio::io::duplex(16 << 10);
+    let _server = Connection::accept_transport(b.compat(), registry, Options::default()).unwrap();
+    let client = Connection::connect_transport(a.compat(), Options::default())
+        .await
+        .unwrap();
+    let channel = client
+        .open_channel(Profile::new(BLOCKING), None)
+        .await
+        .unwrap();
+    let reply = channel
+        .request(Message::new("first"), Duration::from_secs(3))
+        .await
+        .expect("the reply left before the handler blocked");
+    assert!(matches!(reply, Reply::Rpy(m) if m.body().as_ref() == b"first"));
+    seen_tx.send(()).unwrap();
+}
