@@ -8,8 +8,13 @@
 //!
 //! Each connection runs three threads: a reader, a writer and a dispatcher
 //! for application handlers. Handlers may block (a reply into a full queue
-//! waits) without stopping the connection from reading the peer's window
-//! updates.
+//! waits; the `try_` sends return [`Error::QueueFull`] instead) without
+//! stopping the connection from reading the peer's window updates. They
+//! get whole messages ([`Channel::set_message_handler`]) or frames as they
+//! arrive ([`Channel::set_frame_handler`]), and may return a `Result`
+//! whose error answers the MSG with an ERR. A connection made by
+//! [`Connection::connect`] is released when the last handle to it is
+//! dropped.
 //!
 //! ```no_run
 //! use std::time::Duration;

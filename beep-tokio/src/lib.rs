@@ -9,8 +9,14 @@
 //!
 //! Each connection runs three tasks: a reader, a writer and a dispatcher
 //! that runs handlers one at a time. A handler may await (a reply into a
-//! full queue, a request of its own) without stopping the connection from
-//! reading the peer's window updates and replies.
+//! full queue, a request of its own; the `try_` sends return
+//! [`Error::QueueFull`] instead of waiting) without stopping the connection
+//! from reading the peer's window updates and replies. Handlers get whole
+//! messages ([`Channel::set_message_handler`]) or frames as they arrive
+//! ([`Channel::set_frame_handler`]), and may return a `Result` whose error
+//! answers the MSG with an ERR. A connection made by
+//! [`Connection::connect`] is released when the last handle to it is
+//! dropped.
 //!
 //! ## Runtimes
 //!
