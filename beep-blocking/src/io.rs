@@ -227,7 +227,7 @@ fn on_message(conn: &Connection, m: IncomingMessage) {
         .lock()
         .channels
         .get(&done.channel)
-        .is_some_and(|h| h.message.is_none() && h.frame.is_some());
+        .is_some_and(|h| h.frame.is_some());
     if framed {
         run_handler(conn, &done, |h| h.frame.clone(), m.into_frame());
     } else {
