@@ -558,11 +558,21 @@ impl App {
 
     /// Polls events (answering each) and bytes until neither comes.
     fn pump(&mut self, session: &mut Session, wire: &mut Wire) {
-        for _ in 0..MAX_PUMP_ROUNDS {
+        let mut chunks = Vec::new();
+        for round in 0..MAX_PUMP_ROUNDS {
             let mut busy = false;
             while let Some(event) = session.poll_event() {
                 busy = true;
                 self.on_event(session, event);
+            }
+            // Both output paths, interleaved: the wire checks the stream.
+            if round % 2 == 1 {
+                while session.poll_transmit_vectored(&mut chunks) {
+                    busy = true;
+                    for chunk in chunks.drain(..) {
+                        wire.push(&chunk);
+                    }
+                }
             }
             while let Some(bytes) = session.poll_transmit() {
                 busy = true;
