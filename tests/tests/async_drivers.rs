@@ -450,11 +450,17 @@ async fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout(
     let channel = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
     let chunk = Message::new(vec![0u8; CHUNK]);
     let mut sent = 0usize;
-    // Fill the kernel's buffers and then our queue.
+    // Fill the kernel's buffers and then our queue, until the writer is
+    // stuck (a full queue alone may only mean the writer lags behind).
     loop {
         match channel.try_send_msg(chunk.clone()) {
             Ok(_) => sent += CHUNK,
-            Err(Error::QueueFull { .. }) => break,
+            Err(Error::QueueFull { queued, .. }) => {
+                env.sleep(Duration::from_millis(200)).await;
+                if conn.queued_output() == queued {
+                    break;
+                }
+            }
             Err(e) => panic!("{e}"),
         }
         env.sleep(Duration::from_millis(1)).await;
