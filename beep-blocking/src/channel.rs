@@ -8,6 +8,7 @@ use beep_proto::{IncomingFrame, IncomingMessage, Message};
 
 use crate::connection::{Connection, Notify, wait};
 use crate::error::{CloseReason, Error};
+use crate::incoming::Incoming;
 use crate::profile::erase;
 
 /// A channel (PyVortex `Channel`): cheap to clone, usable from any thread.
@@ -220,6 +221,36 @@ impl Channel {
         // The old closure is dropped after the lock: its drop may call back in.
         drop(st);
         drop(previous);
+    }
+
+    /// The channel's MSGs and the replies nobody waits for as a queue to
+    /// read ([`Incoming::recv`], or iterate), instead of a message handler
+    /// (it replaces the one set). Each message's window goes back to the
+    /// peer when it is read, so a reader that falls behind slows the peer
+    /// down without blocking the connection's other channels.
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_blocking::Channel) -> Result<(), beep_blocking::Error> {
+    /// let incoming = channel.incoming();
+    /// channel.send_msg(beep_proto::Message::new("subscribe"))?;
+    /// for event in incoming {
+    ///     println!("{:?}: {:?}", event.kind, event.message.body());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn incoming(&self) -> Incoming {
+        let (incoming, handler) = Incoming::attach(self);
+        let mut st = self.conn.shared.lock();
+        let previous = st
+            .channels
+            .entry(self.number)
+            .or_default()
+            .message
+            .replace(handler);
+        // The old closure is dropped after the lock: its drop may call back in.
+        drop(st);
+        drop(previous);
+        incoming
     }
 
     /// Switches the channel to frame delivery (PyVortex's frame-received

@@ -34,6 +34,7 @@
 mod channel;
 mod connection;
 mod error;
+mod incoming;
 mod io;
 mod listener;
 mod pool;
@@ -42,6 +43,7 @@ mod profile;
 pub use channel::Channel;
 pub use connection::{Connection, Options};
 pub use error::{CloseReason, Error};
+pub use incoming::Incoming;
 pub use listener::{Listener, ShutdownHandle};
 pub use pool::{ChannelPool, PooledChannel};
 pub use profile::{ProfileHandler, Registry, StartDecision};

@@ -9,6 +9,7 @@ use futures_channel::oneshot;
 
 use crate::connection::Connection;
 use crate::error::{CloseReason, Error};
+use crate::incoming::Incoming;
 use crate::profile::erase;
 use crate::shared::{Notify, Shared};
 
@@ -88,7 +89,7 @@ impl Channel {
             .map(str::to_owned)
     }
 
-    fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &Shared {
         &self.conn.shared
     }
 
@@ -328,6 +329,37 @@ impl Channel {
         // The old closure is dropped after the lock: its drop may call back in.
         drop(st);
         drop(previous);
+    }
+
+    /// The channel's MSGs and the replies nobody awaits as a
+    /// [`Stream`](futures_util::Stream), instead of a message handler (it
+    /// replaces the one set). Each message's window goes back to the peer
+    /// when the stream yields it, so a consumer that falls behind slows
+    /// the peer down without blocking the connection's other channels.
+    ///
+    /// ```no_run
+    /// use futures_util::StreamExt;
+    /// # async fn run(channel: beep_tokio::Channel) -> Result<(), beep_tokio::Error> {
+    /// let mut incoming = channel.incoming();
+    /// channel.send_msg(beep_proto::Message::new("subscribe")).await?;
+    /// while let Some(event) = incoming.next().await {
+    ///     println!("{:?}: {:?}", event.kind, event.message.body());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn incoming(&self) -> Incoming {
+        let (incoming, handler) = Incoming::attach(self);
+        let mut st = self.conn.shared.lock();
+        let previous = st
+            .channels
+            .entry(self.number)
+            .or_default()
+            .message
+            .replace(handler);
+        // The old closure is dropped after the lock: its drop may call back in.
+        drop(st);
+        drop(previous);
+        incoming
     }
 
     /// Switches the channel to frame delivery (PyVortex's frame-received

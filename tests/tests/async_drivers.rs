@@ -37,6 +37,7 @@ on_both_runtimes!(
     a_handler_that_waits_after_replying_does_not_hold_its_reply_back,
     a_handler_error_answers_with_err_and_keeps_the_channel,
     frame_handlers_carry_messages_larger_than_the_message_limit,
+    an_incoming_stream_is_bounded_by_the_window_and_answers_what_it_drops,
     listener_shutdown_releases_sessions_and_completes_replies_in_flight,
     a_timed_out_request_leaves_its_late_reply_to_the_handler,
     shutdown_fails_pending_calls_promptly,
@@ -1044,6 +1045,91 @@ async fn frame_handlers_carry_messages_larger_than_the_message_limit(env: Env) {
     assert_eq!(answers[0], format!("\r\n{}", SIZE + 2).into_bytes());
     assert_eq!(answers[1].len(), SIZE + 2);
     assert_eq!(received.load(Ordering::SeqCst), SIZE + 2);
+    conn.close().await.unwrap();
+    stop.shutdown();
+    env.within(T, "serve", served).await.unwrap();
+}
+
+async fn an_incoming_stream_is_bounded_by_the_window_and_answers_what_it_drops(env: Env) {
+    // On "go" the server answers with 100 ANS of 1000 octets; on "push"
+    // it sends us two MSGs and reports how they were answered.
+    const STREAM: &str = "http://example.org/beep/stream";
+    let server_conn = Arc::new(std::sync::Mutex::new(None));
+    let seen = server_conn.clone();
+    let (report_tx, mut report_rx) = mpsc::unbounded::<Vec<bool>>();
+    let mut registry = Registry::new();
+    registry.register(
+        STREAM,
+        beep_tokio::ProfileHandler::new(move |channel, m| {
+            *seen.lock().unwrap() = Some(channel.connection().clone());
+            let report = report_tx.clone();
+            async move {
+                if m.message.body().as_ref() == b"push" {
+                    let (a, b) = futures_util::future::join(
+                        channel.request(Message::new("event 1"), T),
+                        channel.request(Message::new("event 2"), T),
+                    )
+                    .await;
+                    let positive = [a, b].map(|r| matches!(r, Ok(Reply::Rpy(_))));
+                    let _ = report.unbounded_send(positive.to_vec());
+                    return channel.reply_rpy(m.msgno, Message::new("pushed")).await;
+                }
+                for i in 0..100 {
+                    let ans = Message::new(format!("{i:04}").repeat(250));
+                    channel.reply_ans(m.msgno, ans).await?;
+                }
+                channel.reply_nul(m.msgno).await
+            }
+        }),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, env.options())
+        .await
+        .unwrap();
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let served = env.spawn(listener.serve());
+    let conn = Connection::connect(addr, env.options()).await.unwrap();
+    let channel = conn.open_channel(Profile::new(STREAM), None).await.unwrap();
+    let mut incoming = channel.incoming();
+    channel.send_msg(Message::new("go")).await.unwrap();
+    env.sleep(Duration::from_millis(300)).await;
+    let server = server_conn
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the handler ran");
+    // Our 4 KiB window lets only a few through until we read.
+    assert!(
+        server.queued_output() > 90_000,
+        "the server sent {} octets past our window",
+        100_000 - server.queued_output()
+    );
+    let mut answers = 0;
+    loop {
+        let m = env.within(T, "answer", incoming.next()).await.unwrap();
+        match m.kind {
+            MessageKind::Ans { ansno } => {
+                assert_eq!(ansno, answers);
+                answers += 1;
+            }
+            MessageKind::Nul => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(answers, 100);
+    // We answer the first MSG and drop the stream with the second queued:
+    // it gets an ERR, so the server is not left waiting.
+    channel.send_msg(Message::new("push")).await.unwrap();
+    let first = env.within(T, "event", incoming.next()).await.unwrap();
+    channel
+        .reply_rpy(first.msgno, Message::new("ok"))
+        .await
+        .unwrap();
+    env.sleep(Duration::from_millis(200)).await;
+    drop(incoming);
+    let report = env.within(T, "report", report_rx.next()).await.unwrap();
+    assert_eq!(report, vec![true, false]);
+    drop(server);
     conn.close().await.unwrap();
     stop.shutdown();
     env.within(T, "serve", served).await.unwrap();

@@ -1211,3 +1211,66 @@ fn frame_handlers_carry_messages_larger_than_the_message_limit() {
     stop.shutdown();
     thread.join().unwrap().unwrap();
 }
+
+#[test]
+fn an_incoming_queue_is_bounded_by_the_window_until_read() {
+    // The server answers one MSG with 100 ANS of 1000 octets. Until the
+    // client reads its queue, the 4 KiB window it gave lets only a few
+    // through: the rest waits in the server's output, not in our memory.
+    const STREAM: &str = "http://example.org/beep/stream";
+    let server_conn = Arc::new(Mutex::new(None));
+    let seen = server_conn.clone();
+    let mut registry = Registry::new();
+    registry.register(
+        STREAM,
+        ProfileHandler::new(move |channel, m| -> Result<(), Error> {
+            *seen.lock().unwrap() = Some(channel.connection().clone());
+            for i in 0..100 {
+                let ans = Message::new(format!("{i:04}").repeat(250));
+                channel.reply_ans(m.msgno, ans)?;
+            }
+            channel.reply_nul(m.msgno)
+        }),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, Options::default()).unwrap();
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let thread = std::thread::spawn(move || listener.serve());
+    let conn = Connection::connect(addr, Options::default()).unwrap();
+    let channel = conn.open_channel(Profile::new(STREAM), None).unwrap();
+    let incoming = channel.incoming();
+    channel.send_msg(Message::new("go")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let server = server_conn
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the handler ran");
+    assert!(
+        server.queued_output() > 90_000,
+        "the server sent {} octets past our window",
+        100_000 - server.queued_output()
+    );
+    let mut answers = 0;
+    loop {
+        let m = incoming.recv_timeout(T).unwrap();
+        match m.kind {
+            beep_proto::MessageKind::Ans { ansno } => {
+                assert_eq!(ansno, answers);
+                assert!(
+                    m.message
+                        .body()
+                        .starts_with(format!("{answers:04}").as_bytes())
+                );
+                answers += 1;
+            }
+            beep_proto::MessageKind::Nul => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(answers, 100);
+    drop(server);
+    conn.close().unwrap();
+    stop.shutdown();
+    thread.join().unwrap().unwrap();
+}

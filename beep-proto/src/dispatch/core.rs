@@ -118,6 +118,11 @@ pub enum StartDecision {
 pub enum Handled {
     /// The handler ran to completion.
     Ran,
+    /// The handler kept the message for the application to take later
+    /// (an incoming-message queue): its credit goes back with
+    /// [`Core::consumed`] when the application takes it, so the peer's
+    /// window bounds what waits there.
+    Kept,
     /// The handler returned an error (its text): an unanswered MSG gets
     /// an ERR carrying it; the channel stays open.
     Error(String),
@@ -383,9 +388,12 @@ impl<W> Core<W> {
             kind,
             credit,
         } = *message;
+        if handled == Handled::Kept {
+            return;
+        }
         self.session.consumed(channel, credit);
         let text = match &handled {
-            Handled::Ran => return,
+            Handled::Ran | Handled::Kept => return,
             Handled::Error(text) => text.as_str(),
             Handled::NoHandler => "no handler for this channel",
             Handled::Failed => "the handler failed",
@@ -413,7 +421,8 @@ impl<W> Core<W> {
         }
     }
 
-    /// Gives back window for a message a handler has finished with.
+    /// Gives back window for a message the application has finished with
+    /// (one a handler reported as [`Handled::Kept`]).
     pub fn consumed(&mut self, channel: u32, credit: u32) {
         self.session.consumed(channel, credit);
     }
