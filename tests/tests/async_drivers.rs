@@ -382,6 +382,50 @@ fn read_all_after(mut stream: std::net::TcpStream, delay: Duration) -> usize {
     received
 }
 
+/// The queue limit and 256 KiB messages of the stalled-peer tests.
+const LIMIT: usize = 1 << 20;
+const CHUNK: usize = 256 << 10;
+
+/// Options for a stalled peer: a 1 MiB queue limit and 1 MiB frames.
+fn stalled_options() -> Options {
+    Options {
+        max_queued_output: LIMIT,
+        config: Config {
+            max_frame_size: 1 << 20,
+            ..Config::default()
+        },
+        ..Options::default()
+    }
+}
+
+/// Sends 256 KiB messages without waiting until our writer is stuck on a
+/// peer that reads nothing: the queue is full and stops shrinking (a full
+/// queue alone may only mean that the writer lags behind a kernel still
+/// taking bytes). Returns the payload octets sent.
+async fn fill_until_stuck(env: &Env, conn: &Connection, channel: &beep_tokio::Channel) -> usize {
+    let chunk = Message::new(vec![0u8; CHUNK]);
+    let mut sent = 0;
+    loop {
+        match channel.try_send_msg(chunk.clone()) {
+            Ok(_) => sent += CHUNK,
+            Err(Error::QueueFull { queued, limit }) => {
+                assert_eq!(limit, LIMIT);
+                assert!(queued > LIMIT && queued <= LIMIT + CHUNK, "{queued}");
+                env.sleep(Duration::from_millis(200)).await;
+                if conn.queued_output() == queued {
+                    return sent;
+                }
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            sent < 400 * CHUNK,
+            "{sent} octets taken by a peer that reads nothing"
+        );
+        env.sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// A peer that greets, accepts a channel with a huge window (so only TCP
 /// stops the sender), then never reads again until told to go.
 fn stalled_peer() -> (
@@ -437,35 +481,13 @@ async fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout(
             .send(read_all_after(stream, Duration::from_secs(3)))
             .unwrap();
     });
-    const CHUNK: usize = 256 << 10;
     let options = Options {
-        max_queued_output: 1 << 20,
         connect_timeout: Duration::from_secs(1),
-        config: Config {
-            max_frame_size: 1 << 20,
-            ..Config::default()
-        },
-        ..Options::default()
+        ..stalled_options()
     };
     let conn = Connection::connect(addr, env.with(options)).await.unwrap();
     let channel = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
-    let chunk = Message::new(vec![0u8; CHUNK]);
-    let mut sent = 0usize;
-    // Fill the kernel's buffers and then our queue, until the writer is
-    // stuck (a full queue alone may only mean the writer lags behind).
-    loop {
-        match channel.try_send_msg(chunk.clone()) {
-            Ok(_) => sent += CHUNK,
-            Err(Error::QueueFull { queued, .. }) => {
-                env.sleep(Duration::from_millis(200)).await;
-                if conn.queued_output() == queued {
-                    break;
-                }
-            }
-            Err(e) => panic!("{e}"),
-        }
-        env.sleep(Duration::from_millis(1)).await;
-    }
+    let sent = fill_until_stuck(&env, &conn, &channel).await;
     let before = conn.queued_output();
     let closer = env.spawn({
         let conn = conn.clone();
@@ -494,17 +516,9 @@ async fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout(
 
 async fn a_peer_that_stops_reading_bounds_our_memory(env: Env) {
     let (addr, stop_tx, peer) = stalled_peer();
-    const LIMIT: usize = 1 << 20;
-    const CHUNK: usize = 256 << 10;
-    let options = Options {
-        max_queued_output: LIMIT,
-        config: Config {
-            max_frame_size: 1 << 20,
-            ..Config::default()
-        },
-        ..Options::default()
-    };
-    let conn = Connection::connect(addr, env.with(options)).await.unwrap();
+    let conn = Connection::connect(addr, env.with(stalled_options()))
+        .await
+        .unwrap();
     let channel = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
     let sent = Arc::new(AtomicUsize::new(0));
     let counter = sent.clone();
@@ -542,42 +556,12 @@ async fn a_peer_that_stops_reading_bounds_our_memory(env: Env) {
 
 async fn non_blocking_sends_report_a_full_queue_instead_of_waiting(env: Env) {
     let (addr, stop_tx, peer) = stalled_peer();
-    const LIMIT: usize = 1 << 20;
-    const CHUNK: usize = 256 << 10;
-    let options = Options {
-        max_queued_output: LIMIT,
-        config: Config {
-            max_frame_size: 1 << 20,
-            ..Config::default()
-        },
-        ..Options::default()
-    };
-    let conn = Connection::connect(addr, env.with(options)).await.unwrap();
+    let conn = Connection::connect(addr, env.with(stalled_options()))
+        .await
+        .unwrap();
     let channel = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
     let chunk = Message::new(vec![0u8; CHUNK]);
-    // Until the writer is stuck: a full queue alone may only mean that it
-    // lags behind a kernel still taking bytes.
-    let mut sent = 0;
-    loop {
-        match channel.try_send_msg(chunk.clone()) {
-            Ok(_) => sent += 1,
-            Err(Error::QueueFull { queued, limit }) => {
-                assert_eq!(limit, LIMIT);
-                assert!(queued > LIMIT && queued <= LIMIT + CHUNK, "{queued}");
-                env.sleep(Duration::from_millis(200)).await;
-                if conn.queued_output() == queued {
-                    break;
-                }
-            }
-            Err(other) => panic!("{other:?}"),
-        }
-        assert!(
-            sent < 400,
-            "{sent} x 256 KiB taken by a peer that reads nothing"
-        );
-        // Let the writer drain what the kernel takes.
-        env.sleep(Duration::from_millis(1)).await;
-    }
+    fill_until_stuck(&env, &conn, &channel).await;
     // Refused, not sent: the queue did not grow, the connection lives.
     let queued = conn.queued_output();
     assert!(matches!(

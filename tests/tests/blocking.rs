@@ -381,6 +381,50 @@ fn read_all_after(mut stream: std::net::TcpStream, delay: Duration) -> usize {
     received
 }
 
+/// The queue limit and 256 KiB messages of the stalled-peer tests.
+const LIMIT: usize = 1 << 20;
+const CHUNK: usize = 256 << 10;
+
+/// Options for a stalled peer: a 1 MiB queue limit and 1 MiB frames.
+fn stalled_options() -> Options {
+    Options {
+        max_queued_output: LIMIT,
+        config: Config {
+            max_frame_size: 1 << 20,
+            ..Config::default()
+        },
+        ..Options::default()
+    }
+}
+
+/// Sends 256 KiB messages without waiting until our writer is stuck on a
+/// peer that reads nothing: the queue is full and stops shrinking (a full
+/// queue alone may only mean that the writer lags behind a kernel still
+/// taking bytes). Returns the payload octets sent.
+fn fill_until_stuck(conn: &Connection, channel: &beep_blocking::Channel) -> usize {
+    let chunk = Message::new(vec![0u8; CHUNK]);
+    let mut sent = 0;
+    loop {
+        match channel.try_send_msg(chunk.clone()) {
+            Ok(_) => sent += CHUNK,
+            Err(Error::QueueFull { queued, limit }) => {
+                assert_eq!(limit, LIMIT);
+                assert!(queued > LIMIT && queued <= LIMIT + CHUNK, "{queued}");
+                std::thread::sleep(Duration::from_millis(200));
+                if conn.queued_output() == queued {
+                    return sent;
+                }
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            sent < 400 * CHUNK,
+            "{sent} octets taken by a peer that reads nothing"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A peer that greets, accepts a channel with a huge window (so only TCP
 /// stops the sender), then never reads again until told to go.
 fn stalled_peer() -> (SocketAddr, mpsc::Sender<()>, std::thread::JoinHandle<()>) {
@@ -417,20 +461,12 @@ fn stalled_peer_then(
 #[test]
 fn a_peer_that_stops_reading_bounds_our_memory() {
     let (addr, stop_tx, peer) = stalled_peer();
-    let options = Options {
-        max_queued_output: 1 << 20,
-        config: Config {
-            max_frame_size: 1 << 20,
-            ..Config::default()
-        },
-        ..Options::default()
-    };
-    let conn = Connection::connect(addr, options).unwrap();
+    let conn = Connection::connect(addr, stalled_options()).unwrap();
     let channel = conn.open_channel(Profile::new(ECHO), None).unwrap();
     let sent = Arc::new(AtomicUsize::new(0));
     let counter = sent.clone();
     let sender = std::thread::spawn(move || {
-        let chunk = Message::new(vec![0u8; 256 << 10]);
+        let chunk = Message::new(vec![0u8; CHUNK]);
         while channel.send_msg(chunk.clone()).is_ok() {
             counter.fetch_add(1, Ordering::SeqCst);
         }
@@ -439,7 +475,7 @@ fn a_peer_that_stops_reading_bounds_our_memory() {
     let queued = conn.queued_output();
     let messages = sent.load(Ordering::SeqCst);
     // Kernel buffers take a few MB; our own queue stays near its limit.
-    assert!(queued <= (1 << 20) + (256 << 10), "queued {queued}");
+    assert!(queued <= LIMIT + CHUNK, "queued {queued}");
     assert!(
         messages < 400,
         "{messages} x 256 KiB accepted by a peer that reads nothing"
@@ -453,41 +489,11 @@ fn a_peer_that_stops_reading_bounds_our_memory() {
 #[test]
 fn non_blocking_sends_report_a_full_queue_instead_of_waiting() {
     let (addr, stop_tx, peer) = stalled_peer();
-    const LIMIT: usize = 1 << 20;
-    let options = Options {
-        max_queued_output: LIMIT,
-        config: Config {
-            max_frame_size: 1 << 20,
-            ..Config::default()
-        },
-        ..Options::default()
-    };
-    let conn = Connection::connect(addr, options).unwrap();
+    let conn = Connection::connect(addr, stalled_options()).unwrap();
     let channel = conn.open_channel(Profile::new(ECHO), None).unwrap();
-    let chunk = Message::new(vec![0u8; 256 << 10]);
-    // Kernel buffers take some; then our queue passes the limit and the
-    // next call says so at once (this thread would wait for ever otherwise).
-    // Until the writer is stuck: a full queue alone may only mean that it
-    // lags behind a kernel still taking bytes.
-    let mut sent = 0;
-    loop {
-        match channel.try_send_msg(chunk.clone()) {
-            Ok(_) => sent += 1,
-            Err(Error::QueueFull { queued, limit }) => {
-                assert_eq!(limit, LIMIT);
-                assert!(queued > LIMIT && queued <= LIMIT + (256 << 10), "{queued}");
-                std::thread::sleep(Duration::from_millis(200));
-                if conn.queued_output() == queued {
-                    break;
-                }
-            }
-            Err(other) => panic!("{other:?}"),
-        }
-        assert!(
-            sent < 400,
-            "{sent} x 256 KiB taken by a peer that reads nothing"
-        );
-    }
+    let chunk = Message::new(vec![0u8; CHUNK]);
+    // Without the try_ calls this thread would wait for ever.
+    fill_until_stuck(&conn, &channel);
     // Refused, not sent: the queue did not grow, the connection lives.
     let queued = conn.queued_output();
     assert!(matches!(
@@ -907,34 +913,13 @@ fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout() {
             .send(read_all_after(stream, Duration::from_secs(3)))
             .unwrap();
     });
-    const LIMIT: usize = 1 << 20;
     let options = Options {
-        max_queued_output: LIMIT,
         connect_timeout: Duration::from_secs(1),
-        config: Config {
-            max_frame_size: 1 << 20,
-            ..Config::default()
-        },
+        ..stalled_options()
     };
     let conn = Connection::connect(addr, options).unwrap();
     let channel = conn.open_channel(Profile::new(ECHO), None).unwrap();
-    let chunk = Message::new(vec![0u8; 256 << 10]);
-    let mut sent = 0usize;
-    // Fill the kernel's buffers and then our queue, until the writer is
-    // stuck (a full queue alone may only mean the writer lags behind).
-    loop {
-        match channel.try_send_msg(chunk.clone()) {
-            Ok(_) => sent += 256 << 10,
-            Err(Error::QueueFull { queued, .. }) => {
-                std::thread::sleep(Duration::from_millis(200));
-                if conn.queued_output() == queued {
-                    break;
-                }
-            }
-            Err(e) => panic!("{e}"),
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let sent = fill_until_stuck(&conn, &channel);
     let before = conn.queued_output();
     let closer = std::thread::spawn({
         let conn = conn.clone();
