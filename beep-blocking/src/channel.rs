@@ -241,6 +241,13 @@ impl Channel {
     pub fn incoming(&self) -> Incoming {
         let (incoming, handler) = Incoming::attach(self);
         let mut st = self.conn.shared.lock();
+        if st.core.ended().is_some() || st.core.session().channel_profile(self.number).is_none() {
+            // Closed already: nothing will come, and the queue ends at once
+            // (its feed goes with the handler, outside the lock).
+            drop(st);
+            drop(handler);
+            return incoming;
+        }
         let previous = st
             .channels
             .entry(self.number)

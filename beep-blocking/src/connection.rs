@@ -755,6 +755,11 @@ impl Shared {
                         let reason = reason.clone();
                         actions.push(Action::Run(Box::new(move || callback(&reason))));
                     }
+                    // Every channel is gone with the connection: its
+                    // handlers go too (ending incoming queues), on the
+                    // dispatcher, never under this lock.
+                    let handlers = std::mem::take(&mut st.channels);
+                    actions.push(Action::Run(Box::new(move || drop(handlers))));
                     actions.push(Action::Exit);
                     if reason == CloseReason::Released {
                         // The writer flushes the final <ok/>, then closes,

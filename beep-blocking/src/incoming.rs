@@ -1,7 +1,7 @@
 //! A channel's messages as a queue the application reads, bounded by the
 //! peer's window.
 
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, Weak, mpsc};
 use std::time::Duration;
 
 use beep_proto::IncomingMessage;
@@ -15,11 +15,13 @@ use crate::profile::MessageHandler;
 /// The MSGs and unawaited replies of a channel, to read with
 /// [`Incoming::recv`] or as an iterator (from [`Channel::incoming`]). A
 /// message's window goes back to the peer when it is read, so what waits
-/// here is bounded by the window the peer was given. Reading ends when
-/// the channel closes.
+/// here is bounded by the window the peer was given.
 ///
 /// Dropping it answers the MSGs still queued with ERR (nobody will) and
-/// gives their window back; later messages get the same.
+/// gives their window back; later messages get the same. Reading ends
+/// when the channel or the connection closes. Only the connection's
+/// dispatcher feeds it: do not read it inside a handler of the same
+/// connection.
 ///
 /// ```no_run
 /// # fn run(channel: beep_blocking::Channel) -> Result<(), beep_blocking::Error> {
@@ -32,16 +34,19 @@ use crate::profile::MessageHandler;
 pub struct Incoming {
     channel: Channel,
     rx: mpsc::Receiver<IncomingMessage>,
-    /// Taken when this is dropped, so nothing is queued after the drain.
-    tx: Arc<Mutex<Option<mpsc::Sender<IncomingMessage>>>>,
+    /// The handler's sender, taken when this is dropped so that nothing is
+    /// queued after the drain. Only the handler owns it: when the channel
+    /// or the connection closes, the handler and the sender go, and reading
+    /// ends.
+    tx: Weak<Mutex<Option<mpsc::Sender<IncomingMessage>>>>,
 }
 
 impl Incoming {
     /// Makes `channel`'s message handler feed the returned queue.
     pub(crate) fn attach(channel: &Channel) -> (Self, Arc<MessageHandler>) {
         let (tx, rx) = mpsc::channel();
-        let tx = Arc::new(Mutex::new(Some(tx)));
-        let feed = tx.clone();
+        let feed = Arc::new(Mutex::new(Some(tx)));
+        let tx = Arc::downgrade(&feed);
         let handler: Arc<MessageHandler> = Arc::new(move |_, m| {
             let feed = feed.lock().unwrap_or_else(|p| p.into_inner());
             match feed.as_ref().map(|tx| tx.send(m)) {
@@ -107,7 +112,9 @@ impl Iterator for Incoming {
 
 impl Drop for Incoming {
     fn drop(&mut self) {
-        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(feed) = self.tx.upgrade() {
+            drop(feed.lock().unwrap_or_else(|p| p.into_inner()).take());
+        }
         let left: Vec<_> = self.rx.try_iter().map(|m| MessageDone::of(&m)).collect();
         if !left.is_empty() {
             let _ = self.channel.connection().shared.with_session(|st| {

@@ -15,10 +15,12 @@ use crate::profile::MessageHandler;
 /// The MSGs and unawaited replies of a channel, as a [`Stream`] (from
 /// [`Channel::incoming`]). A message's window goes back to the peer when
 /// the stream yields it, so what waits here is bounded by the window the
-/// peer was given. The stream ends when the channel closes.
+/// peer was given.
 ///
 /// Dropping it answers the MSGs still queued with ERR (nobody will) and
-/// gives their window back; later messages get the same.
+/// gives their window back; later messages get the same. It ends when the
+/// channel or the connection closes. Only the connection's dispatcher
+/// feeds it: do not await it inside a handler of the same connection.
 ///
 /// ```no_run
 /// use futures_util::StreamExt;
@@ -75,8 +77,13 @@ impl Drop for Incoming {
     fn drop(&mut self) {
         self.rx.close();
         let mut left = Vec::new();
-        while let Ok(m) = self.rx.try_recv() {
-            left.push(MessageDone::of(&m));
+        loop {
+            match self.rx.try_recv() {
+                Ok(m) => left.push(MessageDone::of(&m)),
+                Err(e) if e.is_closed() => break,
+                // A send still in flight on another thread: it lands.
+                Err(_) => std::thread::yield_now(),
+            }
         }
         if !left.is_empty() {
             let _ = self.channel.shared().with_session(|st| {

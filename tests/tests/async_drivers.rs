@@ -1113,8 +1113,22 @@ async fn an_incoming_stream_is_bounded_by_the_window_and_answers_what_it_drops(e
     drop(incoming);
     let report = env.within(T, "report", report_rx.next()).await.unwrap();
     assert_eq!(report, vec![true, false]);
+    // A stream ends when its channel closes, and when the connection does.
+    let other = conn.open_channel(Profile::new(STREAM), None).await.unwrap();
+    let mut other_incoming = other.incoming();
+    other.close().await.unwrap();
+    assert!(env.within(T, "end", other_incoming.next()).await.is_none());
+    let last = conn.open_channel(Profile::new(STREAM), None).await.unwrap();
+    let mut last_incoming = last.incoming();
     drop(server);
     conn.close().await.unwrap();
+    assert!(env.within(T, "end", last_incoming.next()).await.is_none());
+    // On a closed channel it ends at once.
+    assert!(
+        env.within(T, "end", other.incoming().next())
+            .await
+            .is_none()
+    );
     stop.shutdown();
     env.within(T, "serve", served).await.unwrap();
 }

@@ -1254,8 +1254,21 @@ fn an_incoming_queue_is_bounded_by_the_window_until_read() {
         }
     }
     assert_eq!(answers, 100);
+    // Reading ends when the channel closes, and when the connection does.
+    channel.close().unwrap();
+    assert!(matches!(
+        incoming.recv_timeout(T),
+        Err(Error::ChannelClosed)
+    ));
+    assert!(incoming.recv().is_none());
+    let last = conn.open_channel(Profile::new(STREAM), None).unwrap();
+    let last_incoming = last.incoming();
     drop(server);
     conn.close().unwrap();
+    assert!(matches!(
+        last_incoming.recv_timeout(T),
+        Err(Error::ChannelClosed)
+    ));
     stop.shutdown();
     thread.join().unwrap().unwrap();
 }

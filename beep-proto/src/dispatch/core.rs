@@ -115,6 +115,7 @@ pub enum StartDecision {
 /// assert_ne!(Handled::Ran, Handled::Failed);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Handled {
     /// The handler ran to completion.
     Ran,
