@@ -10,8 +10,9 @@
 //! for application handlers. Handlers may block (a reply into a full queue
 //! waits; the `try_` sends return [`Error::QueueFull`] instead) without
 //! stopping the connection from reading the peer's window updates. They
-//! get whole messages ([`Channel::set_message_handler`]) or frames as they
-//! arrive ([`Channel::set_frame_handler`]), and may return a `Result`
+//! get whole messages ([`Channel::set_message_handler`], or as a queue:
+//! [`Channel::incoming`]) or frames as they arrive
+//! ([`Channel::set_frame_handler`]), and may return a `Result`
 //! whose error answers the MSG with an ERR. A connection made by
 //! [`Connection::connect`] is released when the last handle to it is
 //! dropped.

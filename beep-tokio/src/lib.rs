@@ -12,7 +12,8 @@
 //! full queue, a request of its own; the `try_` sends return
 //! [`Error::QueueFull`] instead of waiting) without stopping the connection
 //! from reading the peer's window updates and replies. Handlers get whole
-//! messages ([`Channel::set_message_handler`]) or frames as they arrive
+//! messages ([`Channel::set_message_handler`], or as a `Stream`:
+//! [`Channel::incoming`]) or frames as they arrive
 //! ([`Channel::set_frame_handler`]), and may return a `Result` whose error
 //! answers the MSG with an ERR. A connection made by
 //! [`Connection::connect`] is released when the last handle to it is
