@@ -1,12 +1,13 @@
 //! A channel of a connection: requests, replies, handler, close.
 
+use std::sync::MutexGuard;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Done, HandlerResult, Reply};
 use beep_proto::{IncomingFrame, IncomingMessage, Message};
 
-use crate::connection::{Connection, Notify, wait};
+use crate::connection::{ChannelHandlers, Connection, Notify, State, wait};
 use crate::error::{CloseReason, Error};
 use crate::incoming::Incoming;
 use crate::profile::erase;
@@ -38,6 +39,19 @@ impl std::fmt::Debug for Channel {
 impl Channel {
     pub(crate) fn new(conn: Connection, number: u32) -> Self {
         Channel { conn, number }
+    }
+
+    /// Puts `handler` in the slot `pick` chooses, under `st`. The handler it
+    /// replaces is dropped after the lock: its drop may call back in.
+    fn install<T>(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        pick: impl FnOnce(&mut ChannelHandlers) -> &mut Option<T>,
+        handler: T,
+    ) {
+        let previous = pick(st.channels.entry(self.number).or_default()).replace(handler);
+        drop(st);
+        drop(previous);
     }
 
     /// The channel number.
@@ -215,12 +229,8 @@ impl Channel {
         &self,
         handler: impl Fn(&Channel, IncomingMessage) -> R + Send + Sync + 'static,
     ) {
-        let mut st = self.conn.shared.lock();
-        let entry = st.channels.entry(self.number).or_default();
-        let previous = entry.message.replace(erase(handler));
-        // The old closure is dropped after the lock: its drop may call back in.
-        drop(st);
-        drop(previous);
+        let st = self.conn.shared.lock();
+        self.install(st, |h| &mut h.message, erase(handler));
     }
 
     /// The channel's MSGs and the replies nobody waits for as a queue to
@@ -240,7 +250,7 @@ impl Channel {
     /// ```
     pub fn incoming(&self) -> Incoming {
         let (incoming, handler) = Incoming::attach(self);
-        let mut st = self.conn.shared.lock();
+        let st = self.conn.shared.lock();
         if st.core.ended().is_some() || st.core.session().channel_profile(self.number).is_none() {
             // Closed already: nothing will come, and the queue ends at once
             // (its feed goes with the handler, outside the lock).
@@ -248,15 +258,7 @@ impl Channel {
             drop(handler);
             return incoming;
         }
-        let previous = st
-            .channels
-            .entry(self.number)
-            .or_default()
-            .message
-            .replace(handler);
-        // The old closure is dropped after the lock: its drop may call back in.
-        drop(st);
-        drop(previous);
+        self.install(st, |h| &mut h.message, handler);
         incoming
     }
 
@@ -298,15 +300,7 @@ impl Channel {
     ) -> Result<(), Error> {
         let mut st = self.conn.shared.lock();
         st.core.stream_frames(self.number)?;
-        let previous = st
-            .channels
-            .entry(self.number)
-            .or_default()
-            .frame
-            .replace(erase(handler));
-        // The old closure is dropped after the lock: its drop may call back in.
-        drop(st);
-        drop(previous);
+        self.install(st, |h| &mut h.frame, erase(handler));
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! A channel of a connection: requests, replies, handler, close.
 
 use std::future::Future;
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Done, HandlerResult, Reply};
@@ -11,7 +12,7 @@ use crate::connection::Connection;
 use crate::error::{CloseReason, Error};
 use crate::incoming::Incoming;
 use crate::profile::erase;
-use crate::shared::{Notify, Shared};
+use crate::shared::{ChannelHandlers, Notify, Shared, State};
 
 /// A channel (PyVortex `Channel`): cheap to clone, usable from any task.
 ///
@@ -50,6 +51,19 @@ impl std::fmt::Debug for Channel {
 impl Channel {
     pub(crate) fn new(conn: Connection, number: u32) -> Self {
         Channel { conn, number }
+    }
+
+    /// Puts `handler` in the slot `pick` chooses, under `st`. The handler it
+    /// replaces is dropped after the lock: its drop may call back in.
+    fn install<T>(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        pick: impl FnOnce(&mut ChannelHandlers) -> &mut Option<T>,
+        handler: T,
+    ) {
+        let previous = pick(st.channels.entry(self.number).or_default()).replace(handler);
+        drop(st);
+        drop(previous);
     }
 
     /// The channel number.
@@ -319,16 +333,8 @@ impl Channel {
         Fut::Output: HandlerResult,
     {
         let handler = erase(handler);
-        let mut st = self.conn.shared.lock();
-        let previous = st
-            .channels
-            .entry(self.number)
-            .or_default()
-            .message
-            .replace(handler);
-        // The old closure is dropped after the lock: its drop may call back in.
-        drop(st);
-        drop(previous);
+        let st = self.conn.shared.lock();
+        self.install(st, |h| &mut h.message, handler);
     }
 
     /// The channel's MSGs and the replies nobody awaits as a
@@ -349,7 +355,7 @@ impl Channel {
     /// ```
     pub fn incoming(&self) -> Incoming {
         let (incoming, handler) = Incoming::attach(self);
-        let mut st = self.conn.shared.lock();
+        let st = self.conn.shared.lock();
         if st.core.ended().is_some() || st.core.session().channel_profile(self.number).is_none() {
             // Closed already: nothing will come, and the queue ends at once
             // (its feed goes with the handler, outside the lock).
@@ -357,15 +363,7 @@ impl Channel {
             drop(handler);
             return incoming;
         }
-        let previous = st
-            .channels
-            .entry(self.number)
-            .or_default()
-            .message
-            .replace(handler);
-        // The old closure is dropped after the lock: its drop may call back in.
-        drop(st);
-        drop(previous);
+        self.install(st, |h| &mut h.message, handler);
         incoming
     }
 
@@ -405,15 +403,7 @@ impl Channel {
         let handler = erase(handler);
         let mut st = self.conn.shared.lock();
         st.core.stream_frames(self.number)?;
-        let previous = st
-            .channels
-            .entry(self.number)
-            .or_default()
-            .frame
-            .replace(handler);
-        // The old closure is dropped after the lock: its drop may call back in.
-        drop(st);
-        drop(previous);
+        self.install(st, |h| &mut h.frame, handler);
         Ok(())
     }
 

@@ -53,13 +53,10 @@ fn on_start(conn: &Connection, request: StartRequest) {
     let mut replaced = None;
     let _ = conn.shared.with_session(|st| {
         let answer = chosen.as_ref().map(|(offer, _, d)| (offer, d.clone()));
-        if st.core.answer_start(&request, answer)?
+        let frames = chosen.as_ref().is_some_and(|(_, h, _)| h.frame.is_some());
+        if st.core.answer_start(&request, answer, frames)?
             && let Some((_, handler, _)) = &chosen
         {
-            if handler.frame.is_some() {
-                // Before the peer can send anything: it has not seen our <ok/>.
-                st.core.stream_frames(request.channel)?;
-            }
             let handlers = ChannelHandlers {
                 message: Some(handler.message.clone()),
                 close: handler.close.clone(),

@@ -348,11 +348,15 @@ impl<W> Core<W> {
 
     /// Answers a start request: `chosen` is the offered profile we serve
     /// and its handler's decision, `None` when we serve none of the
-    /// offered profiles. Returns true if the channel is now open.
+    /// offered profiles. With `frames`, an accepted channel delivers frames
+    /// ([`Core::stream_frames`]) from the start: before the peer, which has
+    /// not seen our `<ok/>` yet, can send anything. Returns true if the
+    /// channel is now open.
     pub fn answer_start(
         &mut self,
         request: &StartRequest,
         chosen: Option<(&Profile, StartDecision)>,
+        frames: bool,
     ) -> Result<bool, UsageError> {
         let channel = request.channel;
         match chosen {
@@ -368,6 +372,9 @@ impl<W> Core<W> {
                     reply = reply.with_content(content);
                 }
                 self.session.accept_start(channel, reply)?;
+                if frames {
+                    self.stream_frames(channel)?;
+                }
                 Ok(true)
             }
             Some((_, StartDecision::Deny(code, text))) => {
