@@ -101,7 +101,7 @@ impl Channel {
     pub fn request(&self, message: Message, timeout: Duration) -> Result<Reply, Error> {
         let (tx, rx) = mpsc::sync_channel(1);
         let msgno = self.request_notify(message, Notify::Wait(tx))?;
-        let result = wait(&rx, timeout);
+        let result = wait(&self.conn.shared, &rx, timeout);
         if matches!(result, Err(Error::Timeout)) {
             // Nobody waits any more: a late reply goes to the handler.
             self.conn
@@ -310,7 +310,7 @@ impl Channel {
         self.conn
             .shared
             .with_session(|st| Ok(st.core.close(self.number, Notify::Wait(tx))?))?;
-        wait(&rx, self.conn.shared.options.connect_timeout).map(drop)
+        wait(&self.conn.shared, &rx, self.conn.shared.options.connect_timeout).map(drop)
     }
 }
 

@@ -7,8 +7,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
-use std::thread::ThreadId;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use beep_proto::dispatch::{Core, Done, Outcome};
@@ -19,6 +18,7 @@ use crate::channel::Channel;
 use crate::error::{CloseReason, Error};
 use crate::io;
 use crate::profile::{CloseHandler, FrameHandler, MessageHandler, Registry};
+use crate::roles::{self, Workers};
 
 /// How a connection behaves.
 ///
@@ -126,14 +126,15 @@ pub(crate) struct Shared {
     /// The socket's write side. Whoever holds it polls and writes, so
     /// bytes reach the socket in the order the session produced them.
     pub(crate) writer: Mutex<TcpStream>,
-    /// The reader thread must never block on a write: it is the one that
-    /// reads the window updates a blocked write waits for.
-    pub(crate) reader: OnceLock<ThreadId>,
+    /// The workers' roles and the actions they run.
+    pub(crate) workers: Workers,
+    /// The reading worker's buffer.
+    pub(crate) read_buf: Mutex<Vec<u8>>,
+    /// The socket, read by the reading worker (and shut down from anywhere).
     pub(crate) stream: TcpStream,
     pub(crate) peer: SocketAddr,
     pub(crate) registry: Registry,
     pub(crate) options: Options,
-    pub(crate) actions: mpsc::Sender<Action>,
 }
 
 /// A BEEP session over TCP (PyVortex `Connection`). Cheap to clone; every
@@ -257,8 +258,7 @@ impl Connection {
             Role::Initiator => Session::initiator(options.config.clone()),
             Role::Listener => Session::listener(options.config.clone()),
         };
-        let (actions, inbox) = mpsc::channel();
-        let (writer, control) = (stream.try_clone()?, stream.try_clone()?);
+        let writer = stream.try_clone()?;
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             state: Mutex::new(State {
@@ -274,14 +274,14 @@ impl Connection {
             writer_idle: AtomicBool::new(false),
             writer_done: AtomicBool::new(false),
             writer: Mutex::new(writer),
-            reader: OnceLock::new(),
-            stream: control,
+            workers: Workers::default(),
+            read_buf: Mutex::new(Vec::new()),
+            stream,
             peer,
             registry,
             options,
-            actions,
         });
-        io::spawn(&shared, stream, inbox)?;
+        io::spawn(&shared)?;
         // The listener owns the connections it accepts.
         let owner = (role == Role::Initiator).then(|| Arc::new(Owner(shared.clone())));
         Ok(Connection {
@@ -384,7 +384,7 @@ impl Connection {
     ) -> Result<Channel, Error> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.open_channel_notify(profile, server_name, Notify::Wait(tx))?;
-        let done = wait(&rx, self.shared.options.connect_timeout)?;
+        let done = wait(&self.shared, &rx, self.shared.options.connect_timeout)?;
         self.opened(done)
     }
 
@@ -428,7 +428,7 @@ impl Connection {
         let (tx, rx) = mpsc::sync_channel(1);
         self.shared
             .with_session(|st| Ok(st.core.close(0, Notify::Wait(tx))?))?;
-        match wait(&rx, self.shared.options.connect_timeout) {
+        match wait(&self.shared, &rx, self.shared.options.connect_timeout) {
             Ok(_) | Err(Error::Closed(CloseReason::Released)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -494,12 +494,15 @@ impl Connection {
     }
 }
 
-/// Waits for a result; a vanished connection or a timeout is an error.
+/// Waits for a result from the peer; a vanished connection or a timeout
+/// is an error.
 pub(crate) fn wait<T>(
+    shared: &Shared,
     rx: &mpsc::Receiver<Result<T, Error>>,
     timeout: Duration,
 ) -> Result<T, Error> {
     cork::release_held();
+    let _waiting = shared.workers.waiting_on_peer();
     match rx.recv_timeout(timeout) {
         Ok(result) => result,
         Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout),
@@ -550,6 +553,8 @@ impl Shared {
             drop(st);
             cork::release_held();
             st = self.lock();
+            // The peer's window updates free the room: read them.
+            let _waiting = self.workers.waiting_on_peer();
             // Counted under the lock before the check (see `room_made`).
             self.room_waiters.fetch_add(1, Ordering::SeqCst);
             // Resume at three quarters of the limit, so a crowd of senders
@@ -615,6 +620,7 @@ impl Shared {
         // peer may be waiting for it), without the lock it needs.
         drop(st);
         cork::release_held();
+        let _waiting = self.workers.waiting_on_peer();
         st = self.lock();
         // Counted under the lock, before the condition is checked: a
         // notifier that changes the state after this sees the count.
@@ -652,8 +658,7 @@ impl Shared {
     /// Gets the session's output on its way: written by this thread, or by
     /// the writer thread when this is the reader or someone else writes.
     pub(crate) fn push_output(self: &Arc<Self>) {
-        let on_reader = self.reader.get() == Some(&std::thread::current().id());
-        if on_reader {
+        if roles::on_reader() {
             self.wake_writer();
         } else {
             self.flush_direct();
@@ -662,9 +667,7 @@ impl Shared {
 
     /// Hands work to the dispatcher and wakes waiters on the session.
     pub(crate) fn send_actions(&self, actions: Vec<Action>) {
-        for action in actions {
-            let _ = self.actions.send(action);
-        }
+        self.workers.push(actions);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.changed.notify_all();
         }
@@ -691,7 +694,7 @@ impl Shared {
     /// the socket busy is never stranded.
     fn flush_direct(self: &Arc<Self>) {
         loop {
-            let Ok(mut stream) = self.writer.try_lock() else {
+            let Ok(stream) = self.writer.try_lock() else {
                 return;
             };
             let mut chunks = Vec::new();
@@ -708,7 +711,7 @@ impl Shared {
                 if !more {
                     break;
                 }
-                if let Err(e) = io::write_chunks(&mut *stream, &chunks) {
+                if let Err(e) = io::write_chunks(&stream, &self.workers, &chunks) {
                     drop(stream);
                     self.finish(CloseReason::Lost(e.to_string()));
                     return;
@@ -777,9 +780,7 @@ impl Shared {
         }
         // Sent under the lock, so actions reach the dispatcher in the order
         // they were routed and nothing can follow its Exit.
-        for action in actions.drain(..) {
-            let _ = self.actions.send(action);
-        }
+        self.workers.push(actions.drain(..));
         // Room can also appear without a write (a channel forgotten with
         // its queue): never leave a sender waiting on it.
         self.room_made(self.roomy(st));

@@ -1,11 +1,11 @@
-//! The three threads of a connection.
+//! The threads of a connection: two workers sharing reading and
+//! dispatching (see [`crate::roles`]), and a writer.
 
 use std::io::{IoSlice, Read, Write};
-use std::net::TcpStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
 
 use beep_proto::dispatch::{Handled, MessageDone};
 use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
@@ -14,60 +14,86 @@ use crate::channel::Channel;
 use crate::connection::{Action, ChannelHandlers, Connection, Shared, cork};
 use crate::error::CloseReason;
 use crate::profile::Handler;
+use crate::roles::{Job, Workers};
 
-pub(crate) fn spawn(
-    shared: &Arc<Shared>,
-    stream: TcpStream,
-    inbox: Receiver<Action>,
-) -> std::io::Result<()> {
+pub(crate) fn spawn(shared: &Arc<Shared>) -> std::io::Result<()> {
     let name = shared.peer.to_string();
-    let s = shared.clone();
-    std::thread::Builder::new()
-        .name(format!("beep-read {name}"))
-        .spawn(move || {
-            let _ = s.reader.set(std::thread::current().id());
-            read_loop(&s, stream)
-        })?;
+    for n in 1..=2 {
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name(format!("beep-work{n} {name}"))
+            .spawn(move || work(&s))?;
+    }
     let s = shared.clone();
     std::thread::Builder::new()
         .name(format!("beep-write {name}"))
         .spawn(move || write_loop(&s))?;
-    let s = shared.clone();
-    std::thread::Builder::new()
-        .name(format!("beep-dispatch {name}"))
-        .spawn(move || dispatch_loop(&s, inbox))?;
     Ok(())
 }
 
-/// Socket to session. Never waits on anything but the socket and the
-/// session lock, so SEQ frames and replies keep flowing whatever the
-/// handlers do.
-fn read_loop(shared: &Arc<Shared>, mut stream: TcpStream) {
-    let mut buf = vec![0u8; 64 * 1024];
+/// One of a connection's two workers: reads the socket, or runs handlers
+/// (see [`crate::roles`]), whichever role is free.
+fn work(shared: &Arc<Shared>) {
+    let conn = Connection::internal(shared.clone());
+    let workers = &shared.workers;
+    let mut job = workers.next_job();
     loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) => {
-                shared.finish(CloseReason::Lost("the peer closed the connection".into()));
-                return;
+        job = match job {
+            Job::Exit => return,
+            Job::Read => {
+                workers.reading(true);
+                let closed = read_once(shared);
+                workers.after_read(closed)
             }
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                shared.finish(CloseReason::Lost(e.to_string()));
-                return;
+            Job::Dispatch => {
+                // Everything queued runs as one batch, so the replies to a
+                // burst of messages leave in few socket writes.
+                let exit = cork::batch(|| {
+                    while let Some(action) = workers.pop() {
+                        if !run_action(&conn, action) {
+                            return true;
+                        }
+                    }
+                    false
+                });
+                if exit {
+                    workers.exit();
+                    return;
+                }
+                workers.after_dispatch()
             }
         };
-        let mut actions = Vec::new();
-        let done = {
-            let mut st = shared.lock();
-            shared.input(&mut st, &buf[..n], &mut actions);
-            st.core.ended().is_some()
-        };
-        shared.after(actions);
-        if done {
-            return;
-        }
     }
+}
+
+/// Socket to session, once; true when the socket or the session ended.
+/// Never waits on anything but the socket and the session lock.
+fn read_once(shared: &Arc<Shared>) -> bool {
+    let mut buf = shared.read_buf.lock().unwrap_or_else(|p| p.into_inner());
+    if buf.is_empty() {
+        buf.resize(64 * 1024, 0);
+    }
+    let n = match (&shared.stream).read(&mut buf) {
+        Ok(0) => {
+            shared.finish(CloseReason::Lost("the peer closed the connection".into()));
+            return true;
+        }
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return false,
+        Err(e) => {
+            shared.finish(CloseReason::Lost(e.to_string()));
+            return true;
+        }
+    };
+    let mut actions = Vec::new();
+    let done = {
+        let mut st = shared.lock();
+        shared.input(&mut st, &buf[..n], &mut actions);
+        st.core.ended().is_some()
+    };
+    drop(buf);
+    shared.after(actions);
+    done
 }
 
 /// Session to socket, for output no application thread wrote directly
@@ -101,7 +127,7 @@ fn write_loop(shared: &Arc<Shared>) {
                 shared.writer_idle.store(false, Ordering::SeqCst);
             }
         }
-        let mut stream = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let stream = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             let mut actions = Vec::new();
             let (more, roomy) = {
@@ -115,7 +141,7 @@ fn write_loop(shared: &Arc<Shared>) {
             if !more {
                 break;
             }
-            if let Err(e) = write_chunks(&mut *stream, &chunks) {
+            if let Err(e) = write_chunks(&stream, &shared.workers, &chunks) {
                 drop(stream);
                 shared.finish(CloseReason::Lost(e.to_string()));
                 return;
@@ -126,18 +152,30 @@ fn write_loop(shared: &Arc<Shared>) {
 }
 
 /// Writes `chunks` in order with vectored writes (large payloads go to
-/// the socket from the application's own buffers).
+/// the socket from the application's own buffers). What does not fit in
+/// the socket at once is written while holding a [`PeerWait`]: the
+/// socket is read meanwhile, so two peers writing to each other cannot
+/// both block with nobody reading.
+///
+/// [`PeerWait`]: crate::roles::PeerWait
 pub(crate) fn write_chunks(
-    stream: &mut impl Write,
+    stream: &TcpStream,
+    workers: &Workers,
     chunks: &[bytes::Bytes],
 ) -> std::io::Result<()> {
-    if let [only] = chunks {
-        return stream.write_all(only);
-    }
     let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
     let mut left = &mut slices[..];
+    match send_now(stream, left) {
+        Ok(n) => IoSlice::advance_slices(&mut left, n),
+        Err(e) if retry(&e) => {}
+        Err(e) => return Err(e),
+    }
+    if left.is_empty() {
+        return Ok(());
+    }
+    let _waiting = workers.waiting_on_peer();
     while !left.is_empty() {
-        match stream.write_vectored(left) {
+        match { stream }.write_vectored(left) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => IoSlice::advance_slices(&mut left, n),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -147,26 +185,26 @@ pub(crate) fn write_chunks(
     Ok(())
 }
 
-/// Application code: start, message and close handlers, and callbacks.
-fn dispatch_loop(shared: &Arc<Shared>, inbox: Receiver<Action>) {
-    let conn = Connection::internal(shared.clone());
-    while let Ok(first) = inbox.recv() {
-        // Everything already queued runs as one batch, so the replies to a
-        // burst of messages leave in few socket writes.
-        let exit = cork::batch(|| {
-            let mut next = Some(first);
-            while let Some(action) = next {
-                if !run_action(&conn, action) {
-                    return true;
-                }
-                next = inbox.try_recv().ok();
-            }
-            false
-        });
-        if exit {
-            return;
-        }
-    }
+/// Errors after which the blocking write simply goes on.
+fn retry(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+    )
+}
+
+/// Writes what the socket takes without waiting.
+#[cfg(unix)]
+fn send_now(stream: &TcpStream, slices: &[IoSlice<'_>]) -> std::io::Result<usize> {
+    // sendmsg refuses more than IOV_MAX (1024 on Linux) slices at once.
+    let slices = &slices[..slices.len().min(1024)];
+    socket2::SockRef::from(stream).send_vectored_with_flags(slices, libc::MSG_DONTWAIT)
+}
+
+/// Without a non-blocking send, every write announces its wait.
+#[cfg(not(unix))]
+fn send_now(_: &TcpStream, _: &[IoSlice<'_>]) -> std::io::Result<usize> {
+    Ok(0)
 }
 
 /// Runs one action; false when the dispatcher should stop.

@@ -40,6 +40,7 @@ mod io;
 mod listener;
 mod pool;
 mod profile;
+mod roles;
 
 pub use channel::Channel;
 pub use connection::{Connection, Options};
