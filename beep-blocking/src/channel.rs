@@ -1,7 +1,6 @@
 //! A channel of a connection: requests, replies, handler, close.
 
 use std::sync::MutexGuard;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Done, HandlerResult, Reply};
@@ -99,9 +98,9 @@ impl Channel {
     /// Sends a MSG and waits for its complete reply: RPY, ERR, or every ANS
     /// up to the NUL.
     pub fn request(&self, message: Message, timeout: Duration) -> Result<Reply, Error> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let msgno = self.request_notify(message, Notify::Wait(tx))?;
-        let result = wait(&self.conn.shared, &rx, timeout);
+        let (notify, waiter) = Notify::wait();
+        let msgno = self.request_notify(message, notify)?;
+        let result = wait(&self.conn.shared, waiter, timeout);
         if matches!(result, Err(Error::Timeout)) {
             // Nobody waits any more: a late reply goes to the handler.
             self.conn
@@ -306,11 +305,16 @@ impl Channel {
 
     /// Asks the peer to close the channel and waits for its decision.
     pub fn close(&self) -> Result<(), Error> {
-        let (tx, rx) = mpsc::sync_channel(1);
+        let (notify, waiter) = Notify::wait();
         self.conn
             .shared
-            .with_session(|st| Ok(st.core.close(self.number, Notify::Wait(tx))?))?;
-        wait(&self.conn.shared, &rx, self.conn.shared.options.connect_timeout).map(drop)
+            .with_session(|st| Ok(st.core.close(self.number, notify)?))?;
+        wait(
+            &self.conn.shared,
+            waiter,
+            self.conn.shared.options.connect_timeout,
+        )
+        .map(drop)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use crate::channel::Channel;
 use crate::error::{CloseReason, Error};
 use crate::io;
 use crate::profile::{CloseHandler, FrameHandler, MessageHandler, Registry};
-use crate::roles::{self, Workers};
+use crate::roles::{self, Ticket, Wait, Workers};
 
 /// How a connection behaves.
 ///
@@ -55,16 +55,30 @@ impl Default for Options {
 
 /// Where a waiting caller gets its result: a blocked thread or a callback.
 pub(crate) enum Notify {
-    Wait(mpsc::SyncSender<Result<Done, Error>>),
+    Wait(mpsc::SyncSender<Result<Done, Error>>, Arc<Ticket>),
     Call(Box<dyn FnOnce(Result<Done, Error>) + Send>),
 }
 
+/// A thread's end of [`Notify::Wait`], for [`wait`].
+pub(crate) struct Waiter {
+    rx: mpsc::Receiver<Result<Done, Error>>,
+    ticket: Arc<Ticket>,
+}
+
 impl Notify {
+    /// A result that [`wait`] waits for.
+    pub(crate) fn wait() -> (Notify, Waiter) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let ticket = Arc::new(Ticket::default());
+        (Notify::Wait(tx, ticket.clone()), Waiter { rx, ticket })
+    }
+
     /// A blocked caller is woken at once; a callback runs on the dispatcher.
-    fn complete(self, result: Result<Done, Error>, actions: &mut Vec<Action>) {
+    fn complete(self, result: Result<Done, Error>, actions: &mut Vec<Action>, workers: &Workers) {
         match self {
-            Notify::Wait(tx) => {
+            Notify::Wait(tx, ticket) => {
                 let _ = tx.try_send(result);
+                workers.answered(&ticket);
             }
             Notify::Call(f) => actions.push(Action::Run(Box::new(move || f(result)))),
         }
@@ -128,8 +142,11 @@ pub(crate) struct Shared {
     pub(crate) writer: Mutex<TcpStream>,
     /// The workers' roles and the actions they run.
     pub(crate) workers: Workers,
-    /// The reading worker's buffer.
+    /// The reading thread's buffer.
     pub(crate) read_buf: Mutex<Vec<u8>>,
+    /// The socket's read timeout in nanoseconds, 0 for none (see
+    /// [`io::read_for_wait`]).
+    pub(crate) read_timeout: AtomicU64,
     /// The socket, read by the reading worker (and shut down from anywhere).
     pub(crate) stream: TcpStream,
     pub(crate) peer: SocketAddr,
@@ -276,6 +293,7 @@ impl Connection {
             writer: Mutex::new(writer),
             workers: Workers::default(),
             read_buf: Mutex::new(Vec::new()),
+            read_timeout: AtomicU64::new(0),
             stream,
             peer,
             registry,
@@ -382,9 +400,9 @@ impl Connection {
         profile: Profile,
         server_name: Option<String>,
     ) -> Result<Channel, Error> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.open_channel_notify(profile, server_name, Notify::Wait(tx))?;
-        let done = wait(&self.shared, &rx, self.shared.options.connect_timeout)?;
+        let (notify, waiter) = Notify::wait();
+        self.open_channel_notify(profile, server_name, notify)?;
+        let done = wait(&self.shared, waiter, self.shared.options.connect_timeout)?;
         self.opened(done)
     }
 
@@ -425,10 +443,10 @@ impl Connection {
     /// Releases the session (RFC 3080 2.4): waits for the peer's `<ok/>`
     /// and the end of the connection. A refusal leaves it open.
     pub fn close(&self) -> Result<(), Error> {
-        let (tx, rx) = mpsc::sync_channel(1);
+        let (notify, waiter) = Notify::wait();
         self.shared
-            .with_session(|st| Ok(st.core.close(0, Notify::Wait(tx))?))?;
-        match wait(&self.shared, &rx, self.shared.options.connect_timeout) {
+            .with_session(|st| Ok(st.core.close(0, notify)?))?;
+        match wait(&self.shared, waiter, self.shared.options.connect_timeout) {
             Ok(_) | Err(Error::Closed(CloseReason::Released)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -495,18 +513,36 @@ impl Connection {
 }
 
 /// Waits for a result from the peer; a vanished connection or a timeout
-/// is an error.
-pub(crate) fn wait<T>(
-    shared: &Shared,
-    rx: &mpsc::Receiver<Result<T, Error>>,
-    timeout: Duration,
-) -> Result<T, Error> {
+/// is an error. When nobody reads the socket, the waiting thread reads it
+/// itself until its result is there (see [`Workers::enter_wait`]).
+pub(crate) fn wait(shared: &Arc<Shared>, waiter: Waiter, timeout: Duration) -> Result<Done, Error> {
     cork::release_held();
-    let _waiting = shared.workers.waiting_on_peer();
-    match rx.recv_timeout(timeout) {
-        Ok(result) => result,
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout),
-        Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Closed(CloseReason::Shutdown)),
+    let deadline = std::time::Instant::now() + timeout;
+    let closed = || Err(Error::Closed(CloseReason::Shutdown));
+    loop {
+        match waiter.rx.try_recv() {
+            Ok(result) => return result,
+            Err(mpsc::TryRecvError::Disconnected) => return closed(),
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(Error::Timeout);
+        }
+        match shared.workers.enter_wait(&waiter.ticket) {
+            Wait::Read => {
+                let ended = io::read_for_wait(shared, left);
+                shared.workers.leave_read(ended);
+            }
+            Wait::Ready => {}
+            Wait::Blocked(_waiting) => {
+                return match waiter.rx.recv_timeout(left) {
+                    Ok(result) => result,
+                    Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => closed(),
+                };
+            }
+        }
     }
 }
 
@@ -740,7 +776,7 @@ impl Shared {
                     if let Ok(Done::Opened { channel, .. }) = &result {
                         st.channels.entry(*channel).or_default();
                     }
-                    notify.complete(result.map_err(Error::from), actions);
+                    notify.complete(result.map_err(Error::from), actions, &self.workers);
                 }
                 Outcome::Start(request) => actions.push(Action::Start(request)),
                 Outcome::Message(m) => actions.push(Action::Message(m)),

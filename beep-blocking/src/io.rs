@@ -1,11 +1,12 @@
 //! The threads of a connection: two workers sharing reading and
 //! dispatching (see [`crate::roles`]), and a writer.
 
-use std::io::{IoSlice, Read, Write};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::io::{ErrorKind, IoSlice, Read, Write};
 use std::net::TcpStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use beep_proto::dispatch::{Handled, MessageDone};
 use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
@@ -14,7 +15,7 @@ use crate::channel::Channel;
 use crate::connection::{Action, ChannelHandlers, Connection, Shared, cork};
 use crate::error::CloseReason;
 use crate::profile::Handler;
-use crate::roles::{Job, Workers};
+use crate::roles::{self, Job, Workers};
 
 pub(crate) fn spawn(shared: &Arc<Shared>) -> std::io::Result<()> {
     let name = shared.peer.to_string();
@@ -41,7 +42,7 @@ fn work(shared: &Arc<Shared>) {
         job = match job {
             Job::Exit => return,
             Job::Read => {
-                workers.reading(true);
+                workers.reading();
                 let closed = read_once(shared);
                 workers.after_read(closed)
             }
@@ -66,6 +67,26 @@ fn work(shared: &Arc<Shared>) {
     }
 }
 
+/// Socket to session from a thread waiting for a reply (which holds the
+/// reading role), once and for at most `left`; true when the socket or
+/// the session ended.
+pub(crate) fn read_for_wait(shared: &Arc<Shared>, left: Duration) -> bool {
+    // SO_RCVTIMEO belongs to the socket, which the workers read too: it is
+    // only ever lowered here (a syscall per wait otherwise), and a worker
+    // that times out clears it.
+    let set = shared.read_timeout.load(Ordering::SeqCst);
+    let wanted = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX).max(1);
+    if (set == 0 || set > wanted)
+        && shared
+            .stream
+            .set_read_timeout(Some(Duration::from_nanos(wanted)))
+            .is_ok()
+    {
+        shared.read_timeout.store(wanted, Ordering::SeqCst);
+    }
+    read_once(shared)
+}
+
 /// Socket to session, once; true when the socket or the session ended.
 /// Never waits on anything but the socket and the session lock.
 fn read_once(shared: &Arc<Shared>) -> bool {
@@ -80,6 +101,14 @@ fn read_once(shared: &Arc<Shared>) -> bool {
         }
         Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return false,
+        // A read timeout a waiting thread set: it looks at its deadline,
+        // and a worker clears it (it reads without one).
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            if !roles::reads_for_app() && shared.stream.set_read_timeout(None).is_ok() {
+                shared.read_timeout.store(0, Ordering::SeqCst);
+            }
+            return false;
+        }
         Err(e) => {
             shared.finish(CloseReason::Lost(e.to_string()));
             return true;

@@ -17,20 +17,44 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::connection::Action;
 
+/// How long the reading role may stay reserved for application threads
+/// (see [`Workers::enter_wait`]) before a worker takes it back.
+pub(crate) const APP_RESERVE: Duration = Duration::from_millis(5);
+
+/// Who reads, as seen by the reading thread itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// A worker: it runs what it routed itself afterwards.
+    Worker,
+    /// An application thread waiting for a reply.
+    App,
+}
+
 thread_local! {
-    /// Set while this thread holds the reading role (of its connection:
-    /// workers serve one connection each).
-    static READING: Cell<bool> = const { Cell::new(false) };
+    /// Set while this thread holds the reading role (of one connection:
+    /// workers serve one connection each, and an application thread
+    /// reads for one wait at a time).
+    static READING: Cell<Option<Reader>> = const { Cell::new(None) };
+    /// Replies handed to waiting threads by this thread's current read
+    /// ([`Workers::answered`]).
+    static DELIVERED: Cell<usize> = const { Cell::new(0) };
 }
 
 /// True while the calling thread reads the socket: it must not block on a
-/// write, and the actions it routes are run by itself afterwards.
+/// write (nobody else would read what the peer needs to see first).
 pub(crate) fn on_reader() -> bool {
-    READING.get()
+    READING.get().is_some()
+}
+
+/// True while the calling thread reads for its own wait.
+pub(crate) fn reads_for_app() -> bool {
+    READING.get() == Some(Reader::App)
 }
 
 /// What a worker does next.
@@ -44,22 +68,56 @@ pub(crate) enum Job {
     Exit,
 }
 
+/// How a thread waits for a reply (see [`Workers::enter_wait`]).
+pub(crate) enum Wait<'a> {
+    /// It reads the socket itself until the reply is there, then calls
+    /// [`Workers::leave_read`].
+    Read,
+    /// The reply was handed over already.
+    Ready,
+    /// Someone else reads: it blocks until the reply is handed over.
+    Blocked(ReplyWait<'a>),
+}
+
+/// One thread's wait for one reply, shared with whoever hands the reply
+/// over, so the reader knows when every waiter has its reply. Both flags
+/// change only under the roles lock.
+#[derive(Default)]
+pub(crate) struct Ticket {
+    /// The waiter blocked and counts in `Roles::unanswered`.
+    blocked: AtomicBool,
+    /// The reply was handed over.
+    answered: AtomicBool,
+}
+
 #[derive(Default)]
 struct Roles {
     /// Actions routed and not yet run.
     queue: VecDeque<Action>,
-    /// A worker holds the reading role.
+    /// A thread holds the reading role.
     reading: bool,
+    /// ... and it is an application thread.
+    app_reading: bool,
     /// The reading role is free because its last holder is running the
     /// handlers of what it read; it comes back to reading afterwards, so
     /// nobody needs to take over unless someone waits on the peer.
     parked: bool,
+    /// The reading role is free and kept for the application thread that
+    /// will wait for its next reply and read it itself; a worker takes it
+    /// back after [`APP_RESERVE`].
+    reserved: Option<Instant>,
+    /// A sleeping worker times the reservation.
+    timing: bool,
     /// The socket reached its end: nobody reads any more.
     read_closed: bool,
     /// A thread runs actions.
     dispatching: bool,
-    /// Threads waiting on the peer ([`PeerWait`]).
+    /// Threads waiting on the peer for room or a socket write
+    /// ([`PeerWait`]).
     waiting: usize,
+    /// Threads blocked until a reply is handed to them ([`ReplyWait`]),
+    /// whose reply has not been handed over yet.
+    unanswered: usize,
     /// Workers asleep on `wake` (notifying nobody costs a syscall).
     idle: usize,
     /// The dispatcher ran [`Action::Exit`].
@@ -67,14 +125,31 @@ struct Roles {
 }
 
 impl Roles {
+    /// The reading role is free and a worker should take it.
+    fn read_unattended(&self, now: Option<Instant>) -> bool {
+        if self.reading || self.read_closed {
+            return false;
+        }
+        if self.waiting > 0 || self.unanswered > 0 {
+            return true;
+        }
+        if self.parked {
+            return false;
+        }
+        match (self.reserved, now) {
+            (None, _) => true,
+            (Some(since), Some(now)) => now >= since + APP_RESERVE,
+            (Some(_), None) => false,
+        }
+    }
+
     /// Takes the next free role, if any.
-    fn take(&mut self) -> Option<Job> {
+    fn take(&mut self, now: Option<Instant>) -> Option<Job> {
         if self.exit {
             return Some(Job::Exit);
         }
-        if !self.reading && !self.read_closed && (!self.parked || self.waiting > 0) {
-            self.reading = true;
-            self.parked = false;
+        if self.read_unattended(now) {
+            self.take_read(false);
             return Some(Job::Read);
         }
         if !self.dispatching && !self.queue.is_empty() {
@@ -84,11 +159,34 @@ impl Roles {
         None
     }
 
-    /// A role is free that a sleeping worker should take.
+    fn take_read(&mut self, app: bool) {
+        self.reading = true;
+        self.app_reading = app;
+        self.parked = false;
+        self.reserved = None;
+    }
+
+    /// A role is free that a sleeping worker should take now.
     fn unattended(&self) -> bool {
-        self.exit
-            || (!self.reading && !self.read_closed && (!self.parked || self.waiting > 0))
-            || (!self.dispatching && !self.queue.is_empty())
+        self.exit || self.read_unattended(None) || (!self.dispatching && !self.queue.is_empty())
+    }
+
+    /// Application threads read or hold the reading role reserved: a
+    /// sleeping worker has to time the reservation.
+    fn app_owned(&self) -> bool {
+        self.app_reading || self.reserved.is_some()
+    }
+
+    /// Frees the reading role, reserving it for the next application
+    /// wait when nothing else needs reading: no waiter, no handler work.
+    fn release_read(&mut self, reserve: bool) {
+        self.reading = false;
+        self.app_reading = false;
+        let quiet =
+            self.waiting == 0 && self.unanswered == 0 && !self.dispatching && self.queue.is_empty();
+        if reserve && quiet && !self.read_closed {
+            self.reserved = Some(Instant::now());
+        }
     }
 }
 
@@ -120,27 +218,49 @@ impl Workers {
 
     fn wait_job(&self, mut roles: MutexGuard<'_, Roles>) -> Job {
         loop {
-            if let Some(job) = roles.take() {
+            let now = roles.reserved.map(|_| Instant::now());
+            if let Some(job) = roles.take(now) {
                 // Another role may be free too: it is not ours to leave.
                 self.nudge(&roles);
                 return job;
             }
             roles.idle += 1;
-            roles = self.wake.wait(roles).unwrap_or_else(|p| p.into_inner());
+            if roles.app_owned() && !roles.timing {
+                // One worker looks again when the reservation may have
+                // run out (and while an application thread reads, every
+                // so often, for the reservation that follows).
+                roles.timing = true;
+                let left = match (roles.reserved, now) {
+                    (Some(since), Some(now)) => {
+                        (since + APP_RESERVE).saturating_duration_since(now)
+                    }
+                    _ => APP_RESERVE,
+                };
+                let waited = self.wake.wait_timeout(roles, left);
+                roles = waited.unwrap_or_else(|p| p.into_inner()).0;
+                roles.timing = false;
+            } else {
+                roles = self.wake.wait(roles).unwrap_or_else(|p| p.into_inner());
+            }
             roles.idle -= 1;
         }
     }
 
-    /// Marks the calling thread as the reader (see [`on_reader`]).
-    pub(crate) fn reading(&self, on: bool) {
-        READING.set(on);
+    /// Marks the calling worker as the reader (see [`on_reader`]).
+    pub(crate) fn reading(&self) {
+        READING.set(Some(Reader::Worker));
+        DELIVERED.set(0);
     }
 
     /// After a read: runs the handlers of what was read on this worker
     /// when nobody dispatches (parking the reading role), else goes on
-    /// reading. `closed`: the socket ended, nobody reads again.
+    /// reading. When the read only handed replies to every thread
+    /// waiting for one, the role is reserved for them instead: the next
+    /// request's waiter reads its reply itself, sparing a thread switch.
+    /// `closed`: the socket ended, nobody reads again.
     pub(crate) fn after_read(&self, closed: bool) -> Job {
-        READING.set(false);
+        READING.set(None);
+        let delivered = DELIVERED.replace(0);
         let mut roles = self.lock();
         roles.read_closed |= closed;
         if roles.exit {
@@ -154,10 +274,12 @@ impl Workers {
             self.nudge(&roles);
             return Job::Dispatch;
         }
-        if !roles.read_closed {
+        let answered_all = delivered > 0 && roles.unanswered == 0;
+        if !roles.read_closed && !answered_all {
             return Job::Read;
         }
-        roles.reading = false;
+        roles.release_read(answered_all);
+        self.nudge(&roles);
         self.wait_job(roles)
     }
 
@@ -191,12 +313,13 @@ impl Workers {
     }
 
     /// Queues actions. A worker is woken to run them unless one dispatches
-    /// already or the caller is the reader (which runs them itself next).
+    /// already or the caller is the reading worker (which runs them itself
+    /// next).
     pub(crate) fn push(&self, actions: impl IntoIterator<Item = Action>) {
         let mut roles = self.lock();
         let before = roles.queue.len();
         roles.queue.extend(actions);
-        if roles.queue.len() > before && !on_reader() {
+        if roles.queue.len() > before && READING.get() != Some(Reader::Worker) {
             self.nudge(&roles);
         }
     }
@@ -209,6 +332,54 @@ impl Workers {
         self.nudge(&roles);
         PeerWait(self)
     }
+
+    /// A thread is about to wait for a reply: it reads the socket itself
+    /// when nobody does (the reply then costs no thread switch), else it
+    /// waits for the reader to hand it over.
+    pub(crate) fn enter_wait<'a>(&'a self, ticket: &'a Ticket) -> Wait<'a> {
+        let mut roles = self.lock();
+        if !roles.reading && !roles.read_closed && !roles.exit {
+            roles.take_read(true);
+            READING.set(Some(Reader::App));
+            return Wait::Read;
+        }
+        if ticket.answered.load(Ordering::Relaxed) {
+            return Wait::Ready;
+        }
+        ticket.blocked.store(true, Ordering::Relaxed);
+        roles.unanswered += 1;
+        self.nudge(&roles);
+        Wait::Blocked(ReplyWait {
+            workers: self,
+            ticket,
+        })
+    }
+
+    /// A reply was handed to the thread holding `ticket`.
+    pub(crate) fn answered(&self, ticket: &Ticket) {
+        let mut roles = self.lock();
+        ticket.answered.store(true, Ordering::Relaxed);
+        if ticket.blocked.swap(false, Ordering::Relaxed) {
+            roles.unanswered -= 1;
+        }
+        DELIVERED.set(DELIVERED.get() + 1);
+    }
+
+    /// An application thread stops reading (its reply arrived, its wait
+    /// timed out, or the socket ended). Others waiting get a worker to
+    /// read for them; otherwise the role stays reserved for the next
+    /// application wait.
+    pub(crate) fn leave_read(&self, closed: bool) {
+        READING.set(None);
+        let mut roles = self.lock();
+        roles.read_closed |= closed;
+        roles.release_read(true);
+        self.nudge(&roles);
+        if roles.reserved.is_some() && !roles.timing && roles.idle > 0 {
+            // Somebody has to take the role back if no wait comes.
+            self.wake.notify_one();
+        }
+    }
 }
 
 /// A thread waiting on the peer (see [`Workers::waiting_on_peer`]).
@@ -217,6 +388,22 @@ pub(crate) struct PeerWait<'a>(&'a Workers);
 impl Drop for PeerWait<'_> {
     fn drop(&mut self) {
         self.0.lock().waiting -= 1;
+    }
+}
+
+/// A thread blocked until its reply is handed over (see
+/// [`Workers::enter_wait`]); it stops counting when it gives up.
+pub(crate) struct ReplyWait<'a> {
+    workers: &'a Workers,
+    ticket: &'a Ticket,
+}
+
+impl Drop for ReplyWait<'_> {
+    fn drop(&mut self) {
+        let mut roles = self.workers.lock();
+        if self.ticket.blocked.swap(false, Ordering::Relaxed) {
+            roles.unanswered -= 1;
+        }
     }
 }
 
@@ -238,7 +425,7 @@ mod tests {
     fn the_reader_runs_what_it_read_and_parks_reading() {
         let workers = Workers::default();
         assert_eq!(workers.next_job(), Job::Read);
-        workers.reading(true);
+        workers.reading();
         workers.push([run()]);
         assert_eq!(workers.after_read(false), Job::Dispatch);
         let roles = workers.lock();
@@ -251,13 +438,13 @@ mod tests {
     fn a_wait_on_the_peer_unparks_reading() {
         let workers = Workers::default();
         assert_eq!(workers.next_job(), Job::Read);
-        workers.reading(true);
+        workers.reading();
         workers.push([run()]);
         assert_eq!(workers.after_read(false), Job::Dispatch);
         let wait = workers.waiting_on_peer();
         assert!(workers.lock().unattended());
         // The other worker would now take reading.
-        assert_eq!(workers.lock().take(), Some(Job::Read));
+        assert_eq!(workers.lock().take(None), Some(Job::Read));
         drop(wait);
         assert!(workers.pop().is_some());
         assert!(workers.pop().is_none());
@@ -272,7 +459,7 @@ mod tests {
         let workers = Workers::default();
         assert_eq!(workers.next_job(), Job::Read);
         workers.lock().dispatching = true;
-        workers.reading(true);
+        workers.reading();
         workers.push([run()]);
         assert_eq!(workers.after_read(false), Job::Read);
         assert_eq!(workers.lock().queue.len(), 1);
@@ -282,7 +469,7 @@ mod tests {
     fn after_dispatch_the_parked_worker_reads_again() {
         let workers = Workers::default();
         assert_eq!(workers.next_job(), Job::Read);
-        workers.reading(true);
+        workers.reading();
         workers.push([run()]);
         assert_eq!(workers.after_read(false), Job::Dispatch);
         assert!(workers.pop().is_some());
@@ -293,7 +480,7 @@ mod tests {
     fn exit_stops_every_worker() {
         let workers = Workers::default();
         assert_eq!(workers.next_job(), Job::Read);
-        workers.reading(true);
+        workers.reading();
         workers.push([run()]);
         assert_eq!(workers.after_read(true), Job::Dispatch);
         workers.exit();
