@@ -1,7 +1,9 @@
-//! A BEEP session on a TCP connection, driven by three threads: a reader
-//! (socket to session), a writer (session to socket) and a dispatcher that
-//! runs application handlers. The session's lock is never held across
-//! socket I/O or application code.
+//! A BEEP session on a TCP connection, driven by two workers that share
+//! reading the socket and running application handlers (see
+//! [`crate::roles`]), a writer thread (session to socket), and application
+//! threads that write their own output and read their own replies when
+//! nobody else reads. The session's lock is never held across socket I/O
+//! or application code.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -85,7 +87,7 @@ impl Notify {
     }
 }
 
-/// Work for the dispatcher thread.
+/// Work for whichever worker dispatches (one action at a time, in order).
 pub(crate) enum Action {
     Start(beep_proto::StartRequest),
     Message(beep_proto::IncomingMessage),

@@ -6,10 +6,14 @@
 //! connection-close notification. All protocol rules live in
 //! [`beep_proto`]; this crate moves bytes and runs handlers.
 //!
-//! Each connection runs three threads: a reader, a writer and a dispatcher
-//! for application handlers. Handlers may block (a reply into a full queue
-//! waits; the `try_` sends return [`Error::QueueFull`] instead) without
-//! stopping the connection from reading the peer's window updates. They
+//! Each connection runs a writer thread and two workers that share
+//! reading the socket and running handlers (one at a time, in order): the
+//! worker that read a message runs its handler itself, and a thread
+//! waiting for a reply reads the socket itself when nobody else does, so
+//! a request/reply costs no more thread switches than over a plain
+//! socket. Handlers may block (a reply into a full queue waits; the `try_`
+//! sends return [`Error::QueueFull`] instead): whenever a thread waits on
+//! the peer, the other worker reads meanwhile. They
 //! get whole messages ([`Channel::set_message_handler`], or as a queue:
 //! [`Channel::incoming`]) or frames as they arrive
 //! ([`Channel::set_frame_handler`]), and may return a `Result`

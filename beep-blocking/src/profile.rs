@@ -72,7 +72,11 @@ impl ProfileHandler {
     /// is done, or earlier when a handler waits in a call of this crate. A
     /// handler that blocks on something else (its own channel or lock)
     /// until the peer has seen what it sent calls
-    /// [`Connection::flush`](crate::Connection::flush) first.
+    /// [`Connection::flush`](crate::Connection::flush) first. While a
+    /// handler runs, the socket is read only when some thread waits on
+    /// the peer through this crate (a reply, room to send): what else
+    /// arrives, such as the peer hanging up, is seen when the handler
+    /// returns, as the messages behind it always were.
     ///
     /// ```
     /// let sink = beep_blocking::ProfileHandler::new(|channel, m| {

@@ -415,6 +415,16 @@ mod tests {
         Action::Run(Box::new(|| ()))
     }
 
+    /// A worker that read one message and now runs its handler.
+    fn reading_then_dispatching() -> Workers {
+        let workers = Workers::default();
+        assert_eq!(workers.next_job(), Job::Read);
+        workers.reading();
+        workers.push([run()]);
+        assert_eq!(workers.after_read(false), Job::Dispatch);
+        workers
+    }
+
     #[test]
     fn a_fresh_connection_reads_first() {
         let workers = Workers::default();
@@ -423,11 +433,7 @@ mod tests {
 
     #[test]
     fn the_reader_runs_what_it_read_and_parks_reading() {
-        let workers = Workers::default();
-        assert_eq!(workers.next_job(), Job::Read);
-        workers.reading();
-        workers.push([run()]);
-        assert_eq!(workers.after_read(false), Job::Dispatch);
+        let workers = reading_then_dispatching();
         let roles = workers.lock();
         assert!(roles.parked && !roles.reading && roles.dispatching);
         // Nobody waits on the peer: reading is not up for grabs.
@@ -436,11 +442,7 @@ mod tests {
 
     #[test]
     fn a_wait_on_the_peer_unparks_reading() {
-        let workers = Workers::default();
-        assert_eq!(workers.next_job(), Job::Read);
-        workers.reading();
-        workers.push([run()]);
-        assert_eq!(workers.after_read(false), Job::Dispatch);
+        let workers = reading_then_dispatching();
         let wait = workers.waiting_on_peer();
         assert!(workers.lock().unattended());
         // The other worker would now take reading.
@@ -452,6 +454,21 @@ mod tests {
         // until an action is queued.
         workers.push([run()]);
         assert_eq!(workers.after_dispatch(), Job::Dispatch);
+    }
+
+    #[test]
+    fn a_reply_waiter_reads_a_parked_socket_itself() {
+        let workers = reading_then_dispatching();
+        let ticket = Ticket::default();
+        assert!(matches!(workers.enter_wait(&ticket), Wait::Read));
+        assert!(reads_for_app());
+        workers.leave_read(false);
+        assert!(!on_reader());
+        // A handler is still running: the role is free, not reserved, and
+        // its worker takes it back when done.
+        assert!(workers.lock().reserved.is_none());
+        assert!(workers.pop().is_some());
+        assert_eq!(workers.after_dispatch(), Job::Read);
     }
 
     #[test]
@@ -467,13 +484,73 @@ mod tests {
 
     #[test]
     fn after_dispatch_the_parked_worker_reads_again() {
-        let workers = Workers::default();
-        assert_eq!(workers.next_job(), Job::Read);
-        workers.reading();
-        workers.push([run()]);
-        assert_eq!(workers.after_read(false), Job::Dispatch);
+        let workers = reading_then_dispatching();
         assert!(workers.pop().is_some());
         assert_eq!(workers.after_dispatch(), Job::Read);
+    }
+
+    #[test]
+    fn a_worker_that_answered_every_waiter_reserves_reading_for_them() {
+        let workers = Workers::default();
+        assert_eq!(workers.next_job(), Job::Read);
+        let ticket = Ticket::default();
+        let Wait::Blocked(wait) = workers.enter_wait(&ticket) else {
+            panic!("a worker reads: the waiter must block");
+        };
+        workers.reading();
+        workers.answered(&ticket);
+        // The worker cannot go on: it would sleep until the reservation
+        // ran out, so look at the decision without calling after_read.
+        let delivered = DELIVERED.replace(0);
+        assert_eq!(delivered, 1);
+        let mut roles = workers.lock();
+        assert_eq!(roles.unanswered, 0);
+        roles.release_read(true);
+        assert!(roles.reserved.is_some());
+        // Not for the workers, until it runs out.
+        assert_eq!(roles.take(Some(Instant::now())), None);
+        let later = Instant::now() + APP_RESERVE;
+        assert_eq!(roles.take(Some(later)), Some(Job::Read));
+        drop(roles);
+        drop(wait);
+    }
+
+    #[test]
+    fn an_unanswered_waiter_keeps_reading_unreserved() {
+        let workers = Workers::default();
+        assert_eq!(workers.next_job(), Job::Read);
+        let (first, second) = (Ticket::default(), Ticket::default());
+        let _a = workers.enter_wait(&first);
+        let _b = workers.enter_wait(&second);
+        workers.reading();
+        workers.answered(&first);
+        // One reply is still due: the worker goes on reading.
+        assert_eq!(workers.after_read(false), Job::Read);
+        assert_eq!(workers.lock().unanswered, 1);
+    }
+
+    #[test]
+    fn a_waiter_whose_reply_came_first_does_not_block() {
+        let workers = Workers::default();
+        assert_eq!(workers.next_job(), Job::Read);
+        let ticket = Ticket::default();
+        workers.answered(&ticket);
+        assert!(matches!(workers.enter_wait(&ticket), Wait::Ready));
+        assert_eq!(workers.lock().unanswered, 0);
+    }
+
+    #[test]
+    fn a_waiter_giving_up_stops_counting() {
+        let workers = Workers::default();
+        assert_eq!(workers.next_job(), Job::Read);
+        let ticket = Ticket::default();
+        let wait = workers.enter_wait(&ticket);
+        assert_eq!(workers.lock().unanswered, 1);
+        drop(wait);
+        assert_eq!(workers.lock().unanswered, 0);
+        // A late reply does not count twice.
+        workers.answered(&ticket);
+        assert_eq!(workers.lock().unanswered, 0);
     }
 
     #[test]
