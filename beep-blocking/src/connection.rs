@@ -533,7 +533,7 @@ pub(crate) fn wait(shared: &Arc<Shared>, waiter: Waiter, timeout: Duration) -> R
         }
         match shared.workers.enter_wait(&waiter.ticket) {
             Wait::Read => {
-                let ended = io::read_for_wait(shared, left);
+                let ended = io::read_guarded(shared, Some(left));
                 shared.workers.leave_read(ended);
             }
             Wait::Ready => {}
@@ -685,7 +685,10 @@ impl Shared {
     /// a thread switch), and wakes whoever waits.
     pub(crate) fn after(self: &Arc<Self>, actions: Vec<Action>) {
         self.send_actions(actions);
-        if !cork::hold(self) {
+        // What a read produced (window updates) is never held back, even
+        // when a handler or a batch waits for its reply by reading itself:
+        // the peer may be waiting for that window.
+        if roles::on_reader() || !cork::hold(self) {
             self.push_output();
         }
         if self.waiters.load(Ordering::SeqCst) > 0 {

@@ -43,7 +43,7 @@ fn work(shared: &Arc<Shared>) {
             Job::Exit => return,
             Job::Read => {
                 workers.reading();
-                let closed = read_once(shared);
+                let closed = read_guarded(shared, None);
                 workers.after_read(closed)
             }
             Job::Dispatch => {
@@ -67,16 +67,29 @@ fn work(shared: &Arc<Shared>) {
     }
 }
 
-/// Socket to session from a thread waiting for a reply (which holds the
-/// reading role), once and for at most `left`; true when the socket or
-/// the session ended.
-pub(crate) fn read_for_wait(shared: &Arc<Shared>, left: Duration) -> bool {
-    // SO_RCVTIMEO belongs to the socket, which the workers read too: it is
-    // only ever lowered here (a syscall per wait otherwise), and a worker
-    // that times out clears it.
+/// Socket to session, once, by the holder of the reading role: a worker,
+/// or a thread waiting for a reply at most `left`. True when the socket or
+/// the session ended. A panic (a bug) ends the connection instead of
+/// leaving the role held by nobody.
+pub(crate) fn read_guarded(shared: &Arc<Shared>, left: Option<Duration>) -> bool {
+    if let Some(left) = left {
+        set_read_timeout(shared, left);
+    }
+    catch_unwind(AssertUnwindSafe(|| read_once(shared))).unwrap_or_else(|_| {
+        shared.finish(CloseReason::Lost("internal error while reading".into()));
+        true
+    })
+}
+
+/// Makes a read return by `left`. SO_RCVTIMEO belongs to the socket, which
+/// the workers read too: it is changed only when it is longer than `left`
+/// or less than half of it (a syscall per wait otherwise, or many short
+/// reads), and a worker that times out clears it.
+fn set_read_timeout(shared: &Shared, left: Duration) {
     let set = shared.read_timeout.load(Ordering::SeqCst);
     let wanted = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX).max(1);
-    if (set == 0 || set > wanted)
+    let fits = set != 0 && set <= wanted && set >= wanted / 2;
+    if !fits
         && shared
             .stream
             .set_read_timeout(Some(Duration::from_nanos(wanted)))
@@ -84,7 +97,6 @@ pub(crate) fn read_for_wait(shared: &Arc<Shared>, left: Duration) -> bool {
     {
         shared.read_timeout.store(wanted, Ordering::SeqCst);
     }
-    read_once(shared)
 }
 
 /// Socket to session, once; true when the socket or the session ended.

@@ -203,9 +203,11 @@ impl Workers {
         self.roles.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wakes a sleeping worker if a role is left unattended.
+    /// Wakes a sleeping worker if a role is left unattended, or if nobody
+    /// times a reservation (the worker timing it may have been woken for
+    /// other work).
     fn nudge(&self, roles: &Roles) {
-        if roles.idle > 0 && roles.unattended() {
+        if roles.idle > 0 && (roles.unattended() || (roles.app_owned() && !roles.timing)) {
             self.wake.notify_one();
         }
     }
@@ -338,13 +340,14 @@ impl Workers {
     /// waits for the reader to hand it over.
     pub(crate) fn enter_wait<'a>(&'a self, ticket: &'a Ticket) -> Wait<'a> {
         let mut roles = self.lock();
+        // First: reading for a reply that is there would wait for nothing.
+        if ticket.answered.load(Ordering::Relaxed) {
+            return Wait::Ready;
+        }
         if !roles.reading && !roles.read_closed && !roles.exit {
             roles.take_read(true);
             READING.set(Some(Reader::App));
             return Wait::Read;
-        }
-        if ticket.answered.load(Ordering::Relaxed) {
-            return Wait::Ready;
         }
         ticket.blocked.store(true, Ordering::Relaxed);
         roles.unanswered += 1;
@@ -374,11 +377,8 @@ impl Workers {
         let mut roles = self.lock();
         roles.read_closed |= closed;
         roles.release_read(true);
+        // Also wakes a worker to time the reservation, if nobody does.
         self.nudge(&roles);
-        if roles.reserved.is_some() && !roles.timing && roles.idle > 0 {
-            // Somebody has to take the role back if no wait comes.
-            self.wake.notify_one();
-        }
     }
 }
 
@@ -537,6 +537,39 @@ mod tests {
         workers.answered(&ticket);
         assert!(matches!(workers.enter_wait(&ticket), Wait::Ready));
         assert_eq!(workers.lock().unanswered, 0);
+    }
+
+    #[test]
+    fn a_waiter_whose_reply_came_first_does_not_read_a_free_socket() {
+        // The reader handed the reply over and freed the role (reserved)
+        // between the waiter's first look and its enter_wait.
+        let workers = Workers::default();
+        let ticket = Ticket::default();
+        workers.answered(&ticket);
+        workers.lock().release_read(true);
+        assert!(matches!(workers.enter_wait(&ticket), Wait::Ready));
+        assert!(!on_reader());
+    }
+
+    #[test]
+    fn a_reservation_runs_out_even_when_its_timer_is_called_away() {
+        let workers = std::sync::Arc::new(Workers::default());
+        workers.lock().reserved = Some(Instant::now());
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..2 {
+            let (workers, tx) = (workers.clone(), tx.clone());
+            std::thread::spawn(move || tx.send(workers.next_job()).unwrap());
+        }
+        // Both asleep, one timing the reservation; whichever wakes for the
+        // action, the other must end up timing it.
+        while workers.lock().idle < 2 {
+            std::thread::yield_now();
+        }
+        workers.push([run()]);
+        let mut jobs = [rx.recv_timeout(Duration::from_secs(5)).unwrap(), Job::Exit];
+        jobs[1] = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        jobs.sort_by_key(|j| format!("{j:?}"));
+        assert_eq!(jobs, [Job::Dispatch, Job::Read]);
     }
 
     #[test]

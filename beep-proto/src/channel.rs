@@ -108,6 +108,9 @@ pub(crate) struct Awaiting {
     pub(crate) msgno: u32,
     /// Keyword of the reply frames received so far.
     pub(crate) reply: Option<FrameType>,
+    /// A waiter takes the reply whole as soon as it is complete
+    /// ([`Session::set_reply_awaited`](crate::Session::set_reply_awaited)).
+    pub(crate) awaited: bool,
 }
 
 /// Where our own request to close this channel stands.

@@ -183,6 +183,7 @@ impl Session {
         zero.awaiting.push_back(Awaiting {
             msgno: 0,
             reply: None,
+            awaited: false,
         });
         Session {
             role,
@@ -352,6 +353,29 @@ impl Session {
     /// ```
     pub fn consumed(&mut self, channel: u32, octets: u32) {
         self.give_credit(channel, octets);
+    }
+
+    /// Says whether the reply to our MSG `msgno` on `channel` is awaited:
+    /// taken whole by a waiter the moment it is complete. Without
+    /// automatic credit, the frames of an unfinished message are credited
+    /// only while the application has taken everything before it; an
+    /// awaited reply's frames are credited as they come, so a waiter gets
+    /// a reply larger than the window even while the application still
+    /// holds a message of that channel (such as the MSG whose handler is
+    /// the one waiting). The waiter bounds the octets: one message, of at
+    /// most `max_message_size`. Unknown MSGs are ignored.
+    ///
+    /// ```
+    /// use beep_proto::{Config, Session};
+    /// let mut s = Session::initiator(Config::default());
+    /// s.set_reply_awaited(1, 0, true); // no such channel: nothing happens
+    /// ```
+    pub fn set_reply_awaited(&mut self, channel: u32, msgno: u32, awaited: bool) {
+        if let Some(ch) = self.channels.get_mut(&channel)
+            && let Some(a) = ch.awaiting.iter_mut().find(|a| a.msgno == msgno)
+        {
+            a.awaited = awaited;
+        }
     }
 
     /// Delivers each frame of `channel` as [`Event::Frame`] instead of
@@ -552,7 +576,11 @@ impl Session {
             return Err(UsageError::TooManyOutstanding { channel, limit });
         }
         let msgno = ch.allocate_msgno();
-        ch.awaiting.push_back(Awaiting { msgno, reply: None });
+        ch.awaiting.push_back(Awaiting {
+            msgno,
+            reply: None,
+            awaited: false,
+        });
         let out = Outgoing::new(FrameType::Msg, msgno, 0, message);
         self.enqueue(channel, out);
         Ok(msgno)
@@ -830,7 +858,11 @@ impl Session {
             return;
         };
         let msgno = zero.allocate_msgno();
-        zero.awaiting.push_back(Awaiting { msgno, reply: None });
+        zero.awaiting.push_back(Awaiting {
+            msgno,
+            reply: None,
+            awaited: false,
+        });
         self.requests.push_back(request);
         let out = Outgoing::new(FrameType::Msg, msgno, 0, Message::beep_xml(body));
         self.enqueue(0, out);

@@ -23,6 +23,8 @@ const SILENT: &str = "http://example.org/beep/silent";
 /// Asks the client a question on the same channel and replies with its
 /// answer (a request made from inside a handler).
 const ASK: &str = "http://example.org/beep/ask";
+/// The client's answer to ASK in the large-reply test.
+const SIZE: usize = 200_000;
 const T: Duration = Duration::from_secs(10);
 
 fn server() -> (SocketAddr, beep_blocking::ShutdownHandle) {
@@ -169,4 +171,26 @@ fn a_handler_may_wait_for_the_peer_on_its_own_connection() {
         let reply = channel.request(Message::new("what is it?"), T).unwrap();
         assert_eq!(rpy_body(reply), b"forty-two");
     }
+}
+
+#[test]
+fn a_handler_waiting_for_a_reply_larger_than_the_window_gives_the_window_back() {
+    // The server's handler reads its reply itself, inside the batch that
+    // holds its output back: the window updates it owes must leave anyway,
+    // and the awaited reply must be credited although the handler's own
+    // MSG is still held, or the 200,000-octet answer stops after 4096.
+    let (addr, _stop) = server();
+    let conn = Connection::connect(addr, Options::default()).unwrap();
+    let channel = conn.open_channel(Profile::new(ASK), None).unwrap();
+    channel.set_message_handler(|channel, m| {
+        let _ = channel.reply_rpy(m.msgno, Message::new(vec![b'a'; SIZE]));
+    });
+    let started = Instant::now();
+    let reply = channel.request(Message::new("what is it?"), T).unwrap();
+    assert_eq!(rpy_body(reply).len(), SIZE);
+    assert!(
+        started.elapsed() < T / 2,
+        "stalled for {:?}",
+        started.elapsed()
+    );
 }

@@ -312,6 +312,7 @@ impl<W> Core<W> {
             return Err(UsageError::Streaming { channel });
         }
         let msgno = self.session.send_msg(channel, message)?;
+        self.session.set_reply_awaited(channel, msgno, true);
         self.requests.insert(channel, msgno, waiter);
         Ok(msgno)
     }
@@ -330,6 +331,7 @@ impl<W> Core<W> {
     /// Forgets the waiter of a request (it gave up); a late reply goes to
     /// the channel's handler.
     pub fn cancel_request(&mut self, channel: u32, msgno: u32) -> Option<W> {
+        self.session.set_reply_awaited(channel, msgno, false);
         self.requests.remove(channel, msgno)
     }
 

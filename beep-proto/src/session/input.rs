@@ -277,6 +277,9 @@ impl Session {
                 front.reply = Some(h.frame_type);
             }
         }
+        // A waiter takes this reply whole the moment it is complete.
+        let awaited =
+            h.frame_type != FrameType::Msg && ch.awaiting.front().is_some_and(|a| a.awaited);
         let reply_done = !h.more
             && matches!(
                 h.frame_type,
@@ -316,8 +319,10 @@ impl Session {
             // Octets of an unfinished message are credited at once while
             // the application keeps up: the message-size limit bounds them,
             // and holding them would stall any message larger than the
-            // window. Behind, the credit waits for the application.
-            if ch.unconsumed == 0 || number == 0 {
+            // window. Behind, the credit waits for the application, except
+            // for a reply a waiter takes at once (its handler may be what
+            // the application is behind on).
+            if ch.unconsumed == 0 || number == 0 || awaited {
                 self.return_window(number, h.size);
             } else {
                 ch.deferred_credit += h.size;
