@@ -491,28 +491,35 @@ mod tests {
 
     #[test]
     fn a_worker_that_answered_every_waiter_reserves_reading_for_them() {
-        let workers = Workers::default();
+        let workers = std::sync::Arc::new(Workers::default());
         assert_eq!(workers.next_job(), Job::Read);
-        let ticket = Ticket::default();
+        let ticket = std::sync::Arc::new(Ticket::default());
         let Wait::Blocked(wait) = workers.enter_wait(&ticket) else {
             panic!("a worker reads: the waiter must block");
         };
-        workers.reading();
-        workers.answered(&ticket);
-        // The worker cannot go on: it would sleep until the reservation
-        // ran out, so look at the decision without calling after_read.
-        let delivered = DELIVERED.replace(0);
-        assert_eq!(delivered, 1);
-        let mut roles = workers.lock();
-        assert_eq!(roles.unanswered, 0);
-        roles.release_read(true);
-        assert!(roles.reserved.is_some());
-        // Not for the workers, until it runs out.
-        assert_eq!(roles.take(Some(Instant::now())), None);
-        let later = Instant::now() + APP_RESERVE;
-        assert_eq!(roles.take(Some(later)), Some(Job::Read));
-        drop(roles);
+        // The worker's read hands the only waiter its reply.
+        let worker = {
+            let (workers, ticket) = (workers.clone(), ticket.clone());
+            std::thread::spawn(move || {
+                workers.reading();
+                workers.answered(&ticket);
+                let reserved_at = Instant::now();
+                // It sleeps until the reservation runs out, then reads.
+                (workers.after_read(false), reserved_at.elapsed())
+            })
+        };
+        while workers.lock().reserved.is_none() {
+            std::thread::yield_now();
+        }
         drop(wait);
+        // Meanwhile the next wait reads itself, and reserves the role again.
+        let next = Ticket::default();
+        assert!(matches!(workers.enter_wait(&next), Wait::Read));
+        workers.leave_read(false);
+        assert!(workers.lock().reserved.is_some());
+        let (job, slept) = worker.join().unwrap();
+        assert_eq!(job, Job::Read);
+        assert!(slept >= APP_RESERVE, "took the role back after {slept:?}");
     }
 
     #[test]
