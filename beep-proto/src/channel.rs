@@ -9,6 +9,7 @@ use crate::flow::{RecvWindow, SendWindow};
 use crate::frame::{FrameType, MAX_31BIT};
 use crate::idmap::IdSet;
 use crate::mime::Message;
+use crate::pieces::Pieces;
 
 /// Something to do once a message's last frame has been written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,9 +150,9 @@ pub(crate) struct Channel {
     /// The message whose last frame said `*` (CHECKLIST 12).
     pub(crate) in_progress: Option<(FrameType, u32)>,
     /// Reassembly of the MSG, RPY or ERR in progress.
-    pub(crate) partial: BytesMut,
+    pub(crate) partial: Pieces,
     /// Reassembly of the ANS messages in progress, by ansno.
-    pub(crate) partial_ans: Vec<(u32, BytesMut)>,
+    pub(crate) partial_ans: Vec<(u32, Pieces)>,
     /// Octets in `partial_ans`, all answers together.
     pub(crate) partial_ans_len: usize,
     /// Window credit of delivered messages the application has not given
@@ -185,7 +186,7 @@ impl Channel {
             slots: VecDeque::new(),
             unanswered: IdSet::default(),
             in_progress: None,
-            partial: BytesMut::new(),
+            partial: Pieces::default(),
             partial_ans: Vec::new(),
             partial_ans_len: 0,
             unconsumed: 0,

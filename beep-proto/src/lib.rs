@@ -31,6 +31,7 @@ pub mod frame;
 pub mod fuzzing;
 mod idmap;
 pub mod mime;
+mod pieces;
 pub mod reply_code;
 pub mod session;
 pub mod xml;

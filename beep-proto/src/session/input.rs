@@ -9,6 +9,7 @@ use crate::error::ProtocolError;
 use crate::event::{Event, IncomingFrame, IncomingMessage, MessageKind};
 use crate::frame::{FrameHeader, FrameType, Header, SeqFrame, TRAILER, parse_header};
 use crate::mime::Message;
+use crate::pieces::Pieces;
 
 impl Session {
     /// Feeds bytes received from the peer.
@@ -290,7 +291,7 @@ impl Session {
         }
 
         if ch.streaming && number != 0 {
-            track_ans(ch, &h, BytesMut::new());
+            track_ans(ch, &h);
             ch.in_progress = in_progress_after(ch, &h);
             ch.unconsumed += u64::from(h.size);
             self.events.push_back(Event::Frame(IncomingFrame {
@@ -306,13 +307,10 @@ impl Session {
         let entity = if h.frame_type == FrameType::Ans {
             reassemble_ans(ch, &h, payload)
         } else if h.more {
-            ch.partial.extend_from_slice(&payload);
+            ch.partial.push(payload);
             None
-        } else if ch.partial.is_empty() {
-            Some(payload)
         } else {
-            ch.partial.extend_from_slice(&payload);
-            Some(std::mem::take(&mut ch.partial).freeze())
+            Some(ch.partial.finish(payload))
         };
         ch.in_progress = in_progress_after(ch, &h);
         let Some(entity) = entity else {
@@ -421,31 +419,32 @@ fn reassemble_ans(ch: &mut Channel, h: &FrameHeader, payload: Bytes) -> Option<B
         (None, false) => Some(payload),
         (None, true) => {
             ch.partial_ans_len += payload.len();
-            ch.partial_ans.push((h.ansno, BytesMut::from(&payload[..])));
+            let mut pieces = Pieces::default();
+            pieces.push(payload);
+            ch.partial_ans.push((h.ansno, pieces));
             None
         }
         (Some(i), true) => {
             ch.partial_ans_len += payload.len();
-            ch.partial_ans[i].1.extend_from_slice(&payload);
+            ch.partial_ans[i].1.push(payload);
             None
         }
         (Some(i), false) => {
-            let (_, mut buf) = ch.partial_ans.swap_remove(i);
-            ch.partial_ans_len -= buf.len();
-            buf.extend_from_slice(&payload);
-            Some(buf.freeze())
+            let (_, mut pieces) = ch.partial_ans.swap_remove(i);
+            ch.partial_ans_len -= pieces.len();
+            Some(pieces.finish(payload))
         }
     }
 }
 
 /// In streaming mode, remembers which answers are unfinished.
-fn track_ans(ch: &mut Channel, h: &FrameHeader, marker: BytesMut) {
+fn track_ans(ch: &mut Channel, h: &FrameHeader) {
     if h.frame_type != FrameType::Ans {
         return;
     }
     let index = ch.partial_ans.iter().position(|(a, _)| *a == h.ansno);
     match (index, h.more) {
-        (None, true) => ch.partial_ans.push((h.ansno, marker)),
+        (None, true) => ch.partial_ans.push((h.ansno, Pieces::default())),
         (Some(i), false) => {
             ch.partial_ans.swap_remove(i);
         }
