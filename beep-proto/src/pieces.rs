@@ -41,9 +41,13 @@ impl Pieces {
         self.kept.push(payload);
     }
 
-    /// The payload with `last` appended, leaving this empty. A message
-    /// that is a single kept payload is returned without a copy.
+    /// The payload with `last` appended, leaving this empty. A message in
+    /// one frame, or in one kept payload, is returned without a copy.
     pub(crate) fn finish(&mut self, last: Bytes) -> Bytes {
+        if self.len == 0 {
+            // A message in one frame (or after empty ones): as it arrived.
+            return last;
+        }
         self.push(last);
         let len = std::mem::take(&mut self.len);
         if self.small.is_empty() && self.kept.len() <= 1 {
@@ -95,6 +99,13 @@ mod tests {
         pieces.push(Bytes::new());
         let whole = pieces.finish(big.clone());
         assert_eq!(whole.as_ptr(), big.as_ptr());
+    }
+
+    #[test]
+    fn a_message_in_one_small_frame_is_not_copied() {
+        let mut pieces = Pieces::default();
+        let small = bytes(8, 100);
+        assert_eq!(pieces.finish(small.clone()).as_ptr(), small.as_ptr());
     }
 
     #[test]
