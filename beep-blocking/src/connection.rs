@@ -139,9 +139,10 @@ pub(crate) struct Shared {
     /// The writer thread has stopped (set under the state lock, then
     /// `changed` is notified).
     pub(crate) writer_done: AtomicBool,
-    /// The socket's write side. Whoever holds it polls and writes, so
-    /// bytes reach the socket in the order the session produced them.
-    pub(crate) writer: Mutex<TcpStream>,
+    /// The right to write to the socket. Whoever holds it polls and
+    /// writes, so bytes reach the socket in the order the session produced
+    /// them. (A lock, not a second descriptor: one connection costs one.)
+    pub(crate) writer: Mutex<()>,
     /// The workers' roles and the actions they run.
     pub(crate) workers: Workers,
     /// The reading thread's buffer.
@@ -277,7 +278,6 @@ impl Connection {
             Role::Initiator => Session::initiator(options.config.clone()),
             Role::Listener => Session::listener(options.config.clone()),
         };
-        let writer = stream.try_clone()?;
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             state: Mutex::new(State {
@@ -292,7 +292,7 @@ impl Connection {
             output: Condvar::new(),
             writer_idle: AtomicBool::new(false),
             writer_done: AtomicBool::new(false),
-            writer: Mutex::new(writer),
+            writer: Mutex::new(()),
             workers: Workers::default(),
             read_buf: Mutex::new(Vec::new()),
             read_timeout: AtomicU64::new(0),
@@ -735,7 +735,7 @@ impl Shared {
     /// the socket busy is never stranded.
     fn flush_direct(self: &Arc<Self>) {
         loop {
-            let Ok(stream) = self.writer.try_lock() else {
+            let Ok(writing) = self.writer.try_lock() else {
                 return;
             };
             let mut chunks = Vec::new();
@@ -752,14 +752,14 @@ impl Shared {
                 if !more {
                     break;
                 }
-                if let Err(e) = io::write_chunks(&stream, &self.workers, &chunks) {
-                    drop(stream);
+                if let Err(e) = io::write_chunks(&self.stream, &self.workers, &chunks) {
+                    drop(writing);
                     self.finish(CloseReason::Lost(e.to_string()));
                     return;
                 }
                 chunks.clear();
             }
-            drop(stream);
+            drop(writing);
             if !self.lock().core.session().wants_transmit() {
                 return;
             }

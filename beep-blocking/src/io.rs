@@ -159,8 +159,8 @@ fn write_loop(shared: &Arc<Shared>) {
             while !st.session().wants_transmit() {
                 if st.core.ended().is_some() || st.core.session().is_ended() {
                     drop(st);
-                    let stream = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    let _writing = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+                    let _ = shared.stream.shutdown(std::net::Shutdown::Both);
                     return;
                 }
                 shared.writer_idle.store(true, Ordering::SeqCst);
@@ -168,7 +168,7 @@ fn write_loop(shared: &Arc<Shared>) {
                 shared.writer_idle.store(false, Ordering::SeqCst);
             }
         }
-        let stream = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let writing = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             let mut actions = Vec::new();
             let (more, roomy) = {
@@ -182,8 +182,8 @@ fn write_loop(shared: &Arc<Shared>) {
             if !more {
                 break;
             }
-            if let Err(e) = write_chunks(&stream, &shared.workers, &chunks) {
-                drop(stream);
+            if let Err(e) = write_chunks(&shared.stream, &shared.workers, &chunks) {
+                drop(writing);
                 shared.finish(CloseReason::Lost(e.to_string()));
                 return;
             }

@@ -1,10 +1,12 @@
 //! Accepting connections: bind one or more addresses, serve the registered
 //! profiles until told to stop, then release every session gracefully.
 
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+
+use beep_proto::dispatch::{AcceptBackoff, Served};
 
 use crate::connection::{Connection, Options};
 use crate::error::Error;
@@ -45,18 +47,29 @@ struct Stop {
     lock: Mutex<()>,
     wake: Condvar,
     addrs: Vec<SocketAddr>,
+    /// Wakes the accepting threads without a new descriptor: at the
+    /// descriptor limit a shutdown must still get through.
+    wakeup: wakeup::Wakeup,
 }
 
 impl ShutdownHandle {
     /// Asks the listener to stop accepting and release its sessions.
+    ///
+    /// Needs no descriptor, so it works when the process has none left.
+    ///
+    /// ```no_run
+    /// # use beep_blocking::{Listener, Options, Registry};
+    /// let listener = Listener::bind("127.0.0.1:0", Registry::new(), Options::default())?;
+    /// let stop = listener.shutdown_handle();
+    /// std::thread::spawn(move || stop.shutdown());
+    /// listener.serve()?;
+    /// # Ok::<(), beep_blocking::Error>(())
+    /// ```
     pub fn shutdown(&self) {
         self.stop.requested.store(true, Ordering::SeqCst);
         let _guard = self.stop.lock.lock();
         self.stop.wake.notify_all();
-        // Unblock the accepting threads with a connection of our own.
-        for addr in &self.stop.addrs {
-            let _ = TcpStream::connect_timeout(addr, Duration::from_millis(200));
-        }
+        self.stop.wakeup.wake(&self.stop.addrs);
     }
 }
 
@@ -86,6 +99,7 @@ impl Listener {
             .iter()
             .map(TcpListener::local_addr)
             .collect::<Result<Vec<_>, _>>()?;
+        let wakeup = wakeup::Wakeup::new(&sockets)?;
         Ok(Listener {
             sockets,
             registry,
@@ -96,6 +110,7 @@ impl Listener {
                 lock: Mutex::new(()),
                 wake: Condvar::new(),
                 addrs: bound,
+                wakeup,
             }),
         })
     }
@@ -122,22 +137,25 @@ impl Listener {
 
     /// Serves until [`ShutdownHandle::shutdown`]; then stops accepting and
     /// releases each session, which completes the replies in flight.
+    ///
+    /// A connection is forgotten as soon as it ends, so its socket and
+    /// memory are freed then, not at the next accept. Accept errors are
+    /// survived: a shortage of descriptors (EMFILE, ENFILE) backs off (see
+    /// [`AcceptBackoff`]) and the listener serves again once connections
+    /// have ended.
     pub fn serve(self) -> Result<(), Error> {
-        let connections: Arc<Mutex<Vec<Connection>>> = Arc::default();
+        let served: Arc<Mutex<Served<Connection>>> = Arc::default();
         let mut threads = Vec::new();
-        for socket in self.sockets {
+        for (index, socket) in self.sockets.into_iter().enumerate() {
             let (registry, options) = (self.registry.clone(), self.options.clone());
-            let (filter, stop, connections) =
-                (self.filter.clone(), self.stop.clone(), connections.clone());
+            let (filter, stop, served) = (self.filter.clone(), self.stop.clone(), served.clone());
             threads.push(std::thread::spawn(move || {
-                accept_loop(
-                    &socket,
-                    &registry,
-                    &options,
-                    filter.as_deref(),
-                    &stop,
-                    &connections,
-                )
+                let accepting = Accepting {
+                    socket: &socket,
+                    index,
+                    stop: &stop,
+                };
+                accepting.run(&registry, &options, filter.as_deref(), &served)
             }));
         }
         {
@@ -151,8 +169,7 @@ impl Listener {
         for t in threads {
             let _ = t.join();
         }
-        let open: Vec<Connection> =
-            std::mem::take(&mut *connections.lock().unwrap_or_else(|p| p.into_inner()));
+        let open = served.lock().unwrap_or_else(|p| p.into_inner()).take_all();
         let releases: Vec<_> = open
             .into_iter()
             .map(|conn| {
@@ -170,31 +187,176 @@ impl Listener {
     }
 }
 
-fn accept_loop(
-    socket: &TcpListener,
-    registry: &Registry,
-    options: &Options,
-    filter: Option<&AcceptFilter>,
-    stop: &Stop,
-    connections: &Mutex<Vec<Connection>>,
-) {
-    loop {
-        let accepted = socket.accept();
-        if stop.requested.load(Ordering::SeqCst) {
-            return;
+/// One accepting thread: its socket, and the index of its poller.
+struct Accepting<'a> {
+    socket: &'a TcpListener,
+    index: usize,
+    stop: &'a Stop,
+}
+
+impl Accepting<'_> {
+    fn run(
+        &self,
+        registry: &Registry,
+        options: &Options,
+        filter: Option<&AcceptFilter>,
+        served: &Arc<Mutex<Served<Connection>>>,
+    ) {
+        let mut backoff = AcceptBackoff::default();
+        while !self.stop.requested.load(Ordering::SeqCst) {
+            let (stream, peer) = match self.socket.accept() {
+                Ok(accepted) => {
+                    backoff.succeeded();
+                    accepted
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if !self.stop.wakeup.wait_acceptable(self.index) {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: ended connections
+                    // free theirs meanwhile (they are forgotten as they
+                    // end), so pause, then accept again.
+                    let wait = backoff.failed(&e);
+                    if !wait.is_zero() && !self.stop.wakeup.pause(self.index, wait) {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if filter.is_some_and(|f| !f(peer)) {
+                continue;
+            }
+            // The listening socket is non-blocking (see `wakeup`); some
+            // systems pass that on to accepted sockets.
+            if stream.set_nonblocking(false).is_err() {
+                continue;
+            }
+            if let Ok(conn) = Connection::accept(stream, registry.clone(), options.clone()) {
+                // Forgotten as it ends: its socket and buffers go with it.
+                let forget = Served::keep(served, conn.clone());
+                conn.on_close(move |_| forget());
+            }
         }
-        let Ok((stream, peer)) = accepted else {
-            // Out of descriptors and the like: back off rather than spin.
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        };
-        if filter.is_some_and(|f| !f(peer)) {
-            continue;
+    }
+}
+
+/// Waiting for connections to accept, and waking the accepting threads.
+///
+/// On Unix each listening socket is non-blocking and registered with a
+/// poller of its own together with a waker, both made at bind time; a
+/// shutdown wakes them, so it needs no free descriptor. Elsewhere a
+/// blocking accept is woken by connecting to the listener.
+mod wakeup {
+    use std::net::{SocketAddr, TcpListener};
+    use std::time::{Duration, Instant};
+
+    #[cfg(unix)]
+    pub(super) struct Wakeup {
+        pollers: Vec<std::sync::Mutex<Poller>>,
+        wakers: Vec<mio::Waker>,
+    }
+
+    #[cfg(unix)]
+    pub(super) struct Poller {
+        poll: mio::Poll,
+        events: mio::Events,
+    }
+
+    #[cfg(unix)]
+    const SOCKET: mio::Token = mio::Token(0);
+    #[cfg(unix)]
+    const WAKE: mio::Token = mio::Token(1);
+
+    #[cfg(unix)]
+    impl Wakeup {
+        pub(super) fn new(sockets: &[TcpListener]) -> std::io::Result<Self> {
+            use std::os::fd::AsRawFd;
+            let (mut pollers, mut wakers) = (Vec::new(), Vec::new());
+            for socket in sockets {
+                socket.set_nonblocking(true)?;
+                let poll = mio::Poll::new()?;
+                let fd = socket.as_raw_fd();
+                poll.registry().register(
+                    &mut mio::unix::SourceFd(&fd),
+                    SOCKET,
+                    mio::Interest::READABLE,
+                )?;
+                wakers.push(mio::Waker::new(poll.registry(), WAKE)?);
+                pollers.push(std::sync::Mutex::new(Poller {
+                    poll,
+                    events: mio::Events::with_capacity(4),
+                }));
+            }
+            Ok(Wakeup { pollers, wakers })
         }
-        if let Ok(conn) = Connection::accept(stream, registry.clone(), options.clone()) {
-            let mut all = connections.lock().unwrap_or_else(|p| p.into_inner());
-            all.retain(Connection::is_ok);
-            all.push(conn);
+
+        pub(super) fn wake(&self, _addrs: &[SocketAddr]) {
+            for waker in &self.wakers {
+                let _ = waker.wake();
+            }
+        }
+
+        /// Waits until the `index`th socket may have a connection to accept
+        /// (true) or a shutdown was asked for (false). Readiness is edge
+        /// triggered: call only after an accept said `WouldBlock`.
+        pub(super) fn wait_acceptable(&self, index: usize) -> bool {
+            self.wait(index, None)
+        }
+
+        /// Sleeps `limit` unless a shutdown comes first (then false).
+        pub(super) fn pause(&self, index: usize, limit: Duration) -> bool {
+            self.wait(index, Some(Instant::now() + limit))
+        }
+
+        fn wait(&self, index: usize, until: Option<Instant>) -> bool {
+            let mut poller = self.pollers[index]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let Poller { poll, events } = &mut *poller;
+            loop {
+                let left = until.map(|t| t.saturating_duration_since(Instant::now()));
+                if left.is_some_and(|d| d.is_zero()) {
+                    return true;
+                }
+                // An error (EINTR) counts as a spurious wake-up.
+                let _ = poll.poll(events, left);
+                if events.iter().any(|e| e.token() == WAKE) {
+                    return false;
+                }
+                if until.is_none() {
+                    return true;
+                }
+                // Pausing: a new connection does not cut the pause short
+                // (its accept would fail the same way).
+            }
+        }
+    }
+
+    #[cfg(not(unix))]
+    pub(super) struct Wakeup;
+
+    #[cfg(not(unix))]
+    impl Wakeup {
+        pub(super) fn new(_sockets: &[TcpListener]) -> std::io::Result<Self> {
+            Ok(Wakeup)
+        }
+
+        pub(super) fn wake(&self, addrs: &[SocketAddr]) {
+            for addr in addrs {
+                let _ = std::net::TcpStream::connect_timeout(addr, Duration::from_millis(200));
+            }
+        }
+
+        pub(super) fn wait_acceptable(&self, _index: usize) -> bool {
+            true
+        }
+
+        pub(super) fn pause(&self, _index: usize, limit: Duration) -> bool {
+            std::thread::sleep(limit);
+            true
         }
     }
 }

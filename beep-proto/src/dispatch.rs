@@ -6,6 +6,7 @@
 mod core;
 mod error;
 mod pool;
+mod served;
 
 use std::collections::HashMap;
 
@@ -14,6 +15,7 @@ pub use self::core::{
 };
 pub use self::error::Error;
 pub use self::pool::{PoolState, Take};
+pub use self::served::{AcceptBackoff, Served};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};
 use crate::mime::Message;

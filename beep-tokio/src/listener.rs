@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use beep_proto::dispatch::{AcceptBackoff, Served};
 use event_listener::Event;
 use futures_util::future::{join_all, select};
 
@@ -189,23 +189,29 @@ impl Listener {
     /// session that does not release within the connect timeout is shut
     /// down).
     ///
+    /// A connection is forgotten as soon as it ends, so its socket and
+    /// memory are freed then, not at the next accept. Accept errors are
+    /// survived: a shortage of descriptors (EMFILE, ENFILE) backs off (see
+    /// [`AcceptBackoff`]) and the listener serves again once connections
+    /// have ended.
+    ///
     /// ```no_run
     /// # async fn run(listener: beep_tokio::Listener) -> Result<(), beep_tokio::Error> {
     /// listener.serve().await?;
     /// # Ok(()) }
     /// ```
     pub async fn serve(self) -> Result<(), Error> {
-        let connections: Mutex<Vec<Connection>> = Mutex::default();
+        let served: Arc<Mutex<Served<Connection>>> = Arc::default();
         {
             let accepting = join_all(
                 self.sockets
                     .iter()
-                    .map(|socket| self.accept_loop(&**socket, &connections)),
+                    .map(|socket| self.accept_loop(&**socket, &served)),
             );
             select(pin!(accepting), pin!(self.stop.wait())).await;
         }
         drop(self.sockets);
-        let open = std::mem::take(&mut *connections.lock().unwrap_or_else(|p| p.into_inner()));
+        let open = served.lock().unwrap_or_else(|p| p.into_inner()).take_all();
         join_all(open.into_iter().map(|conn| async move {
             if conn.close().await.is_err() {
                 conn.shutdown();
@@ -215,12 +221,24 @@ impl Listener {
         Ok(())
     }
 
-    async fn accept_loop(&self, socket: &dyn Acceptor, connections: &Mutex<Vec<Connection>>) {
+    async fn accept_loop(&self, socket: &dyn Acceptor, served: &Arc<Mutex<Served<Connection>>>) {
+        let mut backoff = AcceptBackoff::default();
         loop {
-            let Ok((stream, peer)) = socket.accept().await else {
-                // Out of descriptors and the like: back off rather than spin.
-                self.runtime.sleep(Duration::from_millis(10)).await;
-                continue;
+            let (stream, peer) = match socket.accept().await {
+                Ok(accepted) => {
+                    backoff.succeeded();
+                    accepted
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: ended connections
+                    // free theirs meanwhile (they are forgotten as they
+                    // end), so pause, then accept again.
+                    let wait = backoff.failed(&e);
+                    if !wait.is_zero() {
+                        self.runtime.sleep(wait).await;
+                    }
+                    continue;
+                }
             };
             if self.filter.as_ref().is_some_and(|f| !f(peer)) {
                 continue;
@@ -232,9 +250,9 @@ impl Listener {
                 self.options.clone(),
                 self.runtime.clone(),
             );
-            let mut all = connections.lock().unwrap_or_else(|p| p.into_inner());
-            all.retain(Connection::is_ok);
-            all.push(conn);
+            // Forgotten as it ends: its socket and buffers go with it.
+            let forget = Served::keep(served, conn.clone());
+            conn.on_close(move |_| forget());
         }
     }
 }

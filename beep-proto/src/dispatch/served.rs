@@ -1,0 +1,250 @@
+//! What a listener keeps between accepts: the connections it serves (each
+//! forgotten the moment it ends, so an ended connection's socket and
+//! buffers are freed at once, not at the next accept), and how long to
+//! wait after an accept error before trying again.
+//!
+//! Both drivers' listeners use these, so the rule "survive EMFILE, free
+//! what ended, keep serving" is written once.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The connections a listener serves, keyed by an id that the driver's
+/// end-of-connection callback uses to remove its entry.
+///
+/// ```
+/// use beep_proto::dispatch::Served;
+/// let mut served = Served::new();
+/// let id = served.insert("connection");
+/// assert_eq!(served.len(), 1);
+/// // The connection ended: its entry goes at once.
+/// assert_eq!(served.remove(id), Some("connection"));
+/// assert!(served.is_empty());
+/// ```
+#[derive(Debug)]
+pub struct Served<C> {
+    next: u64,
+    open: HashMap<u64, C>,
+}
+
+impl<C> Default for Served<C> {
+    fn default() -> Self {
+        Served {
+            next: 0,
+            open: HashMap::new(),
+        }
+    }
+}
+
+impl<C> Served<C> {
+    /// An empty set.
+    ///
+    /// ```
+    /// let served: beep_proto::dispatch::Served<u8> = beep_proto::dispatch::Served::new();
+    /// assert!(served.is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a connection; the id removes it again. Ids are never reused,
+    /// so a late removal cannot take a newer connection's entry.
+    ///
+    /// ```
+    /// let mut served = beep_proto::dispatch::Served::new();
+    /// assert_ne!(served.insert('a'), served.insert('b'));
+    /// ```
+    pub fn insert(&mut self, connection: C) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        self.open.insert(id, connection);
+        id
+    }
+
+    /// Forgets the connection `id` (called when it ends); `None` if it was
+    /// already taken by [`Served::take_all`] or removed.
+    ///
+    /// ```
+    /// let mut served = beep_proto::dispatch::Served::new();
+    /// let id = served.insert(1);
+    /// assert_eq!(served.remove(id), Some(1));
+    /// assert_eq!(served.remove(id), None);
+    /// ```
+    pub fn remove(&mut self, id: u64) -> Option<C> {
+        self.open.remove(&id)
+    }
+
+    /// How many connections are served.
+    ///
+    /// ```
+    /// let mut served = beep_proto::dispatch::Served::new();
+    /// served.insert(());
+    /// assert_eq!(served.len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    /// True when no connection is served.
+    ///
+    /// ```
+    /// assert!(beep_proto::dispatch::Served::<()>::new().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// Adds `connection` to a shared set and returns what removes it again:
+    /// the driver runs that when the connection ends (at once if it already
+    /// has), so an ended connection's socket and buffers go with its last
+    /// handle instead of waiting for the next accept. The returned closure
+    /// holds the set weakly and drops the entry outside the lock.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use beep_proto::dispatch::Served;
+    /// let served = Arc::new(Mutex::new(Served::new()));
+    /// let forget = Served::keep(&served, "connection");
+    /// assert_eq!(served.lock().unwrap().len(), 1);
+    /// forget(); // the connection ended
+    /// assert!(served.lock().unwrap().is_empty());
+    /// ```
+    pub fn keep(set: &Arc<Mutex<Self>>, connection: C) -> impl FnOnce() + Send + 'static
+    where
+        C: Send + 'static,
+    {
+        let id = set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(connection);
+        let set = Arc::downgrade(set);
+        move || {
+            if let Some(set) = set.upgrade() {
+                let gone = set.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+                drop(gone);
+            }
+        }
+    }
+
+    /// Every served connection, leaving the set empty (a listener that
+    /// stops releases them).
+    ///
+    /// ```
+    /// let mut served = beep_proto::dispatch::Served::new();
+    /// served.insert("a");
+    /// assert_eq!(served.take_all(), vec!["a"]);
+    /// assert!(served.is_empty());
+    /// ```
+    pub fn take_all(&mut self) -> Vec<C> {
+        self.open.drain().map(|(_, c)| c).collect()
+    }
+}
+
+/// How long a listener waits after a failed accept.
+///
+/// An error that concerns one connection (aborted or reset before it was
+/// accepted, an interrupted call) is retried at once: the next connection
+/// in the backlog is unaffected. Anything else is a shortage of resources
+/// (EMFILE, ENFILE, ENOBUFS, ENOMEM): the listening socket stays readable,
+/// so retrying at once would spin. The wait starts at 5 ms and doubles up
+/// to one second, and a successful accept resets it; meanwhile ended
+/// connections free their descriptors and the listener serves again.
+///
+/// ```
+/// use std::io::{Error, ErrorKind};
+/// use std::time::Duration;
+/// use beep_proto::dispatch::AcceptBackoff;
+/// let mut backoff = AcceptBackoff::default();
+/// let aborted = Error::from(ErrorKind::ConnectionAborted);
+/// assert_eq!(backoff.failed(&aborted), Duration::ZERO);
+/// let emfile = Error::other("Too many open files");
+/// assert_eq!(backoff.failed(&emfile), Duration::from_millis(5));
+/// assert_eq!(backoff.failed(&emfile), Duration::from_millis(10));
+/// backoff.succeeded();
+/// assert_eq!(backoff.failed(&emfile), Duration::from_millis(5));
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct AcceptBackoff {
+    /// Resource failures in a row.
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    /// The first wait after a resource failure.
+    pub const FIRST: Duration = Duration::from_millis(5);
+    /// The longest wait.
+    pub const LONGEST: Duration = Duration::from_secs(1);
+
+    /// Records a failed accept; returns how long to wait before the next.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::AcceptBackoff;
+    /// let mut backoff = AcceptBackoff::default();
+    /// let emfile = std::io::Error::other("Too many open files");
+    /// for _ in 0..20 {
+    ///     assert!(backoff.failed(&emfile) <= AcceptBackoff::LONGEST);
+    /// }
+    /// ```
+    pub fn failed(&mut self, error: &io::Error) -> Duration {
+        use io::ErrorKind::*;
+        if matches!(
+            error.kind(),
+            ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+        ) {
+            return Duration::ZERO;
+        }
+        let wait = Self::FIRST.saturating_mul(1 << self.failures.min(16));
+        self.failures = self.failures.saturating_add(1);
+        wait.min(Self::LONGEST)
+    }
+
+    /// Records a successful accept: the next failure waits the least again.
+    ///
+    /// ```
+    /// let mut backoff = beep_proto::dispatch::AcceptBackoff::default();
+    /// backoff.succeeded();
+    /// ```
+    pub fn succeeded(&mut self) {
+        self.failures = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removed_id_is_never_handed_out_again() {
+        let mut served = Served::new();
+        let first = served.insert(1);
+        served.remove(first);
+        let second = served.insert(2);
+        assert_ne!(first, second);
+        assert_eq!(served.remove(first), None);
+        assert_eq!(served.remove(second), Some(2));
+    }
+
+    #[test]
+    fn resource_failures_back_off_to_a_ceiling_and_reset_on_success() {
+        let mut backoff = AcceptBackoff::default();
+        let emfile = io::Error::from_raw_os_error(24);
+        let waits: Vec<_> = (0..12).map(|_| backoff.failed(&emfile)).collect();
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(waits[0], AcceptBackoff::FIRST);
+        assert_eq!(*waits.last().unwrap(), AcceptBackoff::LONGEST);
+        backoff.succeeded();
+        assert_eq!(backoff.failed(&emfile), AcceptBackoff::FIRST);
+    }
+
+    #[test]
+    fn a_failure_of_one_connection_is_retried_at_once() {
+        let mut backoff = AcceptBackoff::default();
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(backoff.failed(&reset), Duration::ZERO);
+        // ...and does not count towards the resource back-off.
+        let emfile = io::Error::from_raw_os_error(24);
+        assert_eq!(backoff.failed(&emfile), AcceptBackoff::FIRST);
+    }
+}
