@@ -4,20 +4,74 @@
 //! A [`Message`] keeps its header block and its body as two [`Bytes`], so a
 //! body given by the application goes to the wire without being copied into
 //! a new buffer, and a received body is a zero-copy slice of what arrived.
+//!
+//! Reading headers follows RFC 822 and RFC 2045 leniently: lines may end in
+//! CRLF or in a bare LF, folded values are unfolded ([`Message::headers`]),
+//! and the parameters of `Content-Type` can be read ([`ContentType`]).
+//! Writing is strict: [`Message::try_with_header`] refuses what would not be
+//! exactly one header line, and [`Message::with_header`] cannot add more
+//! than one.
+
+use std::borrow::Cow;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use thiserror::Error;
 
 /// `Content-Type` when a message has none (RFC 3080 2.2, CHECKLIST 18).
+///
+/// ```
+/// use beep_proto::{Message, mime::DEFAULT_CONTENT_TYPE};
+/// assert_eq!(Message::new("x").content_type(), DEFAULT_CONTENT_TYPE);
+/// ```
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// `Content-Transfer-Encoding` when a message has none (RFC 3080 2.2).
+///
+/// ```
+/// use beep_proto::{Message, mime::DEFAULT_TRANSFER_ENCODING};
+/// assert_eq!(Message::new("x").transfer_encoding(), DEFAULT_TRANSFER_ENCODING);
+/// ```
 pub const DEFAULT_TRANSFER_ENCODING: &str = "binary";
 /// The content type of every channel-0 message (RFC 3080 2.3.1).
+///
+/// ```
+/// assert_eq!(beep_proto::mime::BEEP_XML, "application/beep+xml");
+/// ```
 pub const BEEP_XML: &str = "application/beep+xml";
 
 /// The empty header block: just the line that ends it.
 const EMPTY_HEADERS: &[u8] = b"\r\n";
 /// The header block of every channel-0 message.
 pub(crate) const BEEP_XML_HEADERS: &[u8] = b"Content-Type: application/beep+xml\r\n\r\n";
+
+/// A header that [`Message::try_with_header`] refuses to write, because it
+/// would not be exactly one header line.
+///
+/// ```
+/// use beep_proto::{Message, mime::HeaderError};
+/// let e = Message::new("x").try_with_header("X-A", "1\r\nX-B: 2").unwrap_err();
+/// assert_eq!(e, HeaderError::LineBreakInValue { name: "X-A".into() });
+/// assert!(e.to_string().contains("line break"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// The name is empty, or has an octet other than the printable ASCII
+    /// characters except `:` that RFC 822 3.1.2 allows in a field name.
+    #[error(
+        "header name {name:?} is not an RFC 822 field name (3.1.2): one or more printable ASCII characters other than ':'"
+    )]
+    InvalidName {
+        /// The name as given.
+        name: String,
+    },
+    /// The value has a CR or a LF, which would end the header line and
+    /// could start another header or the body.
+    #[error("the value of header {name:?} contains a line break (CR or LF)")]
+    LineBreakInValue {
+        /// The name of the header.
+        name: String,
+    },
+}
 
 /// A message payload: MIME headers and a body.
 ///
@@ -59,18 +113,83 @@ impl Message {
         }
     }
 
-    /// The same message with one more MIME header line.
+    /// The same message with one more MIME header line, `name: value`.
+    ///
+    /// This never fails and never adds more than one header, whatever it is
+    /// given; it stays infallible so that a message built from literals
+    /// reads as one expression. For names and values that come from
+    /// elsewhere, [`Message::try_with_header`] says what is wrong instead.
+    ///
+    /// * A line break in the value cannot start another header or end the
+    ///   block: each run of CR and LF, with the spaces and tabs around it,
+    ///   becomes one space. That is the value a reader gets back from a
+    ///   folded header ([`Message::headers`]), so nothing is lost that
+    ///   folding would have kept.
+    /// * A name that is not an RFC 822 field name (3.1.2: printable ASCII
+    ///   other than `:`, at least one) leaves the message unchanged. There
+    ///   is no safe spelling to replace it with: mending `Content Type`
+    ///   into `Content-Type` would give the value a meaning its writer may
+    ///   not have checked it for.
     ///
     /// ```
-    /// let m = beep_proto::Message::new("x").with_header("Content-Type", "text/plain");
-    /// assert_eq!(m.header("content-type"), Some("text/plain"));
+    /// use beep_proto::Message;
+    /// let m = Message::new("x").with_header("Content-Type", "text/plain");
+    /// assert_eq!(m.header("content-type").as_deref(), Some("text/plain"));
+    /// let m = Message::new("x").with_header("X-A", "1\r\nX-B: 2\r\n\r\n");
+    /// assert_eq!(m.headers().collect::<Vec<_>>(), [("X-A", "1 X-B: 2".into())]);
+    /// assert_eq!(Message::new("x").with_header("Bad Name", "1"), Message::new("x"));
     /// ```
     pub fn with_header(self, name: &str, value: &str) -> Self {
+        if !is_field_name(name.as_bytes()) {
+            return self;
+        }
+        if value.contains(['\r', '\n']) {
+            let mut joined = Cow::Borrowed("");
+            for piece in value.split(['\r', '\n']) {
+                push_piece(&mut joined, piece);
+            }
+            return self.push_header(name, &joined);
+        }
+        self.push_header(name, value)
+    }
+
+    /// The same message with one more MIME header line, `name: value`, or
+    /// why that would not be one header line: the name must be an RFC 822
+    /// field name (3.1.2: printable ASCII other than `:`, at least one) and
+    /// the value must not contain CR or LF.
+    ///
+    /// Spaces and tabs around the value are not part of it: a reader drops
+    /// them.
+    ///
+    /// ```
+    /// use beep_proto::{Message, mime::HeaderError};
+    /// let m = Message::new("x").try_with_header("Content-Type", "text/plain")?;
+    /// assert_eq!(m.content_type(), "text/plain");
+    /// assert!(matches!(
+    ///     Message::new("x").try_with_header("X-A\r\nX-B", "1"),
+    ///     Err(HeaderError::InvalidName { .. })
+    /// ));
+    /// # Ok::<(), HeaderError>(())
+    /// ```
+    pub fn try_with_header(self, name: &str, value: &str) -> Result<Self, HeaderError> {
+        if !is_field_name(name.as_bytes()) {
+            return Err(HeaderError::InvalidName { name: name.into() });
+        }
+        if value.contains(['\r', '\n']) {
+            return Err(HeaderError::LineBreakInValue { name: name.into() });
+        }
+        Ok(self.push_header(name, value))
+    }
+
+    /// Appends `name: value` to the block; both are valid.
+    fn push_header(self, name: &str, value: &str) -> Self {
         let mut block = BytesMut::with_capacity(self.headers.len() + name.len() + value.len() + 6);
         // Drop the terminating empty line, add ours, end the block again.
+        // A received block may end its lines with a bare LF.
         let existing = self
             .headers
-            .strip_suffix(EMPTY_HEADERS)
+            .strip_suffix(b"\r\n")
+            .or_else(|| self.headers.strip_suffix(b"\n"))
             .unwrap_or(&self.headers);
         block.put_slice(existing);
         block.put_slice(name.as_bytes());
@@ -93,15 +212,21 @@ impl Message {
 
     /// Splits a received entity into headers and body without copying.
     ///
-    /// An entity that does not start with a well-formed header block is
-    /// taken as all body with default headers: peers that omit the block
-    /// entirely exist, and guessing otherwise would corrupt their data.
+    /// The header block ends at the first empty line; its lines may end in
+    /// CRLF or in a bare LF. An entity that does not start with a
+    /// well-formed header block is taken as all body with default headers:
+    /// peers that omit the block entirely exist, and guessing otherwise
+    /// would corrupt their data.
     ///
     /// ```
     /// use beep_proto::Message;
-    /// let m = Message::from_entity(bytes::Bytes::from_static(b"Content-Type: text/plain\r\n\r\nhi"));
-    /// assert_eq!((m.content_type(), &m.body()[..]), ("text/plain", &b"hi"[..]));
-    /// let m = Message::from_entity(bytes::Bytes::from_static(b"\r\nhi"));
+    /// use bytes::Bytes;
+    /// let m = Message::from_entity(Bytes::from_static(b"Content-Type: text/plain\r\n\r\nhi"));
+    /// assert_eq!(m.content_type(), "text/plain");
+    /// assert_eq!(&m.body()[..], b"hi");
+    /// let m = Message::from_entity(Bytes::from_static(b"Content-Type: text/plain\n\nhi"));
+    /// assert_eq!(m.content_type(), "text/plain");
+    /// let m = Message::from_entity(Bytes::from_static(b"\r\nhi"));
     /// assert_eq!(&m.body()[..], b"hi");
     /// ```
     pub fn from_entity(mut entity: Bytes) -> Self {
@@ -109,8 +234,9 @@ impl Message {
             None => Bytes::new(),
             // An empty block and no block mean the same; store one form so
             // that a message compares equal to itself after a round trip.
-            Some(2) => {
-                entity.advance(2);
+            // A block with a header line has at least `a:\n`, 3 octets.
+            Some(split @ (1 | 2)) => {
+                entity.advance(split);
                 Bytes::new()
             }
             Some(split) => entity.split_to(split),
@@ -149,7 +275,8 @@ impl Message {
         self.body
     }
 
-    /// The raw header block as received or built (empty if there was none).
+    /// The raw header block as received or built (empty if there was none),
+    /// folded lines and line ends as they were.
     ///
     /// ```
     /// let m = beep_proto::Message::new("x").with_header("A", "b");
@@ -159,54 +286,115 @@ impl Message {
         &self.headers
     }
 
-    /// The header lines as `(name, value)` pairs, in order. Folded
-    /// continuation lines are joined to the value they continue.
+    /// The headers as `(name, value)` pairs, in order.
+    ///
+    /// Values are unfolded (RFC 822 3.1.1, RFC 2045 3): a line that starts
+    /// with a space or a tab continues the value above it. Each line break,
+    /// with the spaces and tabs around it, reads as one space, as in HTTP
+    /// (RFC 7230 3.2.4); blank continuation lines add nothing. Spaces and
+    /// tabs around a value are not part of it.
+    ///
+    /// A value that was not folded is a slice of the header block
+    /// ([`Cow::Borrowed`]); only a folded value is copied. Lines may end in
+    /// CRLF or in a bare LF. A header whose name or value is not UTF-8 is
+    /// left out; [`Message::raw_headers`] still has it.
     ///
     /// ```
-    /// let m = beep_proto::Message::new("x").with_header("A", "1").with_header("B", "2");
+    /// use beep_proto::Message;
+    /// let m = Message::new("x").with_header("A", "1").with_header("B", "2");
     /// let all: Vec<_> = m.headers().collect();
-    /// assert_eq!(all, vec![("A", "1"), ("B", "2")]);
+    /// assert_eq!(all, [("A", "1".into()), ("B", "2".into())]);
+    ///
+    /// let m = Message::from_entity(bytes::Bytes::from_static(
+    ///     b"Content-Type: text/plain;\r\n\tcharset=utf-8\r\nB: 2\r\n\r\nbody",
+    /// ));
+    /// let all: Vec<_> = m.headers().collect();
+    /// assert_eq!(all, [("Content-Type", "text/plain; charset=utf-8".into()), ("B", "2".into())]);
     /// ```
-    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        std::str::from_utf8(&self.headers)
-            .unwrap_or("")
-            .split("\r\n")
-            .filter_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                Some((name.trim(), value.trim()))
-            })
+    pub fn headers(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+        Headers {
+            rest: &self.headers,
+        }
     }
 
-    /// The value of the first header named `name` (case-insensitive).
+    /// The unfolded value of the first header named `name`
+    /// (case-insensitive), as [`Message::headers`] reads it.
     ///
     /// ```
-    /// let m = beep_proto::Message::new("x").with_header("Content-Type", "text/xml");
-    /// assert_eq!(m.header("CONTENT-TYPE"), Some("text/xml"));
+    /// use beep_proto::Message;
+    /// let m = Message::new("x").with_header("Content-Type", "text/xml");
+    /// assert_eq!(m.header("CONTENT-TYPE").as_deref(), Some("text/xml"));
     /// assert_eq!(m.header("Other"), None);
+    /// let m = Message::from_entity(bytes::Bytes::from_static(b"X-Long: a\r\n b\r\n\r\n"));
+    /// assert_eq!(m.header("x-long").as_deref(), Some("a b"));
     /// ```
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<Cow<'_, str>> {
         self.headers()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
     }
 
-    /// `Content-Type`, or its default `application/octet-stream`.
+    /// The whole `Content-Type` value, parameters included and unfolded,
+    /// or its default `application/octet-stream` (RFC 3080 2.2). See
+    /// [`Message::mime_type`] and [`Message::content_type_param`] for its
+    /// parts.
     ///
     /// ```
-    /// assert_eq!(beep_proto::Message::new("").content_type(), "application/octet-stream");
+    /// use beep_proto::Message;
+    /// assert_eq!(Message::new("").content_type(), "application/octet-stream");
+    /// let m = Message::new("").with_header("Content-Type", "text/plain; charset=utf-8");
+    /// assert_eq!(m.content_type(), "text/plain; charset=utf-8");
     /// ```
-    pub fn content_type(&self) -> &str {
-        self.header("Content-Type").unwrap_or(DEFAULT_CONTENT_TYPE)
+    pub fn content_type(&self) -> Cow<'_, str> {
+        self.header("Content-Type")
+            .unwrap_or(Cow::Borrowed(DEFAULT_CONTENT_TYPE))
     }
 
-    /// `Content-Transfer-Encoding`, or its default `binary`.
+    /// The `type/subtype` of `Content-Type`, without its parameters, or the
+    /// default `application/octet-stream` (RFC 3080 2.2). It is as written:
+    /// compare it with [`str::eq_ignore_ascii_case`] (RFC 2045 5.1).
+    ///
+    /// ```
+    /// use beep_proto::Message;
+    /// let m = Message::new("").with_header("Content-Type", "text/plain; charset=utf-8");
+    /// assert_eq!(m.mime_type(), "text/plain");
+    /// assert_eq!(Message::new("").mime_type(), "application/octet-stream");
+    /// ```
+    pub fn mime_type(&self) -> Cow<'_, str> {
+        match self.content_type() {
+            Cow::Borrowed(value) => Cow::Borrowed(ContentType::new(value).mime_type()),
+            Cow::Owned(value) => Cow::Owned(ContentType::new(&value).mime_type().to_owned()),
+        }
+    }
+
+    /// The value of the `Content-Type` parameter `name` (case-insensitive),
+    /// unquoted, as [`ContentType::param`] reads it; `None` if there is no
+    /// such parameter (the default `Content-Type` has none).
+    ///
+    /// ```
+    /// use beep_proto::Message;
+    /// let m = Message::new("").with_header("Content-Type", r#"text/plain; Charset="utf-8""#);
+    /// assert_eq!(m.content_type_param("charset").as_deref(), Some("utf-8"));
+    /// assert_eq!(m.content_type_param("format"), None);
+    /// ```
+    pub fn content_type_param(&self, name: &str) -> Option<Cow<'_, str>> {
+        match self.content_type() {
+            Cow::Borrowed(value) => ContentType::new(value).param(name),
+            Cow::Owned(value) => ContentType::new(&value)
+                .param(name)
+                .map(|v| Cow::Owned(v.into_owned())),
+        }
+    }
+
+    /// `Content-Transfer-Encoding`, unfolded, or its default `binary`
+    /// (RFC 3080 2.2).
     ///
     /// ```
     /// assert_eq!(beep_proto::Message::new("").transfer_encoding(), "binary");
     /// ```
-    pub fn transfer_encoding(&self) -> &str {
+    pub fn transfer_encoding(&self) -> Cow<'_, str> {
         self.header("Content-Transfer-Encoding")
-            .unwrap_or(DEFAULT_TRANSFER_ENCODING)
+            .unwrap_or(Cow::Borrowed(DEFAULT_TRANSFER_ENCODING))
     }
 
     /// Octets this message takes as a frame payload: the header block (an
@@ -222,86 +410,10 @@ impl Message {
     }
 }
 
-/// Length of the header block at the start of `entity`, its terminating
-/// empty line included, or `None` if the entity does not start with one.
-pub(crate) fn header_block_len(entity: &[u8]) -> Option<usize> {
-    let mut pos = 0;
-    loop {
-        let rest = &entity[pos..];
-        if rest.starts_with(b"\r\n") {
-            return Some(pos + 2);
-        }
-        let line_len = rest.windows(2).position(|w| w == b"\r\n")?;
-        let line = &rest[..line_len];
-        // A header line is `name: value` or a folded continuation.
-        let continuation = pos > 0 && matches!(line.first(), Some(b' ' | b'\t'));
-        let is_field = line
-            .iter()
-            .position(|&b| b == b':')
-            .is_some_and(|colon| colon > 0 && line[..colon].iter().all(|b| b.is_ascii_graphic()));
-        if !(continuation || is_field) {
-            return None;
-        }
-        pos += line_len + 2;
-    }
-}
-
+mod content_type;
+mod headers;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    #[test]
-    fn checklist_18_defaults() {
-        let m = Message::from_entity(Bytes::from_static(b"\r\nbody"));
-        assert_eq!(m.content_type(), DEFAULT_CONTENT_TYPE);
-        assert_eq!(m.transfer_encoding(), DEFAULT_TRANSFER_ENCODING);
-        assert_eq!(&m.body()[..], b"body");
-    }
-
-    #[test]
-    fn parses_beep_xml_headers() {
-        let m = Message::from_entity(Bytes::from_static(
-            b"Content-Type: application/beep+xml\r\n\r\n<ok />",
-        ));
-        assert_eq!(m.content_type(), BEEP_XML);
-        assert_eq!(&m.body()[..], b"<ok />");
-    }
-
-    #[test]
-    fn folded_and_multiple_headers() {
-        let m = Message::from_entity(Bytes::from_static(
-            b"Content-Type: text/plain;\r\n charset=utf-8\r\nX-A: 1\r\n\r\nbody",
-        ));
-        assert_eq!(m.header("x-a"), Some("1"));
-        assert_eq!(&m.body()[..], b"body");
-    }
-
-    #[test]
-    fn entity_without_header_block_is_all_body() {
-        for raw in [
-            &b"hello"[..],
-            b"no colon\r\nhere",
-            b"",
-            b"Header: but no end",
-        ] {
-            let m = Message::from_entity(Bytes::copy_from_slice(raw));
-            assert_eq!(&m.body()[..], raw);
-            assert_eq!(m.content_type(), DEFAULT_CONTENT_TYPE);
-        }
-    }
-
-    #[test]
-    fn body_is_a_zero_copy_slice() {
-        let entity = Bytes::from(b"\r\npayload".to_vec());
-        let start = entity.as_ptr() as usize;
-        let m = Message::from_entity(entity);
-        assert_eq!(m.body().as_ptr() as usize, start + 2);
-    }
-
-    #[test]
-    fn built_headers_round_trip() {
-        let m = Message::new("b").with_header("Content-Type", "text/plain");
-        let wire = m.clone().into_wire_parts().concat();
-        assert_eq!(Message::from_entity(Bytes::from(wire)), m);
-    }
-}
+pub use content_type::ContentType;
+use headers::{Headers, header_block_len, is_field_name, push_piece};
