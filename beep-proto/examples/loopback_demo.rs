@@ -10,7 +10,7 @@ use std::thread;
 
 use beep_proto::frame::{Header, parse_header};
 use beep_proto::xml::Profile;
-use beep_proto::{Config, Event, Message, MessageKind, ReplyCode, Session};
+use beep_proto::{Config, Event, Message, MessageKind, ReplyCode, Session, SessionEnd};
 
 const ECHO: &str = "http://example.org/beep/echo";
 
@@ -109,7 +109,7 @@ fn serve(listener: TcpListener) -> std::io::Result<()> {
                 println!("listener: close of channel {channel} requested: agreeing");
                 peer.session.accept_close(channel).expect("pending close");
             }
-            Event::SessionClosed => break,
+            Event::SessionEnded(_) => break,
             other => println!("listener: {other:?}"),
         }
     }
@@ -191,7 +191,7 @@ fn main() -> std::io::Result<()> {
         .session
         .close_session(ReplyCode::SUCCESS, "bye")
         .map_err(std::io::Error::other)?;
-    if let Event::SessionClosed = expect(&mut client)? {
+    if let Event::SessionEnded(SessionEnd::Released) = expect(&mut client)? {
         println!("client: session released");
     }
     server.join().expect("listener thread")?;

@@ -183,9 +183,6 @@ pub enum ProtocolError {
     /// A channel-0 body that is not valid beep+xml where a reply is due.
     #[error("invalid beep+xml on channel 0: {0}")]
     Xml(#[from] XmlError),
-    /// Input arrived after the session ended.
-    #[error("the session has already ended")]
-    SessionEnded,
 }
 
 /// A call the application made that cannot be done in the session's
@@ -234,6 +231,15 @@ pub enum UsageError {
     NoPendingStart {
         /// The channel.
         channel: u32,
+    },
+    /// A start request may only be accepted with one of the profiles it
+    /// offered (RFC 3080 2.3.1.2); the peer would end the session otherwise.
+    #[error("channel {channel}: the peer did not offer profile {profile}")]
+    ProfileNotOffered {
+        /// The channel.
+        channel: u32,
+        /// The profile URI given.
+        profile: String,
     },
     /// No close request for this channel waits for an answer.
     #[error("no close request for channel {channel} awaits an answer")]

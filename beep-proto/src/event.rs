@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use crate::error::ProtocolError;
 use crate::frame::FrameType;
 use crate::mime::Message;
 use crate::reply_code::ReplyCode;
@@ -27,9 +28,6 @@ use crate::xml::{ErrorElement, Greeting, Profile};
 pub enum Event {
     /// The peer's greeting arrived (RFC 3080 2.4).
     Greeting(Greeting),
-    /// The listener refused the session with an `<error>` instead of a
-    /// greeting (CHECKLIST 36). The session has ended.
-    SessionRefused(ErrorElement),
     /// The peer asks to start a channel. Answer with
     /// [`Session::accept_start`](crate::Session::accept_start) or
     /// [`Session::deny_start`](crate::Session::deny_start).
@@ -80,10 +78,54 @@ pub enum Event {
         /// The peer's reason.
         error: ErrorElement,
     },
-    /// The session was released by mutual agreement (RFC 3080 2.4). Send
-    /// what [`Session::poll_transmit`](crate::Session::poll_transmit) still
-    /// has, then close the connection.
-    SessionClosed,
+    /// The session is over, and why; always the last event, and exactly
+    /// one per session, whatever ended it (a release, a refusal, a
+    /// violation, the end of the transport). Send what
+    /// [`Session::poll_transmit`](crate::Session::poll_transmit) still
+    /// has, then close the connection (see the crate docs on closing).
+    SessionEnded(SessionEnd),
+}
+
+/// Why a session ended: [`Event::SessionEnded`] and
+/// [`Session::end_reason`](crate::Session::end_reason).
+///
+/// ```
+/// use beep_proto::{Session, SessionEnd};
+/// let mut s = Session::listener(Default::default());
+/// s.handle_eof();
+/// assert_eq!(s.end_reason(), Some(&SessionEnd::TransportClosed));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEnd {
+    /// Released by mutual agreement: channel 0 was closed (RFC 3080 2.3.1.3,
+    /// 2.4). What is still queued (our `<ok/>`) goes out.
+    Released,
+    /// The listener answered the greeting with an `<error>` (RFC 3080 2.4):
+    /// the peer's refusal, or ours in a [`Session::refusing`](crate::Session::refusing)
+    /// session.
+    Refused(ErrorElement),
+    /// The peer broke a rule (RFC 3080 2.2.1.1): the session ends without
+    /// a word, and nothing more is sent.
+    Violation(ProtocolError),
+    /// The transport ended ([`Session::handle_eof`](crate::Session::handle_eof))
+    /// before the session was released. What is still queued may be sent
+    /// (the peer may only have closed its sending half).
+    TransportClosed,
+}
+
+impl std::fmt::Display for SessionEnd {
+    /// ```
+    /// assert_eq!(beep_proto::SessionEnd::Released.to_string(), "released by agreement");
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionEnd::Released => f.write_str("released by agreement"),
+            SessionEnd::Refused(e) => write!(f, "session refused: {} {}", e.code, e.text),
+            SessionEnd::Violation(e) => write!(f, "protocol violation: {e}"),
+            SessionEnd::TransportClosed => f.write_str("the transport closed before a release"),
+        }
+    }
 }
 
 /// A request from the peer to start a channel (RFC 3080 2.3.1.2).

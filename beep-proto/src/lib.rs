@@ -36,9 +36,11 @@ pub mod reply_code;
 pub mod session;
 pub mod xml;
 
+/// The `bytes` crate, whose [`Bytes`](bytes::Bytes) is in this crate's API.
+pub use bytes;
 pub use config::Config;
 pub use error::{ProtocolError, UsageError};
-pub use event::{Event, IncomingFrame, IncomingMessage, MessageKind, StartRequest};
+pub use event::{Event, IncomingFrame, IncomingMessage, MessageKind, SessionEnd, StartRequest};
 pub use mime::Message;
 pub use reply_code::ReplyCode;
 pub use session::{Role, Session};

@@ -17,12 +17,12 @@ use bytes::BytesMut;
 use crate::channel::{AfterSend, Awaiting, Channel, OurClose, Outgoing};
 use crate::config::{Config, DEFAULT_WINDOW};
 use crate::error::UsageError;
-use crate::event::Event;
+use crate::event::{Event, SessionEnd};
 use crate::frame::{FrameHeader, FrameType, MAX_31BIT};
 use crate::idmap::IdMap;
 use crate::mime::Message;
 use crate::reply_code::ReplyCode;
-use crate::xml::{Greeting, Profile};
+use crate::xml::{ErrorElement, Greeting, Profile};
 
 use channel_zero::Request;
 
@@ -43,10 +43,18 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Active,
-    /// Released by agreement, or refused.
-    Ended,
-    /// Ended by a violation of the peer's.
-    Failed,
+    /// Over, for this reason ([`Event::SessionEnded`] was queued once).
+    Ended(SessionEnd),
+}
+
+/// A peer's start request that the application has not answered yet.
+#[derive(Debug)]
+struct PendingStart {
+    /// The `<start>` MSG, answered on channel 0.
+    msgno: u32,
+    server_name: Option<String>,
+    /// The URIs it offered: the application must choose one of them.
+    offered: Vec<String>,
 }
 
 /// A BEEP session (RFC 3080 2.4) over one connection, without any I/O.
@@ -113,8 +121,8 @@ pub struct Session {
     requests: VecDeque<Request>,
     /// Channel-0 requests held until the peer's greeting has arrived.
     deferred: Vec<(Request, Vec<u8>)>,
-    /// Peer start requests awaiting the application: channel -> (msgno, serverName).
-    pending_starts: IdMap<(u32, Option<String>)>,
+    /// Peer start requests awaiting the application, by channel.
+    pending_starts: IdMap<PendingStart>,
     /// Peer close requests awaiting the application: channel -> msgno.
     pending_closes: IdMap<u32>,
     /// Channels with close work in progress (ours wanted, or theirs accepted).
@@ -159,9 +167,14 @@ impl Session {
     pub fn refusing(config: Config, code: ReplyCode, text: &str) -> Self {
         let mut session = Self::bare(Role::Listener, config);
         let lang = session.diagnostic_lang(text);
-        let body = channel_zero::error_body(code, lang, text);
+        let body = channel_zero::error_body(code, lang.clone(), text);
         session.queue_greeting(FrameType::Err, body);
-        session.state = State::Ended;
+        let error = ErrorElement {
+            code,
+            lang,
+            text: text.to_owned(),
+        };
+        session.end(SessionEnd::Refused(error));
         session
     }
 
@@ -274,6 +287,32 @@ impl Session {
     /// ```
     pub fn is_ended(&self) -> bool {
         self.state != State::Active
+    }
+
+    /// Why the session ended, once it has (the reason
+    /// [`Event::SessionEnded`] carries).
+    ///
+    /// ```
+    /// use beep_proto::{Session, SessionEnd};
+    /// let mut s = Session::initiator(Default::default());
+    /// assert_eq!(s.end_reason(), None);
+    /// assert!(s.handle_input(b"junk\r\n").is_err());
+    /// assert!(matches!(s.end_reason(), Some(SessionEnd::Violation(_))));
+    /// ```
+    pub fn end_reason(&self) -> Option<&SessionEnd> {
+        match &self.state {
+            State::Active => None,
+            State::Ended(end) => Some(end),
+        }
+    }
+
+    /// Ends the session once, queueing [`Event::SessionEnded`] as its last
+    /// event.
+    fn end(&mut self, end: SessionEnd) {
+        if self.state == State::Active {
+            self.events.push_back(Event::SessionEnded(end.clone()));
+            self.state = State::Ended(end);
+        }
     }
 
     /// True if `channel` is open (channel 0 always is while the session lives).
@@ -490,7 +529,10 @@ impl Session {
     }
 
     /// Accepts the peer's request to start `channel` with `profile`, which
-    /// may carry piggybacked reply content.
+    /// may carry piggybacked reply content. The profile must be one the
+    /// peer offered (RFC 3080 2.3.1.2): another is refused with
+    /// [`UsageError::ProfileNotOffered`] and the request still awaits an
+    /// answer.
     ///
     /// ```
     /// let mut s = beep_proto::Session::listener(Default::default());
@@ -498,10 +540,22 @@ impl Session {
     /// ```
     pub fn accept_start(&mut self, channel: u32, profile: Profile) -> Result<(), UsageError> {
         self.ensure_active()?;
-        let (msgno, server_name) = self
+        let pending = self
             .pending_starts
-            .remove(&channel)
+            .get(&channel)
             .ok_or(UsageError::NoPendingStart { channel })?;
+        if !pending.offered.contains(&profile.uri) {
+            return Err(UsageError::ProfileNotOffered {
+                channel,
+                profile: profile.uri,
+            });
+        }
+        let Some(PendingStart {
+            msgno, server_name, ..
+        }) = self.pending_starts.remove(&channel)
+        else {
+            return Err(UsageError::NoPendingStart { channel });
+        };
         if self.server_name.is_none() {
             self.server_name = server_name;
         }
@@ -533,7 +587,7 @@ impl Session {
         text: &str,
     ) -> Result<(), UsageError> {
         self.ensure_active()?;
-        let (msgno, _) = self
+        let PendingStart { msgno, .. } = self
             .pending_starts
             .remove(&channel)
             .ok_or(UsageError::NoPendingStart { channel })?;
@@ -747,7 +801,7 @@ impl Session {
     fn ensure_active(&self) -> Result<(), UsageError> {
         match self.state {
             State::Active => Ok(()),
-            State::Ended | State::Failed => Err(UsageError::SessionClosed),
+            State::Ended(_) => Err(UsageError::SessionClosed),
         }
     }
 

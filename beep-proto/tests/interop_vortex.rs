@@ -49,7 +49,8 @@ use beep_proto::frame::{FrameHeader, FrameType, Header, SeqFrame, TRAILER, parse
 use beep_proto::reply_code::ReplyCode;
 use beep_proto::xml::{ChannelZeroMessage, ContentEncoding, Greeting, Profile};
 use beep_proto::{
-    Config, Event, IncomingMessage, Message, MessageKind, ProtocolError, Session, StartRequest,
+    Config, Event, IncomingMessage, Message, MessageKind, ProtocolError, Session, SessionEnd,
+    StartRequest,
 };
 use bytes::Bytes;
 
@@ -913,7 +914,7 @@ fn expect_greeting_ack(name: &str, seq0: &[SeqFrame]) {
 #[test]
 fn greeting_listener_checklist_33_56() {
     let t = Transcript::load("greeting");
-    let expected = [greeting(&[]), close_requested(0), Event::SessionClosed];
+    let expected = [greeting(&[]), close_requested(0), Event::SessionEnded(SessionEnd::Released)];
     listener_case(&t, &expected, true);
 }
 
@@ -928,7 +929,7 @@ fn greeting_initiator_checklist_33_56() {
         }
     };
     let make = || Session::initiator(Config::default());
-    let expected = [greeting(&VORTEX_PROFILES), Event::SessionClosed];
+    let expected = [greeting(&VORTEX_PROFILES), Event::SessionEnded(SessionEnd::Released)];
     let (_, seq0) = initiator_case(&t, &make, &react, &expected, true);
     expect_greeting_ack(&t.name, &seq0);
 }
@@ -950,7 +951,7 @@ fn start_listener_checklist_40_43_48() {
         close_requested(3),
         Event::ChannelClosed { channel: 3 },
         close_requested(0),
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ];
     listener_case(&t, &expected, true);
 }
@@ -969,7 +970,7 @@ fn start_initiator_checklist_40_43_48() {
             profile: Profile::new(REGRESSION),
         },
         Event::ChannelClosed { channel: 3 },
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ];
     let (_, seq0) = initiator_case(&t, &make, &react, &expected, true);
     expect_greeting_ack(&t.name, &seq0);
@@ -999,7 +1000,7 @@ fn start_servername_listener_checklist_40_44() {
         close_requested(3),
         Event::ChannelClosed { channel: 3 },
         close_requested(0),
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ];
     listener_case(&t, &expected, true);
 }
@@ -1026,7 +1027,7 @@ fn start_servername_initiator_checklist_40_44() {
         },
         message(3, 0, MessageKind::Rpy, b"beep.example.test", 19),
         Event::ChannelClosed { channel: 3 },
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ];
     let (_, seq0) = initiator_case(&t, &make, &react, &expected, true);
     expect_greeting_ack(&t.name, &seq0);
@@ -1053,7 +1054,7 @@ fn echo_listener_checklist_18_21_25() {
         close_requested(3),
         Event::ChannelClosed { channel: 3 },
         close_requested(0),
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ];
     listener_case(&t, &expected, true);
 }
@@ -1075,7 +1076,7 @@ fn echo_initiator_checklist_18_19_21() {
         message(3, 1, MessageKind::Rpy, HELLO, 18),
         message(3, 2, MessageKind::Rpy, HELLO, 18),
         Event::ChannelClosed { channel: 3 },
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ];
     let (_, seq0) = initiator_case(&t, &make, &react, &expected, true);
     expect_greeting_ack(&t.name, &seq0);
@@ -1100,7 +1101,7 @@ fn ans_nul_listener_checklist_14_20_30() {
         close_requested(3),
         Event::ChannelClosed { channel: 3 },
         close_requested(0),
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ];
     listener_case(&t, &expected, true);
 }
@@ -1124,7 +1125,7 @@ fn ans_nul_initiator_checklist_14_20_30() {
     expected.extend([
         nul(3, 0),
         Event::ChannelClosed { channel: 3 },
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ]);
     let (_, seq0) = initiator_case(&t, &make, &react, &expected, true);
     expect_greeting_ack(&t.name, &seq0);
@@ -1149,7 +1150,7 @@ fn seq_large_listener_checklist_12_79_80() {
         close_requested(3),
         Event::ChannelClosed { channel: 3 },
         close_requested(0),
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ];
     let outcome = listener_case(&t, &expected, true);
     // The data-channel part of our output, SEQ frames included, is
@@ -1189,7 +1190,7 @@ fn seq_large_initiator_checklist_12_79_80() {
         },
         message(3, 0, MessageKind::Rpy, &large_body(), 1810),
         Event::ChannelClosed { channel: 3 },
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ];
     let (outcome, seq0) = initiator_case(&t, &make, &react, &expected, true);
     expect_greeting_ack(&t.name, &seq0);
@@ -1220,7 +1221,7 @@ fn close_listener_checklist_48_52_57() {
         close_requested(3),
         Event::ChannelClosed { channel: 3 },
         close_requested(0),
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ];
     listener_case(&t, &expected, true);
 }
@@ -1240,7 +1241,7 @@ fn close_initiator_checklist_48_49_57() {
         },
         message(3, 0, MessageKind::Rpy, b"ping", 6),
         Event::ChannelClosed { channel: 3 },
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ];
     let (_, seq0) = initiator_case(&t, &make, &react, &expected, true);
     expect_greeting_ack(&t.name, &seq0);
@@ -1286,7 +1287,7 @@ fn sasl_plain_listener_checklist_44_69_70() {
         close_requested(3),
         Event::ChannelClosed { channel: 3 },
         close_requested(0),
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ];
     listener_case(&t, &expected, true);
 }
@@ -1333,7 +1334,7 @@ fn sasl_plain_initiator_checklist_44_69_70() {
         message(5, 0, MessageKind::Rpy, b"after sasl", 12),
         Event::ChannelClosed { channel: 5 },
         Event::ChannelClosed { channel: 3 },
-        Event::SessionClosed,
+        Event::SessionEnded(SessionEnd::Released),
     ];
     let (_, seq0) = initiator_case(&t, &make, &react, &expected, true);
     expect_greeting_ack(&t.name, &seq0);

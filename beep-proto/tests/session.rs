@@ -5,7 +5,9 @@ mod common;
 
 use beep_proto::frame::{FrameType, Header, parse_header};
 use beep_proto::xml::{ContentEncoding, Profile};
-use beep_proto::{Config, Event, Message, MessageKind, ReplyCode, Session, UsageError};
+use beep_proto::{
+    Config, Event, Message, MessageKind, ReplyCode, Session, SessionEnd, UsageError,
+};
 use bytes::Bytes;
 use common::{ECHO, OTHER, Pair, take_messages, take_start};
 
@@ -50,9 +52,14 @@ fn checklist_36_unavailable_listener_refuses_the_session() {
     );
     let bytes = b.poll_transmit().unwrap();
     assert!(b.is_ended());
+    // The refusing side learns its own end the same way.
+    assert!(matches!(
+        b.poll_event(),
+        Some(Event::SessionEnded(SessionEnd::Refused(e))) if e.text == "maintenance"
+    ));
     a.handle_input(&bytes).unwrap();
     match a.poll_event() {
-        Some(Event::SessionRefused(error)) => {
+        Some(Event::SessionEnded(SessionEnd::Refused(error))) => {
             assert_eq!(error.code, ReplyCode::SERVICE_NOT_AVAILABLE);
             assert_eq!(error.text, "maintenance");
         }
@@ -658,8 +665,8 @@ fn checklist_56_57_session_release() {
     pair.b_events.clear();
     pair.b.accept_close(0).unwrap();
     pair.pump();
-    assert_eq!(pair.a_events, vec![Event::SessionClosed]);
-    assert_eq!(pair.b_events, vec![Event::SessionClosed]);
+    assert_eq!(pair.a_events, vec![Event::SessionEnded(SessionEnd::Released)]);
+    assert_eq!(pair.b_events, vec![Event::SessionEnded(SessionEnd::Released)]);
     assert!(pair.a.is_ended() && pair.b.is_ended());
 }
 
@@ -689,8 +696,8 @@ fn checklist_55_session_release_in_transit() {
     pair.a.close_session(ReplyCode::SUCCESS, "").unwrap();
     pair.b.close_session(ReplyCode::SUCCESS, "").unwrap();
     pair.pump();
-    assert_eq!(pair.a_events, vec![Event::SessionClosed]);
-    assert_eq!(pair.b_events, vec![Event::SessionClosed]);
+    assert_eq!(pair.a_events, vec![Event::SessionEnded(SessionEnd::Released)]);
+    assert_eq!(pair.b_events, vec![Event::SessionEnded(SessionEnd::Released)]);
 }
 
 #[test]

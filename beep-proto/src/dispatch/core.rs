@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use super::{Reply, Requests};
 use crate::error::{ProtocolError, UsageError};
-use crate::event::{Event, IncomingFrame, IncomingMessage, MessageKind, StartRequest};
+use crate::event::{Event, IncomingFrame, IncomingMessage, MessageKind, SessionEnd, StartRequest};
 use crate::mime::Message;
 use crate::reply_code::ReplyCode;
 use crate::session::Session;
@@ -443,11 +443,16 @@ impl<W> Core<W> {
         if self.ended.is_some() {
             return;
         }
-        let result = self.session.handle_input(bytes);
+        // A violation also arrives as Event::SessionEnded, routed here.
+        let _ = self.session.handle_input(bytes);
         self.route(out);
-        if let Err(e) = result {
-            self.end(EndReason::Violation(e), out);
-        }
+    }
+
+    /// The transport ended (the peer closed it, or it broke): the session
+    /// ends as [`Session::handle_eof`] says, and what it caused is routed.
+    pub fn handle_eof(&mut self, out: &mut Vec<Outcome<W>>) {
+        self.session.handle_eof();
+        self.route(out);
     }
 
     /// Turns pending session events into outcomes. Call after every
@@ -503,15 +508,22 @@ impl<W> Core<W> {
                     out.push(Outcome::Complete(w, Err(Failure::Refused(error))));
                 }
             }
-            Event::SessionRefused(error) => {
-                let reason = EndReason::Refused {
-                    code: error.code,
-                    text: error.text,
+            Event::SessionEnded(end) => {
+                let reason = match end {
+                    SessionEnd::Released => EndReason::Released,
+                    SessionEnd::Refused(error) => EndReason::Refused {
+                        code: error.code,
+                        text: error.text,
+                    },
+                    SessionEnd::Violation(e) => EndReason::Violation(e),
+                    SessionEnd::TransportClosed => {
+                        EndReason::Lost("the peer closed the connection".into())
+                    }
                 };
                 self.end(reason, out);
             }
-            Event::SessionClosed => self.end(EndReason::Released, out),
-            _ => {}
+            // Drivers read the greeting from the session when they need it.
+            Event::Greeting(_) => {}
         }
     }
 

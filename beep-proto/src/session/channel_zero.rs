@@ -1,11 +1,11 @@
 //! Channel management on channel 0 (RFC 3080 2.3): greetings, start,
 //! close, ok and error, in both directions.
 
-use super::{Role, Session, State};
+use super::{PendingStart, Role, Session};
 use crate::channel::OurClose;
 use crate::config::Config;
 use crate::error::ProtocolError;
-use crate::event::{Event, MessageKind, StartRequest};
+use crate::event::{Event, MessageKind, SessionEnd, StartRequest};
 use crate::frame::FrameType;
 use crate::mime::Message;
 use crate::reply_code::ReplyCode;
@@ -173,8 +173,15 @@ impl Session {
                 "session is closing",
             );
         }
-        self.pending_starts
-            .insert(number, (msgno, start.server_name.clone()));
+        let offered = start.profiles.iter().map(|p| p.uri.clone()).collect();
+        self.pending_starts.insert(
+            number,
+            PendingStart {
+                msgno,
+                server_name: start.server_name.clone(),
+                offered,
+            },
+        );
         self.events.push_back(Event::StartRequested(StartRequest {
             channel: number,
             server_name: start.server_name,
@@ -227,8 +234,7 @@ impl Session {
                 self.flush_deferred();
             }
             (Request::Greeting, MessageKind::Err, ChannelZeroMessage::Error(error)) => {
-                self.state = State::Ended;
-                self.events.push_back(Event::SessionRefused(error));
+                self.end(SessionEnd::Refused(error));
             }
             (
                 Request::Start { channel, offered },
@@ -254,8 +260,7 @@ impl Session {
             }
             (Request::Close { channel }, MessageKind::Rpy, ChannelZeroMessage::Ok) => {
                 if channel == 0 {
-                    self.state = State::Ended;
-                    self.events.push_back(Event::SessionClosed);
+                    self.end(SessionEnd::Released);
                 } else if let Some(ch) = self.remove_channel(channel) {
                     // Their own close of it, agreed or not yet answered,
                     // still gets its <ok/> (close in transit, CHECKLIST 55).

@@ -6,7 +6,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::{Session, State};
 use crate::channel::{Channel, ReplySlot};
 use crate::error::ProtocolError;
-use crate::event::{Event, IncomingFrame, IncomingMessage, MessageKind};
+use crate::event::{Event, IncomingFrame, IncomingMessage, MessageKind, SessionEnd};
 use crate::frame::{FrameHeader, FrameType, Header, SeqFrame, TRAILER, parse_header};
 use crate::mime::Message;
 use crate::pieces::Pieces;
@@ -27,24 +27,57 @@ impl Session {
     /// assert!(s.is_ended());
     /// ```
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
-        match self.state {
-            State::Active => {}
-            // Released or refused: late bytes (a crossing <ok/>) are moot.
-            State::Ended => return Ok(()),
-            State::Failed => return Err(ProtocolError::SessionEnded),
+        if self.state != State::Active {
+            // Whatever ended it, late bytes (a crossing <ok/>, a SEQ, the
+            // rest of a bad frame) are moot; the end was reported once.
+            return Ok(());
         }
         self.inbuf.extend_from_slice(data);
         let result = self.parse_frames();
         // Replies that arrived may let a waiting <close> or <ok/> go out.
         self.progress_closes();
-        if result.is_err() {
-            self.state = State::Failed;
+        if let Err(e) = &result {
+            self.end(SessionEnd::Violation(e.clone()));
         }
         if self.state != State::Active {
             self.inbuf = BytesMut::new();
             self.reading = None;
         }
         result
+    }
+
+    /// Tells the session that the transport ended: the peer will send
+    /// nothing more (a read returned 0, or the connection broke).
+    ///
+    /// Before a release this ends the session with
+    /// [`SessionEnd::TransportClosed`], after everything already received
+    /// (input buffered in the middle of a frame is dropped). Once our
+    /// `<ok/>` to the peer's release is queued, the session ends as
+    /// [`SessionEnd::Released`] (the `<ok/>` still goes out). After the end
+    /// it does nothing. Either way [`Event::SessionEnded`] is the last
+    /// event; write what [`Session::poll_transmit`] still gives (the peer
+    /// may have closed only its sending half), then close.
+    ///
+    /// ```
+    /// use beep_proto::{Event, Session, SessionEnd};
+    /// let mut s = Session::listener(Default::default());
+    /// s.handle_eof();
+    /// assert!(s.is_ended());
+    /// assert_eq!(s.poll_event(), Some(Event::SessionEnded(SessionEnd::TransportClosed)));
+    /// // The greeting is still there to send.
+    /// assert!(s.poll_transmit().is_some());
+    /// ```
+    pub fn handle_eof(&mut self) {
+        if self.state != State::Active {
+            return;
+        }
+        self.inbuf = BytesMut::new();
+        self.reading = None;
+        if self.releasing {
+            self.end(SessionEnd::Released);
+        } else {
+            self.end(SessionEnd::TransportClosed);
+        }
     }
 
     fn parse_frames(&mut self) -> Result<(), ProtocolError> {

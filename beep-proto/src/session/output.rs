@@ -6,7 +6,7 @@ use bytes::Bytes;
 use super::{Session, State};
 use crate::channel::{AfterSend, Channel, Outgoing};
 use crate::error::UsageError;
-use crate::event::Event;
+use crate::event::SessionEnd;
 use crate::frame::{FrameHeader, FrameType, MAX_31BIT, TRAILER};
 use crate::mime::Message;
 
@@ -65,7 +65,7 @@ impl Session {
     /// pieces as chunks of their own (after flushing `out` into `chunks`,
     /// to keep the order). True if anything was produced.
     fn transmit(&mut self, mut chunks: Option<&mut Vec<Bytes>>) -> bool {
-        if self.state == State::Failed {
+        if self.violated() {
             // RFC 3080 2.2.1.1: a violation ends the session without a word.
             self.out.clear();
             return false;
@@ -93,7 +93,12 @@ impl Session {
     /// assert!(!s.wants_transmit());
     /// ```
     pub fn wants_transmit(&self) -> bool {
-        self.state != State::Failed && (!self.out.is_empty() || !self.ready.is_empty())
+        !self.violated() && (!self.out.is_empty() || !self.ready.is_empty())
+    }
+
+    /// True once the peer broke a rule: nothing more is sent.
+    fn violated(&self) -> bool {
+        matches!(self.state, State::Ended(SessionEnd::Violation(_)))
     }
 
     /// Puts `out` at the end of `channel`'s queue and schedules the channel.
@@ -250,10 +255,7 @@ impl Session {
             AfterSend::Release => {
                 // The peer's <ok/> to our own release may have crossed ours
                 // (CHECKLIST 55): the session ends once.
-                if self.state == State::Active {
-                    self.state = State::Ended;
-                    self.events.push_back(Event::SessionClosed);
-                }
+                self.end(SessionEnd::Released);
             }
         }
     }
