@@ -58,6 +58,15 @@ pub struct Config {
     pub max_outstanding: usize,
     /// Most events waiting to be polled before input is refused.
     pub max_pending_events: usize,
+    /// Octets of application output queued and not yet handed out by
+    /// [`Session::poll_transmit`](crate::Session::poll_transmit) above which
+    /// `send_msg`, `send_rpy`, `send_err` and `send_ans` are refused with
+    /// [`UsageError::OutputFull`] (`send_nul` never is). A peer that stops
+    /// reading (or granting window) then cannot make us buffer without
+    /// bound; [`Event::Writable`](crate::Event::Writable) follows when
+    /// the queue has drained. One message may take the queue past the
+    /// limit: the check is made before it is added.
+    pub max_queued_output: usize,
     /// Give receive window back when a message event is polled (true), or
     /// only when [`Session::consumed`](crate::Session::consumed) says so.
     pub auto_credit: bool,
@@ -84,6 +93,7 @@ impl Default for Config {
             max_answers_in_progress: 64,
             max_outstanding: 1 << 16,
             max_pending_events: 1 << 16,
+            max_queued_output: 4 << 20,
             auto_credit: true,
             transmit_batch: 64 << 10,
         }

@@ -309,6 +309,19 @@ pub enum UsageError {
         /// What is wrong.
         reason: String,
     },
+    /// More output is queued than
+    /// [`Config::max_queued_output`](crate::Config::max_queued_output)
+    /// allows: nothing was sent. Keep writing what
+    /// [`Session::poll_transmit`](crate::Session::poll_transmit) gives and
+    /// keep reading input (the peer's SEQ frames are what drain the queue);
+    /// [`Event::Writable`](crate::Event::Writable) says when to try again.
+    #[error("{queued} octets of output are queued, above the limit of {limit}")]
+    OutputFull {
+        /// Octets queued.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
     /// The session is closing or has ended.
     #[error("the session is closing or has ended")]
     SessionClosed,

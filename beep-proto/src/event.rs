@@ -78,6 +78,14 @@ pub enum Event {
         /// The peer's reason.
         error: ErrorElement,
     },
+    /// A send was refused with
+    /// [`UsageError::OutputFull`](crate::UsageError::OutputFull), and the
+    /// queued output has since drained to three quarters of
+    /// [`Config::max_queued_output`](crate::Config::max_queued_output):
+    /// sending may resume. Reported once per refusal episode, from
+    /// [`Session::poll_transmit`](crate::Session::poll_transmit) (or a
+    /// channel close that dropped queued output).
+    Writable,
     /// The session is over, and why; always the last event, and exactly
     /// one per session, whatever ended it (a release, a refusal, a
     /// violation, the end of the transport). Send what

@@ -131,6 +131,8 @@ pub struct Session {
     server_name: Option<String>,
     /// We agreed to release the session; our `<ok/>` is queued.
     releasing: bool,
+    /// A send was refused for lack of room; [`Event::Writable`] is due.
+    output_blocked: bool,
 }
 
 impl Session {
@@ -218,6 +220,7 @@ impl Session {
             next_channel: if role == Role::Initiator { 1 } else { 2 },
             server_name: None,
             releasing: false,
+            output_blocked: false,
             config,
         }
     }
@@ -610,6 +613,7 @@ impl Session {
     pub fn send_msg(&mut self, channel: u32, message: Message) -> Result<u32, UsageError> {
         self.ensure_active()?;
         check_size(&message)?;
+        self.ensure_room()?;
         let agreed = self
             .channels
             .get(&0)
@@ -798,6 +802,33 @@ impl Session {
         Ok(())
     }
 
+    /// Refuses a send while queued output is above
+    /// [`Config::max_queued_output`], and remembers to report
+    /// [`Event::Writable`] once it has drained.
+    fn ensure_room(&mut self) -> Result<(), UsageError> {
+        let (queued, limit) = (self.queued_output(), self.config.max_queued_output);
+        if queued > limit {
+            self.output_blocked = true;
+            return Err(UsageError::OutputFull { queued, limit });
+        }
+        Ok(())
+    }
+
+    /// After output left the queue: if a send was refused, and the queue
+    /// is now at three quarters of the limit or less, says so once (the
+    /// margin keeps a sender from being woken for every frame only to be
+    /// refused again).
+    pub(super) fn note_room(&mut self) {
+        let limit = self.config.max_queued_output;
+        if self.output_blocked
+            && self.state == State::Active
+            && self.queued_output() <= limit - limit / 4
+        {
+            self.output_blocked = false;
+            self.events.push_back(Event::Writable);
+        }
+    }
+
     fn ensure_active(&self) -> Result<(), UsageError> {
         match self.state {
             State::Active => Ok(()),
@@ -870,6 +901,11 @@ impl Session {
             return Err(UsageError::UnknownChannel { channel });
         }
         self.open_channel_mut(channel)?;
+        if frame_type != FrameType::Nul {
+            // A NUL only completes a reply (and queues nothing): it must
+            // always be possible, or the ANS before it could be stranded.
+            self.ensure_room()?;
+        }
         self.queue_reply(channel, msgno, frame_type, message, None)
     }
 }

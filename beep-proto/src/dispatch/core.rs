@@ -524,6 +524,9 @@ impl<W> Core<W> {
             }
             // Drivers read the greeting from the session when they need it.
             Event::Greeting(_) => {}
+            // Drivers wait for room before they send (with the session's
+            // limit), so the core never refuses them.
+            Event::Writable => {}
         }
     }
 

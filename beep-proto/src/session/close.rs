@@ -46,6 +46,7 @@ impl Session {
         let queued: usize = ch.queue.iter().map(Outgoing::remaining).sum();
         self.held = self.held.saturating_sub(held);
         self.queued = self.queued.saturating_sub(queued);
+        self.note_room();
         Some(ch)
     }
 

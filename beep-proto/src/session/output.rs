@@ -80,6 +80,7 @@ impl Session {
                 break;
             }
         }
+        self.note_room();
         emitted > 0 || !self.out.is_empty()
     }
 
