@@ -133,6 +133,9 @@ pub struct Session {
     releasing: bool,
     /// A send was refused for lack of room; [`Event::Writable`] is due.
     output_blocked: bool,
+    /// Handed out by `poll_transmit` inside [`Session::write_to`] and not
+    /// yet written: sent first next time.
+    unwritten: bytes::Bytes,
 }
 
 impl Session {
@@ -221,6 +224,7 @@ impl Session {
             server_name: None,
             releasing: false,
             output_blocked: false,
+            unwritten: bytes::Bytes::new(),
             config,
         }
     }
@@ -258,7 +262,7 @@ impl Session {
     /// assert_eq!(s.queued_output(), 0);
     /// ```
     pub fn queued_output(&self) -> usize {
-        self.queued + self.out.len()
+        self.queued + self.out.len() + self.unwritten.len()
     }
 
     /// The peer's greeting, once it has arrived.

@@ -101,3 +101,72 @@ fn rfc3080_2_6_2_a_nul_is_never_refused_so_a_one_to_many_reply_can_end() {
             .any(|e| matches!(e, Event::Message(m) if m.kind == beep_proto::MessageKind::Nul))
     );
 }
+
+/// A writer that takes at most `room` octets, then would block.
+struct Socket {
+    wire: Vec<u8>,
+    room: usize,
+}
+
+impl std::io::Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.room).min(7); // short writes, too
+        self.wire.extend_from_slice(&buf[..n]);
+        self.room -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn write_to_keeps_what_a_partial_write_left_and_sends_it_first() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    pair.a
+        .send_msg(channel, Message::new(vec![b'z'; 900]))
+        .unwrap();
+    let mut socket = Socket {
+        wire: Vec::new(),
+        room: 100,
+    };
+    assert_eq!(pair.a.write_to(&mut socket).unwrap(), 100);
+    assert!(pair.a.wants_transmit(), "the rest is still to write");
+    // Nothing fits: WouldBlock, and nothing is lost.
+    let blocked = pair.a.write_to(&mut socket).unwrap_err();
+    assert_eq!(blocked.kind(), std::io::ErrorKind::WouldBlock);
+    socket.room = usize::MAX;
+    let rest = pair.a.write_to(&mut socket).unwrap();
+    assert!(rest > 900 - 100);
+    assert!(!pair.a.wants_transmit());
+    // The peer reads exactly one whole MSG from what was written.
+    pair.b.handle_input(&socket.wire).unwrap();
+    let events: Vec<Event> = std::iter::from_fn(|| pair.b.poll_event()).collect();
+    let messages: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.message.body().len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages, vec![900]);
+}
+
+#[test]
+fn wants_transmit_is_false_when_the_peer_window_is_full() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    // More than the peer's 4096-octet window: the rest waits for its SEQ.
+    pair.a
+        .send_msg(channel, Message::new(vec![b'w'; 10_000]))
+        .unwrap();
+    while pair.a.poll_transmit().is_some() {}
+    assert!(pair.a.queued_output() > 0, "part of the message is waiting");
+    assert!(!pair.a.wants_transmit(), "nothing can be sent until a SEQ");
+    assert_eq!(pair.a.poll_transmit(), None);
+}

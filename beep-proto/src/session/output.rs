@@ -31,6 +31,10 @@ impl Session {
     /// assert!(s.poll_transmit().is_none());
     /// ```
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if !self.unwritten.is_empty() && !self.violated() {
+            // What `write_to` could not write goes first.
+            return Some(std::mem::take(&mut self.unwritten));
+        }
         if !self.transmit(None) {
             return None;
         }
@@ -55,6 +59,9 @@ impl Session {
     /// ```
     pub fn poll_transmit_vectored(&mut self, chunks: &mut Vec<Bytes>) -> bool {
         let before = chunks.len();
+        if !self.unwritten.is_empty() && !self.violated() {
+            chunks.push(std::mem::take(&mut self.unwritten));
+        }
         if self.transmit(Some(chunks)) && !self.out.is_empty() {
             chunks.push(self.out.split().freeze());
         }
@@ -68,6 +75,7 @@ impl Session {
         if self.violated() {
             // RFC 3080 2.2.1.1: a violation ends the session without a word.
             self.out.clear();
+            self.unwritten.clear();
             return false;
         }
         let mut emitted = 0;
@@ -84,8 +92,11 @@ impl Session {
         emitted > 0 || !self.out.is_empty()
     }
 
-    /// True if [`Session::poll_transmit`] has bytes to give now (or
-    /// finds out there are none): lets a driver's writer sleep until then.
+    /// True exactly when [`Session::poll_transmit`] (or
+    /// [`Session::write_to`]) has bytes to give now: the write interest of
+    /// an event loop. It becomes true only through a call on the session
+    /// (input, a send, polling an event with automatic credit), so check it
+    /// after each.
     ///
     /// ```
     /// let mut s = beep_proto::Session::listener(Default::default());
@@ -94,7 +105,57 @@ impl Session {
     /// assert!(!s.wants_transmit());
     /// ```
     pub fn wants_transmit(&self) -> bool {
-        !self.violated() && (!self.out.is_empty() || !self.ready.is_empty())
+        if self.violated() {
+            return false;
+        }
+        !self.unwritten.is_empty()
+            || !self.out.is_empty()
+            || self
+                .ready
+                .iter()
+                .any(|n| self.channels.get(n).is_some_and(Channel::can_send))
+    }
+
+    /// Writes what there is to send to `w` (a non-blocking socket, say)
+    /// until everything is written or `w` would block; returns the octets
+    /// written. A partial write is no loss: the rest is kept and goes
+    /// first next time (and through `poll_transmit`, should the two be
+    /// mixed). `WouldBlock` is returned only when nothing at all could be
+    /// written; wait for the socket to be writable, then call again while
+    /// [`Session::wants_transmit`] is true.
+    ///
+    /// ```
+    /// use beep_proto::Session;
+    /// let mut s = Session::initiator(Default::default());
+    /// let mut wire = Vec::new();
+    /// let n = s.write_to(&mut wire).unwrap();
+    /// assert_eq!(n, wire.len());
+    /// assert!(wire.starts_with(b"RPY 0 0 . 0 "));
+    /// assert!(!s.wants_transmit());
+    /// ```
+    pub fn write_to(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<usize> {
+        use std::io::ErrorKind;
+        let mut written = 0;
+        loop {
+            if self.unwritten.is_empty() {
+                match self.poll_transmit() {
+                    Some(bytes) => self.unwritten = bytes,
+                    None => return Ok(written),
+                }
+            }
+            match w.write(&self.unwritten) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    bytes::Buf::advance(&mut self.unwritten, n);
+                    written += n;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock && written > 0 => {
+                    return Ok(written);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// True once the peer broke a rule: nothing more is sent.
