@@ -140,7 +140,19 @@ pub struct Session {
 
 impl Session {
     /// A session for the side that opened the connection. Its greeting is
-    /// queued at once (CHECKLIST 33).
+    /// queued at once (RFC 3080 2.4).
+    ///
+    /// The constructors never fail: what the session cannot honour is
+    /// clamped (a receive window to 4096..=2^31-1, a frame size and a
+    /// transmit batch to at least 1). Call [`Config::validate`] first to
+    /// refuse such a configuration instead, as the drivers do.
+    ///
+    /// ```
+    /// use beep_proto::{Config, Session};
+    /// let small = Config { receive_window: 100, ..Config::default() };
+    /// assert!(small.validate().is_err());
+    /// assert_eq!(Session::initiator(small).config().receive_window, 4096);
+    /// ```
     ///
     /// ```
     /// let mut s = beep_proto::Session::initiator(beep_proto::Config::default());
@@ -150,7 +162,8 @@ impl Session {
         Self::new(Role::Initiator, config)
     }
 
-    /// A session for the side that accepted the connection.
+    /// A session for the side that accepted the connection (the
+    /// configuration is clamped as for [`Session::initiator`]).
     ///
     /// ```
     /// let s = beep_proto::Session::listener(beep_proto::Config::default());
@@ -427,6 +440,11 @@ impl Session {
     /// Delivers each frame of `channel` as [`Event::Frame`] instead of
     /// reassembling messages: for messages larger than memory should hold.
     ///
+    /// # Errors
+    ///
+    /// * [`UsageError::UnknownChannel`]: `channel` is not open.
+    /// * [`UsageError::MessageInProgress`]: a message is half received on it.
+    ///
     /// ```
     /// let mut s = beep_proto::Session::initiator(Default::default());
     /// assert!(s.set_streaming(1, true).is_err());
@@ -455,6 +473,15 @@ impl Session {
     /// preference). Returns the channel number; [`Event::ChannelOpened`] or
     /// [`Event::ChannelRefused`] follows.
     ///
+    /// # Errors
+    ///
+    /// * [`UsageError::SessionClosed`]: the session has ended;
+    ///   [`UsageError::ChannelClosing`] (channel 0): its release was asked for or agreed.
+    /// * [`UsageError::NoProfiles`]: `profiles` is empty.
+    /// * [`UsageError::InitContentTooLarge`]: piggybacked content above 4096 octets
+    ///   (RFC 3080 2.3.1.2).
+    /// * [`UsageError::TooManyChannels`]: [`Config::max_channels`] are open or starting.
+    ///
     /// ```
     /// use beep_proto::{Session, xml::Profile};
     /// let mut s = Session::initiator(Default::default());
@@ -474,6 +501,11 @@ impl Session {
     /// Like [`Session::open_channel`], with a channel number of our choice:
     /// it must be of our parity (odd for the initiator, CHECKLIST 41) and
     /// not in use.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::open_channel`], and [`UsageError::ChannelNumberUnavailable`]
+    /// for 0, a number of the peer's parity, above 2^31-1, or in use.
     ///
     /// ```
     /// use beep_proto::{Session, xml::Profile};
@@ -541,6 +573,12 @@ impl Session {
     /// [`UsageError::ProfileNotOffered`] and the request still awaits an
     /// answer.
     ///
+    /// # Errors
+    ///
+    /// * [`UsageError::SessionClosed`]: the session has ended.
+    /// * [`UsageError::NoPendingStart`]: no start request for `channel` awaits an answer.
+    /// * [`UsageError::ProfileNotOffered`]: `profile` is not one the request offered.
+    ///
     /// ```
     /// let mut s = beep_proto::Session::listener(Default::default());
     /// assert!(s.accept_start(1, beep_proto::xml::Profile::new("x")).is_err());
@@ -582,6 +620,11 @@ impl Session {
 
     /// Refuses the peer's request to start `channel` (e.g. code 550).
     ///
+    /// # Errors
+    ///
+    /// * [`UsageError::SessionClosed`]: the session has ended.
+    /// * [`UsageError::NoPendingStart`]: no start request for `channel` awaits an answer.
+    ///
     /// ```
     /// use beep_proto::{Session, reply_code::ReplyCode};
     /// let mut s = Session::listener(Default::default());
@@ -609,6 +652,15 @@ impl Session {
 
     /// Sends a MSG on an open channel; returns its msgno, which the reply
     /// events will carry.
+    ///
+    /// # Errors
+    ///
+    /// * [`UsageError::SessionClosed`]: the session has ended;
+    ///   [`UsageError::ChannelClosing`]: the channel (or, channel 0, the session) is closing.
+    /// * [`UsageError::UnknownChannel`]: `channel` is not open (or is 0).
+    /// * [`UsageError::MessageTooLarge`]: above 2^31-1 octets.
+    /// * [`UsageError::OutputFull`]: queued output is above [`Config::max_queued_output`].
+    /// * [`UsageError::TooManyOutstanding`]: [`Config::max_outstanding`] MSGs await replies.
     ///
     /// ```
     /// let mut s = beep_proto::Session::initiator(Default::default());
@@ -653,6 +705,15 @@ impl Session {
     /// Replies go out in the order the MSGs arrived (RFC 3080 2.6.1): one
     /// produced early waits for its turn.
     ///
+    /// # Errors
+    ///
+    /// * [`UsageError::SessionClosed`]: the session has ended.
+    /// * [`UsageError::UnknownChannel`]: `channel` is not open (or is 0).
+    /// * [`UsageError::MessageTooLarge`]: above 2^31-1 octets.
+    /// * [`UsageError::OutputFull`]: queued output is above [`Config::max_queued_output`].
+    /// * [`UsageError::NoSuchRequest`]: no MSG `msgno` awaits a reply on `channel`.
+    /// * [`UsageError::ReplyMismatch`]: this MSG's reply has begun with ANS (or is complete).
+    ///
     /// ```
     /// let mut s = beep_proto::Session::listener(Default::default());
     /// assert!(s.send_rpy(1, 0, beep_proto::Message::new("x")).is_err());
@@ -668,6 +729,10 @@ impl Session {
     }
 
     /// Answers MSG `msgno` with a negative reply.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::send_rpy`].
     ///
     /// ```
     /// let mut s = beep_proto::Session::listener(Default::default());
@@ -686,6 +751,11 @@ impl Session {
     /// Sends one answer of a one-to-many reply; returns its ansno. End the
     /// reply with [`Session::send_nul`].
     ///
+    /// # Errors
+    ///
+    /// As [`Session::send_rpy`]; [`UsageError::ReplyMismatch`] when the reply
+    /// began with RPY or ERR.
+    ///
     /// ```
     /// let mut s = beep_proto::Session::listener(Default::default());
     /// assert!(s.send_ans(1, 0, beep_proto::Message::new("x")).is_err());
@@ -701,6 +771,11 @@ impl Session {
 
     /// Ends a one-to-many reply (CHECKLIST 30).
     ///
+    /// # Errors
+    ///
+    /// As [`Session::send_rpy`], except [`UsageError::OutputFull`]: a NUL is never
+    /// refused for room, so a one-to-many reply can always end.
+    ///
     /// ```
     /// let mut s = beep_proto::Session::listener(Default::default());
     /// assert!(s.send_nul(1, 0).is_err());
@@ -714,6 +789,13 @@ impl Session {
     /// MSGs on it are sent and acknowledged (CHECKLIST 49); no new MSG may
     /// be sent meanwhile. [`Event::ChannelClosed`] or
     /// [`Event::CloseRefused`] follows.
+    ///
+    /// # Errors
+    ///
+    /// * [`UsageError::SessionClosed`]: the session has ended.
+    /// * [`UsageError::ChannelClosing`]: a close of it is already under way, or
+    ///   (for another channel than 0) the session's release is.
+    /// * [`UsageError::UnknownChannel`]: `channel` is not open.
     ///
     /// ```
     /// use beep_proto::{Session, reply_code::ReplyCode};
@@ -750,8 +832,12 @@ impl Session {
     }
 
     /// Asks the peer to release the whole session (a close of channel 0).
-    /// [`Event::SessionClosed`] follows, or [`Event::CloseRefused`] for
+    /// [`Event::SessionEnded`] follows, or [`Event::CloseRefused`] for
     /// channel 0.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::close_channel`] for channel 0.
     ///
     /// ```
     /// use beep_proto::{Session, reply_code::ReplyCode};
@@ -764,6 +850,11 @@ impl Session {
 
     /// Agrees to the peer's request to close `channel` (0: the session).
     /// The `<ok/>` goes out once the channel is quiet (CHECKLIST 52).
+    ///
+    /// # Errors
+    ///
+    /// * [`UsageError::SessionClosed`]: the session has ended.
+    /// * [`UsageError::NoPendingClose`]: no close request for `channel` awaits an answer.
     ///
     /// ```
     /// let mut s = beep_proto::Session::listener(Default::default());
@@ -780,6 +871,10 @@ impl Session {
     }
 
     /// Refuses the peer's request to close `channel` (CHECKLIST 51).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::accept_close`].
     ///
     /// ```
     /// use beep_proto::{Session, reply_code::ReplyCode};

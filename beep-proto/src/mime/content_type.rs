@@ -28,7 +28,7 @@ pub struct ContentType<'a> {
 
 impl<'a> ContentType<'a> {
     /// A view of the `Content-Type` value `value` (unfolded, as
-    /// [`Message::content_type`] gives it). Nothing is parsed until asked.
+    /// [`Message::content_type`](super::Message::content_type) gives it). Nothing is parsed until asked.
     ///
     /// ```
     /// use beep_proto::{Message, mime::ContentType};
