@@ -17,6 +17,7 @@ use beep_proto::xml::{Greeting, Profile};
 use beep_proto::{Config, Role, Session};
 
 use crate::channel::Channel;
+use crate::deadline;
 use crate::error::{CloseReason, Error};
 use crate::io;
 use crate::profile::{CloseHandler, FrameHandler, MessageHandler, Registry};
@@ -515,11 +516,12 @@ impl Connection {
 }
 
 /// Waits for a result from the peer; a vanished connection or a timeout
-/// is an error. When nobody reads the socket, the waiting thread reads it
-/// itself until its result is there (see [`Workers::enter_wait`]).
+/// is an error (a timeout too long for a deadline waits for ever). When
+/// nobody reads the socket, the waiting thread reads it itself until its
+/// result is there (see [`Workers::enter_wait`]).
 pub(crate) fn wait(shared: &Arc<Shared>, waiter: Waiter, timeout: Duration) -> Result<Done, Error> {
     cork::release_held();
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = deadline::after(timeout);
     let closed = || Err(Error::Closed(CloseReason::Shutdown));
     loop {
         match waiter.rx.try_recv() {
@@ -527,18 +529,23 @@ pub(crate) fn wait(shared: &Arc<Shared>, waiter: Waiter, timeout: Duration) -> R
             Err(mpsc::TryRecvError::Disconnected) => return closed(),
             Err(mpsc::TryRecvError::Empty) => {}
         }
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
+        let left = deadline::left(deadline);
+        if deadline::passed(left) {
             return Err(Error::Timeout);
         }
         match shared.workers.enter_wait(&waiter.ticket) {
             Wait::Read => {
-                let ended = io::read_guarded(shared, Some(left));
+                // Without a deadline, a read without a timeout.
+                let ended = io::read_guarded(shared, Some(left.unwrap_or(Duration::MAX)));
                 shared.workers.leave_read(ended);
             }
             Wait::Ready => {}
             Wait::Blocked(_waiting) => {
-                return match waiter.rx.recv_timeout(left) {
+                let received = match left {
+                    Some(left) => waiter.rx.recv_timeout(left),
+                    None => waiter.rx.recv().map_err(mpsc::RecvTimeoutError::from),
+                };
+                return match received {
                     Ok(result) => result,
                     Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout),
                     Err(mpsc::RecvTimeoutError::Disconnected) => closed(),
@@ -643,13 +650,14 @@ impl Shared {
             || st.core.session().queued_output() <= self.options.max_queued_output * 3 / 4
     }
 
-    /// Waits on `changed` while `condition` holds (at most `timeout`).
+    /// Waits on `changed` while `condition` holds (at most `timeout`; for
+    /// ever without one, or with one too long for a deadline).
     pub(crate) fn wait_changed(
         &self,
         timeout: Option<Duration>,
         mut condition: impl FnMut(&mut State) -> bool,
     ) -> MutexGuard<'_, State> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let deadline = timeout.and_then(deadline::after);
         let mut st = self.lock();
         if !condition(&mut st) {
             return st;
@@ -664,13 +672,10 @@ impl Shared {
         // notifier that changes the state after this sees the count.
         self.waiters.fetch_add(1, Ordering::SeqCst);
         while condition(&mut st) {
-            st = match deadline {
+            st = match deadline::left(deadline) {
                 None => self.changed.wait(st).unwrap_or_else(|p| p.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
+                Some(left) if left.is_zero() => break,
+                Some(left) => {
                     let waited = self.changed.wait_timeout(st, left);
                     waited.unwrap_or_else(|p| p.into_inner()).0
                 }

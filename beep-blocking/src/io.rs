@@ -84,18 +84,26 @@ pub(crate) fn read_guarded(shared: &Arc<Shared>, left: Option<Duration>) -> bool
 /// Makes a read return by `left`. SO_RCVTIMEO belongs to the socket, which
 /// the workers read too: it is changed only when it is longer than `left`
 /// or less than half of it (a syscall per wait otherwise, or many short
-/// reads), and a worker that times out clears it.
+/// reads), and a worker that times out clears it. A `left` of 584 years
+/// or more (`Duration::MAX`: a wait without deadline) clears it too.
 fn set_read_timeout(shared: &Shared, left: Duration) {
     let set = shared.read_timeout.load(Ordering::SeqCst);
-    let wanted = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX).max(1);
-    let fits = set != 0 && set <= wanted && set >= wanted / 2;
+    let wanted = u64::try_from(left.as_nanos())
+        .ok()
+        .map(|nanos| nanos.max(1));
+    let fits = match wanted {
+        Some(wanted) => set != 0 && set <= wanted && set >= wanted / 2,
+        None => set == 0,
+    };
     if !fits
         && shared
             .stream
-            .set_read_timeout(Some(Duration::from_nanos(wanted)))
+            .set_read_timeout(wanted.map(Duration::from_nanos))
             .is_ok()
     {
-        shared.read_timeout.store(wanted, Ordering::SeqCst);
+        shared
+            .read_timeout
+            .store(wanted.unwrap_or(0), Ordering::SeqCst);
     }
 }
 

@@ -38,6 +38,7 @@
 
 mod channel;
 mod connection;
+mod deadline;
 mod error;
 mod incoming;
 mod io;

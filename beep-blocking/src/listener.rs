@@ -308,7 +308,14 @@ mod wakeup {
 
         /// Sleeps `limit` unless a shutdown comes first (then false).
         pub(super) fn pause(&self, index: usize, limit: Duration) -> bool {
-            self.wait(index, Some(Instant::now() + limit))
+            match crate::deadline::after(limit) {
+                Some(until) => self.wait(index, Some(until)),
+                // Too long for a deadline: only a shutdown ends the pause.
+                None => {
+                    while self.wait(index, None) {}
+                    false
+                }
+            }
         }
 
         fn wait(&self, index: usize, until: Option<Instant>) -> bool {
@@ -317,8 +324,8 @@ mod wakeup {
                 .unwrap_or_else(|p| p.into_inner());
             let Poller { poll, events } = &mut *poller;
             loop {
-                let left = until.map(|t| t.saturating_duration_since(Instant::now()));
-                if left.is_some_and(|d| d.is_zero()) {
+                let left = crate::deadline::left(until);
+                if crate::deadline::passed(left) {
                     return true;
                 }
                 // An error (EINTR) counts as a spurious wake-up.

@@ -2,7 +2,7 @@
 //! profile on a connection, handed out one borrower at a time.
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use beep_proto::dispatch::{PoolState, Take};
 use beep_proto::xml::Profile;
@@ -130,9 +130,10 @@ impl ChannelPool {
     }
 
     /// The next ready channel: an idle one, a new one while below the
-    /// maximum, or the first one released within `timeout`.
+    /// maximum, or the first one released within `timeout` (a timeout too
+    /// long for a deadline, like `Duration::MAX`, waits for ever).
     pub fn next_ready(&self, timeout: Duration) -> Result<PooledChannel, Error> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline::after(timeout);
         let mut state = self.lock();
         loop {
             match state.take() {
@@ -148,8 +149,8 @@ impl ChannelPool {
                     return Ok(self.lend(channel));
                 }
                 Take::Wait => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+                    let left = crate::deadline::left(deadline);
+                    if crate::deadline::passed(left) {
                         return Err(Error::Timeout);
                     }
                     self.inner.conn.live()?;
@@ -157,10 +158,12 @@ impl ChannelPool {
                     drop(state);
                     crate::connection::cork::release_held();
                     state = self.lock();
+                    // Wake at least now and then to notice a closed connection.
+                    let nap = Duration::from_millis(200);
                     state = self
                         .inner
                         .released
-                        .wait_timeout(state, left.min(Duration::from_millis(200)))
+                        .wait_timeout(state, left.map_or(nap, |left| left.min(nap)))
                         .unwrap_or_else(|poisoned| poisoned.into_inner())
                         .0;
                 }

@@ -11,7 +11,7 @@ use futures_util::future::{Either, select};
 use futures_util::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::error::CloseReason;
-use crate::runtime::Transport;
+use crate::runtime::{self, Transport};
 use crate::shared::{Action, Shared};
 
 type Stream = Box<dyn Transport>;
@@ -73,7 +73,7 @@ async fn read_loop(shared: Arc<Shared>, mut reader: ReadHalf<Stream>) {
 async fn write_loop(shared: Arc<Shared>, mut writer: WriteHalf<Stream>) {
     let give_up = pin!(async {
         shared.wait_flag(&shared.ended).await;
-        shared.runtime.sleep(shared.options.connect_timeout).await;
+        runtime::sleep(&*shared.runtime, shared.options.connect_timeout).await;
     });
     let aborted = pin!(shared.wait_flag(&shared.aborted));
     let mut stop = select(aborted, give_up);

@@ -14,7 +14,7 @@ use crate::connection::Connection;
 use crate::error::Error;
 use crate::options::Options;
 use crate::profile::Registry;
-use crate::runtime::{Acceptor, Runtime, ToAddrs};
+use crate::runtime::{self, Acceptor, Runtime, ToAddrs};
 
 type AcceptFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
 
@@ -235,7 +235,7 @@ impl Listener {
                     // end), so pause, then accept again.
                     let wait = backoff.failed(&e);
                     if !wait.is_zero() {
-                        self.runtime.sleep(wait).await;
+                        runtime::sleep(&*self.runtime, wait).await;
                     }
                     continue;
                 }

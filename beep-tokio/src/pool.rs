@@ -157,7 +157,8 @@ impl ChannelPool {
     }
 
     /// The next ready channel: an idle one, a new one while below the
-    /// maximum, or the first one released within `timeout`.
+    /// maximum, or the first one released within `timeout` (a timeout too
+    /// long for a deadline, like `Duration::MAX`, waits for ever).
     ///
     /// ```no_run
     /// # async fn run(pool: beep_tokio::ChannelPool) -> Result<(), beep_tokio::Error> {
@@ -166,7 +167,7 @@ impl ChannelPool {
     /// # Ok(()) }
     /// ```
     pub async fn next_ready(&self, timeout: Duration) -> Result<PooledChannel, Error> {
-        let deadline = Instant::now() + timeout;
+        let deadline = runtime::deadline(timeout);
         loop {
             // Listen before looking, so a release in between is not lost.
             let released = self.inner.released.listen();
@@ -185,12 +186,13 @@ impl ChannelPool {
                     if let Some(reason) = self.inner.conn.close_reason() {
                         return Err(Error::Closed(reason));
                     }
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if left.is_some_and(|left| left.is_zero()) {
                         return Err(Error::Timeout);
                     }
                     // Wake at least now and then to notice a closed connection.
-                    let nap = left.min(Duration::from_millis(200));
+                    let nap = Duration::from_millis(200);
+                    let nap = left.map_or(nap, |left| left.min(nap));
                     let rt = self.inner.conn.shared.runtime.clone();
                     let _ = runtime::timeout(&*rt, nap, released).await;
                 }

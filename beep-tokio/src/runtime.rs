@@ -14,7 +14,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::future::{Either, select};
@@ -103,7 +103,9 @@ pub trait Acceptor: Send + Sync + 'static {
 pub trait Runtime: fmt::Debug + Send + Sync + 'static {
     /// Runs `task` to completion in the background.
     fn spawn(&self, task: BoxFuture<'static, ()>);
-    /// Completes after `duration`.
+    /// Completes after `duration`. The driver asks for a year at most
+    /// (longer waits are slept in parts, and a wait too long for an
+    /// `Instant` is never slept at all).
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
     /// Resolves `host:port` to socket addresses.
     fn resolve(&self, host: String) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>>;
@@ -128,14 +130,42 @@ pub(crate) fn detect() -> Result<Arc<dyn Runtime>, Error> {
     Err(Error::NoRuntime)
 }
 
-/// Runs `future`, giving up after `duration`.
+/// When a wait of `timeout` starting now ends; `None` (no deadline: the
+/// wait lasts until its event) when no `Instant` is that far, as for
+/// `Duration::MAX`. `Instant::now() + timeout` would panic instead.
+pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// The longest sleep asked of a [`Runtime`]: longer ones are slept in
+/// parts, so that no runtime's own timer arithmetic can overflow.
+const LONGEST_SLEEP: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Completes after `duration`, or never when that is too long for a
+/// deadline (see [`deadline`]). Every timer of the driver goes through
+/// here rather than [`Runtime::sleep`].
+pub(crate) async fn sleep(runtime: &dyn Runtime, duration: Duration) {
+    if deadline(duration).is_none() {
+        return std::future::pending().await;
+    }
+    let mut left = duration;
+    while left > LONGEST_SLEEP {
+        runtime.sleep(LONGEST_SLEEP).await;
+        left -= LONGEST_SLEEP;
+    }
+    runtime.sleep(left).await;
+}
+
+/// Runs `future`, giving up after `duration` (never, when that is too long
+/// for a deadline).
 pub(crate) async fn timeout<T>(
     runtime: &dyn Runtime,
     duration: Duration,
     future: impl Future<Output = T>,
 ) -> Option<T> {
     let future = std::pin::pin!(future);
-    match select(future, runtime.sleep(duration)).await {
+    let limit = std::pin::pin!(sleep(runtime, duration));
+    match select(future, limit).await {
         Either::Left((value, _)) => Some(value),
         Either::Right(_) => None,
     }
@@ -261,5 +291,68 @@ impl ToAddrs for Vec<SocketAddr> {
 impl<T: ToAddrs + ?Sized> ToAddrs for &T {
     fn to_addrs(&self) -> Addrs {
         (**self).to_addrs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    /// A runtime that only sleeps, at once, and records what it was asked.
+    #[derive(Debug, Default)]
+    struct Recording(Mutex<Vec<Duration>>);
+
+    impl Runtime for Recording {
+        fn spawn(&self, _: BoxFuture<'static, ()>) {
+            unreachable!("no tasks here")
+        }
+        fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+            self.0.lock().unwrap().push(duration);
+            Box::pin(async {})
+        }
+        fn resolve(&self, _: String) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
+            unreachable!("no names here")
+        }
+        fn connect(&self, _: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Transport>>> {
+            unreachable!("no sockets here")
+        }
+        fn bind(&self, _: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Acceptor>>> {
+            unreachable!("no sockets here")
+        }
+    }
+
+    #[test]
+    fn a_timeout_past_what_an_instant_holds_is_no_deadline() {
+        assert_eq!(deadline(Duration::MAX), None);
+        assert!(deadline(Duration::from_secs(60)).is_some());
+    }
+
+    #[test]
+    fn a_wait_without_deadline_never_asks_the_runtime_to_sleep() {
+        let runtime = Recording::default();
+        assert_eq!(sleep(&runtime, Duration::MAX).now_or_never(), None);
+        let value = timeout(&runtime, Duration::MAX, async { 7 }).now_or_never();
+        assert_eq!(value, Some(Some(7)));
+        let never = timeout(&runtime, Duration::MAX, std::future::pending::<()>());
+        assert_eq!(never.now_or_never(), None, "no deadline: it waits on");
+        assert_eq!(*runtime.0.lock().unwrap(), []);
+    }
+
+    #[test]
+    fn a_sleep_of_years_is_asked_of_the_runtime_a_year_at_a_time() {
+        let runtime = Recording::default();
+        let years = LONGEST_SLEEP * 2 + Duration::from_secs(1);
+        assert_eq!(sleep(&runtime, years).now_or_never(), Some(()));
+        let asked = runtime.0.lock().unwrap().clone();
+        assert_eq!(
+            asked,
+            [LONGEST_SLEEP, LONGEST_SLEEP, Duration::from_secs(1)]
+        );
+        let expired = timeout(&runtime, Duration::ZERO, std::future::pending::<()>());
+        assert_eq!(expired.now_or_never(), Some(None));
     }
 }

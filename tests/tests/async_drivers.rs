@@ -15,8 +15,8 @@ use beep_proto::xml::Profile;
 use beep_proto::{Config, Message, MessageKind, ReplyCode};
 use beep_tokio::{CloseReason, Connection, Error, Listener, Options, Registry, Reply};
 use futures_channel::{mpsc, oneshot};
-use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::{FutureExt, StreamExt};
 
 on_both_runtimes!(
     request_reply_answers_and_release,
@@ -45,23 +45,10 @@ on_both_runtimes!(
     ipv6_loopback_works_where_available,
     channel_pool_grows_to_its_maximum_and_reuses_released_channels,
     a_cancelled_pool_opening_gives_its_slot_back,
+    a_request_waiting_duration_max_gets_its_reply_even_a_late_one,
+    a_connect_timeout_of_duration_max_connects_and_bounds_nothing,
+    a_pool_wait_of_duration_max_ends_when_a_channel_is_released,
 );
-
-/// A one-shot notification from a synchronous callback.
-fn notified() -> (
-    impl FnOnce() + Send + 'static,
-    impl std::future::Future<Output = ()>,
-) {
-    let (tx, rx) = oneshot::channel::<()>();
-    (
-        move || {
-            let _ = tx.send(());
-        },
-        async move {
-            let _ = rx.await;
-        },
-    )
-}
 
 async fn request_reply_answers_and_release(env: Env) {
     let server = server(&env).await;
@@ -88,13 +75,10 @@ async fn request_reply_answers_and_release(env: Env) {
         }
         other => panic!("{other:?}"),
     }
-    let closes = Arc::new(AtomicUsize::new(0));
-    let seen = closes.clone();
-    let (fired, close_fired) = notified();
+    // Asserted here, not in the callback: the driver catches its panics.
+    let (closed_tx, mut closed) = mpsc::unbounded();
     conn.on_close(move |reason| {
-        assert_eq!(*reason, CloseReason::Released);
-        seen.fetch_add(1, Ordering::SeqCst);
-        fired();
+        let _ = closed_tx.unbounded_send(reason.clone());
     });
     echo.close().await.unwrap();
     assert_eq!(echo.profile(), None, "closed channels run no profile");
@@ -103,14 +87,15 @@ async fn request_reply_answers_and_release(env: Env) {
         env.within(T, "wait_closed", conn.wait_closed()).await,
         CloseReason::Released
     );
-    env.within(T, "on_close", close_fired).await;
+    let reason = env.within(T, "on_close", closed.next()).await;
+    assert_eq!(reason, Some(CloseReason::Released));
     // Ending it again reports nothing more.
     conn.shutdown();
     conn.close().await.unwrap();
     assert_eq!(
-        closes.load(Ordering::SeqCst),
-        1,
-        "close notification fires once"
+        env.within(T, "on_close dropped", closed.next()).await,
+        None,
+        "close notification fires once, then is dropped"
     );
     assert!(matches!(
         count.send_msg(Message::new("late")).await,
@@ -328,13 +313,9 @@ async fn a_peer_vanishing_mid_frame_is_reported_once_and_nothing_hangs(env: Env)
     script.extend_from_slice(b"MSG 0 0 . ");
     let (addr, peer) = raw_peer(script);
     let conn = Connection::connect(addr, env.options()).await.unwrap();
-    let closes = Arc::new(AtomicUsize::new(0));
-    let seen = closes.clone();
-    let (fired, close_fired) = notified();
+    let (closed_tx, mut closed) = mpsc::unbounded();
     conn.on_close(move |reason| {
-        assert!(matches!(reason, CloseReason::Lost(_)), "{reason:?}");
-        seen.fetch_add(1, Ordering::SeqCst);
-        fired();
+        let _ = closed_tx.unbounded_send(reason.clone());
     });
     // The start request never gets an answer: the wait ends with the
     // connection, long before the open's own timeout.
@@ -353,10 +334,15 @@ async fn a_peer_vanishing_mid_frame_is_reported_once_and_nothing_hangs(env: Env)
         env.within(T, "wait_closed", conn.wait_closed()).await,
         CloseReason::Lost(_)
     ));
-    env.within(T, "on_close", close_fired).await;
+    let reason = env.within(T, "on_close", closed.next()).await;
+    assert!(matches!(reason, Some(CloseReason::Lost(_))), "{reason:?}");
     peer.join().unwrap();
     conn.shutdown();
-    assert_eq!(closes.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        env.within(T, "on_close dropped", closed.next()).await,
+        None,
+        "reported once"
+    );
     assert!(!conn.is_ok());
 }
 
@@ -1131,4 +1117,91 @@ async fn an_incoming_stream_is_bounded_by_the_window_and_answers_what_it_drops(e
     );
     stop.shutdown();
     env.within(T, "serve", served).await.unwrap();
+}
+
+// Durations too long for a deadline (issue 8): `Duration::MAX` means no
+// deadline, where `Instant::now() + Duration::MAX` used to panic, and no
+// runtime is asked to sleep that long.
+
+async fn a_request_waiting_duration_max_gets_its_reply_even_a_late_one(env: Env) {
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
+    let reply = echo.request(Message::new("at once"), Duration::MAX).await;
+    assert_eq!(body(reply.unwrap()), b"at once");
+    // The gated handler holds its reply until the request is waiting.
+    let gated = conn.open_channel(Profile::new(GATED), None).await.unwrap();
+    let request = env.spawn({
+        let gated = gated.clone();
+        async move { gated.request(Message::new("late"), Duration::MAX).await }
+    });
+    env.within(T, "handler reached", server.gate.reached.wait())
+        .await;
+    server.gate.open();
+    let reply = env.within(T, "late reply", request).await;
+    assert_eq!(body(reply.unwrap()), b"late");
+    conn.close().await.unwrap();
+    server.stop(&env).await;
+}
+
+async fn a_connect_timeout_of_duration_max_connects_and_bounds_nothing(env: Env) {
+    // The connect timeout bounds the connect, the greeting, channel starts
+    // and closes, the release and a released session's last flush, on
+    // both sides: Duration::MAX leaves each unbounded.
+    let forever = Options {
+        connect_timeout: Duration::MAX,
+        ..Options::default()
+    };
+    let server = server_with(&env, forever.clone()).await;
+    let conn = Connection::connect(server.addr, env.with(forever))
+        .await
+        .unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
+    assert_eq!(
+        body(echo.request(Message::new("no deadline"), T).await.unwrap()),
+        b"no deadline"
+    );
+    echo.close().await.unwrap();
+    conn.close().await.unwrap();
+    assert_eq!(
+        env.within(T, "wait_closed", conn.wait_closed()).await,
+        CloseReason::Released
+    );
+    // The listener releases its sessions with the same options.
+    let other = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    server.stop(&env).await;
+    assert_eq!(
+        env.within(T, "released by the listener", other.wait_closed())
+            .await,
+        CloseReason::Released
+    );
+}
+
+async fn a_pool_wait_of_duration_max_ends_when_a_channel_is_released(env: Env) {
+    use beep_tokio::ChannelPool;
+    let server = server(&env).await;
+    let conn = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let pool = ChannelPool::new(&conn, Profile::new(ECHO), 1, 1)
+        .await
+        .unwrap();
+    let lent = pool.next_ready(Duration::MAX).await.unwrap();
+    // Polled once: it waits for the pool's only channel.
+    let mut waiting = Box::pin(pool.next_ready(Duration::MAX));
+    assert!(
+        (&mut waiting).now_or_never().is_none(),
+        "the channel is lent"
+    );
+    let number = lent.number();
+    drop(lent);
+    let again = env.within(T, "pool wait", waiting).await.unwrap();
+    assert_eq!(again.number(), number);
+    drop(again);
+    conn.close().await.unwrap();
+    server.stop(&env).await;
 }

@@ -132,20 +132,19 @@ fn request_reply_answers_and_release() {
         }
         other => panic!("{other:?}"),
     }
-    let closes = Arc::new(AtomicUsize::new(0));
-    let seen = closes.clone();
+    // Asserted here, not in the callback: the driver catches its panics.
+    let (closed_tx, closed) = mpsc::channel();
     conn.on_close(move |reason| {
-        assert_eq!(*reason, CloseReason::Released);
-        seen.fetch_add(1, Ordering::SeqCst);
+        let _ = closed_tx.send(reason.clone());
     });
     echo.close().unwrap();
     conn.close().unwrap();
     assert!(conn.wait_closed(T));
-    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(closed.recv_timeout(T), Ok(CloseReason::Released));
     assert_eq!(
-        closes.load(Ordering::SeqCst),
-        1,
-        "close notification fires once"
+        closed.recv_timeout(T),
+        Err(mpsc::RecvTimeoutError::Disconnected),
+        "close notification fires once, then is dropped"
     );
     assert!(matches!(
         echo.send_msg(Message::new("late")),
@@ -339,11 +338,9 @@ fn a_peer_vanishing_mid_frame_is_reported_once_and_nothing_hangs() {
     script.extend_from_slice(b"MSG 0 0 . ");
     let (addr, peer) = raw_peer(script);
     let conn = Connection::connect(addr, Options::default()).unwrap();
-    let closes = Arc::new(AtomicUsize::new(0));
-    let seen = closes.clone();
+    let (closed_tx, closed) = mpsc::channel();
     conn.on_close(move |reason| {
-        assert!(matches!(reason, CloseReason::Lost(_)), "{reason:?}");
-        seen.fetch_add(1, Ordering::SeqCst);
+        let _ = closed_tx.send(reason.clone());
     });
     // The start request never gets an answer: the wait ends with the connection.
     let result = conn.open_channel(Profile::new(ECHO), None);
@@ -353,8 +350,13 @@ fn a_peer_vanishing_mid_frame_is_reported_once_and_nothing_hangs() {
     );
     assert!(conn.wait_closed(T));
     peer.join().unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(closes.load(Ordering::SeqCst), 1);
+    let reason = closed.recv_timeout(T).expect("the close was notified");
+    assert!(matches!(reason, CloseReason::Lost(_)), "{reason:?}");
+    assert_eq!(
+        closed.recv_timeout(T),
+        Err(mpsc::RecvTimeoutError::Disconnected),
+        "reported once"
+    );
     assert!(!conn.is_ok());
 }
 
@@ -371,6 +373,8 @@ fn a_protocol_violation_closes_the_connection_with_the_reason() {
 /// Waits `delay`, then reads until the end; returns the octets read.
 fn read_all_after(mut stream: std::net::TcpStream, delay: Duration) -> usize {
     use std::io::Read;
+    // The point: a peer that does not read until long after our timeout
+    // (nothing on our side can say when it gave up but the peer's view).
     std::thread::sleep(delay);
     stream.set_read_timeout(Some(T)).unwrap();
     let mut received = 0usize;
@@ -410,6 +414,8 @@ fn fill_until_stuck(conn: &Connection, channel: &beep_blocking::Channel) -> usiz
             Err(Error::QueueFull { queued, limit }) => {
                 assert_eq!(limit, LIMIT);
                 assert!(queued > LIMIT && queued <= LIMIT + CHUNK, "{queued}");
+                // Nothing tells that the kernel stopped taking bytes: a
+                // queue that did not shrink in 200 ms is taken as stuck.
                 std::thread::sleep(Duration::from_millis(200));
                 if conn.queued_output() == queued {
                     return sent;
@@ -421,7 +427,6 @@ fn fill_until_stuck(conn: &Connection, channel: &beep_blocking::Channel) -> usiz
             sent < 400 * CHUNK,
             "{sent} octets taken by a peer that reads nothing"
         );
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -463,23 +468,29 @@ fn a_peer_that_stops_reading_bounds_our_memory() {
     let (addr, stop_tx, peer) = stalled_peer();
     let conn = Connection::connect(addr, stalled_options()).unwrap();
     let channel = conn.open_channel(Profile::new(ECHO), None).unwrap();
-    let sent = Arc::new(AtomicUsize::new(0));
-    let counter = sent.clone();
+    let (sent_tx, sent) = mpsc::channel();
     let sender = std::thread::spawn(move || {
         let chunk = Message::new(vec![0u8; CHUNK]);
         while channel.send_msg(chunk.clone()).is_ok() {
-            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = sent_tx.send(());
         }
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Every send is counted as it returns. Nothing tells that the sender
+    // blocked: it has once no send returned for 500 ms. Kernel buffers
+    // take a few MB; a sender that our queue does not stop runs into the
+    // bound below instead.
+    let mut messages = 0;
+    while sent.recv_timeout(Duration::from_millis(500)).is_ok() {
+        messages += 1;
+        assert!(
+            messages < 400,
+            "{messages} x 256 KiB accepted by a peer that reads nothing"
+        );
+    }
+    assert!(conn.is_ok(), "{:?}", conn.close_reason());
+    // Our own queue stays near its limit.
     let queued = conn.queued_output();
-    let messages = sent.load(Ordering::SeqCst);
-    // Kernel buffers take a few MB; our own queue stays near its limit.
     assert!(queued <= LIMIT + CHUNK, "queued {queued}");
-    assert!(
-        messages < 400,
-        "{messages} x 256 KiB accepted by a peer that reads nothing"
-    );
     conn.shutdown();
     sender.join().unwrap();
     let _ = stop_tx.send(());
@@ -574,6 +585,7 @@ fn channel_pool_grows_to_its_maximum_and_reuses_released_channels() {
     let b = pool.next_ready(T).unwrap();
     let c = pool.next_ready(T).unwrap();
     let mut numbers = vec![a.number(), b.number(), c.number()];
+    numbers.sort_unstable();
     numbers.dedup();
     assert_eq!(numbers.len(), 3, "three distinct channels");
     assert_eq!(created.load(Ordering::SeqCst), 3);
@@ -725,7 +737,7 @@ fn checklist_35_invalid_configurations_are_refused_up_front() {
 #[test]
 fn a_peer_that_never_grants_window_for_our_replies_is_slowed_not_buffered() {
     use beep_proto::frame::{Header, parse_header};
-    use std::sync::atomic::AtomicU64;
+    use std::time::Instant;
     // Our listener: 1 MiB receive window, 1 MiB outbound queue limit.
     let options = Options {
         config: Config {
@@ -740,11 +752,11 @@ fn a_peer_that_never_grants_window_for_our_replies_is_slowed_not_buffered() {
     let mut stream = TcpStream::connect(server.addr).unwrap();
     // The peer reads everything we send (so TCP is not what stops us) but
     // never sends SEQ for channel 1: our echo replies cannot leave beyond
-    // the 4096 octets every channel starts with.
-    let limit = Arc::new(AtomicU64::new(0));
-    let started = Arc::new(AtomicUsize::new(0));
+    // the 4096 octets every channel starts with. The reader reports the
+    // window edges of channel 1 and the RPY frames of channel 0.
+    let (window_tx, windows) = mpsc::channel::<u64>();
+    let (started_tx, started) = mpsc::channel::<()>();
     {
-        let (limit, started) = (limit.clone(), started.clone());
         let mut reader = stream.try_clone().unwrap();
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -755,26 +767,25 @@ fn a_peer_that_never_grants_window_for_our_replies_is_slowed_not_buffered() {
                 }
                 buf.extend_from_slice(&chunk[..n]);
                 while let Ok(Some((header, used))) = parse_header(&buf, 128) {
-                    let total = match header {
-                        Header::Seq(seq) => {
-                            if seq.channel == 1 {
-                                let edge = u64::from(seq.ackno) + u64::from(seq.window);
-                                limit.fetch_max(edge, Ordering::SeqCst);
-                            }
-                            used
-                        }
-                        Header::Frame(h) => {
-                            if h.channel == 0
-                                && h.msgno == 0
-                                && h.frame_type == beep_proto::frame::FrameType::Rpy
-                            {
-                                started.fetch_add(1, Ordering::SeqCst);
-                            }
-                            used + h.size as usize + 5
-                        }
+                    let total = match &header {
+                        Header::Seq(_) => used,
+                        Header::Frame(h) => used + h.size as usize + 5,
                     };
                     if buf.len() < total {
-                        break;
+                        break; // parsed again, whole, after the next read
+                    }
+                    match header {
+                        Header::Seq(seq) if seq.channel == 1 => {
+                            let _ = window_tx.send(u64::from(seq.ackno) + u64::from(seq.window));
+                        }
+                        Header::Frame(h)
+                            if h.channel == 0
+                                && h.msgno == 0
+                                && h.frame_type == beep_proto::frame::FrameType::Rpy =>
+                        {
+                            let _ = started_tx.send(());
+                        }
+                        _ => {}
                     }
                     buf.drain(..total);
                 }
@@ -794,31 +805,32 @@ fn a_peer_that_never_grants_window_for_our_replies_is_slowed_not_buffered() {
     stream.write_all(script.as_bytes()).unwrap();
     // Their greeting and their start reply (two RPY 0 0 frames... the second
     // is msgno 0 of our start): wait for both.
-    let deadline = std::time::Instant::now() + T;
-    while started.load(Ordering::SeqCst) < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "channel 1 never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
+    for _ in 0..2 {
+        started.recv_timeout(T).expect("channel 1 never started");
     }
-    limit.fetch_max(4096, Ordering::SeqCst);
-    // Send 16 KiB MSGs as fast as our window allows, until it stops opening.
+    let mut limit = 4096;
+    // Send 16 KiB MSGs as fast as our window allows, until it stops opening:
+    // nothing tells that it never will, so the test waits for a window
+    // update for 2 s after the last send.
     let payload = vec![b'x'; 16 << 10];
     let (mut seqno, mut msgno) = (0u64, 0u32);
-    let mut stalled_since = std::time::Instant::now();
-    while stalled_since.elapsed() < Duration::from_secs(2) {
+    let mut last_sent = Instant::now();
+    loop {
         let size = payload.len() as u64 + 2;
-        if seqno + size <= limit.load(Ordering::SeqCst) {
+        if seqno + size <= limit {
             let head = format!("MSG 1 {msgno} . {seqno} {size}\r\n\r\n");
             stream.write_all(head.as_bytes()).unwrap();
             stream.write_all(&payload).unwrap();
             stream.write_all(b"END\r\n").unwrap();
             seqno += size;
             msgno += 1;
-            stalled_since = std::time::Instant::now();
+            last_sent = Instant::now();
         } else {
-            std::thread::sleep(Duration::from_millis(5));
+            let quiet = Duration::from_secs(2).saturating_sub(last_sent.elapsed());
+            match windows.recv_timeout(quiet) {
+                Ok(edge) => limit = limit.max(edge),
+                Err(_) => break,
+            }
         }
         assert!(
             seqno < 64 << 20,
@@ -926,6 +938,7 @@ fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout() {
         move || conn.close()
     });
     // The close request is queued (the writer is stuck): the peer may answer.
+    // Nothing reports that `close` queued it: the queue is polled.
     while conn.queued_output() == before {
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -1086,7 +1099,8 @@ fn a_release_gives_up_even_when_a_handler_is_the_one_stuck_writing() {
         .recv_timeout(T)
         .unwrap_or_else(|e| panic!("{e}: {:?}", conn.close_reason()));
     // The dispatcher writes the reply at the end of its batch and blocks:
-    // the queue stops shrinking.
+    // the queue stops shrinking. Nothing reports a blocked write: a queue
+    // that did not change in 50 ms is taken as stuck.
     let mut queued = conn.queued_output();
     loop {
         std::thread::sleep(Duration::from_millis(50));
@@ -1100,6 +1114,7 @@ fn a_release_gives_up_even_when_a_handler_is_the_one_stuck_writing() {
         let conn = conn.clone();
         move || conn.close()
     });
+    // Polled, as above: the close request is queued.
     while conn.queued_output() == queued {
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -1203,18 +1218,19 @@ fn an_incoming_queue_is_bounded_by_the_window_until_read() {
     // client reads its queue, the 4 KiB window it gave lets only a few
     // through: the rest waits in the server's output, not in our memory.
     const STREAM: &str = "http://example.org/beep/stream";
-    let server_conn = Arc::new(Mutex::new(None));
-    let seen = server_conn.clone();
+    let (queued_tx, queued) = mpsc::channel();
     let mut registry = Registry::new();
     registry.register(
         STREAM,
         ProfileHandler::new(move |channel, m| -> Result<(), Error> {
-            *seen.lock().unwrap() = Some(channel.connection().clone());
             for i in 0..100 {
                 let ans = Message::new(format!("{i:04}").repeat(250));
                 channel.reply_ans(m.msgno, ans)?;
             }
-            channel.reply_nul(m.msgno)
+            channel.reply_nul(m.msgno)?;
+            // Everything is queued: the test looks at what could leave.
+            let _ = queued_tx.send(channel.connection().clone());
+            Ok(())
         }),
     );
     let listener = Listener::bind("127.0.0.1:0", registry, Options::default()).unwrap();
@@ -1225,12 +1241,12 @@ fn an_incoming_queue_is_bounded_by_the_window_until_read() {
     let channel = conn.open_channel(Profile::new(STREAM), None).unwrap();
     let incoming = channel.incoming();
     channel.send_msg(Message::new("go")).unwrap();
+    let server = queued
+        .recv_timeout(T)
+        .expect("the handler queued its answers");
+    // The point: time for the server to send past our window if it could
+    // (nothing happens that the test could wait for when it cannot).
     std::thread::sleep(Duration::from_millis(300));
-    let server = server_conn
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("the handler ran");
     assert!(
         server.queued_output() > 90_000,
         "the server sent {} octets past our window",
@@ -1271,4 +1287,130 @@ fn an_incoming_queue_is_bounded_by_the_window_until_read() {
     ));
     stop.shutdown();
     thread.join().unwrap().unwrap();
+}
+
+// Durations too long for a deadline (issue 8): `Duration::MAX` means no
+// deadline, where `Instant::now() + Duration::MAX` used to panic.
+
+#[test]
+fn a_request_waiting_duration_max_gets_its_reply_whoever_reads_it() {
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    // Alone, the waiting thread reads the socket itself, without a timeout.
+    let reply = echo.request(Message::new("alone"), Duration::MAX);
+    assert_eq!(body(reply.unwrap()), b"alone");
+    // Together, some threads read the replies of others, which wait for
+    // them to be handed over.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let echo = echo.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let text = format!("{t}/{i}");
+                    let reply = echo.request(Message::new(text.clone()), Duration::MAX);
+                    assert_eq!(body(reply.unwrap()), text.into_bytes());
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
+#[test]
+fn a_request_waiting_duration_max_gets_a_reply_that_the_handler_holds_back() {
+    const GATED: &str = "http://example.org/beep/gated";
+    let (reached_tx, reached) = mpsc::channel::<()>();
+    let (open, gate) = mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let mut registry = Registry::new();
+    registry.register(
+        GATED,
+        ProfileHandler::new(move |channel, m| {
+            let _ = reached_tx.send(());
+            let _ = gate.lock().unwrap().recv_timeout(T);
+            let _ = channel.reply_rpy(m.msgno, m.message);
+        }),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, Options::default()).unwrap();
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let thread = std::thread::spawn(move || listener.serve());
+    // The gate opens once the MSG reached the handler: the request is
+    // waiting by then.
+    let opener = std::thread::spawn(move || {
+        reached.recv_timeout(T).expect("the handler ran");
+        open.send(()).unwrap();
+    });
+    let conn = Connection::connect(addr, Options::default()).unwrap();
+    let channel = conn.open_channel(Profile::new(GATED), None).unwrap();
+    let reply = channel.request(Message::new("held back"), Duration::MAX);
+    assert_eq!(body(reply.unwrap()), b"held back");
+    opener.join().unwrap();
+    conn.close().unwrap();
+    stop.shutdown();
+    thread.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_connect_timeout_of_duration_max_connects_and_bounds_nothing() {
+    // The connect timeout bounds the TCP connect, the greeting, channel
+    // starts and closes, the release and a released session's last flush,
+    // on both sides: Duration::MAX leaves each unbounded.
+    let forever = Options {
+        connect_timeout: Duration::MAX,
+        ..Options::default()
+    };
+    let server = server_with(forever.clone());
+    let conn = Connection::connect(server.addr, forever).unwrap();
+    let echo = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    assert_eq!(
+        body(echo.request(Message::new("no deadline"), T).unwrap()),
+        b"no deadline"
+    );
+    echo.close().unwrap();
+    conn.close().unwrap();
+    assert!(conn.wait_closed(Duration::MAX));
+    assert_eq!(conn.close_reason(), Some(CloseReason::Released));
+    // The listener releases its sessions with the same options.
+    let other = Connection::connect(server.addr, Options::default()).unwrap();
+    drop(server);
+    assert!(other.wait_closed(T));
+    assert_eq!(other.close_reason(), Some(CloseReason::Released));
+}
+
+#[test]
+fn waits_of_duration_max_end_when_their_event_comes() {
+    use beep_blocking::ChannelPool;
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
+    let pool = ChannelPool::new(&conn, Profile::new(ECHO), 1, 1).unwrap();
+    let lent = pool.next_ready(Duration::MAX).unwrap();
+    // One thread waits for the pool's only channel, another for the end of
+    // the connection. Each says so just before it waits; a wait that began
+    // late ends the same way, as only its event can end it.
+    let (waiting_tx, waiting) = mpsc::channel();
+    let borrower = std::thread::spawn({
+        let (pool, waiting_tx) = (pool.clone(), waiting_tx.clone());
+        move || {
+            waiting_tx.send(()).unwrap();
+            pool.next_ready(Duration::MAX).map(|c| c.number())
+        }
+    });
+    let watcher = std::thread::spawn({
+        let conn = conn.clone();
+        move || {
+            waiting_tx.send(()).unwrap();
+            conn.wait_closed(Duration::MAX)
+        }
+    });
+    waiting.recv_timeout(T).unwrap();
+    waiting.recv_timeout(T).unwrap();
+    let number = lent.number();
+    drop(lent);
+    assert_eq!(borrower.join().unwrap().unwrap(), number);
+    conn.close().unwrap();
+    assert!(watcher.join().unwrap(), "wait_closed saw the end");
 }

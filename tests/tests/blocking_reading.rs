@@ -6,7 +6,7 @@
 //! replies.
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use beep_blocking::{Connection, Error, Listener, Options, ProfileHandler, Registry, Reply};
@@ -14,9 +14,10 @@ use beep_proto::Message;
 use beep_proto::xml::Profile;
 
 const ECHO: &str = "http://example.org/beep/echo";
-/// Replies, then sends the client a MSG of its own 200 ms later.
+/// Replies, then sends the client a MSG of its own once the test says go
+/// (after its request returned).
 const PUSH: &str = "http://example.org/beep/push";
-/// Replies, then shuts the connection down 200 ms later.
+/// Replies, then shuts the connection down once the test says go.
 const HANG_UP: &str = "http://example.org/beep/hang-up";
 /// Never answers.
 const SILENT: &str = "http://example.org/beep/silent";
@@ -27,7 +28,21 @@ const ASK: &str = "http://example.org/beep/ask";
 const SIZE: usize = 200_000;
 const T: Duration = Duration::from_secs(10);
 
-fn server() -> (SocketAddr, beep_blocking::ShutdownHandle) {
+struct Server {
+    addr: SocketAddr,
+    _stop: beep_blocking::ShutdownHandle,
+    /// Lets a PUSH or HANG_UP handler go on after its reply.
+    go: mpsc::Sender<()>,
+}
+
+fn server() -> Server {
+    let (go, gate) = mpsc::channel::<()>();
+    let gate = Arc::new(Mutex::new(gate));
+    // Waits for the test's go, so what follows reaches a client that is
+    // waiting for nothing.
+    let wait_for_go = move || {
+        let _ = gate.lock().unwrap().recv_timeout(T);
+    };
     let mut registry = Registry::new();
     registry.register(
         ECHO,
@@ -37,19 +52,22 @@ fn server() -> (SocketAddr, beep_blocking::ShutdownHandle) {
     );
     registry.register(
         PUSH,
-        ProfileHandler::new(|channel, m| {
-            let _ = channel.reply_rpy(m.msgno, m.message);
-            channel.connection().flush();
-            std::thread::sleep(Duration::from_millis(200));
-            let _ = channel.send_msg(Message::new("pushed"));
+        ProfileHandler::new({
+            let wait_for_go = wait_for_go.clone();
+            move |channel, m| {
+                let _ = channel.reply_rpy(m.msgno, m.message);
+                channel.connection().flush();
+                wait_for_go();
+                let _ = channel.send_msg(Message::new("pushed"));
+            }
         }),
     );
     registry.register(
         HANG_UP,
-        ProfileHandler::new(|channel, m| {
+        ProfileHandler::new(move |channel, m| {
             let _ = channel.reply_rpy(m.msgno, m.message);
             channel.connection().flush();
-            std::thread::sleep(Duration::from_millis(200));
+            wait_for_go();
             channel.connection().shutdown();
         }),
     );
@@ -71,7 +89,11 @@ fn server() -> (SocketAddr, beep_blocking::ShutdownHandle) {
     let addr = listener.local_addrs()[0];
     let stop = listener.shutdown_handle();
     std::thread::spawn(move || listener.serve());
-    (addr, stop)
+    Server {
+        addr,
+        _stop: stop,
+        go,
+    }
 }
 
 fn rpy_body(reply: Reply) -> Vec<u8> {
@@ -83,8 +105,8 @@ fn rpy_body(reply: Reply) -> Vec<u8> {
 
 #[test]
 fn a_message_arriving_after_a_reply_reaches_its_handler_with_nobody_waiting() {
-    let (addr, _stop) = server();
-    let conn = Connection::connect(addr, Options::default()).unwrap();
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
     let channel = conn.open_channel(Profile::new(PUSH), None).unwrap();
     let (tx, rx) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
@@ -96,13 +118,14 @@ fn a_message_arriving_after_a_reply_reaches_its_handler_with_nobody_waiting() {
     // of ours waits, and must be read all the same.
     let reply = channel.request(Message::new("hello"), T).unwrap();
     assert_eq!(rpy_body(reply), b"hello");
+    server.go.send(()).unwrap();
     assert_eq!(rx.recv_timeout(T).unwrap(), b"pushed");
 }
 
 #[test]
 fn a_peer_hanging_up_after_a_reply_is_noticed_with_nobody_waiting() {
-    let (addr, _stop) = server();
-    let conn = Connection::connect(addr, Options::default()).unwrap();
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
     let channel = conn.open_channel(Profile::new(HANG_UP), None).unwrap();
     let (tx, rx) = mpsc::channel();
     conn.on_close(move |reason| {
@@ -110,14 +133,15 @@ fn a_peer_hanging_up_after_a_reply_is_noticed_with_nobody_waiting() {
     });
     let reply = channel.request(Message::new("bye"), T).unwrap();
     assert_eq!(rpy_body(reply), b"bye");
+    server.go.send(()).unwrap();
     assert!(rx.recv_timeout(T).is_ok(), "the close was never noticed");
     assert!(!conn.is_ok());
 }
 
 #[test]
 fn a_waiter_reading_the_socket_itself_keeps_its_deadline() {
-    let (addr, _stop) = server();
-    let conn = Connection::connect(addr, Options::default()).unwrap();
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
     let silent = conn.open_channel(Profile::new(SILENT), None).unwrap();
     let started = Instant::now();
     let result = silent.request(Message::new("anyone?"), Duration::from_millis(300));
@@ -125,6 +149,7 @@ fn a_waiter_reading_the_socket_itself_keeps_its_deadline() {
     assert!(started.elapsed() < Duration::from_secs(5));
     // The short read timeout it set does not disturb what follows.
     let echo = conn.open_channel(Profile::new(ECHO), None).unwrap();
+    // The point: long enough for that timeout to expire on a worker's read.
     std::thread::sleep(Duration::from_millis(700));
     for i in 0..20 {
         let body = format!("after the timeout {i}");
@@ -135,8 +160,8 @@ fn a_waiter_reading_the_socket_itself_keeps_its_deadline() {
 
 #[test]
 fn many_threads_waiting_on_one_connection_each_get_their_own_reply() {
-    let (addr, _stop) = server();
-    let conn = Connection::connect(addr, Options::default()).unwrap();
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
     let shared = conn.open_channel(Profile::new(ECHO), None).unwrap();
     let threads: Vec<_> = (0..8)
         .map(|t| {
@@ -160,8 +185,8 @@ fn many_threads_waiting_on_one_connection_each_get_their_own_reply() {
 
 #[test]
 fn a_handler_may_wait_for_the_peer_on_its_own_connection() {
-    let (addr, _stop) = server();
-    let conn = Connection::connect(addr, Options::default()).unwrap();
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
     let channel = conn.open_channel(Profile::new(ASK), None).unwrap();
     channel.set_message_handler(|channel, m| {
         assert_eq!(&m.message.body()[..], b"question");
@@ -179,8 +204,8 @@ fn a_handler_waiting_for_a_reply_larger_than_the_window_gives_the_window_back() 
     // holds its output back: the window updates it owes must leave anyway,
     // and the awaited reply must be credited although the handler's own
     // MSG is still held, or the 200,000-octet answer stops after 4096.
-    let (addr, _stop) = server();
-    let conn = Connection::connect(addr, Options::default()).unwrap();
+    let server = server();
+    let conn = Connection::connect(server.addr, Options::default()).unwrap();
     let channel = conn.open_channel(Profile::new(ASK), None).unwrap();
     channel.set_message_handler(|channel, m| {
         let _ = channel.reply_rpy(m.msgno, Message::new(vec![b'a'; SIZE]));

@@ -140,6 +140,12 @@ fn report(result: Result<(), Error>) -> ExitCode {
     }
 }
 
+/// Seconds from the command line as a duration, without a panic: NaN and
+/// negatives are zero, too many for a `Duration` (`inf`) the longest one.
+fn secs_to_duration(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX)
+}
+
 fn options(window: u32) -> Options {
     Options {
         config: Config {
@@ -202,7 +208,7 @@ fn send(
     timeout: f64,
     data: Option<String>,
 ) -> ExitCode {
-    let timeout = Duration::from_secs_f64(timeout.max(0.001));
+    let timeout = secs_to_duration(timeout).max(Duration::from_millis(1));
     let payload = match data.as_deref() {
         Some("-") => {
             let mut buf = Vec::new();
@@ -281,7 +287,8 @@ fn bench(
 ) -> Result<(), Error> {
     let conn = Connection::connect(addr, options(window))?;
     let payload = Message::new(vec![b'x'; size]);
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    // Too long for a deadline (`--seconds inf`): runs until interrupted.
+    let deadline = Instant::now().checked_add(secs_to_duration(seconds));
     let messages = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..channels.max(1))
@@ -290,7 +297,7 @@ fn bench(
             let (payload, messages) = (payload.clone(), messages.clone());
             Ok(std::thread::spawn(move || -> Result<(), Error> {
                 let timeout = Duration::from_secs(30);
-                while Instant::now() < deadline {
+                while deadline.is_none_or(|deadline| Instant::now() < deadline) {
                     match mode {
                         Mode::Pingpong => {
                             channel.request(payload.clone(), timeout)?;
@@ -388,4 +395,18 @@ fn demo() -> Result<(), Error> {
         .map_err(|_| std::io::Error::other("listener thread panicked"))??;
     println!("listener: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_number_of_seconds_becomes_a_duration_without_a_panic() {
+        assert_eq!(secs_to_duration(1.5), Duration::from_millis(1500));
+        assert_eq!(secs_to_duration(f64::INFINITY), Duration::MAX);
+        assert_eq!(secs_to_duration(1e300), Duration::MAX);
+        assert_eq!(secs_to_duration(-1.0), Duration::ZERO);
+        assert_eq!(secs_to_duration(f64::NAN), Duration::ZERO);
+    }
 }
