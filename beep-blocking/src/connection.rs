@@ -275,6 +275,11 @@ impl Connection {
         // Credit goes back when a handler has finished with a message, so
         // a slow handler slows its peer instead of filling our memory.
         options.config.auto_credit = false;
+        // Senders wait for room (Options::max_queued_output) before they
+        // call the session, and a sender that found room may still queue
+        // past the limit by one message, as documented: the session's own
+        // refusal, meant for embedders, must not turn that into an error.
+        options.config.max_queued_output = usize::MAX;
         let session = match role {
             Role::Initiator => Session::initiator(options.config.clone()),
             Role::Listener => Session::listener(options.config.clone()),
@@ -859,6 +864,20 @@ impl Shared {
         let mut outcomes = Vec::new();
         st.core.handle_input(bytes, &mut outcomes);
         self.apply(st, outcomes, actions);
+    }
+
+    /// The peer closed the socket: the session ends as the core decides
+    /// (a release whose `<ok/>` is queued still completes; anything else
+    /// is a lost connection).
+    pub(crate) fn eof(self: &Arc<Self>) {
+        let mut actions = Vec::new();
+        {
+            let mut st = self.lock();
+            let mut outcomes = Vec::new();
+            st.core.handle_eof(&mut outcomes);
+            self.apply(&mut st, outcomes, &mut actions);
+        }
+        self.after(actions);
     }
 
     /// Ends the connection once: every waiter gets the reason, close

@@ -116,7 +116,7 @@ fn read_once(shared: &Arc<Shared>) -> bool {
     }
     let n = match (&shared.stream).read(&mut buf) {
         Ok(0) => {
-            shared.finish(CloseReason::Lost("the peer closed the connection".into()));
+            shared.eof();
             return true;
         }
         Ok(n) => n,

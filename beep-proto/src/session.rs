@@ -133,6 +133,9 @@ pub struct Session {
     releasing: bool,
     /// A send was refused for lack of room; [`Event::Writable`] is due.
     output_blocked: bool,
+    /// The transport ended while the peer's release awaited our answer
+    /// ([`Session::handle_eof`]).
+    peer_finished: bool,
     /// Handed out by `poll_transmit` inside [`Session::write_to`] and not
     /// yet written: sent first next time.
     unwritten: bytes::Bytes,
@@ -238,6 +241,7 @@ impl Session {
             releasing: false,
             output_blocked: false,
             unwritten: bytes::Bytes::new(),
+            peer_finished: false,
             config,
         }
     }
@@ -898,6 +902,9 @@ impl Session {
             channel_zero::error_body(code, self.diagnostic_lang(text), text),
             None,
         );
+        if channel == 0 && self.peer_finished {
+            self.end(SessionEnd::TransportClosed);
+        }
         Ok(())
     }
 

@@ -171,3 +171,37 @@ fn a_release_ends_each_side_with_exactly_one_event() {
     assert_eq!(pair.a.end_reason(), Some(&SessionEnd::Released));
     assert_eq!(pair.b.end_reason(), Some(&SessionEnd::Released));
 }
+
+#[test]
+fn rfc3080_2_3_1_3_eof_while_the_peer_release_awaits_our_answer_waits_for_it() {
+    let mut pair = Pair::new();
+    pair.a.close_session(ReplyCode::SUCCESS, "bye").unwrap();
+    pair.pump();
+    pair.b_events.clear();
+    // The peer asked, then closed its sending half: the answer is ours.
+    pair.b.handle_eof();
+    assert!(!pair.b.is_ended());
+    assert_eq!(pair.b.poll_event(), None);
+    pair.b.accept_close(0).unwrap();
+    assert_eq!(
+        pair.b.poll_event(),
+        Some(Event::SessionEnded(SessionEnd::Released))
+    );
+    pair.a.handle_input(&drain(&mut pair.b)).unwrap();
+    assert_eq!(
+        pair.a.poll_event(),
+        Some(Event::SessionEnded(SessionEnd::Released))
+    );
+}
+
+#[test]
+fn eof_while_the_peer_release_awaits_our_answer_then_a_refusal_ends_it_as_closed() {
+    let mut pair = Pair::new();
+    pair.a.close_session(ReplyCode::SUCCESS, "bye").unwrap();
+    pair.pump();
+    pair.b.handle_eof();
+    pair.b
+        .deny_close(0, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "busy")
+        .unwrap();
+    assert_eq!(pair.b.end_reason(), Some(&SessionEnd::TransportClosed));
+}

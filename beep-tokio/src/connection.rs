@@ -224,6 +224,11 @@ impl Connection {
         // Credit goes back when a handler has finished with a message, so
         // a slow handler slows its peer instead of filling our memory.
         options.config.auto_credit = false;
+        // Senders wait for room (Options::max_queued_output) before they
+        // call the session, and a sender that found room may still queue
+        // past the limit by one message, as documented: the session's own
+        // refusal, meant for embedders, must not turn that into an error.
+        options.config.max_queued_output = usize::MAX;
         let session = match role {
             Role::Initiator => Session::initiator(options.config.clone()),
             Role::Listener => Session::listener(options.config.clone()),

@@ -41,8 +41,7 @@ async fn read_loop(shared: Arc<Shared>, mut reader: ReadHalf<Stream>) {
         let n = match select(read, ended.as_mut()).await {
             Either::Right(_) => return,
             Either::Left((Ok(0), _)) => {
-                let reason = CloseReason::Lost("the peer closed the connection".into());
-                shared.finish(reason);
+                shared.eof();
                 return;
             }
             Either::Left((Ok(n), _)) => n,

@@ -326,6 +326,20 @@ impl Shared {
         self.apply(st, outcomes, actions);
     }
 
+    /// The peer closed the stream: the session ends as the core decides
+    /// (a release whose `<ok/>` is queued still completes; anything else
+    /// is a lost connection).
+    pub(crate) fn eof(&self) {
+        let mut actions = Vec::new();
+        {
+            let mut st = self.lock();
+            let mut outcomes = Vec::new();
+            st.core.handle_eof(&mut outcomes);
+            self.apply(&mut st, outcomes, &mut actions);
+        }
+        self.after(actions, true);
+    }
+
     /// Ends the connection once: every waiter gets the reason, close
     /// callbacks run on the dispatcher, the stream closes.
     pub(crate) fn finish(&self, reason: CloseReason) {

@@ -524,8 +524,8 @@ impl<W> Core<W> {
             }
             // Drivers read the greeting from the session when they need it.
             Event::Greeting(_) => {}
-            // Drivers wait for room before they send (with the session's
-            // limit), so the core never refuses them.
+            // Drivers bound their output by waiting for room before they
+            // send, and turn the session's own limit off.
             Event::Writable => {}
         }
     }

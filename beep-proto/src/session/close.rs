@@ -5,7 +5,7 @@
 use super::{Session, State, channel_zero};
 use crate::channel::{AfterSend, Channel, OurClose, Outgoing};
 use crate::error::UsageError;
-use crate::event::Event;
+use crate::event::{Event, SessionEnd};
 use crate::frame::FrameType;
 
 use channel_zero::Request;
@@ -102,6 +102,11 @@ impl Session {
                     channel_zero::ok_body(),
                     Some(AfterSend::Release),
                 );
+                if self.peer_finished {
+                    // The peer asked, then closed its side: nothing more
+                    // will come, and the <ok/> still goes out.
+                    self.end(SessionEnd::Released);
+                }
             } else {
                 self.remove_channel(number);
                 self.reply_zero(msgno, FrameType::Rpy, channel_zero::ok_body(), None);

@@ -27,9 +27,10 @@ impl Session {
     /// assert!(s.is_ended());
     /// ```
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
-        if self.state != State::Active {
+        if self.state != State::Active || self.peer_finished {
             // Whatever ended it, late bytes (a crossing <ok/>, a SEQ, the
             // rest of a bad frame) are moot; the end was reported once.
+            // (After the end of the transport, nothing can arrive.)
             return Ok(());
         }
         self.inbuf.extend_from_slice(data);
@@ -53,8 +54,11 @@ impl Session {
     /// [`SessionEnd::TransportClosed`], after everything already received
     /// (input buffered in the middle of a frame is dropped). Once our
     /// `<ok/>` to the peer's release is queued, the session ends as
-    /// [`SessionEnd::Released`] (the `<ok/>` still goes out). After the end
-    /// it does nothing. Either way [`Event::SessionEnded`] is the last
+    /// [`SessionEnd::Released`] (the `<ok/>` still goes out). While the
+    /// peer's release awaits the application's answer (a peer may ask,
+    /// then close its sending half), the session waits for it:
+    /// [`Session::accept_close`] ends it as released, [`Session::deny_close`]
+    /// as `TransportClosed`. After the end it does nothing. Either way [`Event::SessionEnded`] is the last
     /// event; write what [`Session::poll_transmit`] still gives (the peer
     /// may have closed only its sending half), then close.
     ///
@@ -75,6 +79,8 @@ impl Session {
         self.reading = None;
         if self.releasing {
             self.end(SessionEnd::Released);
+        } else if self.pending_closes.contains_key(&0) {
+            self.peer_finished = true;
         } else {
             self.end(SessionEnd::TransportClosed);
         }
