@@ -214,6 +214,18 @@ impl Channel {
                 .is_some_and(|m| m.remaining() == 0 || self.send.available() > 0)
     }
 
+    /// Octets queued or held for this channel and not yet framed.
+    pub(crate) fn unsent_octets(&self) -> usize {
+        let queued: usize = self.queue.iter().map(Outgoing::remaining).sum();
+        let held: usize = self
+            .slots
+            .iter()
+            .flat_map(|s| &s.held)
+            .map(Outgoing::remaining)
+            .sum();
+        queued + held
+    }
+
     /// True when nothing is in flight in either direction, the condition
     /// for accepting a close (RFC 3080 2.3.1.3, CHECKLIST 52).
     pub(crate) fn is_quiet(&self) -> bool {

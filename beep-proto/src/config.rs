@@ -44,6 +44,13 @@ pub struct Config {
     pub max_message_size: usize,
     /// Largest channel-0 message (greeting, start, close...).
     pub max_channel0_message: usize,
+    /// Octets of channel-0 output (answers to the peer's start and close
+    /// requests) left unsent above which the peer's window for further
+    /// requests is not reopened until they have gone. A peer that keeps
+    /// asking without granting window for the answers then stalls itself
+    /// instead of making us hold its answers (each at most about 1 KiB:
+    /// diagnostics never repeat peer input at length).
+    pub max_queued_channel0: usize,
     /// Most channels open at once, channel 0 excluded (CHECKLIST 37: at least 257).
     pub max_channels: usize,
     /// Most MSGs received on one channel and not yet answered. The window
@@ -88,6 +95,7 @@ impl Default for Config {
             max_header_len: DEFAULT_MAX_HEADER_LEN,
             max_message_size: 16 << 20,
             max_channel0_message: 64 << 10,
+            max_queued_channel0: 64 << 10,
             max_channels: 1024,
             max_pipelined: 1 << 14,
             max_answers_in_progress: 64,

@@ -986,6 +986,33 @@ impl Session {
     }
 
     /// Opens `octets` of receive window to the peer (a SEQ when worth it).
+    /// True while our unsent channel-0 output (answers to the peer's
+    /// requests, mostly) is above [`Config::max_queued_channel0`].
+    pub(super) fn channel_zero_backlogged(&self) -> bool {
+        self.channels
+            .get(&0)
+            .is_some_and(|z| z.unsent_octets() > self.config.max_queued_channel0)
+    }
+
+    /// Holds back channel-0 credit until the backlog drains.
+    pub(super) fn defer_channel_zero_credit(&mut self, octets: u32) {
+        if let Some(zero) = self.channels.get_mut(&0) {
+            zero.deferred_credit = zero.deferred_credit.saturating_add(octets);
+        }
+    }
+
+    /// After output left: channel-0 credit held back for a backlog goes
+    /// back once the backlog is under the limit again.
+    pub(super) fn release_channel_zero_credit(&mut self) {
+        let held = self.channels.get(&0).map_or(0, |z| z.deferred_credit);
+        if held > 0 && !self.channel_zero_backlogged() {
+            if let Some(zero) = self.channels.get_mut(&0) {
+                zero.deferred_credit = 0;
+            }
+            self.return_window(0, held);
+        }
+    }
+
     fn return_window(&mut self, channel: u32, octets: u32) {
         if let Some(ch) = self.channels.get_mut(&channel)
             && let Some(seq) = ch.recv.consumed(channel, octets)

@@ -79,6 +79,21 @@ pub(super) fn close_body(number: u32, code: u16, lang: Option<String>, text: &st
     }))
 }
 
+/// Longest diagnostic text we send in an `<error>` to a peer's request.
+const MAX_DIAGNOSTIC: usize = 200;
+
+/// `text` cut to [`MAX_DIAGNOSTIC`] octets at a character boundary.
+fn bounded_diagnostic(text: &str) -> &str {
+    if text.len() <= MAX_DIAGNOSTIC {
+        return text;
+    }
+    let mut end = MAX_DIAGNOSTIC;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 fn bad_reply(reason: String) -> ProtocolError {
     ProtocolError::BadChannelZeroReply { reason }
 }
@@ -119,6 +134,10 @@ impl Session {
     }
 
     fn refuse(&mut self, msgno: u32, code: ReplyCode, text: &str) {
+        // Diagnostics may quote the peer (a parse error names the bad
+        // value): never at length, or each small request would buy a large
+        // answer.
+        let text = bounded_diagnostic(text);
         let body = error_body(code, self.diagnostic_lang(text), text);
         self.reply_zero(msgno, FrameType::Err, body, None);
     }

@@ -278,6 +278,10 @@ impl Session {
     /// Applies a complete, checked frame.
     fn on_frame(&mut self, h: FrameHeader, payload: Bytes) -> Result<(), ProtocolError> {
         let number = h.channel;
+        // A request of the peer's while our answers pile up unsent: its
+        // credit waits (see `max_queued_channel0`).
+        let hold_zero_credit =
+            number == 0 && h.frame_type == FrameType::Msg && self.channel_zero_backlogged();
         let Some(ch) = self.channels.get_mut(&number) else {
             return Err(ProtocolError::ChannelNotOpen { channel: number });
         };
@@ -359,7 +363,9 @@ impl Session {
             // window. Behind, the credit waits for the application, except
             // for a reply a waiter takes at once (its handler may be what
             // the application is behind on).
-            if ch.unconsumed == 0 || number == 0 || awaited {
+            if hold_zero_credit {
+                ch.deferred_credit += h.size;
+            } else if ch.unconsumed == 0 || number == 0 || awaited {
                 self.return_window(number, h.size);
             } else {
                 ch.deferred_credit += h.size;
@@ -376,7 +382,15 @@ impl Session {
             Message::from_entity(entity)
         };
         if number == 0 {
-            self.return_window(0, credit);
+            // The peer's requests make us answer: while our answers pile
+            // up unsent (the peer grants no window for them), its window
+            // for more requests stays closed, so a peer cannot make us
+            // hold more than `max_queued_channel0` and one window's worth.
+            if hold_zero_credit {
+                self.defer_channel_zero_credit(credit);
+            } else {
+                self.return_window(0, credit);
+            }
             return self.on_channel_zero(kind, h.msgno, message);
         }
         self.events.push_back(Event::Message(IncomingMessage {

@@ -89,6 +89,7 @@ impl Session {
             }
         }
         self.note_room();
+        self.release_channel_zero_credit();
         emitted > 0 || !self.out.is_empty()
     }
 

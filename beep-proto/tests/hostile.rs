@@ -1,0 +1,136 @@
+//! Hostile peers against the core: what a peer can make us hold is bounded
+//! by configuration, whatever it sends within the rules.
+
+use beep_proto::frame::{DEFAULT_MAX_HEADER_LEN, Header, parse_header};
+use beep_proto::{Config, Session};
+
+/// A peer written by hand: it tracks the window we grant it on channel 0
+/// from our SEQ frames, and never grants us any (so our answers stay
+/// queued).
+struct Attacker {
+    /// Next sequence number of ours on channel 0.
+    seqno: u32,
+    /// Octets of channel 0 it may still send (RFC 3081 3.1.1: 4096 to start).
+    window_end: u32,
+    msgno: u32,
+}
+
+impl Attacker {
+    fn new() -> Self {
+        Attacker {
+            seqno: 0,
+            window_end: 4096,
+            msgno: 0,
+        }
+    }
+
+    /// A frame on channel 0, if the window allows it.
+    fn frame(&mut self, keyword: &str, msgno: u32, payload: &[u8]) -> Option<Vec<u8>> {
+        let size = payload.len() as u32;
+        if self.seqno.wrapping_add(size) > self.window_end {
+            return None;
+        }
+        let mut frame = format!("{keyword} 0 {msgno} . {} {size}\r\n", self.seqno).into_bytes();
+        frame.extend_from_slice(payload);
+        frame.extend_from_slice(b"END\r\n");
+        self.seqno = self.seqno.wrapping_add(size);
+        Some(frame)
+    }
+
+    /// Reads what the listener sent: only SEQ frames on channel 0 matter.
+    fn read(&mut self, wire: &[u8]) {
+        let mut rest = wire;
+        while let Some((header, used)) = parse_header(rest, DEFAULT_MAX_HEADER_LEN).unwrap() {
+            rest = &rest[used..];
+            match header {
+                Header::Seq(seq) if seq.channel == 0 => {
+                    self.window_end = seq.ackno.wrapping_add(seq.window);
+                }
+                Header::Seq(_) => {}
+                Header::Frame(f) => rest = &rest[f.size as usize + 5..],
+            }
+        }
+    }
+}
+
+fn greeting() -> Vec<u8> {
+    b"Content-Type: application/beep+xml\r\n\r\n<greeting />\r\n".to_vec()
+}
+
+/// RFC 3080 2.3.1.2 / 2.2.1.1: a peer that keeps sending `<start>`
+/// requests the listener must refuse (an unknown encoding, repeated at
+/// length in a naive diagnostic) and never grants window for the answers
+/// stalls itself: our unsent channel-0 output stays bounded, and its
+/// window closes.
+#[test]
+fn a_peer_asking_without_reading_answers_cannot_make_us_hold_them() {
+    let config = Config {
+        profiles: vec!["http://example.org/p".into()],
+        ..Config::default()
+    };
+    let limit = config.max_queued_channel0;
+    let mut listener = Session::listener(config);
+    let mut attacker = Attacker::new();
+    let mut wire = Vec::new();
+    while let Some(bytes) = listener.poll_transmit() {
+        wire.extend_from_slice(&bytes);
+    }
+    attacker.read(&wire);
+    let hello = attacker.frame("RPY", 0, &greeting()).unwrap();
+    listener.handle_input(&hello).unwrap();
+    let bad = format!(
+        "Content-Type: application/beep+xml\r\n\r\n<start number='1'><profile uri='http://example.org/p' encoding='{}' /></start>",
+        ">".repeat(3000)
+    );
+    let mut sent = 0;
+    let mut peak = 0;
+    for _ in 0..5000 {
+        attacker.msgno += 1;
+        let Some(frame) = attacker.frame("MSG", attacker.msgno, bad.as_bytes()) else {
+            break;
+        };
+        listener.handle_input(&frame).unwrap();
+        sent += 1;
+        let mut wire = Vec::new();
+        while let Some(bytes) = listener.poll_transmit() {
+            wire.extend_from_slice(&bytes);
+        }
+        attacker.read(&wire);
+        peak = peak.max(listener.queued_output());
+    }
+    assert!(sent < 5000, "the attacker's window never closed");
+    // The limit, plus what one 4096-octet window of requests can add
+    // (one answer here; at most about 1 KiB each in general).
+    assert!(
+        peak <= limit + 8 * 1024,
+        "{peak} octets held for {sent} requests"
+    );
+}
+
+/// An answer never repeats peer input at length: an `<error>` to a
+/// request is a few hundred octets however long the bad value.
+#[test]
+fn a_diagnostic_does_not_echo_a_long_bad_value() {
+    let mut listener = Session::listener(Config::default());
+    let mut attacker = Attacker::new();
+    let mut wire = Vec::new();
+    while let Some(bytes) = listener.poll_transmit() {
+        wire.extend_from_slice(&bytes);
+    }
+    attacker.read(&wire);
+    let hello = attacker.frame("RPY", 0, &greeting()).unwrap();
+    listener.handle_input(&hello).unwrap();
+    let bad = format!(
+        "Content-Type: application/beep+xml\r\n\r\n<start number='1'><profile uri='http://example.org/p' encoding='{}' /></start>",
+        "x".repeat(3500)
+    );
+    let frame = attacker.frame("MSG", 1, bad.as_bytes()).unwrap();
+    listener.handle_input(&frame).unwrap();
+    let mut answer = Vec::new();
+    while let Some(bytes) = listener.poll_transmit() {
+        answer.extend_from_slice(&bytes);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.contains("ERR 0 1 "), "{text}");
+    assert!(answer.len() < 600, "{} octets: {text}", answer.len());
+}
