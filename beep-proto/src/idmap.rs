@@ -121,7 +121,7 @@ mod tests {
         }
         let buckets = 1024u64;
         let colliding: Vec<u32> = (0..u32::MAX)
-            .filter(|&n| unkeyed(n) % buckets == 0)
+            .filter(|&n| unkeyed(n).is_multiple_of(buckets))
             .take(2048)
             .collect();
         assert_eq!(colliding.len(), 2048);
