@@ -354,6 +354,15 @@ pub enum XmlError {
         /// The enclosing element.
         element: &'static str,
     },
+    /// More attributes on one element than any BEEP element needs (it has
+    /// at most three; unknown ones are allowed, up to the limit).
+    #[error("<{element}> has more than {limit} attributes")]
+    TooManyAttributes {
+        /// The element.
+        element: String,
+        /// The limit.
+        limit: usize,
+    },
     /// A required attribute is absent.
     #[error("<{element}> lacks the required attribute {attribute}")]
     MissingAttribute {
@@ -537,6 +546,10 @@ fn is_xml_whitespace(s: &[u8]) -> bool {
     s.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
+/// Attributes allowed on one element (BEEP's have at most three; the rest
+/// leaves room for extensions, which are ignored).
+const MAX_ATTRIBUTES: usize = 16;
+
 fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
@@ -692,8 +705,24 @@ impl<'a> Parser<'a> {
         names: [&str; N],
     ) -> Result<[Option<String>; N], XmlError> {
         let mut values = [const { None }; N];
-        for attr in e.attributes() {
+        // quick-xml's own duplicate check compares every attribute with
+        // every other: a peer's element with thousands of attributes would
+        // cost quadratic time. BEEP's elements have at most three, so the
+        // count is bounded first and duplicates found among those few.
+        let mut seen: Vec<&[u8]> = Vec::new();
+        for attr in e.attributes().with_checks(false) {
+            if seen.len() == MAX_ATTRIBUTES {
+                return Err(XmlError::TooManyAttributes {
+                    element: lossy(e.name().as_ref()),
+                    limit: MAX_ATTRIBUTES,
+                });
+            }
             let attr = attr.map_err(|err| self.malformed(err.to_string()))?;
+            let key = attr.key.into_inner();
+            if seen.contains(&key) {
+                return Err(self.malformed(format!("duplicate attribute {}", lossy(key))));
+            }
+            seen.push(key);
             let value = self.attribute_value(&attr.value)?;
             if let Some(i) = names.iter().position(|n| n.as_bytes() == attr.key.as_ref()) {
                 values[i] = Some(value);

@@ -1092,3 +1092,38 @@ proptest! {
         }
     }
 }
+
+/// XML 1.0 3.1 (unique attributes) without quadratic work: an element with
+/// thousands of attributes is refused after a few (it used to cost 0.2 s
+/// of CPU in the duplicate check for 9,354 of them).
+#[test]
+fn an_element_with_too_many_attributes_is_refused_early() {
+    let attrs: String = (0..9354).map(|i| format!(" a{i}='x'")).collect();
+    let doc = format!("<start number='1'{attrs}><profile uri='http://x' /></start>");
+    assert_eq!(
+        parse(&doc),
+        Err(XmlError::TooManyAttributes {
+            element: "start".into(),
+            limit: MAX_ATTRIBUTES
+        })
+    );
+}
+
+#[test]
+fn xml_1_0_3_1_duplicate_attributes_are_still_malformed() {
+    let err = parse("<start number='1' number='3'><profile uri='http://x' /></start>").unwrap_err();
+    assert!(
+        matches!(&err, XmlError::Malformed { reason, .. } if reason.contains("duplicate attribute number")),
+        "{err:?}"
+    );
+    // Unknown attributes up to the limit are ignored.
+    let extra: String = (0..MAX_ATTRIBUTES - 2)
+        .map(|i| format!(" x-{i}='y'"))
+        .collect();
+    assert!(
+        parse(&format!(
+            "<start number='1'{extra}><profile uri='http://x' /></start>"
+        ))
+        .is_ok()
+    );
+}
