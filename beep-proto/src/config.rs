@@ -42,6 +42,16 @@ pub struct Config {
     pub max_header_len: usize,
     /// Largest message we reassemble; bigger ones need streaming mode.
     pub max_message_size: usize,
+    /// Octets that unfinished messages may hold on all channels together
+    /// (each is also bounded by `max_message_size`). Credit for the frames
+    /// of an unfinished message goes back while the application keeps up,
+    /// so without this a peer starting a partial message on every channel
+    /// could make us hold `max_message_size` times `max_channels`; a peer
+    /// beyond it ends the session with
+    /// [`ProtocolError::ReassemblyBudgetExceeded`](crate::ProtocolError::ReassemblyBudgetExceeded).
+    /// The default, 64 MiB, lets four messages of the largest default size
+    /// arrive at once; streaming channels do not count.
+    pub max_reassembly: usize,
     /// Largest channel-0 message (greeting, start, close...).
     pub max_channel0_message: usize,
     /// Octets of channel-0 output (answers to the peer's start and close
@@ -94,6 +104,7 @@ impl Default for Config {
             max_frame_size: DEFAULT_WINDOW,
             max_header_len: DEFAULT_MAX_HEADER_LEN,
             max_message_size: 16 << 20,
+            max_reassembly: 64 << 20,
             max_channel0_message: 64 << 10,
             max_queued_channel0: 64 << 10,
             max_channels: 1024,

@@ -149,6 +149,13 @@ pub enum ProtocolError {
         /// The configured limit.
         limit: usize,
     },
+    /// Unfinished messages on all channels together held more than
+    /// [`Config::max_reassembly`](crate::Config::max_reassembly) octets.
+    #[error("unfinished messages hold more than the session's {limit}-octet budget")]
+    ReassemblyBudgetExceeded {
+        /// The configured budget.
+        limit: usize,
+    },
     /// More MSGs awaiting our reply on one channel than configured.
     #[error("channel {channel}: more than {limit} MSGs awaiting our reply")]
     TooManyPipelined {

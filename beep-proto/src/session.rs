@@ -133,6 +133,8 @@ pub struct Session {
     releasing: bool,
     /// A send was refused for lack of room; [`Event::Writable`] is due.
     output_blocked: bool,
+    /// Octets held by unfinished messages on all channels.
+    reassembling: usize,
     /// The transport ended while the peer's release awaited our answer
     /// ([`Session::handle_eof`]).
     peer_finished: bool,
@@ -242,6 +244,7 @@ impl Session {
             output_blocked: false,
             unwritten: bytes::Bytes::new(),
             peer_finished: false,
+            reassembling: 0,
             config,
         }
     }

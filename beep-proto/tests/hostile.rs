@@ -134,3 +134,71 @@ fn a_diagnostic_does_not_echo_a_long_bad_value() {
     assert!(text.contains("ERR 0 1 "), "{text}");
     assert!(answer.len() < 600, "{} octets: {text}", answer.len());
 }
+
+/// Partial messages on many channels at once are bounded session-wide,
+/// not only per message (each here is well under `max_message_size`).
+#[test]
+fn unfinished_messages_on_many_channels_share_one_budget() {
+    use beep_proto::{Event, Message, ProtocolError, SessionEnd};
+    let budget = 100_000;
+    let listener = Config {
+        profiles: vec!["http://example.org/p".into()],
+        max_reassembly: budget,
+        ..Config::default()
+    };
+    let mut client = Session::initiator(Config::default());
+    let mut server = Session::listener(listener);
+    let pump = |a: &mut Session, b: &mut Session| -> Result<(), ProtocolError> {
+        loop {
+            let mut moved = false;
+            while let Some(bytes) = a.poll_transmit() {
+                b.handle_input(&bytes)?;
+                moved = true;
+            }
+            while let Some(e) = b.poll_event() {
+                if let Event::StartRequested(r) = e {
+                    b.accept_start(r.channel, r.profiles[0].clone()).unwrap();
+                }
+            }
+            while let Some(bytes) = b.poll_transmit() {
+                a.handle_input(&bytes).unwrap();
+                moved = true;
+            }
+            while a.poll_event().is_some() {}
+            if !moved {
+                return Ok(());
+            }
+        }
+    };
+    let channels: Vec<u32> = (0..3)
+        .map(|_| {
+            client
+                .open_channel(
+                    vec![beep_proto::xml::Profile::new("http://example.org/p")],
+                    None,
+                )
+                .unwrap()
+        })
+        .collect();
+    pump(&mut client, &mut server).unwrap();
+    // One message near the budget alone is fine.
+    client
+        .send_msg(channels[0], Message::new(vec![b'a'; 90_000]))
+        .unwrap();
+    pump(&mut client, &mut server).unwrap();
+    // Three at once, interleaved frame by frame, are not.
+    for &channel in &channels {
+        client
+            .send_msg(channel, Message::new(vec![b'b'; 60_000]))
+            .unwrap();
+    }
+    let err = pump(&mut client, &mut server).unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::ReassemblyBudgetExceeded { limit: budget }
+    );
+    assert_eq!(
+        server.end_reason(),
+        Some(&SessionEnd::Violation(err.clone()))
+    );
+}

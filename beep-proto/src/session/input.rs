@@ -272,6 +272,16 @@ impl Session {
                 limit,
             });
         }
+        // Each message is bounded above, and the windows bound what a
+        // peer may send, but credit for unfinished messages goes back
+        // while the application keeps up: without a session-wide bound, a
+        // peer could start a partial message on every channel and make us
+        // hold `max_message_size` for each. A frame that leaves its
+        // message unfinished is held; check the total first.
+        let budget = self.config.max_reassembly;
+        if h.more && self.reassembling + h.size as usize > budget {
+            return Err(ProtocolError::ReassemblyBudgetExceeded { limit: budget });
+        }
         Ok(())
     }
 
@@ -347,6 +357,7 @@ impl Session {
             return Ok(());
         }
 
+        let held_before = ch.partial.len() + ch.partial_ans_len;
         let entity = if h.frame_type == FrameType::Ans {
             reassemble_ans(ch, &h, payload)
         } else if h.more {
@@ -355,6 +366,9 @@ impl Session {
         } else {
             Some(ch.partial.finish(payload))
         };
+        // Session-wide, what unfinished messages hold (see `check_frame`).
+        self.reassembling =
+            (self.reassembling + ch.partial.len() + ch.partial_ans_len).saturating_sub(held_before);
         ch.in_progress = in_progress_after(ch, &h);
         let Some(entity) = entity else {
             // Octets of an unfinished message are credited at once while
