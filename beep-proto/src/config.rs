@@ -52,6 +52,20 @@ pub struct Config {
     /// The default, 64 MiB, lets four messages of the largest default size
     /// arrive at once; streaming channels do not count.
     pub max_reassembly: usize,
+    /// Largest greeting we accept from the peer (it is kept for the whole
+    /// session). 16 KiB holds some 150 profile URIs; LibVortex sends a
+    /// few hundred octets and hangs up on a greeting above about 4 KiB, so
+    /// anything near the limit is unusual, and a larger one ends the
+    /// session with
+    /// [`ProtocolError::GreetingTooLarge`](crate::ProtocolError::GreetingTooLarge).
+    pub max_greeting: usize,
+    /// Most profiles a peer's `<start>` may offer; a start with more is
+    /// refused (code 501). RFC 3080 sets no number; one is usual, and the
+    /// profiles of a start are kept until the application answers it.
+    pub max_start_profiles: usize,
+    /// Most start requests of the peer's awaiting the application's
+    /// answer; more are refused (code 421) until it has answered some.
+    pub max_pending_starts: usize,
     /// Largest channel-0 message (greeting, start, close...).
     pub max_channel0_message: usize,
     /// Octets of channel-0 output (answers to the peer's start and close
@@ -105,6 +119,9 @@ impl Default for Config {
             max_header_len: DEFAULT_MAX_HEADER_LEN,
             max_message_size: 16 << 20,
             max_reassembly: 64 << 20,
+            max_greeting: 16 << 10,
+            max_start_profiles: 32,
+            max_pending_starts: 64,
             max_channel0_message: 64 << 10,
             max_queued_channel0: 64 << 10,
             max_channels: 1024,

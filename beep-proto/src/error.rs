@@ -149,6 +149,13 @@ pub enum ProtocolError {
         /// The configured limit.
         limit: usize,
     },
+    /// The peer's greeting is larger than
+    /// [`Config::max_greeting`](crate::Config::max_greeting).
+    #[error("the peer's greeting is larger than the {limit}-octet limit")]
+    GreetingTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
     /// Unfinished messages on all channels together held more than
     /// [`Config::max_reassembly`](crate::Config::max_reassembly) octets.
     #[error("unfinished messages hold more than the session's {limit}-octet budget")]

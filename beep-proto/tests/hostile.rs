@@ -202,3 +202,116 @@ fn unfinished_messages_on_many_channels_share_one_budget() {
         Some(&SessionEnd::Violation(err.clone()))
     );
 }
+
+/// The greeting is kept for the whole session: one above
+/// `Config::max_greeting` ends it with a typed error, decided at the
+/// frame header that would pass the limit.
+#[test]
+fn rfc3080_2_4_a_greeting_above_the_limit_ends_the_session() {
+    use beep_proto::ProtocolError;
+    let mut listener = Session::listener(Config {
+        max_greeting: 6000,
+        ..Config::default()
+    });
+    let mut attacker = Attacker::new();
+    let mut wire = Vec::new();
+    while let Some(bytes) = listener.poll_transmit() {
+        wire.extend_from_slice(&bytes);
+    }
+    attacker.read(&wire);
+    let profiles: String = (0..200)
+        .map(|i| format!("<profile uri='http://example.org/p{i}' />"))
+        .collect();
+    let body =
+        format!("Content-Type: application/beep+xml\r\n\r\n<greeting>{profiles}</greeting>\r\n");
+    assert!(body.len() > 6000);
+    // Sent in frames within the window, as a patient peer would.
+    let mut result = Ok(());
+    for (i, piece) in body.as_bytes().chunks(2000).enumerate() {
+        let last = (i + 1) * 2000 >= body.len();
+        let more = if last { "." } else { "*" };
+        let mut frame =
+            format!("RPY 0 0 {more} {} {}\r\n", attacker.seqno, piece.len()).into_bytes();
+        frame.extend_from_slice(piece);
+        frame.extend_from_slice(b"END\r\n");
+        attacker.seqno += piece.len() as u32;
+        result = listener.handle_input(&frame);
+        let mut wire = Vec::new();
+        while let Some(bytes) = listener.poll_transmit() {
+            wire.extend_from_slice(&bytes);
+        }
+        attacker.read(&wire);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert_eq!(result, Err(ProtocolError::GreetingTooLarge { limit: 6000 }));
+}
+
+/// Start requests are bounded in what they can make us keep until the
+/// application answers: profiles per start, and starts awaiting an answer.
+#[test]
+fn rfc3080_2_3_1_2_starts_awaiting_an_answer_are_bounded() {
+    let mut listener = Session::listener(Config {
+        profiles: vec!["http://example.org/p".into()],
+        max_pending_starts: 3,
+        max_start_profiles: 4,
+        ..Config::default()
+    });
+    let mut attacker = Attacker::new();
+    let mut wire = Vec::new();
+    while let Some(bytes) = listener.poll_transmit() {
+        wire.extend_from_slice(&bytes);
+    }
+    attacker.read(&wire);
+    let hello = attacker.frame("RPY", 0, &greeting()).unwrap();
+    listener.handle_input(&hello).unwrap();
+    let start = |number: u32, profiles: usize| {
+        let offered: String = (0..profiles)
+            .map(|i| format!("<profile uri='http://example.org/p{i}' />"))
+            .collect();
+        format!(
+            "Content-Type: application/beep+xml\r\n\r\n<start number='{number}'>{offered}</start>"
+        )
+    };
+    let mut answers = String::new();
+    let mut ask = |listener: &mut Session, attacker: &mut Attacker, msgno: u32, body: String| {
+        let frame = attacker.frame("MSG", msgno, body.as_bytes()).unwrap();
+        listener.handle_input(&frame).unwrap();
+        while let Some(bytes) = listener.poll_transmit() {
+            answers.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    };
+    ask(&mut listener, &mut attacker, 1, start(1, 5));
+    for (msgno, channel) in [(2, 3), (3, 5), (4, 7), (5, 9)] {
+        ask(&mut listener, &mut attacker, msgno, start(channel, 1));
+    }
+    // Too many profiles: 501. Three starts await the application; the
+    // fourth is refused with 421 (sent once the three before it are
+    // answered: replies keep MSG order, RFC 3080 2.6.1).
+    assert!(answers.contains("ERR 0 1 "), "{answers}");
+    assert!(answers.contains("code='501'"), "{answers}");
+    let requested: Vec<u32> = std::iter::from_fn(|| listener.poll_event())
+        .filter_map(|e| match e {
+            beep_proto::Event::StartRequested(r) => Some(r.channel),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requested, vec![3, 5, 7]);
+    for channel in requested {
+        listener
+            .deny_start(
+                channel,
+                beep_proto::ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
+                "no",
+            )
+            .unwrap();
+    }
+    let mut wire = Vec::new();
+    while let Some(bytes) = listener.poll_transmit() {
+        wire.extend_from_slice(&bytes);
+    }
+    let rest = String::from_utf8_lossy(&wire);
+    assert!(rest.contains("ERR 0 5 "), "{rest}");
+    assert!(rest.contains("code='421'"), "{rest}");
+}

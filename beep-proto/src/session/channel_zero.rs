@@ -167,6 +167,14 @@ impl Session {
             let text = "channel number of the wrong parity (RFC 3080 2.3.1.2)";
             return self.refuse(msgno, ReplyCode::PARAMETER_SYNTAX_ERROR, text);
         }
+        if start.profiles.len() > self.config.max_start_profiles {
+            let text = "too many profiles offered in one start request";
+            return self.refuse(msgno, ReplyCode::PARAMETER_SYNTAX_ERROR, text);
+        }
+        if self.pending_starts.len() >= self.config.max_pending_starts {
+            let text = "too many start requests awaiting an answer";
+            return self.refuse(msgno, ReplyCode::SERVICE_NOT_AVAILABLE, text);
+        }
         if start.profiles.iter().any(|p| {
             p.content
                 .as_ref()
