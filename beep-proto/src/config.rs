@@ -65,6 +65,10 @@ pub struct Config {
     pub max_start_profiles: usize,
     /// Most start requests of the peer's awaiting the application's
     /// answer; more are refused (code 421) until it has answered some.
+    /// 512: a peer may ask for all of the at least 257 channels a session
+    /// must support at once (RFC 3080 2.3.1.2); with at most
+    /// `max_start_profiles` profiles and `max_channel0_message` octets per
+    /// start, what they hold is bounded by about 32 MiB.
     pub max_pending_starts: usize,
     /// Largest channel-0 message (greeting, start, close...).
     pub max_channel0_message: usize,
@@ -121,7 +125,7 @@ impl Default for Config {
             max_reassembly: 64 << 20,
             max_greeting: 16 << 10,
             max_start_profiles: 32,
-            max_pending_starts: 64,
+            max_pending_starts: 512,
             max_channel0_message: 64 << 10,
             max_queued_channel0: 64 << 10,
             max_channels: 1024,
