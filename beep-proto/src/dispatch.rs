@@ -2,6 +2,14 @@
 //! code: which profile handles a start request, and which waiting caller
 //! a reply completes. Pure data structures, no I/O, so the blocking and the
 //! async drivers share them instead of writing them twice.
+//!
+//! An application that drives a [`Session`](crate::Session) itself (see
+//! [`driver_guide`](crate::driver_guide)) needs none of this: its errors are
+//! [`ProtocolError`](crate::ProtocolError) (the peer broke a rule; the
+//! session has ended) and [`UsageError`](crate::UsageError) (a call was
+//! refused and changed nothing). [`Error`] is what the drivers' calls
+//! return, wrapping those two with the failures only a driver has (I/O,
+//! timeouts, a vanished connection).
 
 mod core;
 mod error;

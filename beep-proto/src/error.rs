@@ -200,7 +200,10 @@ pub enum ProtocolError {
 }
 
 /// A call the application made that cannot be done in the session's
-/// current state. Nothing was changed.
+/// current state. Nothing was changed (except that an
+/// [`OutputFull`](UsageError::OutputFull) refusal arranges a later
+/// [`Event::Writable`](crate::Event::Writable)); a message given to a
+/// refused send is dropped.
 ///
 /// ```
 /// use beep_proto::UsageError;

@@ -90,7 +90,8 @@ pub enum Event {
     /// one per session, whatever ended it (a release, a refusal, a
     /// violation, the end of the transport). Send what
     /// [`Session::poll_transmit`](crate::Session::poll_transmit) still
-    /// has, then close the connection (see the crate docs on closing).
+    /// has, then close the connection (see
+    /// [closing without a reset](crate::driver_guide#closing-without-a-reset)).
     SessionEnded(SessionEnd),
 }
 

@@ -23,6 +23,9 @@
 mod channel;
 pub mod config;
 pub mod dispatch;
+// The driver guide (issue 14): documentation only, with its doc tests.
+#[doc = include_str!("guide.md")]
+pub mod driver_guide {}
 pub mod error;
 pub mod event;
 mod flow;

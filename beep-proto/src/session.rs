@@ -911,6 +911,21 @@ impl Session {
         Ok(())
     }
 
+    /// True while a send would not be refused with
+    /// [`UsageError::OutputFull`]: queued output is at most
+    /// [`Config::max_queued_output`]. A refused send drops its message, so
+    /// a caller that must not lose one asks first (the session is not
+    /// shared, so the answer holds until the next call).
+    ///
+    /// ```
+    /// use beep_proto::{Config, Session};
+    /// let s = Session::initiator(Config { max_queued_output: 1, ..Config::default() });
+    /// assert!(!s.has_room()); // the greeting is queued
+    /// ```
+    pub fn has_room(&self) -> bool {
+        self.queued_output() <= self.config.max_queued_output
+    }
+
     /// Refuses a send while queued output is above
     /// [`Config::max_queued_output`], and remembers to report
     /// [`Event::Writable`] once it has drained.
@@ -1037,11 +1052,7 @@ impl Session {
             return Err(UsageError::UnknownChannel { channel });
         }
         self.open_channel_mut(channel)?;
-        if frame_type != FrameType::Nul {
-            // A NUL only completes a reply (and queues nothing): it must
-            // always be possible, or the ANS before it could be stranded.
-            self.ensure_room()?;
-        }
+        // (`queue_reply` refuses a reply above the output limit.)
         self.queue_reply(channel, msgno, frame_type, message, None)
     }
 }

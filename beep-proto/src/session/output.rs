@@ -196,6 +196,12 @@ impl Session {
         message: Message,
         after_send: Option<AfterSend>,
     ) -> Result<u32, UsageError> {
+        // The application's replies are refused above the output limit
+        // (after the checks that say the call is wrong anyway); a NUL only
+        // completes a reply and must always be possible, and channel-0
+        // answers are bounded by `max_queued_channel0` instead.
+        let (queued, limit) = (self.queued_output(), self.config.max_queued_output);
+        let full = channel != 0 && frame_type != FrameType::Nul && queued > limit;
         let ch = self
             .channels
             .get_mut(&channel)
@@ -217,6 +223,10 @@ impl Session {
                 msgno,
                 frame_type,
             });
+        }
+        if full {
+            self.output_blocked = true;
+            return Err(UsageError::OutputFull { queued, limit });
         }
         let ansno = if frame_type == FrameType::Ans {
             let ansno = slot.next_ansno;
