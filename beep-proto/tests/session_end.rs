@@ -205,3 +205,16 @@ fn eof_while_the_peer_release_awaits_our_answer_then_a_refusal_ends_it_as_closed
         .unwrap();
     assert_eq!(pair.b.end_reason(), Some(&SessionEnd::TransportClosed));
 }
+
+#[test]
+fn eof_while_the_peer_release_awaits_our_answer_ends_it_if_a_reply_is_still_awaited() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    // b asks a question the peer will never answer, the peer asks for the
+    // release, then its stream ends: the release could never complete.
+    pair.b.send_msg(channel, Message::new("question")).unwrap();
+    pair.a.close_session(ReplyCode::SUCCESS, "bye").unwrap();
+    pair.pump();
+    pair.b.handle_eof();
+    assert_eq!(pair.b.end_reason(), Some(&SessionEnd::TransportClosed));
+}

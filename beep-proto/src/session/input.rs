@@ -56,7 +56,9 @@ impl Session {
     /// `<ok/>` to the peer's release is queued, the session ends as
     /// [`SessionEnd::Released`] (the `<ok/>` still goes out). While the
     /// peer's release awaits the application's answer (a peer may ask,
-    /// then close its sending half), the session waits for it:
+    /// then close its sending half) and nothing is awaited from the peer
+    /// (a reply to one of our MSGs, the rest of one of its messages), the
+    /// session waits for it:
     /// [`Session::accept_close`] ends it as released, [`Session::deny_close`]
     /// as `TransportClosed`. After the end it does nothing. Either way [`Event::SessionEnded`] is the last
     /// event; write what [`Session::poll_transmit`] still gives (the peer
@@ -79,11 +81,26 @@ impl Session {
         self.reading = None;
         if self.releasing {
             self.end(SessionEnd::Released);
-        } else if self.pending_closes.contains_key(&0) {
+        } else if self.pending_closes.contains_key(&0) && self.quiet_without_peer() {
             self.peer_finished = true;
         } else {
             self.end(SessionEnd::TransportClosed);
         }
+    }
+
+    /// True if the session can become quiet with nothing more from the
+    /// peer: no reply of the peer's is awaited (but to our own release,
+    /// which theirs supersedes) and no message of the peer's is half
+    /// received. Otherwise a release asked for before the end of input
+    /// could never complete.
+    fn quiet_without_peer(&self) -> bool {
+        self.channels
+            .iter()
+            .all(|(&n, ch)| ch.in_progress.is_none() && (n == 0 || ch.awaiting.is_empty()))
+            && self
+                .requests
+                .iter()
+                .all(|r| matches!(r, super::channel_zero::Request::Close { channel: 0 }))
     }
 
     fn parse_frames(&mut self) -> Result<(), ProtocolError> {
