@@ -42,6 +42,12 @@ async fn read_loop(shared: Arc<Shared>, mut reader: ReadHalf<Stream>) {
             Either::Right(_) => return,
             Either::Left((Ok(0), _)) => {
                 shared.eof();
+                // A release the peer asked for just before closing its
+                // side waits for our answer; if that never comes (or our
+                // <ok/> cannot go out), give up after the connect timeout.
+                let limit = shared.options.connect_timeout;
+                let _ = crate::runtime::timeout(&*shared.runtime, limit, ended).await;
+                shared.finish(CloseReason::Lost("the peer closed the connection".into()));
                 return;
             }
             Either::Left((Ok(n), _)) => n,
