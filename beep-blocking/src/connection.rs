@@ -1,9 +1,9 @@
-//! A BEEP session on a TCP connection, driven by two workers that share
-//! reading the socket and running application handlers (see
-//! [`crate::roles`]), a writer thread (session to socket), and application
-//! threads that write their own output and read their own replies when
-//! nobody else reads. The session's lock is never held across socket I/O
-//! or application code.
+//! A BEEP session on a TCP connection (or any [`Transport`]), driven by
+//! two workers that share reading the socket and running application
+//! handlers (see [`crate::roles`]), a writer thread (session to socket),
+//! and application threads that write their own output and read their own
+//! replies when nobody else reads. The session's lock is never held across
+//! socket I/O or application code.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -22,6 +22,7 @@ use crate::error::{CloseReason, Error};
 use crate::io;
 use crate::profile::{CloseHandler, FrameHandler, MessageHandler, Registry};
 use crate::roles::{self, Ticket, Wait, Workers};
+use crate::transport::Transport;
 
 /// How a connection behaves.
 ///
@@ -149,17 +150,18 @@ pub(crate) struct Shared {
     /// The reading thread's buffer.
     pub(crate) read_buf: Mutex<Vec<u8>>,
     /// The socket's read timeout in nanoseconds, 0 for none (see
-    /// [`io::read_for_wait`]).
+    /// [`io::read_guarded`]).
     pub(crate) read_timeout: AtomicU64,
-    /// The socket, read by the reading worker (and shut down from anywhere).
-    pub(crate) stream: TcpStream,
-    pub(crate) peer: SocketAddr,
+    /// The socket, read by the reading thread, written by the holder of
+    /// `writer`, shut down from anywhere.
+    pub(crate) stream: Box<dyn Transport>,
+    pub(crate) peer: Option<SocketAddr>,
     pub(crate) registry: Registry,
     pub(crate) options: Options,
 }
 
-/// A BEEP session over TCP (PyVortex `Connection`). Cheap to clone; every
-/// clone is the same connection.
+/// A BEEP session over TCP, or over any stream (PyVortex `Connection`).
+/// Cheap to clone; every clone is the same connection.
 ///
 /// ```no_run
 /// use beep_blocking::{Connection, Options};
@@ -169,15 +171,16 @@ pub(crate) struct Shared {
 /// # Ok::<(), beep_blocking::Error>(())
 /// ```
 ///
-/// A connection made by [`Connection::connect`] lives while the application
-/// holds a handle to it (this, a clone, a [`Channel`] or a pool opened
-/// on it): when the last one is dropped, the session is released in the
-/// background (and shut down if the peer refuses or does not answer within
-/// the connect timeout). Handles that handlers receive do not keep it
-/// alive. A closure the connection keeps that captures a handle keeps it
-/// alive as long as the closure lives: a message handler for ever (use the
-/// `&Channel` it is given instead), an `on_close`, `open_channel_with` or
-/// `request_with` callback until it ran.
+/// A connection made by [`Connection::connect`],
+/// [`Connection::connect_transport`] or [`Connection::accept_transport`]
+/// lives while the application holds a handle to it (this, a clone, a
+/// [`Channel`] or a pool opened on it): when the last one is dropped, the
+/// session is released in the background (and shut down if the peer
+/// refuses or does not answer within the connect timeout). Handles that
+/// handlers receive do not keep it alive. A closure the connection keeps
+/// that captures a handle keeps it alive as long as the closure lives: a
+/// message handler for ever (use the `&Channel` it is given instead), an
+/// `on_close`, `open_channel_with` or `request_with` callback until it ran.
 #[derive(Clone)]
 pub struct Connection {
     pub(crate) shared: Arc<Shared>,
@@ -197,7 +200,7 @@ impl Drop for Owner {
         // A release waits for the peer; never in the dropping thread.
         let releaser = conn.clone();
         let spawned = std::thread::Builder::new()
-            .name(format!("beep-release {}", conn.peer_addr()))
+            .name(format!("beep-release {}", conn.shared.label()))
             .spawn(move || {
                 if releaser.close().is_err() {
                     releaser.shutdown();
@@ -240,6 +243,8 @@ impl Connection {
         for addr in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&addr, options.connect_timeout) {
                 Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    let stream = Box::new(stream);
                     let conn = Self::start(stream, Role::Initiator, Registry::new(), options)?;
                     conn.wait_greeting()?;
                     return Ok(conn);
@@ -252,23 +257,97 @@ impl Connection {
             .into())
     }
 
-    /// Serves an accepted TCP connection as the listener.
+    /// Runs the initiator's side of a session over a stream of the
+    /// caller's (a Unix socket, a TCP stream set up its own way, a child
+    /// process's pipes in a [`Split`](crate::transport::Split)) and waits
+    /// for the peer's greeting. The connection is released when the last
+    /// handle to it is dropped, as with [`Connection::connect`].
+    ///
+    /// A [`TcpStream`] is used as it is: turn Nagle's algorithm off
+    /// (`set_nodelay(true)`), as `connect` does, or small messages wait
+    /// for the peer's delayed acknowledgement.
+    ///
+    /// ```no_run
+    /// use std::os::unix::net::UnixStream;
+    /// use beep_blocking::{Connection, Options};
+    ///
+    /// let stream = UnixStream::connect("/run/beep.sock")?;
+    /// let conn = Connection::connect_transport(stream, Options::default())?;
+    /// assert_eq!(conn.peer_addr(), None);
+    /// # Ok::<(), beep_blocking::Error>(())
+    /// ```
+    pub fn connect_transport(
+        stream: impl Transport,
+        options: Options,
+    ) -> Result<Connection, Error> {
+        options.config.validate()?;
+        let conn = Self::start(Box::new(stream), Role::Initiator, Registry::new(), options)?;
+        conn.wait_greeting()?;
+        Ok(conn)
+    }
+
+    /// Runs the listener's side of a session over a stream of the
+    /// caller's, serving the profiles of `registry`; returns at once (the
+    /// greeting is sent in the background). The connection is released
+    /// when the last handle to it is dropped: keep one while it serves,
+    /// e.g. to [`Connection::wait_closed`].
+    ///
+    /// ```no_run
+    /// use std::os::unix::net::UnixListener;
+    /// use std::time::Duration;
+    /// use beep_blocking::{Connection, Options, ProfileHandler, Registry};
+    ///
+    /// let mut registry = Registry::new();
+    /// registry.register("http://example.org/beep/echo", ProfileHandler::new(|channel, m| {
+    ///     let _ = channel.reply_rpy(m.msgno, m.message);
+    /// }));
+    /// let socket = UnixListener::bind("/run/beep.sock")?;
+    /// for stream in socket.incoming() {
+    ///     let conn = Connection::accept_transport(stream?, registry.clone(), Options::default())?;
+    ///     std::thread::spawn(move || conn.wait_closed(Duration::MAX));
+    /// }
+    /// # Ok::<(), beep_blocking::Error>(())
+    /// ```
+    pub fn accept_transport(
+        stream: impl Transport,
+        registry: Registry,
+        options: Options,
+    ) -> Result<Connection, Error> {
+        options.config.validate()?;
+        let conn = Self::start(Box::new(stream), Role::Listener, registry, options)?;
+        Ok(conn.owned())
+    }
+
+    /// Serves an accepted TCP connection as the listener (which owns it).
     pub(crate) fn accept(
         stream: TcpStream,
         registry: Registry,
         options: Options,
     ) -> Result<Connection, Error> {
-        Self::start(stream, Role::Listener, registry, options)
+        stream.set_nodelay(true)?;
+        Self::start(Box::new(stream), Role::Listener, registry, options)
     }
 
+    /// This handle, keeping the connection alive (see [`Connection`]).
+    fn owned(self) -> Self {
+        let owner = Some(Arc::new(Owner(self.shared.clone())));
+        Connection {
+            shared: self.shared,
+            _owner: owner,
+        }
+    }
+
+    /// Starts the connection's threads; an initiator's handle keeps it
+    /// alive, a listener's does not.
     fn start(
-        stream: TcpStream,
+        stream: Box<dyn Transport>,
         role: Role,
         registry: Registry,
         mut options: Options,
     ) -> Result<Connection, Error> {
-        stream.set_nodelay(true)?;
-        let peer = stream.peer_addr()?;
+        let peer = stream.peer_addr();
+        // A stream without read timeouts is read by the workers alone.
+        let app_reads = stream.set_read_timeout(None).is_ok();
         if role == Role::Listener {
             options.config.profiles = registry.uris();
         }
@@ -299,7 +378,7 @@ impl Connection {
             writer_idle: AtomicBool::new(false),
             writer_done: AtomicBool::new(false),
             writer: Mutex::new(()),
-            workers: Workers::default(),
+            workers: Workers::new(app_reads),
             read_buf: Mutex::new(Vec::new()),
             read_timeout: AtomicU64::new(0),
             stream,
@@ -307,12 +386,18 @@ impl Connection {
             registry,
             options,
         });
-        io::spawn(&shared)?;
+        if let Err(e) = io::spawn(&shared) {
+            // The threads that did start end with the connection.
+            shared.finish(CloseReason::Lost(format!(
+                "no thread for the connection: {e}"
+            )));
+            return Err(e.into());
+        }
+        let conn = Connection::internal(shared);
         // The listener owns the connections it accepts.
-        let owner = (role == Role::Initiator).then(|| Arc::new(Owner(shared.clone())));
-        Ok(Connection {
-            shared,
-            _owner: owner,
+        Ok(match role {
+            Role::Initiator => conn.owned(),
+            Role::Listener => conn,
         })
     }
 
@@ -336,8 +421,16 @@ impl Connection {
         }
     }
 
-    /// The peer's address.
-    pub fn peer_addr(&self) -> SocketAddr {
+    /// The peer's address, for an IP connection (`None` over a Unix
+    /// socket, a [`Split`](crate::transport::Split) stream, or a TCP
+    /// stream that had lost its peer when the connection started).
+    ///
+    /// ```no_run
+    /// let conn = beep_blocking::Connection::connect("127.0.0.1:10288", Default::default())?;
+    /// println!("connected to {:?}", conn.peer_addr());
+    /// # Ok::<(), beep_blocking::Error>(())
+    /// ```
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.shared.peer
     }
 
@@ -507,16 +600,15 @@ impl Connection {
     /// Ends the connection at once, without a release handshake (also
     /// cutting short the last flush of a released one).
     pub fn shutdown(&self) {
-        let socket = || self.shared.stream.shutdown(std::net::Shutdown::Both);
         if self.shared.lock().core.ended().is_some() {
             // Released and still flushing: the socket first, or the flush
             // below could block this thread on a peer that stops reading.
-            let _ = socket();
+            self.shared.stream.shutdown();
         }
         // (Any other end shuts the socket down while the reason is set, so
         // the reader's EOF cannot report itself as the reason.)
         self.shared.finish(CloseReason::Shutdown);
-        let _ = socket();
+        self.shared.stream.shutdown();
     }
 }
 
@@ -561,6 +653,12 @@ pub(crate) fn wait(shared: &Arc<Shared>, waiter: Waiter, timeout: Duration) -> R
 }
 
 impl Shared {
+    /// The connection in thread names: the peer's address, or "stream".
+    pub(crate) fn label(&self) -> String {
+        self.peer
+            .map_or_else(|| "stream".into(), |peer| peer.to_string())
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock is caught around handlers, which
         // never run under it; recover the state rather than cascade.
@@ -762,7 +860,7 @@ impl Shared {
                 if !more {
                     break;
                 }
-                if let Err(e) = io::write_chunks(&self.stream, &self.workers, &chunks) {
+                if let Err(e) = io::write_chunks(&*self.stream, &self.workers, &chunks) {
                     drop(writing);
                     self.finish(CloseReason::Lost(e.to_string()));
                     return;
@@ -820,7 +918,7 @@ impl Shared {
                         // within a bound.
                         self.linger();
                     } else {
-                        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+                        self.stream.shutdown();
                     }
                     // The writer must wake to flush and close, even with
                     // nothing left to send (the lock is held: it cannot miss it).
@@ -848,13 +946,13 @@ impl Shared {
             return;
         };
         let _ = std::thread::Builder::new()
-            .name(format!("beep-linger {}", self.peer))
+            .name(format!("beep-linger {}", self.label()))
             .spawn(move || {
                 let limit = Some(shared.options.connect_timeout);
                 let writing = |_: &mut State| !shared.writer_done.load(Ordering::SeqCst);
                 drop(shared.wait_changed(limit, writing));
                 if !shared.writer_done.load(Ordering::SeqCst) {
-                    let _ = shared.stream.shutdown(std::net::Shutdown::Both);
+                    shared.stream.shutdown();
                 }
             });
     }

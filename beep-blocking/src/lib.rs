@@ -21,6 +21,13 @@
 //! [`Connection::connect`] is released when the last handle to it is
 //! dropped.
 //!
+//! Besides TCP, a connection runs over any [`transport::Transport`]: a
+//! Unix socket as it is, or any blocking reader and writer as a
+//! [`transport::Split`] ([`Connection::connect_transport`],
+//! [`Connection::accept_transport`], as in beep-tokio). A socket's read
+//! timeouts are what lets a waiting thread read its reply itself; without
+//! them the workers read, and a reply costs a thread switch more.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use beep_blocking::{Connection, Options};
@@ -46,6 +53,7 @@ mod listener;
 mod pool;
 mod profile;
 mod roles;
+pub mod transport;
 
 pub use channel::Channel;
 pub use connection::{Connection, Options};

@@ -27,6 +27,38 @@ type AcceptFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
 /// listener.serve()?;
 /// # Ok::<(), beep_blocking::Error>(())
 /// ```
+///
+/// # What a connection costs
+///
+/// Each connection has three threads of its own while it lives: two
+/// workers (reading, and running handlers) and a writer; a fourth runs
+/// only while a released session flushes its last bytes. Measured with
+/// 200 and with 1,000 idle connections (each greeted, with an echo channel
+/// and one 100-octet round trip behind it), on Linux x86-64 in a release
+/// build, one idle connection costs the listener:
+///
+/// | | per idle connection |
+/// |---|---|
+/// | threads | 3 |
+/// | resident memory (`Rss`, all of it private) | 45 KiB |
+/// | of which thread stacks | about 10 KiB per thread |
+/// | address space (`VmSize`) | 4.3 MiB (2 MiB per worker stack, 256 KiB writer stack) |
+///
+/// Before the read buffer started at 4 KiB (it doubles while reads fill
+/// it, up to 64 KiB, and stays there) and the writer had a stack of its
+/// own size, it was 105 KiB resident and 6.1 MiB of address space. So
+/// 10,000 idle connections take 30,000 threads (mind `ulimit -u` and
+/// `kernel.threads-max`) and about 450 MB; a connection that has carried
+/// bulk traffic holds 60 KiB more. The measurement, which prints these
+/// figures from `/proc/self`:
+///
+/// ```text
+/// cargo test -p beep-blocking --release --test idle_cost -- --ignored --nocapture
+/// ```
+///
+/// (`BEEP_IDLE_CONNECTIONS=1000` for another count.) When a thread
+/// cannot be started, the connection is closed at once and the listener
+/// goes on.
 pub struct Listener {
     sockets: Vec<TcpListener>,
     registry: Registry,

@@ -14,6 +14,11 @@
 //! worker to read. Every wait of this crate on the peer does; a handler
 //! that blocks on something else only delays reading, as a slow handler
 //! always delayed the messages behind it.
+//!
+//! A thread waiting for a reply reads the socket itself only with a
+//! deadline (a read timeout): a transport without read timeouts (see
+//! [`Workers::new`]) is read by the workers alone, and every reply is
+//! handed over to its waiter; the role is then never reserved.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -92,6 +97,8 @@ pub(crate) struct Ticket {
 
 #[derive(Default)]
 struct Roles {
+    /// Application threads may read (the transport has read timeouts).
+    app_reads: bool,
     /// Actions routed and not yet run.
     queue: VecDeque<Action>,
     /// A thread holds the reading role.
@@ -191,13 +198,31 @@ impl Roles {
 }
 
 /// The roles of one connection's workers, and the action queue.
-#[derive(Default)]
 pub(crate) struct Workers {
     roles: Mutex<Roles>,
     wake: Condvar,
 }
 
+impl Default for Workers {
+    fn default() -> Self {
+        Workers::new(true)
+    }
+}
+
 impl Workers {
+    /// Roles for a connection whose waiting application threads may read
+    /// the socket themselves (`app_reads`: only when reads can time out,
+    /// or a waiter would read past its deadline, or for ever).
+    pub(crate) fn new(app_reads: bool) -> Self {
+        Workers {
+            roles: Mutex::new(Roles {
+                app_reads,
+                ..Roles::default()
+            }),
+            wake: Condvar::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Roles> {
         // Nothing panics under this lock; recover rather than cascade.
         self.roles.lock().unwrap_or_else(|p| p.into_inner())
@@ -276,7 +301,7 @@ impl Workers {
             self.nudge(&roles);
             return Job::Dispatch;
         }
-        let answered_all = delivered > 0 && roles.unanswered == 0;
+        let answered_all = delivered > 0 && roles.unanswered == 0 && roles.app_reads;
         if !roles.read_closed && !answered_all {
             return Job::Read;
         }
@@ -336,15 +361,15 @@ impl Workers {
     }
 
     /// A thread is about to wait for a reply: it reads the socket itself
-    /// when nobody does (the reply then costs no thread switch), else it
-    /// waits for the reader to hand it over.
+    /// when nobody does and it may (the reply then costs no thread
+    /// switch), else it waits for the reader to hand it over.
     pub(crate) fn enter_wait<'a>(&'a self, ticket: &'a Ticket) -> Wait<'a> {
         let mut roles = self.lock();
         // First: reading for a reply that is there would wait for nothing.
         if ticket.answered.load(Ordering::Relaxed) {
             return Wait::Ready;
         }
-        if !roles.reading && !roles.read_closed && !roles.exit {
+        if roles.app_reads && !roles.reading && !roles.read_closed && !roles.exit {
             roles.take_read(true);
             READING.set(Some(Reader::App));
             return Wait::Read;
@@ -591,6 +616,25 @@ mod tests {
         // A late reply does not count twice.
         workers.answered(&ticket);
         assert_eq!(workers.lock().unanswered, 0);
+    }
+
+    #[test]
+    fn without_read_timeouts_a_waiter_blocks_and_a_worker_reads_for_it() {
+        let workers = Workers::new(false);
+        let ticket = Ticket::default();
+        // Nobody reads, yet the waiter does not take the role.
+        let Wait::Blocked(wait) = workers.enter_wait(&ticket) else {
+            panic!("a waiter must not read a stream without read timeouts");
+        };
+        assert!(!on_reader());
+        assert!(workers.lock().unattended());
+        assert_eq!(workers.next_job(), Job::Read);
+        workers.reading();
+        workers.answered(&ticket);
+        drop(wait);
+        // Every waiter answered: the worker reads on, reserving nothing.
+        assert_eq!(workers.after_read(false), Job::Read);
+        assert!(workers.lock().reserved.is_none());
     }
 
     #[test]
