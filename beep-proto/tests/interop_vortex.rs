@@ -914,7 +914,11 @@ fn expect_greeting_ack(name: &str, seq0: &[SeqFrame]) {
 #[test]
 fn greeting_listener_checklist_33_56() {
     let t = Transcript::load("greeting");
-    let expected = [greeting(&[]), close_requested(0), Event::SessionEnded(SessionEnd::Released)];
+    let expected = [
+        greeting(&[]),
+        close_requested(0),
+        Event::SessionEnded(SessionEnd::Released),
+    ];
     listener_case(&t, &expected, true);
 }
 
@@ -929,7 +933,10 @@ fn greeting_initiator_checklist_33_56() {
         }
     };
     let make = || Session::initiator(Config::default());
-    let expected = [greeting(&VORTEX_PROFILES), Event::SessionEnded(SessionEnd::Released)];
+    let expected = [
+        greeting(&VORTEX_PROFILES),
+        Event::SessionEnded(SessionEnd::Released),
+    ];
     let (_, seq0) = initiator_case(&t, &make, &react, &expected, true);
     expect_greeting_ack(&t.name, &seq0);
 }

@@ -5,9 +5,7 @@ mod common;
 
 use beep_proto::frame::{FrameType, Header, parse_header};
 use beep_proto::xml::{ContentEncoding, Profile};
-use beep_proto::{
-    Config, Event, Message, MessageKind, ReplyCode, Session, SessionEnd, UsageError,
-};
+use beep_proto::{Config, Event, Message, MessageKind, ReplyCode, Session, SessionEnd, UsageError};
 use bytes::Bytes;
 use common::{ECHO, OTHER, Pair, take_messages, take_start};
 
@@ -665,8 +663,14 @@ fn checklist_56_57_session_release() {
     pair.b_events.clear();
     pair.b.accept_close(0).unwrap();
     pair.pump();
-    assert_eq!(pair.a_events, vec![Event::SessionEnded(SessionEnd::Released)]);
-    assert_eq!(pair.b_events, vec![Event::SessionEnded(SessionEnd::Released)]);
+    assert_eq!(
+        pair.a_events,
+        vec![Event::SessionEnded(SessionEnd::Released)]
+    );
+    assert_eq!(
+        pair.b_events,
+        vec![Event::SessionEnded(SessionEnd::Released)]
+    );
     assert!(pair.a.is_ended() && pair.b.is_ended());
 }
 
@@ -696,8 +700,14 @@ fn checklist_55_session_release_in_transit() {
     pair.a.close_session(ReplyCode::SUCCESS, "").unwrap();
     pair.b.close_session(ReplyCode::SUCCESS, "").unwrap();
     pair.pump();
-    assert_eq!(pair.a_events, vec![Event::SessionEnded(SessionEnd::Released)]);
-    assert_eq!(pair.b_events, vec![Event::SessionEnded(SessionEnd::Released)]);
+    assert_eq!(
+        pair.a_events,
+        vec![Event::SessionEnded(SessionEnd::Released)]
+    );
+    assert_eq!(
+        pair.b_events,
+        vec![Event::SessionEnded(SessionEnd::Released)]
+    );
 }
 
 #[test]

@@ -274,7 +274,10 @@ impl Session {
         }
         let greeting = ch.number == 0 && self.peer_greeting.is_none() && h.msgno == 0;
         if greeting && h.frame_type != FrameType::Msg {
-            let limit = self.config.max_greeting.min(self.config.max_channel0_message);
+            let limit = self
+                .config
+                .max_greeting
+                .min(self.config.max_channel0_message);
             if ch.partial.len() + h.size as usize > limit {
                 return Err(ProtocolError::GreetingTooLarge { limit });
             }
