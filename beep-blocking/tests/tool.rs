@@ -177,3 +177,24 @@ fn demo_shows_a_whole_exchange() {
         assert!(text.contains(step), "missing {step:?} in:\n{text}");
     }
 }
+
+#[test]
+fn demo_into_a_pipe_closed_early_ends_quietly() {
+    // `beep demo | head -1`: the reader leaves after one line.
+    let mut child = Command::new(BEEP)
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start beep demo");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("first line");
+    assert!(!first.is_empty());
+    // The pipe's reading end is closed now (the reader was dropped).
+    let output = child.wait_with_output().expect("exit");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(output.status.code(), Some(101), "{stderr}");
+}

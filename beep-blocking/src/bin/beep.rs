@@ -100,6 +100,23 @@ enum Mode {
     Bulk,
 }
 
+/// `println!` that ends the process quietly when stdout is gone (`beep demo
+/// | head -1`): the reader has what it wanted. `println!` panics instead.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        say(format_args!($($arg)*))
+    };
+}
+
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        // 141 is what a shell reports for a program ended by SIGPIPE.
+        std::process::exit(141);
+    }
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve {
@@ -324,7 +341,7 @@ fn bench(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let count = messages.load(Ordering::Relaxed) as f64;
-    println!(
+    say!(
         "{:.0} messages/s, {:.1} MB/s ({} octets, {} channel(s), {:.1} s)",
         count / elapsed,
         count * size as f64 / elapsed / 1e6,
@@ -354,46 +371,46 @@ fn demo() -> Result<(), Error> {
     let addr = listener.local_addrs()[0];
     let stop = listener.shutdown_handle();
     let server = std::thread::spawn(move || listener.serve());
-    println!("listener: serving {ECHO} and {COUNT} on {addr}");
+    say!("listener: serving {ECHO} and {COUNT} on {addr}");
 
     let conn = Connection::connect(addr, Options::default())?;
-    println!(
+    say!(
         "client:   connected; greeting offers {:?}",
         conn.peer_greeting().profiles
     );
-    conn.on_close(|reason| println!("client:   connection closed ({reason})"));
+    conn.on_close(|reason| say!("client:   connection closed ({reason})"));
 
     let echo = conn.open_channel(Profile::new(ECHO), Some("localhost".into()))?;
-    println!("client:   channel {} started with {ECHO}", echo.number());
+    say!("client:   channel {} started with {ECHO}", echo.number());
     let reply = echo.request(Message::new("hello, BEEP"), Duration::from_secs(5))?;
     if let Reply::Rpy(m) = reply {
-        println!(
+        say!(
             "client:   MSG \"hello, BEEP\" -> RPY {:?}",
             String::from_utf8_lossy(m.body())
         );
     }
 
     let count = conn.open_channel(Profile::new(COUNT), None)?;
-    println!("client:   channel {} started with {COUNT}", count.number());
+    say!("client:   channel {} started with {COUNT}", count.number());
     if let Reply::Answers(answers) = count.request(Message::new("count"), Duration::from_secs(5))? {
         for (ansno, m) in &answers {
-            println!(
+            say!(
                 "client:   ANS {ansno} {:?}",
                 String::from_utf8_lossy(m.body())
             );
         }
-        println!("client:   NUL (end of the {} answers)", answers.len());
+        say!("client:   NUL (end of the {} answers)", answers.len());
     }
 
     echo.close()?;
-    println!("client:   channel {} closed", echo.number());
+    say!("client:   channel {} closed", echo.number());
     conn.close()?;
-    println!("client:   session released");
+    say!("client:   session released");
     stop.shutdown();
     server
         .join()
         .map_err(|_| std::io::Error::other("listener thread panicked"))??;
-    println!("listener: stopped");
+    say!("listener: stopped");
     Ok(())
 }
 
