@@ -976,6 +976,22 @@ impl Shared {
             self.apply(&mut st, outcomes, &mut actions);
         }
         self.after(actions);
+        if self.lock().core.ended().is_none() {
+            // A release the peer asked for just before closing its side
+            // waits for our answer; if that never comes (or our <ok/>
+            // cannot go out), give up after the connect timeout.
+            let shared = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("beep-eof {}", self.label()))
+                .spawn(move || {
+                    let limit = Some(shared.options.connect_timeout);
+                    drop(shared.wait_changed(limit, |st| st.core.ended().is_none()));
+                    shared.finish(CloseReason::Lost("the peer closed the connection".into()));
+                });
+            if spawned.is_err() {
+                self.finish(CloseReason::Lost("the peer closed the connection".into()));
+            }
+        }
     }
 
     /// Ends the connection once: every waiter gets the reason, close
