@@ -110,7 +110,7 @@ pub(crate) struct Awaiting {
     /// Keyword of the reply frames received so far.
     pub(crate) reply: Option<FrameType>,
     /// A waiter takes the reply whole as soon as it is complete
-    /// ([`Session::set_reply_awaited`](crate::Session::set_reply_awaited)).
+    /// (`Session::set_reply_awaited`, set by the dispatch core's requests).
     pub(crate) awaited: bool,
 }
 

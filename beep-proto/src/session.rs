@@ -398,15 +398,9 @@ impl Session {
         Some(event)
     }
 
-    /// Switches automatic credit (see [`Config::auto_credit`]); drivers that
-    /// give credit back after their handlers ran turn it off.
-    ///
-    /// ```
-    /// let mut s = beep_proto::Session::initiator(Default::default());
-    /// s.set_auto_credit(false);
-    /// assert!(!s.config().auto_credit);
-    /// ```
-    pub fn set_auto_credit(&mut self, on: bool) {
+    /// Switches automatic credit (see [`Config::auto_credit`]); the
+    /// dispatch core turns it off, giving credit back after handlers ran.
+    pub(crate) fn set_auto_credit(&mut self, on: bool) {
         self.config.auto_credit = on;
     }
 
@@ -429,14 +423,10 @@ impl Session {
     /// a reply larger than the window even while the application still
     /// holds a message of that channel (such as the MSG whose handler is
     /// the one waiting). The waiter bounds the octets: one message, of at
-    /// most `max_message_size`. Unknown MSGs are ignored.
-    ///
-    /// ```
-    /// use beep_proto::{Config, Session};
-    /// let mut s = Session::initiator(Config::default());
-    /// s.set_reply_awaited(1, 0, true); // no such channel: nothing happens
-    /// ```
-    pub fn set_reply_awaited(&mut self, channel: u32, msgno: u32, awaited: bool) {
+    /// most `max_message_size`. Unknown MSGs are ignored. (The dispatch
+    /// core's requests set it; an embedder that reads replies from events
+    /// needs none of this.)
+    pub(crate) fn set_reply_awaited(&mut self, channel: u32, msgno: u32, awaited: bool) {
         if let Some(ch) = self.channels.get_mut(&channel)
             && let Some(a) = ch.awaiting.iter_mut().find(|a| a.msgno == msgno)
         {

@@ -412,41 +412,6 @@ fn checklist_79_a_slow_application_bounds_buffered_messages_to_the_window() {
     }
 }
 
-/// The application (side a, without automatic credit) holds a MSG of the
-/// channel, as while its handler runs, and asks for a 20,000-octet reply:
-/// the replies it got.
-fn big_reply_behind_a_held_message(awaited: bool) -> Vec<beep_proto::IncomingMessage> {
-    let waiter = Config {
-        auto_credit: false,
-        ..Config::default()
-    };
-    let mut pair = Pair::with(waiter, common::listener_config());
-    let channel = pair.open(ECHO);
-    pair.b.send_msg(channel, Message::new("question")).unwrap();
-    pair.pump();
-    assert_eq!(take_messages(&mut pair.a_events).len(), 1, "the held MSG");
-    let msgno = pair.a.send_msg(channel, Message::new("tell me")).unwrap();
-    pair.a.set_reply_awaited(channel, msgno, awaited);
-    pair.pump();
-    let asked = take_messages(&mut pair.b_events);
-    pair.b
-        .send_rpy(channel, asked[0].msgno, Message::new(vec![9u8; 20_000]))
-        .unwrap();
-    pair.pump();
-    take_messages(&mut pair.a_events)
-}
-
-#[test]
-fn checklist_79_an_awaited_reply_larger_than_the_window_passes_a_held_message() {
-    // Frames of an unfinished message wait for the application to catch
-    // up, which a handler waiting for this very reply never does.
-    assert!(big_reply_behind_a_held_message(false).is_empty());
-    // A waiter takes the reply whole: its frames are credited as they come.
-    let reply = big_reply_behind_a_held_message(true);
-    assert_eq!(reply.len(), 1, "the whole reply arrived");
-    assert_eq!(reply[0].message.body().len(), 20_000);
-}
-
 #[test]
 fn checklist_81_large_window_is_announced_and_used() {
     let big = Config {

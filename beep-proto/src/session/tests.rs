@@ -81,3 +81,66 @@ fn checklist_22_23_sequence_and_message_numbers_wrap_mid_conversation() {
     let seqno = a.channels[&channel].send.next();
     assert!(seqno < start, "the sequence numbers wrapped (now {seqno})");
 }
+
+/// A connected pair with channel 1 open on both sides (`a` the initiator).
+fn open_pair(a: Config) -> (Session, Session, u32) {
+    const P: &str = "http://example.org/p";
+    let mut a = Session::initiator(a);
+    let mut b = Session::listener(Config {
+        profiles: vec![P.into()],
+        ..Config::default()
+    });
+    let channel = a.open_channel(vec![Profile::new(P)], None).unwrap();
+    pump(&mut a, &mut b);
+    while let Some(e) = b.poll_event() {
+        if let Event::StartRequested(r) = e {
+            b.accept_start(r.channel, Profile::new(P)).unwrap();
+        }
+    }
+    pump(&mut a, &mut b);
+    while a.poll_event().is_some() {}
+    (a, b, channel)
+}
+
+fn messages(s: &mut Session) -> Vec<crate::IncomingMessage> {
+    std::iter::from_fn(|| s.poll_event())
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The application (side a, without automatic credit) holds a MSG of the
+/// channel, as while its handler runs, and asks for a 20,000-octet reply:
+/// the replies it got.
+fn big_reply_behind_a_held_message(awaited: bool) -> Vec<crate::IncomingMessage> {
+    let (mut a, mut b, channel) = open_pair(Config {
+        auto_credit: false,
+        ..Config::default()
+    });
+    b.send_msg(channel, Message::new("question")).unwrap();
+    pump(&mut a, &mut b);
+    assert_eq!(messages(&mut a).len(), 1, "the held MSG");
+    let msgno = a.send_msg(channel, Message::new("tell me")).unwrap();
+    a.set_reply_awaited(channel, msgno, awaited);
+    pump(&mut a, &mut b);
+    let asked = messages(&mut b);
+    b.send_rpy(channel, asked[0].msgno, Message::new(vec![9u8; 20_000]))
+        .unwrap();
+    pump(&mut a, &mut b);
+    messages(&mut a)
+}
+
+/// RFC 3081 3.1.4 (use of flow control): an awaited reply larger than the window passes
+/// a message the application still holds.
+#[test]
+fn rfc3081_3_1_4_an_awaited_reply_larger_than_the_window_passes_a_held_message() {
+    // Frames of an unfinished message wait for the application to catch
+    // up, which a handler waiting for this very reply never does.
+    assert!(big_reply_behind_a_held_message(false).is_empty());
+    // A waiter takes the reply whole: its frames are credited as they come.
+    let reply = big_reply_behind_a_held_message(true);
+    assert_eq!(reply.len(), 1, "the whole reply arrived");
+    assert_eq!(reply[0].message.body().len(), 20_000);
+}
