@@ -36,7 +36,7 @@ pub(crate) struct Outgoing {
 impl Outgoing {
     pub(crate) fn new(frame_type: FrameType, msgno: u32, ansno: u32, message: Message) -> Self {
         let parts = if frame_type == FrameType::Nul {
-            // NUL frames are empty (CHECKLIST 14), even though LibVortex
+            // NUL frames are empty (RFC 3080 2.2.1.1), even though LibVortex
             // sends an empty header block.
             [Bytes::new(), Bytes::new()]
         } else {
@@ -118,7 +118,7 @@ pub(crate) struct Awaiting {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum OurClose {
     None,
-    /// Waiting for our MSGs to be flushed and acknowledged (CHECKLIST 49).
+    /// Waiting for our MSGs to be flushed and acknowledged (RFC 3080 2.3.1.3).
     Wanted {
         code: u16,
         text: String,
@@ -145,9 +145,9 @@ pub(crate) struct Channel {
     pub(crate) next_msgno: u32,
     pub(crate) awaiting: VecDeque<Awaiting>,
     pub(crate) slots: VecDeque<ReplySlot>,
-    /// The msgnos of `slots`, to detect reuse (CHECKLIST 9) in O(1).
+    /// The msgnos of `slots`, to detect reuse (RFC 3080 2.2.1.1) in O(1).
     pub(crate) unanswered: IdSet,
-    /// The message whose last frame said `*` (CHECKLIST 12).
+    /// The message whose last frame said `*` (RFC 3080 2.2.1.1).
     pub(crate) in_progress: Option<(FrameType, u32)>,
     /// Reassembly of the MSG, RPY or ERR in progress.
     pub(crate) partial: Pieces,
@@ -197,7 +197,7 @@ impl Channel {
         }
     }
 
-    /// Allocates the next msgno, wrapping after 2^31-1 (CHECKLIST 23).
+    /// Allocates the next msgno, wrapping after 2^31-1 (conformance item 23).
     /// Unique among outstanding ones as long as fewer than 2^31 are.
     pub(crate) fn allocate_msgno(&mut self) -> u32 {
         let msgno = self.next_msgno;
@@ -227,7 +227,7 @@ impl Channel {
     }
 
     /// True when nothing is in flight in either direction, the condition
-    /// for accepting a close (RFC 3080 2.3.1.3, CHECKLIST 52).
+    /// for accepting a close (RFC 3080 2.3.1.3, RFC 3080 2.3.1.3).
     pub(crate) fn is_quiet(&self) -> bool {
         self.queue.is_empty()
             && self.awaiting.is_empty()
@@ -236,7 +236,7 @@ impl Channel {
     }
 
     /// True when we may send our `<close>`: our MSGs are all out and each
-    /// has at least its first reply frame (CHECKLIST 49).
+    /// has at least its first reply frame (RFC 3080 2.3.1.3).
     pub(crate) fn may_request_close(&self) -> bool {
         self.awaiting.iter().all(|a| a.reply.is_some())
             && !self.queue.iter().any(|m| m.frame_type == FrameType::Msg)
@@ -259,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn checklist_23_msgno_wraps_to_zero() {
+    fn hardening_msgno_wraps_to_zero() {
         let mut ch = Channel::new(1, 4096);
         ch.next_msgno = MAX_31BIT;
         assert_eq!(ch.allocate_msgno(), MAX_31BIT);

@@ -30,7 +30,7 @@ pub struct Config {
     pub localize: Option<String>,
     /// Language of the diagnostic texts we send in `<error>` and
     /// `<close>`; `None` means `i-default`. Sent as `xml:lang` unless it is
-    /// the peer's first `localize` choice (RFC 3080 2.3.1.5, CHECKLIST 53).
+    /// the peer's first `localize` choice (RFC 3080 2.3.1.5, RFC 3080 2.3.1.3).
     pub diagnostic_language: Option<String>,
     /// Receive window per channel (4096 to 2^31-1); advertised with SEQ
     /// when larger than 4096.
@@ -79,7 +79,7 @@ pub struct Config {
     /// instead of making us hold its answers (each at most about 1 KiB:
     /// diagnostics never repeat peer input at length).
     pub max_queued_channel0: usize,
-    /// Most channels open at once, channel 0 excluded (CHECKLIST 37: at least 257).
+    /// Most channels open at once, channel 0 excluded (RFC 3080 2.3: at least 257).
     pub max_channels: usize,
     /// Most MSGs received on one channel and not yet answered. The window
     /// bounds their octets but not their number (a MSG can be empty), so
@@ -144,7 +144,7 @@ impl Config {
     /// Checks what the session cannot honour as given: a receive window
     /// outside 4096..=2^31-1 (RFC 3081 3.1.1; the session would clamp it),
     /// a zero frame size, and greeting features that are neither registered
-    /// nor `x-` prefixed (RFC 3080 5.2, CHECKLIST 35; no BEEP feature is
+    /// nor `x-` prefixed (RFC 3080 5.2, RFC 3080 5.2; no BEEP feature is
     /// registered, so every token must start with `x-`). Drivers call it
     /// when connecting and binding.
     ///
@@ -180,7 +180,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checklist_35_unregistered_features_need_the_x_prefix() {
+    fn rfc3080_5_2_unregistered_features_need_the_x_prefix() {
         let ok = Config {
             features: Some("x-a x-b".into()),
             ..Config::default()
@@ -196,7 +196,7 @@ mod tests {
     }
 
     #[test]
-    fn checklist_45_windows_below_4096_are_refused() {
+    fn rfc3081_3_1_1_windows_below_4096_are_refused() {
         let small = Config {
             receive_window: 1024,
             ..Config::default()

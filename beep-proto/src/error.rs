@@ -22,19 +22,19 @@ pub enum ProtocolError {
     /// A poorly-formed header line (RFC 3080 2.2.1.1).
     #[error("poorly-formed frame header (RFC 3080 2.2.1.1): {0}")]
     Frame(#[from] FrameError),
-    /// The payload was not followed by `END\r\n` (RFC 3080 2.2.1.3, CHECKLIST 5).
+    /// The payload was not followed by `END\r\n` (RFC 3080 2.2.1.3, RFC 3080 2.2.1.3).
     #[error("frame on channel {channel} not followed by END CRLF (RFC 3080 2.2.1.3)")]
     MissingTrailer {
         /// The channel of the frame.
         channel: u32,
     },
-    /// A frame on a channel that is not open (CHECKLIST 8).
+    /// A frame on a channel that is not open (RFC 3080 2.2.1.1).
     #[error("frame on channel {channel}, which is not open (RFC 3080 2.2.1.1)")]
     ChannelNotOpen {
         /// The channel named by the frame.
         channel: u32,
     },
-    /// The seqno is not the next octet expected on the channel (CHECKLIST 13).
+    /// The seqno is not the next octet expected on the channel (RFC 3080 2.2.1.1).
     #[error("channel {channel}: seqno {got} where {expected} was expected (RFC 3080 2.2.1.1)")]
     UnexpectedSeqno {
         /// The channel.
@@ -44,7 +44,7 @@ pub enum ProtocolError {
         /// What arrived.
         got: u32,
     },
-    /// The frame goes beyond the window we advertised (CHECKLIST 79).
+    /// The frame goes beyond the window we advertised (RFC 3081 3.1.2).
     #[error(
         "channel {channel}: a {size}-octet frame exceeds the {available} octets of window we advertised (RFC 3081 3.1.2)"
     )]
@@ -56,7 +56,7 @@ pub enum ProtocolError {
         /// Octets of window that were left.
         available: u32,
     },
-    /// A MSG reuses a msgno that we have not finished answering (CHECKLIST 9).
+    /// A MSG reuses a msgno that we have not finished answering (RFC 3080 2.2.1.1).
     #[error(
         "channel {channel}: MSG {msgno} reuses a msgno still awaiting our reply (RFC 3080 2.2.1.1)"
     )]
@@ -66,7 +66,7 @@ pub enum ProtocolError {
         /// The reused msgno.
         msgno: u32,
     },
-    /// A reply to a MSG we never sent or that is already answered (CHECKLIST 10).
+    /// A reply to a MSG we never sent or that is already answered (RFC 3080 2.2.1.1).
     #[error(
         "channel {channel}: {frame_type:?} {msgno} answers no outstanding MSG (RFC 3080 2.2.1.1)"
     )]
@@ -90,7 +90,7 @@ pub enum ProtocolError {
         /// The oldest outstanding msgno.
         expected: u32,
     },
-    /// A frame of another message inside a multi-frame message (CHECKLIST 11, 12, 15).
+    /// A frame of another message inside a multi-frame message (RFC 3080 2.2.1.1, RFC 3080 2.2.1).
     #[error(
         "channel {channel}: {got:?} {got_msgno} interleaved inside {previous:?} {previous_msgno}, whose last frame said more was coming (RFC 3080 2.2.1.1)"
     )]
@@ -106,7 +106,7 @@ pub enum ProtocolError {
         /// Its msgno.
         got_msgno: u32,
     },
-    /// A NUL frame with `*` or a payload (CHECKLIST 14).
+    /// A NUL frame with `*` or a payload (RFC 3080 2.2.1.1).
     #[error("channel {channel}: NUL {msgno} with a continuation or a payload (RFC 3080 2.2.1.1)")]
     InvalidNul {
         /// The channel.
@@ -115,7 +115,7 @@ pub enum ProtocolError {
         msgno: u32,
     },
     /// A reply keyword that cannot follow the reply frames already received
-    /// for the same MSG, e.g. RPY after ANS (CHECKLIST 11, 30).
+    /// for the same MSG, e.g. RPY after ANS (RFC 3080 2.2.1.1, RFC 3080 2.1.1).
     #[error(
         "channel {channel}: {got:?} after {previous:?} in the reply to MSG {msgno} (RFC 3080 2.2.1.1)"
     )]
@@ -129,7 +129,7 @@ pub enum ProtocolError {
         /// What arrived.
         got: FrameType,
     },
-    /// A SEQ acknowledging octets we never sent (CHECKLIST 78).
+    /// A SEQ acknowledging octets we never sent (RFC 3081 3.1.3).
     #[error(
         "channel {channel}: SEQ acknowledges up to {ackno}, but only up to {sent} was sent (RFC 3081 3.1.3)"
     )]
@@ -185,10 +185,10 @@ pub enum ProtocolError {
         /// The configured limit.
         limit: usize,
     },
-    /// The first frame was not the greeting, RPY 0 0 (CHECKLIST 33).
+    /// The first frame was not the greeting, RPY 0 0 (RFC 3080 2.3.1.1).
     #[error("expected the peer's greeting (RPY or ERR on channel 0, msgno 0) first (RFC 3080 2.4)")]
     GreetingExpected,
-    /// A channel-0 reply that does not fit the request it answers (CHECKLIST 16).
+    /// A channel-0 reply that does not fit the request it answers (RFC 3080 2.2.2.1).
     #[error("poorly-formed reply on channel 0: {reason} (RFC 3080 2.2.2.1)")]
     BadChannelZeroReply {
         /// What was wrong.
@@ -218,7 +218,7 @@ pub enum UsageError {
         /// The channel.
         channel: u32,
     },
-    /// The channel is being closed: no new MSG may be sent on it (CHECKLIST 50).
+    /// The channel is being closed: no new MSG may be sent on it (RFC 3080 2.3.1.3).
     #[error("channel {channel} is closing: no new MSG may be sent")]
     ChannelClosing {
         /// The channel.
@@ -290,10 +290,10 @@ pub enum UsageError {
         /// The channel.
         channel: u32,
     },
-    /// A start request must offer at least one profile (CHECKLIST 40).
+    /// A start request must offer at least one profile (RFC 3080 2.3.1.2).
     #[error("a start request needs at least one profile")]
     NoProfiles,
-    /// Piggybacked initialization content is limited to 4K octets (CHECKLIST 42).
+    /// Piggybacked initialization content is limited to 4K octets (RFC 3080 2.3.1.2).
     #[error("initialization content for profile {uri} is longer than 4096 octets")]
     InitContentTooLarge {
         /// The profile.

@@ -4,7 +4,7 @@
 use crate::config::DEFAULT_WINDOW;
 use crate::frame::{MAX_31BIT, SeqFrame};
 
-/// True if serial number `a` is at or before `b` (RFC 1982, CHECKLIST 22).
+/// True if serial number `a` is at or before `b` (RFC 1982, RFC 3080 2.2.1.2).
 pub(crate) fn serial_le(a: u32, b: u32) -> bool {
     b.wrapping_sub(a) <= MAX_31BIT
 }
@@ -18,7 +18,7 @@ pub(crate) struct SendWindow {
     limit: u32,
 }
 
-/// A SEQ frame acknowledged octets we never sent (CHECKLIST 78).
+/// A SEQ frame acknowledged octets we never sent (RFC 3081 3.1.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AckBeyondSent {
     pub(crate) sent: u32,
@@ -114,7 +114,7 @@ impl RecvWindow {
     }
 
     /// The SEQ to send before any message on a new channel whose window
-    /// differs from the 4096 every channel starts with (CHECKLIST 81).
+    /// differs from the 4096 every channel starts with (RFC 3081 3.1.4).
     pub(crate) fn initial_seq(&mut self, channel: u32) -> Option<SeqFrame> {
         if self.window <= DEFAULT_WINDOW {
             return None;
@@ -127,7 +127,7 @@ impl RecvWindow {
         })
     }
 
-    /// The seqno the next frame must carry (CHECKLIST 13).
+    /// The seqno the next frame must carry (RFC 3080 2.2.1.1).
     pub(crate) fn expected(&self) -> u32 {
         self.next
     }
@@ -144,7 +144,7 @@ impl RecvWindow {
     }
 
     /// The application gave back `n` octets. Returns the SEQ to send once
-    /// at least half a window can be reopened (CHECKLIST 80: fewer, larger
+    /// at least half a window can be reopened (RFC 3081 3.1: fewer, larger
     /// updates, and the peer never runs below half a window for our sake).
     pub(crate) fn consumed(&mut self, channel: u32, n: u32) -> Option<SeqFrame> {
         let held = self.next.wrapping_sub(self.consumed);
@@ -168,7 +168,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checklist_76_channels_start_with_4096() {
+    fn rfc3081_3_1_1_channels_start_with_4096() {
         let send = SendWindow::new();
         assert_eq!((send.next(), send.available()), (0, 4096));
         let recv = RecvWindow::new(4096);
@@ -176,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn checklist_78_ack_beyond_sent_is_an_error() {
+    fn rfc3081_3_1_3_ack_beyond_sent_is_an_error() {
         let mut send = SendWindow::new();
         send.sent(100);
         assert_eq!(send.on_seq(101, 4096), Err(AckBeyondSent { sent: 100 }));
@@ -185,14 +185,14 @@ mod tests {
     }
 
     #[test]
-    fn checklist_82_window_never_shrinks() {
+    fn rfc3081_3_1_window_never_shrinks() {
         let mut send = SendWindow::new();
         assert_eq!(send.on_seq(0, 100), Ok(false));
         assert_eq!(send.available(), 4096);
     }
 
     #[test]
-    fn checklist_22_sequence_numbers_wrap_modulo_2_32() {
+    fn rfc3080_2_2_1_2_sequence_numbers_wrap_modulo_2_32() {
         let mut send = SendWindow {
             next: u32::MAX - 10,
             limit: u32::MAX - 10,
@@ -206,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn checklist_80_seq_after_half_a_window() {
+    fn rfc3081_3_1_seq_after_half_a_window() {
         let mut recv = RecvWindow::new(4096);
         recv.received(1000);
         assert_eq!(recv.consumed(3, 1000), None);

@@ -268,7 +268,7 @@ impl std::fmt::Display for Field {
     }
 }
 
-/// Why a header line is poorly formed (RFC 3080 2.2.1.1, CHECKLIST 2-7).
+/// Why a header line is poorly formed (RFC 3080 2.2.1.1, RFC 3080 2.2.1.1, conformance item 7).
 ///
 /// ```
 /// use beep_proto::frame::{parse_header, FrameError};
@@ -276,13 +276,13 @@ impl std::fmt::Display for Field {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum FrameError {
-    /// No CRLF within the configured header length (CHECKLIST 6).
+    /// No CRLF within the configured header length (conformance item 6).
     #[error("header line longer than {limit} octets without CRLF")]
     HeaderTooLong {
         /// The configured limit.
         limit: usize,
     },
-    /// A byte that can never appear in a header line (CHECKLIST 7).
+    /// A byte that can never appear in a header line (conformance item 7).
     #[error("invalid byte 0x{byte:02x} at offset {offset} of the header line")]
     InvalidByte {
         /// The offending byte.
@@ -290,20 +290,20 @@ pub enum FrameError {
         /// Its offset from the start of the line.
         offset: usize,
     },
-    /// A line ended by LF without CR (CHECKLIST 7).
+    /// A line ended by LF without CR (conformance item 7).
     #[error("header line ends with a bare LF instead of CRLF")]
     BareLineFeed,
-    /// The keyword is not MSG, RPY, ERR, ANS, NUL or SEQ (CHECKLIST 2, 8).
+    /// The keyword is not MSG, RPY, ERR, ANS, NUL or SEQ (RFC 3080 2.2.1.1).
     #[error("unknown frame keyword (expected MSG, RPY, ERR, ANS, NUL or SEQ)")]
     UnknownKeyword,
     /// A field is missing, empty, not made of digits, or not separated by
-    /// exactly one space (CHECKLIST 2, 7).
+    /// exactly one space (RFC 3080 2.2.1.1, conformance item 7).
     #[error("{field} is missing or not a plain decimal number after a single space")]
     Malformed {
         /// The first field that could not be read.
         field: Field,
     },
-    /// A number is beyond the range the RFC allows (CHECKLIST 3).
+    /// A number is beyond the range the RFC allows (RFC 3080 2.2.1).
     #[error("{field} is out of range (at most {max})")]
     OutOfRange {
         /// The field.
@@ -312,7 +312,7 @@ pub enum FrameError {
         max: u32,
     },
     /// Something follows the last field, e.g. an `ansno` on a frame other
-    /// than ANS (CHECKLIST 4).
+    /// than ANS (RFC 3080 2.2.1.1).
     #[error("unexpected text after the {after} field")]
     TrailingJunk {
         /// The last field read.
@@ -394,7 +394,7 @@ fn parse_line(line: &[u8]) -> Result<Header, FrameError> {
             let (rest, size) = field(rest, Field::Size, MAX_31BIT)?;
             let mut header = FrameHeader::new(frame_type, channel, msgno, more, seqno, size);
             if frame_type == FrameType::Ans {
-                // CHECKLIST 3: the ABNF says 2^31-1, the prose 2^32-1; accept the wider.
+                // RFC 3080 2.2.1: the ABNF says 2^31-1, the prose 2^32-1; accept the wider.
                 let (rest, ansno) = field(rest, Field::Ansno, u32::MAX)?;
                 end(rest, Field::Ansno)?;
                 header.ansno = ansno;
@@ -481,7 +481,7 @@ mod tests {
     }
 
     #[test]
-    fn checklist_1_2_parses_every_keyword() {
+    fn rfc3080_2_2_1_parses_every_keyword() {
         for (text, ty) in [
             ("MSG", FrameType::Msg),
             ("RPY", FrameType::Rpy),
@@ -499,7 +499,7 @@ mod tests {
     }
 
     #[test]
-    fn checklist_3_accepts_the_extremes() {
+    fn rfc3080_2_2_1_accepts_the_extremes() {
         let h = frame(b"ANS 2147483647 2147483647 . 4294967295 2147483647 4294967295\r\n");
         assert_eq!(h.channel, MAX_31BIT);
         assert_eq!(h.msgno, MAX_31BIT);
@@ -509,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn checklist_3_rejects_numbers_out_of_range() {
+    fn rfc3080_2_2_1_rejects_numbers_out_of_range() {
         let cases: [(&[u8], Field); 5] = [
             (b"MSG 0 2147483648 . 0 0\r\n", Field::Msgno),
             (b"MSG 2147483648 0 . 0 0\r\n", Field::Channel),
@@ -541,7 +541,7 @@ mod tests {
     }
 
     #[test]
-    fn checklist_7_rejects_bare_lf_and_missing_fields() {
+    fn hardening_rejects_bare_lf_and_missing_fields() {
         assert_eq!(parse(b"RPY\n"), Err(FrameError::BareLineFeed));
         assert_eq!(parse(b"\n"), Err(FrameError::BareLineFeed));
         assert_eq!(
@@ -559,7 +559,7 @@ mod tests {
     }
 
     #[test]
-    fn checklist_7_rejects_nul_bytes_at_once() {
+    fn hardening_rejects_nul_bytes_at_once() {
         assert_eq!(
             parse(b"\0"),
             Err(FrameError::InvalidByte { byte: 0, offset: 0 })
@@ -576,7 +576,7 @@ mod tests {
     }
 
     #[test]
-    fn checklist_7_rejects_signs_spaces_and_lowercase() {
+    fn hardening_rejects_signs_spaces_and_lowercase() {
         for input in [
             &b"MSG +1 0 . 0 0\r\n"[..],
             b"MSG -1 0 . 0 0\r\n",
@@ -599,7 +599,7 @@ mod tests {
     }
 
     #[test]
-    fn checklist_4_ansno_only_on_ans() {
+    fn rfc3080_2_2_1_1_ansno_only_on_ans() {
         assert_eq!(
             parse(b"RPY 1 0 . 0 0 5\r\n"),
             Err(FrameError::TrailingJunk { after: Field::Size })
@@ -613,7 +613,7 @@ mod tests {
     }
 
     #[test]
-    fn checklist_6_caps_the_header_length() {
+    fn hardening_caps_the_header_length() {
         let long = vec![b'1'; 200];
         assert_eq!(
             parse(&long),

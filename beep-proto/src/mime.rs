@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
-/// `Content-Type` when a message has none (RFC 3080 2.2, CHECKLIST 18).
+/// `Content-Type` when a message has none (RFC 3080 2.2, RFC 3080 2.2).
 ///
 /// ```
 /// use beep_proto::{Message, mime::DEFAULT_CONTENT_TYPE};

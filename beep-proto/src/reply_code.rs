@@ -4,7 +4,7 @@
 //! the `<close>` and `<error>` elements. It is meaningful to programs; the
 //! textual diagnostic next to it is for people. Codes follow the SMTP
 //! convention: 2xx positive completion, 4xx transient failure, 5xx permanent
-//! failure (CHECKLIST 54).
+//! failure (RFC 3080 2.3.1.3).
 
 use std::fmt;
 
@@ -288,9 +288,9 @@ impl From<ReplyCode> for u16 {
 mod tests {
     use super::*;
 
-    /// CHECKLIST 54: every RFC 3080 section 8 code, with its value and meaning.
+    /// RFC 3080 2.3.1.3: every RFC 3080 section 8 code, with its value and meaning.
     #[test]
-    fn checklist_54_all_rfc_codes() {
+    fn rfc3080_2_3_1_3_all_rfc_codes() {
         let expected: [(ReplyCode, u16, &str); 16] = [
             (ReplyCode::SUCCESS, 200, "success"),
             (
@@ -362,9 +362,9 @@ mod tests {
         }
     }
 
-    /// CHECKLIST 54: only three-digit numbers are reply codes.
+    /// RFC 3080 2.3.1.3: only three-digit numbers are reply codes.
     #[test]
-    fn checklist_54_three_digits_only() {
+    fn rfc3080_2_3_1_3_three_digits_only() {
         for v in [0u16, 1, 55, 99, 1000, 9999, u16::MAX] {
             assert_eq!(ReplyCode::new(v), None, "{v}");
         }

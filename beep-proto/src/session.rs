@@ -179,7 +179,7 @@ impl Session {
     }
 
     /// A listener that is unavailable: it answers with an `<error>` instead
-    /// of a greeting and ends the session (RFC 3080 2.4, CHECKLIST 36).
+    /// of a greeting and ends the session (RFC 3080 2.4, RFC 3080 2.4).
     ///
     /// ```
     /// use beep_proto::{Config, Session, reply_code::ReplyCode};
@@ -296,7 +296,7 @@ impl Session {
     }
 
     /// The `serverName` bound to the session by the first accepted start
-    /// request that carried one (CHECKLIST 44).
+    /// request that carried one (RFC 3080 2.3.1.2).
     ///
     /// ```
     /// let s = beep_proto::Session::listener(Default::default());
@@ -496,7 +496,7 @@ impl Session {
     }
 
     /// Like [`Session::open_channel`], with a channel number of our choice:
-    /// it must be of our parity (odd for the initiator, CHECKLIST 41) and
+    /// it must be of our parity (odd for the initiator, RFC 3080 2.3.1.2) and
     /// not in use.
     ///
     /// # Errors
@@ -766,7 +766,7 @@ impl Session {
         self.reply(channel, msgno, FrameType::Ans, message)
     }
 
-    /// Ends a one-to-many reply (CHECKLIST 30).
+    /// Ends a one-to-many reply (RFC 3080 2.1.1).
     ///
     /// # Errors
     ///
@@ -783,7 +783,7 @@ impl Session {
     }
 
     /// Asks the peer to close `channel`. The `<close>` goes out once our
-    /// MSGs on it are sent and acknowledged (CHECKLIST 49); no new MSG may
+    /// MSGs on it are sent and acknowledged (RFC 3080 2.3.1.3); no new MSG may
     /// be sent meanwhile. [`Event::ChannelClosed`] or
     /// [`Event::CloseRefused`] follows.
     ///
@@ -846,7 +846,7 @@ impl Session {
     }
 
     /// Agrees to the peer's request to close `channel` (0: the session).
-    /// The `<ok/>` goes out once the channel is quiet (CHECKLIST 52).
+    /// The `<ok/>` goes out once the channel is quiet (RFC 3080 2.3.1.3).
     ///
     /// # Errors
     ///
@@ -867,7 +867,7 @@ impl Session {
         Ok(())
     }
 
-    /// Refuses the peer's request to close `channel` (CHECKLIST 51).
+    /// Refuses the peer's request to close `channel` (RFC 3080 2.3.1.3).
     ///
     /// # Errors
     ///
@@ -957,7 +957,7 @@ impl Session {
             .ok_or(UsageError::UnknownChannel { channel })
     }
 
-    /// The next free channel number of our parity (CHECKLIST 41).
+    /// The next free channel number of our parity (RFC 3080 2.3.1.2).
     fn allocate_channel(&mut self) -> Result<u32, UsageError> {
         let limit = self.config.max_channels;
         if self.channels.len() + self.pending_starts.len() > limit {

@@ -6,7 +6,7 @@
 //! follows the MIME header block; the caller strips and adds the headers.
 //!
 //! Parsing uses quick-xml and enforces the `application/beep+xml` subset of
-//! XML 1.0 (RFC 3080 section 6.4, CHECKLIST 38): UTF-8 only, no DOCTYPE, and no
+//! XML 1.0 (RFC 3080 section 6.4, RFC 3080 6.4): UTF-8 only, no DOCTYPE, and no
 //! entity references besides the five predefined ones and numeric character
 //! references. An XML declaration is tolerated on input (some toolkits send
 //! one) but never written. It is lenient where LibVortex needs it (single
@@ -35,7 +35,7 @@ use crate::reply_code::ReplyCode;
 const MAX_CHANNEL: u32 = 2_147_483_647;
 
 /// How piggybacked profile content is encoded on the wire (the `encoding`
-/// attribute of `<profile>`, CHECKLIST 40).
+/// attribute of `<profile>`, RFC 3080 2.3.1.2).
 ///
 /// ```
 /// use beep_proto::xml::ContentEncoding;
@@ -133,7 +133,7 @@ impl Profile {
 }
 
 /// The `<greeting>` element each peer sends as `RPY 0 0` (RFC 3080 2.3.1.1,
-/// CHECKLIST 33, 34).
+/// RFC 3080 2.3.1.1, conformance item 34).
 ///
 /// ```
 /// use beep_proto::xml::Greeting;
@@ -153,7 +153,7 @@ pub struct Greeting {
 }
 
 /// The `<start>` element asking to create a channel (RFC 3080 2.3.1.2,
-/// CHECKLIST 40).
+/// RFC 3080 2.3.1.2).
 ///
 /// ```
 /// use beep_proto::xml::{Profile, Start};
@@ -165,14 +165,14 @@ pub struct Greeting {
 pub struct Start {
     /// The channel number to create, `1..=2147483647`.
     pub number: u32,
-    /// The `serverName` attribute, if any (CHECKLIST 44).
+    /// The `serverName` attribute, if any (RFC 3080 2.3.1.2).
     pub server_name: Option<String>,
     /// The offered profiles, in order of preference; at least one.
     pub profiles: Vec<Profile>,
 }
 
 /// The `<close>` element asking to close a channel, or the session when
-/// `number` is 0 (RFC 3080 2.3.1.3, CHECKLIST 48).
+/// `number` is 0 (RFC 3080 2.3.1.3, RFC 3080 2.3.1.3).
 ///
 /// ```
 /// use beep_proto::reply_code::ReplyCode;
@@ -213,7 +213,7 @@ impl Close {
     }
 }
 
-/// The `<error>` element of a negative reply (RFC 3080 2.3.1.5, CHECKLIST 53).
+/// The `<error>` element of a negative reply (RFC 3080 2.3.1.5, RFC 3080 2.3.1.3).
 ///
 /// ```
 /// use beep_proto::reply_code::ReplyCode;
@@ -285,7 +285,7 @@ pub enum ChannelZeroMessage {
 /// ```
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum XmlError {
-    /// The body is not UTF-8 (CHECKLIST 38).
+    /// The body is not UTF-8 (RFC 3080 6.4).
     #[error("body is not valid UTF-8 (valid up to byte {valid_up_to})")]
     NotUtf8 {
         /// Length of the valid UTF-8 prefix.
@@ -305,7 +305,7 @@ pub enum XmlError {
         /// What the parser found wrong.
         reason: String,
     },
-    /// A `<!DOCTYPE ...>` declaration, forbidden by RFC 3080 6.4 (CHECKLIST 38).
+    /// A `<!DOCTYPE ...>` declaration, forbidden by RFC 3080 6.4 (RFC 3080 6.4).
     #[error("DOCTYPE declarations are not allowed in application/beep+xml")]
     Doctype,
     /// An XML declaration naming an encoding other than UTF-8.
@@ -314,7 +314,7 @@ pub enum XmlError {
         /// The declared encoding.
         encoding: String,
     },
-    /// An entity reference other than the five predefined ones (CHECKLIST 38).
+    /// An entity reference other than the five predefined ones (RFC 3080 6.4).
     #[error(
         "entity reference &{name}; is not allowed (only &amp; &lt; &gt; &apos; &quot; and numeric references)"
     )]
@@ -382,7 +382,7 @@ pub enum XmlError {
         value: String,
     },
     /// A channel number outside `1..=2147483647` (start) or `0..=2147483647`
-    /// (close) (CHECKLIST 40, 48).
+    /// (close) (RFC 3080 2.3.1.2, RFC 3080 2.3.1.3).
     #[error("channel number {value} in <{element}> is out of range")]
     ChannelNumberOutOfRange {
         /// The element.
@@ -390,7 +390,7 @@ pub enum XmlError {
         /// The number found.
         value: String,
     },
-    /// A `code` attribute that is not a three-digit reply code (CHECKLIST 54).
+    /// A `code` attribute that is not a three-digit reply code (RFC 3080 2.3.1.3).
     #[error("reply code {value:?} in <{element}> is not a three-digit code")]
     InvalidReplyCode {
         /// The element.
@@ -398,10 +398,10 @@ pub enum XmlError {
         /// The value found.
         value: String,
     },
-    /// A `<start>` without any `<profile>` (CHECKLIST 40).
+    /// A `<start>` without any `<profile>` (RFC 3080 2.3.1.2).
     #[error("<start> offers no profile")]
     NoProfile,
-    /// A `<profile>` in a greeting with content (CHECKLIST 34).
+    /// A `<profile>` in a greeting with content (conformance item 34).
     #[error("<profile uri={uri:?}> inside <greeting> has content")]
     GreetingProfileContent {
         /// The profile's URI.

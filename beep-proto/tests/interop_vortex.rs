@@ -15,7 +15,7 @@
 //!
 //! Every replay is run with the input fed as recorded, one byte at a time,
 //! and cut at pseudo-random points; events, output and outcome must be the
-//! same each time (the Sans-IO contract of `handle_input`, CHECKLIST 84).
+//! same each time (the Sans-IO contract of `handle_input`, conformance item 84).
 //! Cuts never cross the boundary between a *run* of chunks of one direction
 //! and the other direction's next chunk: there the peer was waiting for what
 //! we send in reaction, and feeding its next bytes before we reacted would
@@ -25,7 +25,7 @@
 //! Every replay also checks flow control from the recorded timeline: our
 //! frames stay within 4096 payload octets and within the window the peer
 //! advertised, and our SEQ frames never acknowledge octets we have not
-//! received (CHECKLIST 76-81).
+//! received (RFC 3081 3.1.1, RFC 3081 3.1.4).
 //!
 //! SEQ frames and octet counts. The recorded SEQ frames acknowledge the
 //! other side's octets, so they are only valid for us if we sent as many.
@@ -33,14 +33,15 @@
 //! greeting is then byte-identical (2574 octets, asserted), and so are its
 //! plain `<profile uri='...' />` start replies, so LibVortex's `SEQ 0 2680
 //! 4096` is valid as recorded. Only where our serialization is shorter (the
-//! SASL reply, see [`sasl_plain_listener_checklist_44_69_70`]) is the fed
+//! SASL reply, see [`sasl_plain_listener_rfc3080_2_3_1_2`]) is the fed
 //! SEQ rewritten, to the count our listener really sent. On the initiator
 //! side no rewrite is needed: LibVortex's listener sends SEQ only on the
 //! data channel (seq_large), acknowledging MSG frames of ours that are
 //! byte-identical to LibVortex's, and our `<start>`/`<close>` bodies are
 //! byte-identical too (asserted by [`assert_initiator_output`]).
 //!
-//! Test names cite CHECKLIST items (the project CHECKLIST of RFC requirements).
+//! Test names cite the RFC section they prove; CONFORMANCE.md lists every
+//! requirement with its tests.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -504,7 +505,7 @@ fn summary(frames: &[(Wire, Vec<u8>)]) -> String {
         .join(" | ")
 }
 
-/// Flow control on a replay's timeline (CHECKLIST 76-81): each of our data
+/// Flow control on a replay's timeline (RFC 3081 3.1.1, RFC 3081 3.1.4): each of our data
 /// frames carries at most 4096 octets (LibVortex's frame size, and our
 /// default) and ends within the window the peer had advertised by then
 /// (4096 from seqno 0 until its first SEQ); each of our SEQ frames
@@ -574,7 +575,7 @@ fn check_flow(what: &str, log: &[Step]) {
 /// (our XML layout differs: `<ok />` CRLF, no space before `>`, so sizes
 /// and later channel-0 seqnos differ); on data channels the same seqno and
 /// payload octets, except that our NUL is empty where LibVortex's carries
-/// an empty MIME block (CHECKLIST 14; README).
+/// an empty MIME block (RFC 3080 2.2.1.1; README).
 fn assert_listener_equivalent(name: &str, ours: &[u8], theirs: &[u8]) {
     let (ours, theirs) = (parse_stream(ours), parse_stream(theirs));
     let context = || {
@@ -630,7 +631,7 @@ fn assert_listener_equivalent(name: &str, ours: &[u8], theirs: &[u8]) {
 ///
 /// Channel-0 SEQ frames differ legitimately: we acknowledge LibVortex's
 /// 2574-octet greeting as soon as it is consumed (more than half the
-/// window, CHECKLIST 80), LibVortex acknowledges it later, after the start
+/// window, RFC 3081 3.1), LibVortex acknowledges it later, after the start
 /// reply (`SEQ 0 2680 4096`).
 fn assert_initiator_output(
     name: &str,
@@ -841,7 +842,7 @@ fn assert_clean_end(name: &str, outcome: &Outcome, released: bool) {
 }
 
 /// Our listener's greeting is byte-identical to LibVortex's: same profiles
-/// in the same order, same layout (CHECKLIST 33, 34).
+/// in the same order, same layout (RFC 3080 2.3.1.1, conformance item 34).
 fn assert_same_greeting(t: &Transcript, ours: &[u8]) {
     let theirs = &t.chunks.iter().find(|c| c.dir == Dir::S).unwrap().bytes;
     assert_eq!(theirs.len(), 2597, "{}: LibVortex's greeting frame", t.name);
@@ -892,7 +893,7 @@ fn initiator_case(
 
 /// Our initiator's only channel-0 SEQ: LibVortex's greeting acknowledged
 /// once consumed, since it fills more than half of the 4096 window
-/// (CHECKLIST 80).
+/// (RFC 3081 3.1).
 fn expect_greeting_ack(name: &str, seq0: &[SeqFrame]) {
     assert_eq!(
         seq0,
@@ -909,10 +910,10 @@ fn expect_greeting_ack(name: &str, seq0: &[SeqFrame]) {
 // greeting.txt: greetings, then release
 // ---------------------------------------------------------------------------
 
-/// CHECKLIST 33, 34, 56, 57: LibVortex's empty `<greeting />`, then
+/// RFC 3080 2.3.1.1, conformance item 34, RFC 3080 2.4, RFC 3081 2: LibVortex's empty `<greeting />`, then
 /// `<close number='0'>`; we release with `<ok />`.
 #[test]
-fn greeting_listener_checklist_33_56() {
+fn greeting_listener_rfc3080_2_3_1_1() {
     let t = Transcript::load("greeting");
     let expected = [
         greeting(&[]),
@@ -922,10 +923,10 @@ fn greeting_listener_checklist_33_56() {
     listener_case(&t, &expected, true);
 }
 
-/// CHECKLIST 33, 34, 56, 67: all 34 profiles of LibVortex's greeting, and
+/// RFC 3080 2.3.1.1, conformance item 34, RFC 3080 2.4, conformance item 67: all 34 profiles of LibVortex's greeting, and
 /// its `<ok />` without CRLF before END releases the session.
 #[test]
-fn greeting_initiator_checklist_33_56() {
+fn greeting_initiator_rfc3080_2_3_1_1() {
     let t = Transcript::load("greeting");
     let react = |s: &mut Session, e: &Event| {
         if matches!(e, Event::Greeting(_)) {
@@ -945,12 +946,12 @@ fn greeting_initiator_checklist_33_56() {
 // start.txt: start channel 3, close it, release
 // ---------------------------------------------------------------------------
 
-/// CHECKLIST 40, 41, 43, 44, 48: LibVortex starts channel 3 (odd, but
+/// RFC 3080 2.3.1.2, RFC 3080 2.3.1.3: LibVortex starts channel 3 (odd, but
 /// not channel 1) with serverName, then closes it; its `SEQ 0 2680 4096`
 /// acknowledges exactly our greeting and start reply, which have
 /// LibVortex's length.
 #[test]
-fn start_listener_checklist_40_43_48() {
+fn start_listener_rfc3080_2_3_1_2() {
     let t = Transcript::load("start");
     let expected = [
         greeting(&[]),
@@ -963,10 +964,10 @@ fn start_listener_checklist_40_43_48() {
     listener_case(&t, &expected, true);
 }
 
-/// CHECKLIST 40, 41, 43, 48: our `<start number='3' serverName=...>` and
+/// RFC 3080 2.3.1.2, RFC 3080 2.3.1.3: our `<start number='3' serverName=...>` and
 /// `<close>` are byte-identical to LibVortex's.
 #[test]
-fn start_initiator_checklist_40_43_48() {
+fn start_initiator_rfc3080_2_3_1_2() {
     let t = Transcript::load("start");
     let make = || initiator_session(Profile::new(REGRESSION), "127.0.0.1");
     let react = sequential_client(vec![]);
@@ -990,10 +991,10 @@ fn start_initiator_checklist_40_43_48() {
 /// The base64 piggyback LibVortex sends in start_servername.
 const PIGGYBACK: &[u8] = b"hey dude, this is base64";
 
-/// CHECKLIST 40, 44: `encoding='base64'` content in CDATA is decoded; the
+/// RFC 3080 2.3.1.2: `encoding='base64'` content in CDATA is decoded; the
 /// serverName binds the session and `GET serverName` answers it.
 #[test]
-fn start_servername_listener_checklist_40_44() {
+fn start_servername_listener_rfc3080_2_3_1_2() {
     let t = Transcript::load("start_servername");
     let offered = Profile {
         uri: REGRESSION.into(),
@@ -1012,10 +1013,10 @@ fn start_servername_listener_checklist_40_44() {
     listener_case(&t, &expected, true);
 }
 
-/// CHECKLIST 40, 44: our base64 piggyback is written exactly as LibVortex
+/// RFC 3080 2.3.1.2: our base64 piggyback is written exactly as LibVortex
 /// writes it (`encoding='base64'><![CDATA[...]]>`).
 #[test]
-fn start_servername_initiator_checklist_40_44() {
+fn start_servername_initiator_rfc3080_2_3_1_2() {
     let t = Transcript::load("start_servername");
     let make = || {
         let offered = Profile {
@@ -1046,11 +1047,11 @@ fn start_servername_initiator_checklist_40_44() {
 
 const HELLO: &[u8] = b"hello BEEP world";
 
-/// CHECKLIST 18, 19, 21, 25: data messages with an empty MIME block
+/// RFC 3080 2.2, RFC 3080 2.2.1.1, RFC 3080 2.2.1.2, RFC 3080 2.6: data messages with an empty MIME block
 /// (size 18 for 16 octets of body); our RPY frames are byte-identical to
 /// LibVortex's, seqnos included.
 #[test]
-fn echo_listener_checklist_18_21_25() {
+fn echo_listener_rfc3080_2_2() {
     let t = Transcript::load("echo");
     let expected = [
         greeting(&[]),
@@ -1066,10 +1067,10 @@ fn echo_listener_checklist_18_21_25() {
     listener_case(&t, &expected, true);
 }
 
-/// CHECKLIST 18, 19, 21: our MSG frames (empty MIME block, msgno 0..2,
+/// RFC 3080 2.2, RFC 3080 2.2.1.1, RFC 3080 2.2.1.2: our MSG frames (empty MIME block, msgno 0..2,
 /// seqno 0/18/36) are byte-identical to LibVortex's.
 #[test]
-fn echo_initiator_checklist_18_19_21() {
+fn echo_initiator_rfc3080_2_2() {
     let t = Transcript::load("echo");
     let make = || initiator_session(Profile::new(REGRESSION), "127.0.0.1");
     let react = sequential_client(vec![HELLO.to_vec(); 3]);
@@ -1095,11 +1096,11 @@ fn echo_initiator_checklist_18_19_21() {
 
 const ANS_PLEASE: &[u8] = b"ans please";
 
-/// CHECKLIST 14, 20, 30: we answer with 30 ANS (ansno 0..29, frames
+/// RFC 3080 2.2.1.1, RFC 3080 2.1.1: we answer with 30 ANS (ansno 0..29, frames
 /// identical to LibVortex's) and an empty NUL, where LibVortex's NUL has
 /// size 2 (equivalence allows exactly that difference).
 #[test]
-fn ans_nul_listener_checklist_14_20_30() {
+fn ans_nul_listener_rfc3080_2_2_1_1() {
     let t = Transcript::load("ans_nul");
     let expected = [
         greeting(&[]),
@@ -1113,11 +1114,11 @@ fn ans_nul_listener_checklist_14_20_30() {
     listener_case(&t, &expected, true);
 }
 
-/// CHECKLIST 14, 20, 30: 30 ANS events in ansno order, then LibVortex's
+/// RFC 3080 2.2.1.1, RFC 3080 2.1.1: 30 ANS events in ansno order, then LibVortex's
 /// NUL with size 2 and an empty MIME block is accepted (README) and ends
 /// the reply.
 #[test]
-fn ans_nul_initiator_checklist_14_20_30() {
+fn ans_nul_initiator_rfc3080_2_2_1_1() {
     let t = Transcript::load("ans_nul");
     let make = || initiator_session(Profile::new(ANS_NUL), "127.0.0.1");
     let react = sequential_client(vec![ANS_PLEASE.to_vec()]);
@@ -1142,13 +1143,13 @@ fn ans_nul_initiator_checklist_14_20_30() {
 // seq_large.txt: 10,000 octets each way, stop-and-wait per 4 KiB
 // ---------------------------------------------------------------------------
 
-/// CHECKLIST 12, 21, 77, 79, 80: LibVortex's 3-frame MSG is reassembled;
+/// RFC 3080 2.2.1.1, RFC 3080 2.2.1.2, RFC 3081 3.1.3, RFC 3081 3.1.2, RFC 3081 3.1: LibVortex's 3-frame MSG is reassembled;
 /// we send `SEQ 3 4096 4096` and `SEQ 3 8192 4096` exactly when LibVortex
 /// did (each half window), and frame our 10,002-octet RPY as 4096 + 4096 +
 /// 1810, each frame only after LibVortex's SEQ opened the window
 /// (checked on the timeline by `check_flow`), byte-identical to its RPY.
 #[test]
-fn seq_large_listener_checklist_12_79_80() {
+fn seq_large_listener_rfc3080_2_2_1_1() {
     let t = Transcript::load("seq_large");
     let expected = [
         greeting(&[]),
@@ -1180,12 +1181,12 @@ fn seq_large_listener_checklist_12_79_80() {
     );
 }
 
-/// CHECKLIST 12, 21, 77, 79, 80: our 10,002-octet MSG goes out as
+/// RFC 3080 2.2.1.1, RFC 3080 2.2.1.2, RFC 3081 3.1.3, RFC 3081 3.1.2, RFC 3081 3.1: our 10,002-octet MSG goes out as
 /// 4096 + 4096 + 1810, each frame only once LibVortex's SEQ allowed it
 /// (byte-identical to LibVortex's frames); LibVortex's 3-frame RPY is
 /// reassembled and acknowledged with the same SEQ frames LibVortex sent.
 #[test]
-fn seq_large_initiator_checklist_12_79_80() {
+fn seq_large_initiator_rfc3080_2_2_1_1() {
     let t = Transcript::load("seq_large");
     let make = || initiator_session(Profile::new(REGRESSION), "127.0.0.1");
     let react = sequential_client(vec![large_body()]);
@@ -1216,10 +1217,10 @@ fn seq_large_initiator_checklist_12_79_80() {
 // close.txt: one echo, channel close, release
 // ---------------------------------------------------------------------------
 
-/// CHECKLIST 48, 52, 56, 57: the close of channel 3 is accepted once our
+/// RFC 3080 2.3.1.3, RFC 3080 2.4, RFC 3081 2: the close of channel 3 is accepted once our
 /// reply is out; then the release.
 #[test]
-fn close_listener_checklist_48_52_57() {
+fn close_listener_rfc3080_2_3_1_3() {
     let t = Transcript::load("close");
     let expected = [
         greeting(&[]),
@@ -1233,10 +1234,10 @@ fn close_listener_checklist_48_52_57() {
     listener_case(&t, &expected, true);
 }
 
-/// CHECKLIST 48, 49, 56, 57: we close channel 3 after its reply, then
+/// RFC 3080 2.3.1.3, RFC 3080 2.4, RFC 3081 2: we close channel 3 after its reply, then
 /// release; LibVortex's `<ok />` (no CRLF) answers both.
 #[test]
-fn close_initiator_checklist_48_49_57() {
+fn close_initiator_rfc3080_2_3_1_3() {
     let t = Transcript::load("close");
     let make = || initiator_session(Profile::new(REGRESSION), "127.0.0.1");
     let react = sequential_client(vec![b"ping".to_vec()]);
@@ -1261,7 +1262,7 @@ fn close_initiator_checklist_48_49_57() {
 const SASL_BLOB: &[u8] = b"<blob>AGJvYgBzZWNyZXQ=</blob>";
 const SASL_COMPLETE: &[u8] = b"<blob status='complete' />";
 
-/// CHECKLIST 43, 44, 68, 69, 70: the initial `<blob>` rides in CDATA and is
+/// RFC 3080 2.3.1.2, RFC 3080 4, RFC 3080 4.1.2: the initial `<blob>` rides in CDATA and is
 /// delivered as profile content; our reply piggybacks
 /// `<blob status='complete' />`. The second start (channel 5) has no
 /// serverName (LibVortex sends it in the first start only).
@@ -1270,11 +1271,11 @@ const SASL_COMPLETE: &[u8] = b"<blob status='complete' />";
 /// shorter than LibVortex's `<profile uri='...' ><![CDATA[...]]></profile>`
 /// (its space before `>`), so LibVortex's `SEQ 0 2710 4096`, which
 /// acknowledges LibVortex's listener octets (2574 + 136), would acknowledge
-/// an octet we never sent (CHECKLIST 78: a protocol error). The replay
+/// an octet we never sent (RFC 3081 3.1.3: a protocol error). The replay
 /// rewrites its ackno to the octets our listener sent at that point,
 /// 2574 + 135, which is what LibVortex would have sent to us.
 #[test]
-fn sasl_plain_listener_checklist_44_69_70() {
+fn sasl_plain_listener_rfc3080_2_3_1_2() {
     let mut t = Transcript::load("sasl_plain");
     let reply = ChannelZeroMessage::Profile(Profile::new(SASL_PLAIN).with_content(SASL_COMPLETE));
     let ours = VORTEX_GREETING_LEN + our_channel0_len(&reply);
@@ -1299,13 +1300,13 @@ fn sasl_plain_listener_checklist_44_69_70() {
     listener_case(&t, &expected, true);
 }
 
-/// CHECKLIST 44, 68, 69, 70: our start with the initial blob in CDATA is
+/// RFC 3080 2.3.1.2, RFC 3080 4, RFC 3080 4.1.2: our start with the initial blob in CDATA is
 /// byte-identical to LibVortex's; LibVortex's `<profile uri='...' >` reply
 /// (space before `>`) with `<blob status='complete' />` in CDATA arrives as
-/// profile content; channel 5 then starts without serverName (CHECKLIST 44:
+/// profile content; channel 5 then starts without serverName (RFC 3080 2.3.1.2:
 /// only the first start carries it).
 #[test]
-fn sasl_plain_initiator_checklist_44_69_70() {
+fn sasl_plain_initiator_rfc3080_2_3_1_2() {
     let t = Transcript::load("sasl_plain");
     let make = || {
         initiator_session(
@@ -1351,11 +1352,11 @@ fn sasl_plain_initiator_checklist_44_69_70() {
 // tls.txt: up to <proceed />
 // ---------------------------------------------------------------------------
 
-/// CHECKLIST 43, 44, 63: `<ready />` piggybacked in the start arrives as
+/// RFC 3080 2.3.1.2, RFC 3080 3.1: `<ready />` piggybacked in the start arrives as
 /// profile content; our reply piggybacks `<proceed />`. The replay stops
 /// at LibVortex's ClientHello (the TLS profile is not implemented yet).
 #[test]
-fn tls_listener_up_to_proceed_checklist_63() {
+fn tls_listener_up_to_proceed_rfc3080_3_1() {
     let t = Transcript::load("tls").until_tls();
     let expected = [
         greeting(&[]),
@@ -1368,12 +1369,12 @@ fn tls_listener_up_to_proceed_checklist_63() {
     listener_case(&t, &expected, false);
 }
 
-/// CHECKLIST 63, 64, 65, 67: our `<ready />` start is byte-identical to
+/// RFC 3080 3.1, RFC 3080 3.1.3.1, RFC 3080 3.1.3.2, conformance item 67: our `<ready />` start is byte-identical to
 /// LibVortex's; its `<profile uri='...' >` reply with `<proceed />` in CDATA
 /// opens channel 3 with that content; nothing is left unparsed and we send
 /// nothing after it, so TLS can start right after its `END\r\n`.
 #[test]
-fn tls_initiator_up_to_proceed_checklist_63_65() {
+fn tls_initiator_up_to_proceed_rfc3080_3_1() {
     let t = Transcript::load("tls").until_tls();
     let make = || initiator_session(Profile::new(TLS).with_content("<ready />"), "127.0.0.1");
     let react = |_: &mut Session, _: &Event| {};

@@ -1,6 +1,7 @@
 //! Every poorly-formed input of RFC 3080 2.2.1.1 ends the session with a
 //! typed error naming the rule; nothing panics, and events accepted before
-//! the violation are not lost. Test names cite CHECKLIST items.
+//! the violation are not lost. Test names cite the RFC section they prove
+//! (see CONFORMANCE.md).
 
 use beep_proto::frame::{Field, FrameError, FrameType};
 use beep_proto::xml::Profile;
@@ -47,7 +48,7 @@ fn frame_error(s: &mut Session, input: &[u8]) -> FrameError {
 }
 
 #[test]
-fn checklist_7_issue_inputs_are_rejected_with_the_rule() {
+fn hardening_issue_inputs_are_rejected_with_the_rule() {
     let cases: [(&[u8], FrameError); 6] = [
         (b"RPY\n", FrameError::BareLineFeed),
         (b"\n", FrameError::BareLineFeed),
@@ -79,7 +80,7 @@ fn checklist_7_issue_inputs_are_rejected_with_the_rule() {
 }
 
 #[test]
-fn checklist_3_numbers_out_of_range() {
+fn rfc3080_2_2_1_numbers_out_of_range() {
     let mut s = greeted_listener();
     assert_eq!(
         frame_error(&mut s, b"MSG 0 2147483648 . 52 0\r\n"),
@@ -99,7 +100,7 @@ fn checklist_3_numbers_out_of_range() {
 }
 
 #[test]
-fn checklist_7_signs_spaces_and_lowercase() {
+fn hardening_signs_spaces_and_lowercase() {
     for input in [
         &b"MSG 0 +1 . 52 0\r\n"[..],
         b"MSG 0 -1 . 52 0\r\n",
@@ -117,7 +118,7 @@ fn checklist_7_signs_spaces_and_lowercase() {
 }
 
 #[test]
-fn checklist_5_missing_end_is_detected_at_its_first_byte() {
+fn rfc3080_2_2_1_3_missing_end_is_detected_at_its_first_byte() {
     let mut s = listener_with_channel();
     assert_eq!(
         s.handle_input(b"MSG 1 0 . 0 4\r\n\r\nabX"),
@@ -131,7 +132,7 @@ fn checklist_5_missing_end_is_detected_at_its_first_byte() {
 }
 
 #[test]
-fn checklist_13_wrong_seqno() {
+fn rfc3080_2_2_1_1_wrong_seqno() {
     let mut s = listener_with_channel();
     assert_eq!(
         s.handle_input(b"MSG 1 0 . 7 2\r\n\r\nEND\r\n"),
@@ -144,7 +145,7 @@ fn checklist_13_wrong_seqno() {
 }
 
 #[test]
-fn checklist_8_msg_on_a_channel_not_open() {
+fn rfc3080_2_2_1_1_msg_on_a_channel_not_open() {
     let mut s = greeted_listener();
     assert_eq!(
         s.handle_input(b"MSG 5 0 . 0 2\r\n"),
@@ -154,7 +155,7 @@ fn checklist_8_msg_on_a_channel_not_open() {
 }
 
 #[test]
-fn checklist_10_reply_for_a_msgno_never_sent() {
+fn rfc3080_2_2_1_1_reply_for_a_msgno_never_sent() {
     let mut s = listener_with_channel();
     assert_eq!(
         s.handle_input(b"RPY 1 0 . 0 2\r\n"),
@@ -167,7 +168,7 @@ fn checklist_10_reply_for_a_msgno_never_sent() {
 }
 
 #[test]
-fn checklist_10_reply_out_of_order() {
+fn rfc3080_2_2_1_1_reply_out_of_order() {
     let mut s = listener_with_channel();
     s.send_msg(1, Message::new("a")).unwrap();
     s.send_msg(1, Message::new("b")).unwrap();
@@ -183,7 +184,7 @@ fn checklist_10_reply_out_of_order() {
 }
 
 #[test]
-fn checklist_14_nul_with_continuation_or_payload() {
+fn rfc3080_2_2_1_1_nul_with_continuation_or_payload() {
     for input in [&b"NUL 1 0 * 0 0\r\n"[..], b"NUL 1 0 . 0 3\r\n"] {
         let mut s = listener_with_channel();
         s.send_msg(1, Message::new("q")).unwrap();
@@ -215,7 +216,7 @@ fn nul_with_libvortex_empty_mime_block_is_accepted() {
 }
 
 #[test]
-fn checklist_11_nul_after_rpy_and_rpy_after_ans() {
+fn rfc3080_2_2_1_1_nul_after_rpy_and_rpy_after_ans() {
     let mut s = listener_with_channel();
     s.send_msg(1, Message::new("q")).unwrap();
     while s.poll_transmit().is_some() {}
@@ -230,7 +231,7 @@ fn checklist_11_nul_after_rpy_and_rpy_after_ans() {
 }
 
 #[test]
-fn checklist_12_15_interleaved_message_inside_a_multi_frame_message() {
+fn rfc3080_2_2_1_1_interleaved_message_inside_a_multi_frame_message() {
     let mut s = listener_with_channel();
     assert!(matches!(
         s.handle_input(b"MSG 1 0 * 0 2\r\n\r\nEND\r\nMSG 1 1 . 2 2\r\n"),
@@ -253,7 +254,7 @@ fn checklist_12_15_interleaved_message_inside_a_multi_frame_message() {
 }
 
 #[test]
-fn checklist_9_msgno_reused_while_unanswered() {
+fn rfc3080_2_2_1_1_msgno_reused_while_unanswered() {
     let mut s = listener_with_channel();
     s.handle_input(b"MSG 1 0 . 0 2\r\n\r\nEND\r\n").unwrap();
     assert_eq!(
@@ -268,7 +269,7 @@ fn checklist_9_msgno_reused_while_unanswered() {
 }
 
 #[test]
-fn checklist_9_msgno_reusable_after_the_reply() {
+fn rfc3080_2_2_1_1_msgno_reusable_after_the_reply() {
     let mut s = listener_with_channel();
     s.handle_input(b"MSG 1 0 . 0 2\r\n\r\nEND\r\n").unwrap();
     let Some(Event::Message(m)) = s.poll_event() else {
@@ -279,7 +280,7 @@ fn checklist_9_msgno_reusable_after_the_reply() {
 }
 
 #[test]
-fn checklist_79_frame_beyond_the_window_is_refused_at_the_header() {
+fn rfc3081_3_1_2_frame_beyond_the_window_is_refused_at_the_header() {
     let mut s = listener_with_channel();
     // 200 MB announced: refused before a single payload octet arrives.
     assert_eq!(
@@ -321,7 +322,7 @@ fn message_beyond_the_size_limit_is_refused_at_the_header() {
 }
 
 #[test]
-fn checklist_78_seq_acknowledging_octets_never_sent() {
+fn rfc3081_3_1_3_seq_acknowledging_octets_never_sent() {
     let mut s = listener_with_channel();
     assert_eq!(
         s.handle_input(b"SEQ 1 10 4096\r\n"),
@@ -334,7 +335,7 @@ fn checklist_78_seq_acknowledging_octets_never_sent() {
 }
 
 #[test]
-fn checklist_33_first_frame_must_be_the_greeting() {
+fn rfc3080_2_3_1_1_first_frame_must_be_the_greeting() {
     let mut s = Session::listener(Config::default());
     assert_eq!(
         s.handle_input(b"MSG 0 1 . 0 5\r\n"),
@@ -343,7 +344,7 @@ fn checklist_33_first_frame_must_be_the_greeting() {
 }
 
 #[test]
-fn checklist_16_poorly_formed_reply_on_channel_zero_ends_the_session() {
+fn rfc3080_2_2_2_1_poorly_formed_reply_on_channel_zero_ends_the_session() {
     let mut s = Session::initiator(Config::default());
     let body = "Content-Type: application/beep+xml\r\n\r\n<greeting><bogus/></greeting>";
     let input = format!("RPY 0 0 . 0 {}\r\n{body}END\r\n", body.len());
@@ -361,7 +362,7 @@ fn checklist_16_poorly_formed_reply_on_channel_zero_ends_the_session() {
 }
 
 #[test]
-fn checklist_53_malformed_request_on_channel_zero_gets_an_error_reply() {
+fn rfc3080_2_3_1_3_malformed_request_on_channel_zero_gets_an_error_reply() {
     let mut s = greeted_listener();
     let mut seqno = 52;
     for (msgno, body) in [
@@ -402,7 +403,7 @@ fn one_byte_at_a_time_gives_the_same_errors() {
 }
 
 #[test]
-fn checklist_31_answers_in_progress_at_once_are_collated_by_ansno() {
+fn hardening_answers_in_progress_at_once_are_collated_by_ansno() {
     let mut s = listener_with_channel();
     s.send_msg(1, Message::new("q")).unwrap();
     while s.poll_transmit().is_some() {}
@@ -431,7 +432,7 @@ fn checklist_31_answers_in_progress_at_once_are_collated_by_ansno() {
 }
 
 #[test]
-fn checklist_8_a_violation_ends_the_session_without_a_word() {
+fn rfc3080_2_2_1_1_a_violation_ends_the_session_without_a_word() {
     let mut s = listener_with_channel();
     // A reply is queued, then the peer misbehaves: nothing more goes out.
     s.handle_input(b"MSG 1 0 . 0 2\r\n\r\nEND\r\n").unwrap();

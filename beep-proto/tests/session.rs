@@ -1,5 +1,6 @@
-//! Whole conversations between two in-memory sessions. Test names cite
-//! `../shared/CHECKLIST.md` items.
+//! Whole conversations between two in-memory sessions. Test names cite the
+//! RFC section they prove (`rfc3080_2_3_1_2_...`); CONFORMANCE.md lists
+//! every requirement with its tests.
 
 mod common;
 
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use common::{ECHO, OTHER, Pair, take_messages, take_start};
 
 #[test]
-fn checklist_33_34_greetings_are_exchanged_at_once() {
+fn rfc3080_2_3_1_1_greetings_are_exchanged_at_once() {
     let config = Config {
         features: Some("x-fast".into()),
         localize: Some("en-US".into()),
@@ -18,7 +19,7 @@ fn checklist_33_34_greetings_are_exchanged_at_once() {
     };
     let mut a = Session::initiator(config);
     let mut b = Session::listener(common::listener_config());
-    // Each side speaks first, without waiting for the other (CHECKLIST 33).
+    // Each side speaks first, without waiting for the other (RFC 3080 2.3.1.1).
     let from_a = a.poll_transmit().unwrap();
     let from_b = b.poll_transmit().unwrap();
     assert!(from_a.starts_with(b"RPY 0 0 . 0 ") && from_b.starts_with(b"RPY 0 0 . 0 "));
@@ -41,7 +42,7 @@ fn checklist_33_34_greetings_are_exchanged_at_once() {
 }
 
 #[test]
-fn checklist_36_unavailable_listener_refuses_the_session() {
+fn rfc3080_2_4_unavailable_listener_refuses_the_session() {
     let mut a = Session::initiator(Config::default());
     let mut b = Session::refusing(
         Config::default(),
@@ -71,7 +72,7 @@ fn checklist_36_unavailable_listener_refuses_the_session() {
 }
 
 #[test]
-fn checklist_40_43_44_start_with_piggyback_and_server_name() {
+fn rfc3080_2_3_1_2_start_with_piggyback_and_server_name() {
     let mut pair = Pair::new();
     let offer = Profile::new(ECHO).with_content(Bytes::from_static(b"\x00\x01binary init"));
     let channel = pair
@@ -81,7 +82,7 @@ fn checklist_40_43_44_start_with_piggyback_and_server_name() {
             Some("beep.example.test".into()),
         )
         .unwrap();
-    assert_eq!(channel % 2, 1, "CHECKLIST 41: initiator channels are odd");
+    assert_eq!(channel % 2, 1, "RFC 3080 2.3.1.2: initiator channels are odd");
     pair.pump();
     let request = take_start(&mut pair.b_events);
     assert_eq!(request.server_name.as_deref(), Some("beep.example.test"));
@@ -126,7 +127,7 @@ fn base64_piggyback_round_trips() {
 }
 
 #[test]
-fn checklist_43_start_denied() {
+fn rfc3080_2_3_1_2_start_denied() {
     let mut pair = Pair::new();
     let channel = pair.a.open_channel(vec![Profile::new(ECHO)], None).unwrap();
     pair.pump();
@@ -154,7 +155,7 @@ fn checklist_43_start_denied() {
 fn listener_channels_are_even_and_both_sides_may_start() {
     let mut pair = Pair::new();
     let channel = pair.b.open_channel(vec![Profile::new(ECHO)], None).unwrap();
-    assert_eq!(channel % 2, 0, "CHECKLIST 41: listener channels are even");
+    assert_eq!(channel % 2, 0, "RFC 3080 2.3.1.2: listener channels are even");
     pair.pump();
     let request = take_start(&mut pair.a_events);
     pair.a
@@ -195,7 +196,7 @@ fn msg_rpy_err_and_mime_headers() {
     assert_eq!(
         got[1].message.content_type(),
         "application/octet-stream",
-        "CHECKLIST 18"
+        "RFC 3080 2.2"
     );
     pair.b.send_rpy(channel, first, Message::new("ok")).unwrap();
     pair.b
@@ -210,7 +211,7 @@ fn msg_rpy_err_and_mime_headers() {
 }
 
 #[test]
-fn checklist_30_31_ans_then_nul() {
+fn rfc3080_2_1_1_ans_then_nul() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
     let msgno = pair.a.send_msg(channel, Message::new("many")).unwrap();
@@ -241,7 +242,7 @@ fn checklist_30_31_ans_then_nul() {
 }
 
 #[test]
-fn checklist_24_25_pipelined_replies_are_delivered_in_msg_order() {
+fn rfc3080_2_6_pipelined_replies_are_delivered_in_msg_order() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
     let msgnos: Vec<u32> = (0..5)
@@ -288,7 +289,7 @@ fn checklist_24_25_pipelined_replies_are_delivered_in_msg_order() {
 }
 
 #[test]
-fn checklist_79_large_messages_are_framed_within_the_window() {
+fn rfc3081_3_1_2_large_messages_are_framed_within_the_window() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
     let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
@@ -330,7 +331,7 @@ fn checklist_79_large_messages_are_framed_within_the_window() {
 }
 
 #[test]
-fn checklist_79_80_a_slow_reader_stops_the_sender() {
+fn rfc3081_3_1_2_a_slow_reader_stops_the_sender() {
     let receiver = Config {
         auto_credit: false,
         ..common::listener_config()
@@ -368,7 +369,7 @@ fn checklist_79_80_a_slow_reader_stops_the_sender() {
 }
 
 #[test]
-fn checklist_79_a_slow_application_bounds_buffered_messages_to_the_window() {
+fn rfc3081_3_1_2_a_slow_application_bounds_buffered_messages_to_the_window() {
     // Messages larger than the window arrive in several frames. While the
     // application holds a finished message, the frames of the next one
     // are not credited, so the peer cannot pile up message after message.
@@ -413,7 +414,7 @@ fn checklist_79_a_slow_application_bounds_buffered_messages_to_the_window() {
 }
 
 #[test]
-fn checklist_81_large_window_is_announced_and_used() {
+fn rfc3081_3_1_4_large_window_is_announced_and_used() {
     let big = Config {
         receive_window: 1 << 20,
         max_frame_size: 64 << 10,
@@ -440,7 +441,7 @@ fn checklist_81_large_window_is_announced_and_used() {
 }
 
 #[test]
-fn checklist_83_bulk_transfer_does_not_starve_a_small_request() {
+fn rfc3081_3_1_4_bulk_transfer_does_not_starve_a_small_request() {
     let mut pair = Pair::new();
     let bulk = pair.open(ECHO);
     let small = pair.open(ECHO);
@@ -469,7 +470,7 @@ fn checklist_83_bulk_transfer_does_not_starve_a_small_request() {
 }
 
 #[test]
-fn checklist_48_close_a_channel() {
+fn rfc3080_2_3_1_3_close_a_channel() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
     pair.a
@@ -478,7 +479,7 @@ fn checklist_48_close_a_channel() {
     assert_eq!(
         pair.a.send_msg(channel, Message::new("late")),
         Err(UsageError::ChannelClosing { channel }),
-        "CHECKLIST 50"
+        "RFC 3080 2.3.1.3"
     );
     pair.pump();
     match &pair.b_events[..] {
@@ -506,7 +507,7 @@ fn checklist_48_close_a_channel() {
 }
 
 #[test]
-fn checklist_51_close_refused_keeps_the_channel() {
+fn rfc3080_2_3_1_3_close_refused_keeps_the_channel() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
     pair.a
@@ -533,14 +534,14 @@ fn checklist_51_close_refused_keeps_the_channel() {
 }
 
 #[test]
-fn checklist_49_52_close_waits_for_outstanding_replies() {
+fn rfc3080_2_3_1_3_close_waits_for_outstanding_replies() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
     let msgno = pair.b.send_msg(channel, Message::new("from b")).unwrap();
     let _ = msgno;
     pair.pump();
     // a has a MSG to answer; b asks to close; a agrees, but its <ok/> must
-    // wait until its reply is out (CHECKLIST 52).
+    // wait until its reply is out (RFC 3080 2.3.1.3).
     pair.b
         .close_channel(channel, ReplyCode::SUCCESS, "")
         .unwrap();
@@ -548,7 +549,7 @@ fn checklist_49_52_close_waits_for_outstanding_replies() {
     let request = take_messages(&mut pair.a_events);
     assert_eq!(request.len(), 1);
     pair.a_events.clear();
-    // b may not send <close> before its MSG is acknowledged (CHECKLIST 49).
+    // b may not send <close> before its MSG is acknowledged (RFC 3080 2.3.1.3).
     assert!(pair.a_events.is_empty());
     pair.a
         .send_rpy(channel, request[0].msgno, Message::new("answer"))
@@ -571,14 +572,14 @@ fn checklist_49_52_close_waits_for_outstanding_replies() {
 }
 
 #[test]
-fn checklist_52_ok_waits_for_our_own_replies() {
+fn rfc3080_2_3_1_3_ok_waits_for_our_own_replies() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
     pair.a.send_msg(channel, Message::new("question")).unwrap();
     pair.pump();
     let question = take_messages(&mut pair.b_events).remove(0);
     // b got the MSG, then a's close (a's MSG has no reply yet, so a's close
-    // is held back: CHECKLIST 49).
+    // is held back: RFC 3080 2.3.1.3).
     pair.a
         .close_channel(channel, ReplyCode::SUCCESS, "")
         .unwrap();
@@ -601,7 +602,7 @@ fn checklist_52_ok_waits_for_our_own_replies() {
 }
 
 #[test]
-fn checklist_55_close_in_transit_closes_once_without_deadlock() {
+fn rfc3080_2_3_1_3_close_in_transit_closes_once_without_deadlock() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
     pair.a
@@ -616,7 +617,7 @@ fn checklist_55_close_in_transit_closes_once_without_deadlock() {
 }
 
 #[test]
-fn checklist_56_57_session_release() {
+fn rfc3080_2_4_session_release() {
     let mut pair = Pair::new();
     pair.open(ECHO);
     pair.a.close_session(ReplyCode::SUCCESS, "bye").unwrap();
@@ -640,7 +641,7 @@ fn checklist_56_57_session_release() {
 }
 
 #[test]
-fn checklist_56_release_refused_keeps_the_session() {
+fn rfc3080_2_4_release_refused_keeps_the_session() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
     pair.a.close_session(ReplyCode::SUCCESS, "").unwrap();
@@ -660,7 +661,7 @@ fn checklist_56_release_refused_keeps_the_session() {
 }
 
 #[test]
-fn checklist_55_session_release_in_transit() {
+fn rfc3080_2_3_1_3_session_release_in_transit() {
     let mut pair = Pair::new();
     pair.a.close_session(ReplyCode::SUCCESS, "").unwrap();
     pair.b.close_session(ReplyCode::SUCCESS, "").unwrap();
@@ -676,7 +677,7 @@ fn checklist_55_session_release_in_transit() {
 }
 
 #[test]
-fn checklist_37_three_hundred_channels_at_once() {
+fn rfc3080_2_3_three_hundred_channels_at_once() {
     let mut pair = Pair::new();
     let channels: Vec<u32> = (0..300)
         .map(|_| pair.a.open_channel(vec![Profile::new(ECHO)], None).unwrap())
@@ -739,7 +740,7 @@ fn streaming_mode_delivers_frames() {
     assert!(frames[0].more && frames[1].more && !frames[2].more);
     let total: usize = frames.iter().map(|f| f.payload.len()).sum();
     assert_eq!(total, 10_002);
-    // A reply is allowed once the first frame is in (CHECKLIST 27).
+    // A reply is allowed once the first frame is in (RFC 3080 2.6).
     pair.b
         .send_rpy(channel, frames[0].msgno, Message::new("got it"))
         .unwrap();
@@ -784,7 +785,7 @@ fn nul_is_sent_with_size_zero() {
 }
 
 #[test]
-fn checklist_42_init_content_is_limited_to_4k() {
+fn rfc3080_2_3_1_2_init_content_is_limited_to_4k() {
     let mut pair = Pair::new();
     let big = Profile::new(ECHO).with_content(vec![b'x'; 4097]);
     assert!(matches!(
@@ -804,7 +805,7 @@ fn checklist_42_init_content_is_limited_to_4k() {
 }
 
 #[test]
-fn checklist_53_xml_lang_only_when_not_the_peers_first_choice() {
+fn rfc3080_2_3_1_3_xml_lang_only_when_not_the_peers_first_choice() {
     // b writes French diagnostics; a asked for French first: no xml:lang.
     let french = Config {
         localize: Some("fr en".into()),
@@ -844,7 +845,7 @@ fn checklist_53_xml_lang_only_when_not_the_peers_first_choice() {
 }
 
 #[test]
-fn checklist_55_closing_a_channel_the_peer_asked_to_close_answers_them() {
+fn rfc3080_2_3_1_3_closing_a_channel_the_peer_asked_to_close_answers_them() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
     pair.a
@@ -877,7 +878,7 @@ fn checklist_55_closing_a_channel_the_peer_asked_to_close_answers_them() {
 }
 
 #[test]
-fn checklist_50_no_new_channel_business_after_asking_for_release() {
+fn rfc3080_2_3_1_3_no_new_channel_business_after_asking_for_release() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
     pair.a.close_session(ReplyCode::SUCCESS, "").unwrap();
@@ -898,7 +899,7 @@ fn checklist_50_no_new_channel_business_after_asking_for_release() {
 }
 
 #[test]
-fn checklist_27_28_an_early_error_cuts_our_message_short() {
+fn rfc3080_2_6_an_early_error_cuts_our_message_short() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
     pair.b.set_streaming(channel, true).unwrap();
@@ -917,7 +918,7 @@ fn checklist_27_28_an_early_error_cuts_our_message_short() {
         .send_err(channel, msgno, Message::new("too big"))
         .unwrap();
     pair.pump();
-    // a stopped sending: one empty final frame ended the MSG (CHECKLIST 28).
+    // a stopped sending: one empty final frame ended the MSG (RFC 3080 2.6).
     let frames: Vec<_> = pair
         .b_events
         .iter()

@@ -17,7 +17,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 #[test]
-fn checklist_18_defaults() {
+fn rfc3080_2_2_defaults() {
     let m = Message::from_entity(Bytes::from_static(b"\r\nbody"));
     assert_eq!(m.content_type(), DEFAULT_CONTENT_TYPE);
     assert_eq!(m.mime_type(), DEFAULT_CONTENT_TYPE);

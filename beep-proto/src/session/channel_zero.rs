@@ -11,7 +11,7 @@ use crate::mime::Message;
 use crate::reply_code::ReplyCode;
 use crate::xml::{ChannelZeroMessage, Close, ErrorElement, Greeting, Profile, Start};
 
-/// Largest piggybacked initialization content (RFC 3080 2.3.1.2, CHECKLIST 42).
+/// Largest piggybacked initialization content (RFC 3080 2.3.1.2, RFC 3080 2.3.1.2).
 pub(crate) const MAX_INIT_CONTENT: usize = 4096;
 
 /// What one of our channel-0 MSGs asked for, to make sense of its reply.
@@ -119,7 +119,7 @@ impl Session {
     }
 
     /// A MSG from the peer: a request we must answer, with an `<error>` if
-    /// it is malformed or unexpected (CHECKLIST 16, 53).
+    /// it is malformed or unexpected (RFC 3080 2.2.2.1, RFC 3080 2.3.1.3).
     fn on_zero_request(&mut self, msgno: u32, body: &[u8]) {
         match ChannelZeroMessage::parse(body) {
             Ok(ChannelZeroMessage::Start(start)) => self.on_start(msgno, start),
@@ -143,7 +143,7 @@ impl Session {
     }
 
     /// The `xml:lang` for a diagnostic: omitted when there is no text, or
-    /// when its language is the peer's first `localize` choice (CHECKLIST 53).
+    /// when its language is the peer's first `localize` choice (RFC 3080 2.3.1.3).
     pub(super) fn diagnostic_lang(&self, text: &str) -> Option<String> {
         const DEFAULT: &str = "i-default";
         let ours = self
@@ -233,7 +233,7 @@ impl Session {
             );
         }
         if ch.our_close != OurClose::None {
-            // Close in transit (CHECKLIST 55): both want it closed, so agree
+            // Close in transit (RFC 3080 2.3.1.3): both want it closed, so agree
             // without asking the application; the channel closes once.
             return self.close_accepted(number, msgno);
         }
@@ -247,7 +247,7 @@ impl Session {
     }
 
     /// The peer's answer to our oldest channel-0 request. A reply that does
-    /// not fit the request ends the session (CHECKLIST 16).
+    /// not fit the request ends the session (RFC 3080 2.2.2.1).
     fn on_zero_reply(&mut self, kind: MessageKind, body: &[u8]) -> Result<(), ProtocolError> {
         let request = self
             .requests
@@ -290,7 +290,7 @@ impl Session {
                     self.end(SessionEnd::Released);
                 } else if let Some(ch) = self.remove_channel(channel) {
                     // Their own close of it, agreed or not yet answered,
-                    // still gets its <ok/> (close in transit, CHECKLIST 55).
+                    // still gets its <ok/> (close in transit, RFC 3080 2.3.1.3).
                     let theirs = ch.close_accepted.or(self.pending_closes.remove(&channel));
                     if let Some(msgno) = theirs {
                         self.reply_zero(msgno, FrameType::Rpy, ok_body(), None);
@@ -320,7 +320,7 @@ impl Session {
     }
 
     /// Our start request succeeded: the channel opens, announces its
-    /// window before any message (CHECKLIST 81), and may send.
+    /// window before any message (RFC 3081 3.1.4), and may send.
     fn channel_started(&mut self, channel: u32, profile: Profile) {
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;

@@ -54,7 +54,7 @@ impl Session {
     }
 
     /// After we asked for, or agreed to, a session release, no new channel
-    /// business may start (CHECKLIST 50).
+    /// business may start (RFC 3080 2.3.1.3).
     pub(super) fn ensure_not_releasing(&self) -> Result<(), UsageError> {
         let zero = self.channels.get(&0);
         let closing =

@@ -182,7 +182,7 @@ impl Session {
     }
 
     /// The poorly-formed-frame rules of RFC 3080 2.2.1.1 that the header
-    /// decides (CHECKLIST 8-15, 33, 79).
+    /// decides (RFC 3080 2.2.1.1, RFC 3080 2.2.1, RFC 3080 2.3.1.1, RFC 3081 3.1.2).
     fn check_frame(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
         let channel = h.channel;
         if self.peer_greeting.is_none()
@@ -445,7 +445,7 @@ impl Session {
     }
 }
 
-/// Checks a reply frame against our outstanding MSGs (CHECKLIST 10, 11, 14, 30).
+/// Checks a reply frame against our outstanding MSGs (RFC 3080 2.2.1.1, RFC 3080 2.1.1).
 fn check_reply(ch: &Channel, h: &FrameHeader, reply: FrameType) -> Result<(), ProtocolError> {
     let channel = ch.number;
     let Some(front) = ch.awaiting.front() else {

@@ -1,5 +1,5 @@
 //! The sending half: reply ordering, framing within windows, and fair
-//! round-robin scheduling across channels (RFC 3081 3.1.4, CHECKLIST 83).
+//! round-robin scheduling across channels (RFC 3081 3.1.4, RFC 3081 3.1.4).
 
 use bytes::Bytes;
 
@@ -327,7 +327,7 @@ impl Session {
             }
             AfterSend::Release => {
                 // The peer's <ok/> to our own release may have crossed ours
-                // (CHECKLIST 55): the session ends once.
+                // (RFC 3080 2.3.1.3): the session ends once.
                 self.end(SessionEnd::Released);
             }
         }

@@ -31,7 +31,7 @@ fn near_the_wrap(s: &mut Session, channel: u32, seqno: u32, msgno: u32) {
 }
 
 #[test]
-fn checklist_22_23_sequence_and_message_numbers_wrap_mid_conversation() {
+fn rfc3080_2_2_1_2_sequence_and_message_numbers_wrap_mid_conversation() {
     const P: &str = "http://example.org/p";
     let mut a = Session::initiator(Config::default());
     let mut b = Session::listener(Config {

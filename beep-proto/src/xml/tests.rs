@@ -65,17 +65,17 @@ fn transcript_bodies(name: &str) -> Vec<Vec<u8>> {
     bodies
 }
 
-// -- greeting (CHECKLIST 33, 34) ------------------------------------
+// -- greeting (RFC 3080 2.3.1.1, conformance item 34) ------------------------------------
 
 #[test]
-fn checklist_33_empty_greeting_vortex() {
+fn rfc3080_2_3_1_1_empty_greeting_vortex() {
     let m = parse("<greeting />\r\n").unwrap();
     assert_eq!(m, ChannelZeroMessage::Greeting(Greeting::default()));
     assert_eq!(m.to_vec(), b"<greeting />\r\n");
 }
 
 #[test]
-fn checklist_33_vortex_greeting_many_profiles() {
+fn rfc3080_2_3_1_1_vortex_greeting_many_profiles() {
     let bodies = transcript_bodies("greeting.txt");
     let big = bodies
         .iter()
@@ -98,7 +98,7 @@ fn checklist_33_vortex_greeting_many_profiles() {
 }
 
 #[test]
-fn checklist_34_greeting_attributes_and_layout() {
+fn hardening_greeting_attributes_and_layout() {
     let g = Greeting {
         profiles: vec!["http://iana.org/beep/TLS".into(), "urn:a&b".into()],
         features: Some("x-foo x-bar".into()),
@@ -127,7 +127,7 @@ fn checklist_34_greeting_attributes_and_layout() {
 }
 
 #[test]
-fn checklist_34_greeting_rfc_example_double_quotes_unknown_attribute() {
+fn hardening_greeting_rfc_example_double_quotes_unknown_attribute() {
     let m = parse(
         "<greeting x-new=\"1\">\n   <profile uri=\"http://iana.org/beep/TLS\"></profile>\n</greeting>",
     )
@@ -139,7 +139,7 @@ fn checklist_34_greeting_rfc_example_double_quotes_unknown_attribute() {
 }
 
 #[test]
-fn checklist_34_greeting_profile_content_rejected() {
+fn hardening_greeting_profile_content_rejected() {
     for body in [
         "<greeting><profile uri='urn:x'>hello</profile></greeting>",
         "<greeting><profile uri='urn:x'><![CDATA[]]></profile></greeting>",
@@ -178,10 +178,10 @@ fn greeting_unknown_child_and_text_rejected() {
     );
 }
 
-// -- start (CHECKLIST 40, 42, 44) -----------------------------------
+// -- start (RFC 3080 2.3.1.2) -----------------------------------
 
 #[test]
-fn checklist_40_start_rfc_example() {
+fn rfc3080_2_3_1_2_start_rfc_example() {
     let m = parse(
         "<start number='1'>\r\n   <profile uri='http://iana.org/beep/SASL/OTP' />\r\n   \
          <profile uri='http://iana.org/beep/SASL/ANONYMOUS' />\r\n</start>\r\n",
@@ -199,7 +199,7 @@ fn checklist_40_start_rfc_example() {
 }
 
 #[test]
-fn checklist_44_vortex_start_with_server_name_and_base64() {
+fn rfc3080_2_3_1_2_vortex_start_with_server_name_and_base64() {
     let bodies = transcript_bodies("start_servername.txt");
     let body = bodies
         .iter()
@@ -219,7 +219,7 @@ fn checklist_44_vortex_start_with_server_name_and_base64() {
 }
 
 #[test]
-fn checklist_40_base64_whitespace_ignored_and_plain_text() {
+fn rfc3080_2_3_1_2_base64_whitespace_ignored_and_plain_text() {
     let m = parse(
         "<profile uri='urn:x' encoding='base64'>\r\n  aGV5IGR1ZGUs\r\n  IHRoaXMgaXMgYmFzZTY0\r\n</profile>",
     )
@@ -238,7 +238,7 @@ fn checklist_40_base64_whitespace_ignored_and_plain_text() {
 }
 
 #[test]
-fn checklist_40_invalid_base64() {
+fn rfc3080_2_3_1_2_invalid_base64() {
     let err =
         parse("<start number='1'><profile uri='urn:x' encoding='base64'>@@@</profile></start>")
             .unwrap_err();
@@ -249,7 +249,7 @@ fn checklist_40_invalid_base64() {
 }
 
 #[test]
-fn checklist_40_invalid_encoding_attribute() {
+fn rfc3080_2_3_1_2_invalid_encoding_attribute() {
     assert_eq!(
         parse("<profile uri='urn:x' encoding='BASE64' />"),
         Err(XmlError::InvalidAttribute {
@@ -261,7 +261,7 @@ fn checklist_40_invalid_encoding_attribute() {
 }
 
 #[test]
-fn checklist_40_start_number_range() {
+fn rfc3080_2_3_1_2_start_number_range() {
     let start = |n: &str| parse(&format!("<start number='{n}'><profile uri='u'/></start>"));
     assert!(start("1").is_ok());
     assert!(start("2147483647").is_ok());
@@ -288,7 +288,7 @@ fn checklist_40_start_number_range() {
 }
 
 #[test]
-fn checklist_40_start_missing_number_and_no_profile() {
+fn rfc3080_2_3_1_2_start_missing_number_and_no_profile() {
     assert_eq!(
         parse("<start><profile uri='u'/></start>"),
         Err(XmlError::MissingAttribute {
@@ -304,7 +304,7 @@ fn checklist_40_start_missing_number_and_no_profile() {
 }
 
 #[test]
-fn checklist_40_profile_missing_or_empty_uri() {
+fn rfc3080_2_3_1_2_profile_missing_or_empty_uri() {
     assert_eq!(
         parse("<start number='1'><profile/></start>"),
         Err(XmlError::MissingAttribute {
@@ -344,10 +344,10 @@ fn start_unexpected_child_and_text() {
     );
 }
 
-// -- piggybacked content: SASL, TLS (CHECKLIST 43, 63, 67, 69) ------
+// -- piggybacked content: SASL, TLS (RFC 3080 2.3.1.2, RFC 3080 3.1, conformance item 67, RFC 3080 4) ------
 
 #[test]
-fn checklist_69_vortex_sasl_plain_cdata_blob() {
+fn rfc3080_4_vortex_sasl_plain_cdata_blob() {
     let bodies = transcript_bodies("sasl_plain.txt");
     let start = bodies
         .iter()
@@ -378,7 +378,7 @@ fn checklist_69_vortex_sasl_plain_cdata_blob() {
 }
 
 #[test]
-fn checklist_69_sasl_literal_bodies() {
+fn rfc3080_4_sasl_literal_bodies() {
     let m = parse(
         "<start number='3' serverName='127.0.0.1'>\r\n   <profile uri='http://iana.org/beep/SASL/PLAIN'>\
          <![CDATA[<blob>AGJvYgBzZWNyZXQ=</blob>]]></profile>\r\n</start>\r\n",
@@ -406,7 +406,7 @@ fn checklist_69_sasl_literal_bodies() {
 }
 
 #[test]
-fn checklist_63_67_vortex_tls_ready_proceed() {
+fn rfc3080_3_1_vortex_tls_ready_proceed() {
     let bodies = transcript_bodies("tls_decrypted.txt");
     let ready = bodies.iter().find(|b| b.windows(5).any(|w| w == b"ready"));
     let proceed = bodies
@@ -427,7 +427,7 @@ fn checklist_63_67_vortex_tls_ready_proceed() {
 }
 
 #[test]
-fn checklist_43_rfc_tls_example_whitespace_around_cdata_ignored() {
+fn rfc3080_2_3_1_2_rfc_tls_example_whitespace_around_cdata_ignored() {
     let m = parse(
         "<start number='1'>\r\n   <profile uri='http://iana.org/beep/TLS'>\r\n       \
          <![CDATA[<ready />]]>\r\n   </profile>\r\n</start>\r\n",
@@ -459,7 +459,7 @@ fn checklist_43_rfc_tls_example_whitespace_around_cdata_ignored() {
 }
 
 #[test]
-fn checklist_43_every_vortex_channel_zero_body_parses() {
+fn rfc3080_2_3_1_2_every_vortex_channel_zero_body_parses() {
     let files = [
         "ans_nul.txt",
         "close.txt",
@@ -492,10 +492,10 @@ fn checklist_43_every_vortex_channel_zero_body_parses() {
     );
 }
 
-// -- close, ok, error (CHECKLIST 48, 53, 54) -------------------------
+// -- close, ok, error (RFC 3080 2.3.1.3) -------------------------
 
 #[test]
-fn checklist_48_vortex_close_and_ok() {
+fn rfc3080_2_3_1_3_vortex_close_and_ok() {
     assert_eq!(
         parse("<close number='3' code='200' />\r\n"),
         Ok(ChannelZeroMessage::Close(Close::new(3, ReplyCode::SUCCESS)))
@@ -517,7 +517,7 @@ fn checklist_48_vortex_close_and_ok() {
 }
 
 #[test]
-fn checklist_48_close_rfc_example_number_defaults_to_zero() {
+fn rfc3080_2_3_1_3_close_rfc_example_number_defaults_to_zero() {
     assert_eq!(
         parse("<close code='200' />"),
         Ok(ChannelZeroMessage::Close(Close::new(0, ReplyCode::SUCCESS)))
@@ -525,7 +525,7 @@ fn checklist_48_close_rfc_example_number_defaults_to_zero() {
 }
 
 #[test]
-fn checklist_48_close_with_lang_and_text() {
+fn rfc3080_2_3_1_3_close_with_lang_and_text() {
     let c = Close {
         number: 5,
         code: ReplyCode::ACTION_ABORTED,
@@ -544,7 +544,7 @@ fn checklist_48_close_with_lang_and_text() {
 }
 
 #[test]
-fn checklist_48_close_number_range_and_code() {
+fn rfc3080_2_3_1_3_close_number_range_and_code() {
     assert_eq!(
         parse("<close number='2147483648' code='200'/>"),
         Err(XmlError::ChannelNumberOutOfRange {
@@ -569,7 +569,7 @@ fn checklist_48_close_number_range_and_code() {
 }
 
 #[test]
-fn checklist_53_error_rfc_examples() {
+fn rfc3080_2_3_1_3_error_rfc_examples() {
     assert_eq!(
         parse("<error code='550'>all requested profiles are\nunsupported</error>"),
         Ok(ChannelZeroMessage::Error(ErrorElement::new(
@@ -608,7 +608,7 @@ fn checklist_53_error_rfc_examples() {
 }
 
 #[test]
-fn checklist_54_bad_reply_codes() {
+fn rfc3080_2_3_1_3_bad_reply_codes() {
     for bad in ["55", "abcd", "1000", "099", "", " 200", "2O0", "+20"] {
         assert_eq!(
             parse(&format!("<error code='{bad}'/>")),
@@ -652,10 +652,10 @@ fn ok_with_content_rejected() {
     );
 }
 
-// -- the XML subset of RFC 3080 6.4 (CHECKLIST 38) -------------------
+// -- the XML subset of RFC 3080 6.4 (RFC 3080 6.4) -------------------
 
 #[test]
-fn checklist_38_doctype_and_entity_attack_rejected() {
+fn rfc3080_6_4_doctype_and_entity_attack_rejected() {
     let billion = "<!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;\">]>\
                    <error code='550'>&lol2;</error>";
     assert_eq!(parse(billion), Err(XmlError::Doctype));
@@ -669,7 +669,7 @@ fn checklist_38_doctype_and_entity_attack_rejected() {
 }
 
 #[test]
-fn checklist_38_unknown_entity_rejected() {
+fn rfc3080_6_4_unknown_entity_rejected() {
     assert_eq!(
         parse("<error code='550'>&nbsp;</error>"),
         Err(XmlError::UnknownEntity {
@@ -694,7 +694,7 @@ fn checklist_38_unknown_entity_rejected() {
 }
 
 #[test]
-fn checklist_38_xml_declaration_tolerated_never_written() {
+fn rfc3080_6_4_xml_declaration_tolerated_never_written() {
     assert_eq!(
         parse("<?xml version='1.0'?>\r\n<ok />"),
         Ok(ChannelZeroMessage::Ok)
@@ -717,7 +717,7 @@ fn checklist_38_xml_declaration_tolerated_never_written() {
 }
 
 #[test]
-fn checklist_38_not_utf8_and_illegal_characters() {
+fn rfc3080_6_4_not_utf8_and_illegal_characters() {
     assert_eq!(
         ChannelZeroMessage::parse(b"<error code='550'>\xff</error>"),
         Err(XmlError::NotUtf8 { valid_up_to: 18 })
@@ -741,7 +741,7 @@ fn checklist_38_not_utf8_and_illegal_characters() {
 }
 
 #[test]
-fn checklist_38_comments_pis_whitespace_around_root() {
+fn rfc3080_6_4_comments_pis_whitespace_around_root() {
     assert_eq!(
         parse("<!-- hi -->\r\n<?pi x?>\n<ok /><!-- bye -->\r\n"),
         Ok(ChannelZeroMessage::Ok)
@@ -1051,7 +1051,7 @@ fn mutate(body: &[u8], at: usize, fragment: &str, truncate: bool) -> Vec<u8> {
 }
 
 proptest! {
-    /// CHECKLIST 38, 40, 48: whatever is written reads back the same.
+    /// RFC 3080 6.4, RFC 3080 2.3.1.2, RFC 3080 2.3.1.3: whatever is written reads back the same.
     #[test]
     fn round_trip(m in message()) {
         let out = m.to_vec();
