@@ -82,7 +82,11 @@ fn rfc3080_2_3_1_2_start_with_piggyback_and_server_name() {
             Some("beep.example.test".into()),
         )
         .unwrap();
-    assert_eq!(channel % 2, 1, "RFC 3080 2.3.1.2: initiator channels are odd");
+    assert_eq!(
+        channel % 2,
+        1,
+        "RFC 3080 2.3.1.2: initiator channels are odd"
+    );
     pair.pump();
     let request = take_start(&mut pair.b_events);
     assert_eq!(request.server_name.as_deref(), Some("beep.example.test"));
@@ -155,7 +159,11 @@ fn rfc3080_2_3_1_2_start_denied() {
 fn listener_channels_are_even_and_both_sides_may_start() {
     let mut pair = Pair::new();
     let channel = pair.b.open_channel(vec![Profile::new(ECHO)], None).unwrap();
-    assert_eq!(channel % 2, 0, "RFC 3080 2.3.1.2: listener channels are even");
+    assert_eq!(
+        channel % 2,
+        0,
+        "RFC 3080 2.3.1.2: listener channels are even"
+    );
     pair.pump();
     let request = take_start(&mut pair.a_events);
     pair.a
