@@ -716,7 +716,7 @@ fn greeting_frame() -> String {
 }
 
 #[test]
-fn checklist_35_invalid_configurations_are_refused_up_front() {
+fn rfc3080_5_2_invalid_configurations_are_refused_up_front() {
     let bad = Options {
         config: Config {
             features: Some("turbo".into()),
