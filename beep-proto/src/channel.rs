@@ -127,6 +127,11 @@ pub(crate) enum OurClose {
     Sent,
 }
 
+/// What one queued message costs beyond its payload octets (its queue
+/// entry, the message and its buffers' headers): counted in the output
+/// limits, so many empty messages cannot hide behind their size.
+pub(crate) const ENTRY_COST: usize = 128;
+
 #[derive(Debug)]
 pub(crate) struct Channel {
     pub(crate) number: u32,
@@ -214,16 +219,15 @@ impl Channel {
                 .is_some_and(|m| m.remaining() == 0 || self.send.available() > 0)
     }
 
-    /// Octets queued or held for this channel and not yet framed.
+    /// What output queued or held for this channel and not yet framed
+    /// costs: its octets, plus [`ENTRY_COST`] per message.
     pub(crate) fn unsent_octets(&self) -> usize {
-        let queued: usize = self.queue.iter().map(Outgoing::remaining).sum();
-        let held: usize = self
-            .slots
+        let held = self.slots.iter().flat_map(|s| &s.held);
+        self.queue
             .iter()
-            .flat_map(|s| &s.held)
-            .map(Outgoing::remaining)
-            .sum();
-        queued + held
+            .chain(held)
+            .map(|m| m.remaining() + ENTRY_COST)
+            .sum()
     }
 
     /// True when nothing is in flight in either direction, the condition

@@ -135,6 +135,9 @@ pub struct Session {
     output_blocked: bool,
     /// Octets held by unfinished messages on all channels.
     reassembling: usize,
+    /// Messages in the channels' send queues (each costs memory beyond
+    /// its octets: see [`crate::channel::ENTRY_COST`]).
+    queued_entries: usize,
     /// The transport ended while the peer's release awaited our answer
     /// ([`Session::handle_eof`]).
     peer_finished: bool,
@@ -245,6 +248,7 @@ impl Session {
             unwritten: bytes::Bytes::new(),
             peer_finished: false,
             reassembling: 0,
+            queued_entries: 0,
             config,
         }
     }
@@ -269,11 +273,14 @@ impl Session {
         &self.config
     }
 
-    /// Octets the application has handed over that are not yet framed for
-    /// the wire: a driver bounds its outbound memory by waiting while this
-    /// is above a limit (the peer's windows decide how fast it drains).
-    /// Replies held back for reply order are not included: waiting on them
-    /// could wait for the very reply that releases them.
+    /// What the output the application has handed over, not yet written,
+    /// costs: its octets, plus 128 per message still queued (an empty
+    /// message costs memory too, so many of them count). A driver bounds
+    /// its outbound memory by waiting while this is above a limit (the
+    /// peer's windows decide how fast it drains); the session refuses
+    /// sends above [`Config::max_queued_output`]. Replies held back for
+    /// reply order are not included: waiting on them could wait for the
+    /// very reply that releases them.
     ///
     /// ```
     /// let mut s = beep_proto::Session::initiator(Default::default());
@@ -282,7 +289,10 @@ impl Session {
     /// assert_eq!(s.queued_output(), 0);
     /// ```
     pub fn queued_output(&self) -> usize {
-        self.queued + self.out.len() + self.unwritten.len()
+        self.queued
+            + self.queued_entries * crate::channel::ENTRY_COST
+            + self.out.len()
+            + self.unwritten.len()
     }
 
     /// The peer's greeting, once it has arrived.

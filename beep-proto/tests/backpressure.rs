@@ -185,3 +185,20 @@ fn a_wrong_reply_is_named_as_such_even_when_the_output_is_full() {
         Err(UsageError::OutputFull { .. })
     ));
 }
+
+/// An empty message costs memory too: the output limit counts each queued
+/// message, not only its octets (2 octets of MIME block each used to count
+/// as 2, so 2 M empty echoes held 236 MB before backpressure).
+#[test]
+fn empty_messages_count_against_the_output_limit() {
+    let mut pair = Pair::with(bounded(), listener_config());
+    let channel = pair.open(ECHO);
+    // The peer reads nothing.
+    let mut sent = 0;
+    while pair.a.send_msg(channel, Message::new("")).is_ok() {
+        sent += 1;
+        assert!(sent < 1000, "empty messages were never refused");
+    }
+    // A 10,000 limit holds well under a hundred of them.
+    assert!(sent < 100, "{sent} empty messages queued");
+}

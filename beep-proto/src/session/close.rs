@@ -46,6 +46,7 @@ impl Session {
         let queued: usize = ch.queue.iter().map(Outgoing::remaining).sum();
         self.held = self.held.saturating_sub(held);
         self.queued = self.queued.saturating_sub(queued);
+        self.queued_entries = self.queued_entries.saturating_sub(ch.queue.len());
         self.reassembling = self
             .reassembling
             .saturating_sub(ch.partial.len() + ch.partial_ans_len);

@@ -168,6 +168,7 @@ impl Session {
     pub(super) fn enqueue(&mut self, channel: u32, out: Outgoing) {
         if let Some(ch) = self.channels.get_mut(&channel) {
             self.queued += out.remaining();
+            self.queued_entries += 1;
             ch.queue.push_back(out);
             if !ch.scheduled && ch.can_send() {
                 ch.scheduled = true;
@@ -241,10 +242,12 @@ impl Session {
         out.after_send = after_send;
         if index == 0 {
             self.queued += out.len();
+            self.queued_entries += 1;
             ch.queue.push_back(out);
-            let released = release_completed_slots(ch);
+            let (released, entries) = release_completed_slots(ch);
             self.held -= released;
             self.queued += released;
+            self.queued_entries += entries;
         } else {
             self.held += out.len();
             slot.held.push_back(out);
@@ -301,7 +304,9 @@ impl Session {
             self.queued -= size;
             let mut after_send = None;
             if !more {
-                after_send = ch.queue.pop_front().and_then(|m| m.after_send);
+                let sent = ch.queue.pop_front();
+                self.queued_entries -= usize::from(sent.is_some());
+                after_send = sent.and_then(|m| m.after_send);
             }
             if ch.can_send() {
                 ch.scheduled = true;
@@ -337,10 +342,11 @@ impl Session {
 /// Moves the replies of slots whose turn has come into the send queue and
 /// drops the slots whose reply is complete.
 /// Returns the octets moved from held to queued.
-fn release_completed_slots(ch: &mut Channel) -> usize {
-    let mut moved = 0;
+fn release_completed_slots(ch: &mut Channel) -> (usize, usize) {
+    let (mut moved, mut entries) = (0, 0);
     while let Some(front) = ch.slots.front_mut() {
         moved += front.held.iter().map(Outgoing::len).sum::<usize>();
+        entries += front.held.len();
         ch.queue.extend(front.held.drain(..));
         if !front.complete {
             break;
@@ -348,5 +354,5 @@ fn release_completed_slots(ch: &mut Channel) -> usize {
         ch.unanswered.remove(&front.msgno);
         ch.slots.pop_front();
     }
-    moved
+    (moved, entries)
 }
