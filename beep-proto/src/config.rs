@@ -86,6 +86,10 @@ pub struct Config {
     /// this bounds the bookkeeping; a peer beyond it ends the session.
     /// Large enough for 100-octet MSGs filling a 1 MiB window.
     pub max_pipelined: usize,
+    /// Most MSGs received on all channels together and not yet answered
+    /// (65,536: each costs bookkeeping and an event however small it is;
+    /// `max_pipelined` times the default 1,024 channels would be 16 M).
+    pub max_pipelined_total: usize,
     /// Most ANS messages of one reply being reassembled at once (each
     /// started with `*` and not yet finished).
     pub max_answers_in_progress: usize,
@@ -130,6 +134,7 @@ impl Default for Config {
             max_queued_channel0: 64 << 10,
             max_channels: 1024,
             max_pipelined: 1 << 14,
+            max_pipelined_total: 1 << 16,
             max_answers_in_progress: 64,
             max_outstanding: 1 << 16,
             max_pending_events: 1 << 16,

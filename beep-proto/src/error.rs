@@ -163,6 +163,13 @@ pub enum ProtocolError {
         /// The configured budget.
         limit: usize,
     },
+    /// More MSGs awaiting our reply on all channels together than
+    /// [`Config::max_pipelined_total`](crate::Config::max_pipelined_total).
+    #[error("more than {limit} MSGs awaiting our reply on all channels")]
+    TooManyPipelinedTotal {
+        /// The configured limit.
+        limit: usize,
+    },
     /// More MSGs awaiting our reply on one channel than configured.
     #[error("channel {channel}: more than {limit} MSGs awaiting our reply")]
     TooManyPipelined {

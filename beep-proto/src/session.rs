@@ -138,6 +138,8 @@ pub struct Session {
     /// Messages in the channels' send queues (each costs memory beyond
     /// its octets: see [`crate::channel::ENTRY_COST`]).
     queued_entries: usize,
+    /// The peer's MSGs awaiting our reply, on all channels.
+    unanswered_total: usize,
     /// The transport ended while the peer's release awaited our answer
     /// ([`Session::handle_eof`]).
     peer_finished: bool,
@@ -249,6 +251,7 @@ impl Session {
             peer_finished: false,
             reassembling: 0,
             queued_entries: 0,
+            unanswered_total: 0,
             config,
         }
     }

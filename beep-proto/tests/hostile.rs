@@ -315,3 +315,59 @@ fn rfc3080_2_3_1_2_starts_awaiting_an_answer_are_bounded() {
     assert!(rest.contains("ERR 0 5 "), "{rest}");
     assert!(rest.contains("code='421'"), "{rest}");
 }
+
+/// Empty MSGs pipelined on many channels at once are bounded session-wide,
+/// not only per channel (16,000 on each of 1,024 channels held 2 GB).
+#[test]
+fn messages_awaiting_our_reply_are_bounded_on_all_channels_together() {
+    use beep_proto::{Message, ProtocolError, xml::Profile};
+    let listener = Config {
+        profiles: vec!["http://example.org/p".into()],
+        max_pipelined: 100,
+        max_pipelined_total: 150,
+        ..Config::default()
+    };
+    let mut client = Session::initiator(Config::default());
+    let mut server = Session::listener(listener);
+    let channels: Vec<u32> = (0..3)
+        .map(|_| {
+            client
+                .open_channel(vec![Profile::new("http://example.org/p")], None)
+                .unwrap()
+        })
+        .collect();
+    for _ in 0..4 {
+        while let Some(bytes) = client.poll_transmit() {
+            server.handle_input(&bytes).unwrap();
+        }
+        while let Some(e) = server.poll_event() {
+            if let beep_proto::Event::StartRequested(r) = e {
+                server
+                    .accept_start(r.channel, r.profiles[0].clone())
+                    .unwrap();
+            }
+        }
+        while let Some(bytes) = server.poll_transmit() {
+            client.handle_input(&bytes).unwrap();
+        }
+        while client.poll_event().is_some() {}
+    }
+    // 60 unanswered MSGs per channel: each channel is under its own
+    // bound of 100, the 150 of all three together is not.
+    let mut result = Ok(());
+    'sending: for _ in 0..60 {
+        for &channel in &channels {
+            client.send_msg(channel, Message::new("")).unwrap();
+        }
+        while let Some(bytes) = client.poll_transmit() {
+            result = server.handle_input(&bytes);
+            if result.is_err() {
+                break 'sending;
+            }
+        }
+    }
+    assert_eq!(
+        result,
+        Err(ProtocolError::TooManyPipelinedTotal { limit: 150 })
+    );
+}

@@ -47,6 +47,7 @@ impl Session {
         self.held = self.held.saturating_sub(held);
         self.queued = self.queued.saturating_sub(queued);
         self.queued_entries = self.queued_entries.saturating_sub(ch.queue.len());
+        self.unanswered_total = self.unanswered_total.saturating_sub(ch.slots.len());
         self.reassembling = self
             .reassembling
             .saturating_sub(ch.partial.len() + ch.partial_ans_len);

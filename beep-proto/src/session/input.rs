@@ -264,6 +264,12 @@ impl Session {
                 limit: self.config.max_pipelined,
             });
         }
+        // The per-channel bound times 1,024 channels is too much: MSGs
+        // awaiting our reply on all channels together are bounded too.
+        let limit = self.config.max_pipelined_total;
+        if self.unanswered_total >= limit {
+            return Err(ProtocolError::TooManyPipelinedTotal { limit });
+        }
         Ok(())
     }
 
@@ -341,6 +347,7 @@ impl Session {
         if h.frame_type == FrameType::Msg {
             if ch.in_progress.is_none() {
                 ch.unanswered.insert(h.msgno);
+                self.unanswered_total += 1;
                 ch.slots.push_back(ReplySlot {
                     msgno: h.msgno,
                     held: Default::default(),

@@ -244,10 +244,11 @@ impl Session {
             self.queued += out.len();
             self.queued_entries += 1;
             ch.queue.push_back(out);
-            let (released, entries) = release_completed_slots(ch);
+            let (released, entries, answered) = release_completed_slots(ch);
             self.held -= released;
             self.queued += released;
             self.queued_entries += entries;
+            self.unanswered_total = self.unanswered_total.saturating_sub(answered);
         } else {
             self.held += out.len();
             slot.held.push_back(out);
@@ -342,8 +343,8 @@ impl Session {
 /// Moves the replies of slots whose turn has come into the send queue and
 /// drops the slots whose reply is complete.
 /// Returns the octets moved from held to queued.
-fn release_completed_slots(ch: &mut Channel) -> (usize, usize) {
-    let (mut moved, mut entries) = (0, 0);
+fn release_completed_slots(ch: &mut Channel) -> (usize, usize, usize) {
+    let (mut moved, mut entries, mut answered) = (0, 0, 0);
     while let Some(front) = ch.slots.front_mut() {
         moved += front.held.iter().map(Outgoing::len).sum::<usize>();
         entries += front.held.len();
@@ -353,6 +354,7 @@ fn release_completed_slots(ch: &mut Channel) -> (usize, usize) {
         }
         ch.unanswered.remove(&front.msgno);
         ch.slots.pop_front();
+        answered += 1;
     }
-    (moved, entries)
+    (moved, entries, answered)
 }
