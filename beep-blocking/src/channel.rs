@@ -6,7 +6,7 @@ use std::time::Duration;
 use beep_proto::dispatch::{Done, HandlerResult, Reply};
 use beep_proto::{IncomingFrame, IncomingMessage, Message};
 
-use crate::connection::{ChannelHandlers, Connection, Notify, State, wait};
+use crate::connection::{ChannelHandlers, Connection, Notify, State, Waiter, wait};
 use crate::error::{CloseReason, Error};
 use crate::incoming::Incoming;
 use crate::profile::erase;
@@ -98,7 +98,7 @@ impl Channel {
     /// Sends a MSG and waits for its complete reply: RPY, ERR, or every ANS
     /// up to the NUL.
     pub fn request(&self, message: Message, timeout: Duration) -> Result<Reply, Error> {
-        let (notify, waiter) = Notify::wait();
+        let (notify, waiter) = Waiter::pair();
         let msgno = self.request_notify(message, notify)?;
         let result = wait(&self.conn.shared, waiter, timeout);
         if matches!(result, Err(Error::Timeout)) {
@@ -305,7 +305,7 @@ impl Channel {
 
     /// Asks the peer to close the channel and waits for its decision.
     pub fn close(&self) -> Result<(), Error> {
-        let (notify, waiter) = Notify::wait();
+        let (notify, waiter) = Waiter::pair();
         self.conn
             .shared
             .with_session(|st| Ok(st.core.close(self.number, notify)?))?;

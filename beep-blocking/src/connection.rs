@@ -5,14 +5,13 @@
 //! replies when nobody else reads. The session's lock is never held across
 //! socket I/O or application code.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use beep_proto::dispatch::{Core, Done, Outcome};
+use beep_proto::dispatch::{self, Done, Driver, Layer, Room};
 use beep_proto::xml::{Greeting, Profile};
 use beep_proto::{Config, Role, Session};
 
@@ -57,11 +56,13 @@ impl Default for Options {
     }
 }
 
-/// Where a waiting caller gets its result: a blocked thread or a callback.
-pub(crate) enum Notify {
-    Wait(mpsc::SyncSender<Result<Done, Error>>, Arc<Ticket>),
-    Call(Box<dyn FnOnce(Result<Done, Error>) + Send>),
-}
+/// Where a waiting caller gets its result: a blocked thread
+/// ([`Waiter::pair`]) or a callback.
+pub(crate) type Notify = dispatch::Notify<Wake>;
+
+/// How a blocked thread is woken: its result, and its ticket in the
+/// workers' bookkeeping.
+pub(crate) type Wake = (mpsc::SyncSender<Result<Done, Error>>, Arc<Ticket>);
 
 /// A thread's end of [`Notify::Wait`], for [`wait`].
 pub(crate) struct Waiter {
@@ -69,59 +70,25 @@ pub(crate) struct Waiter {
     ticket: Arc<Ticket>,
 }
 
-impl Notify {
+impl Waiter {
     /// A result that [`wait`] waits for.
-    pub(crate) fn wait() -> (Notify, Waiter) {
+    pub(crate) fn pair() -> (Notify, Waiter) {
         let (tx, rx) = mpsc::sync_channel(1);
         let ticket = Arc::new(Ticket::default());
-        (Notify::Wait(tx, ticket.clone()), Waiter { rx, ticket })
-    }
-
-    /// A blocked caller is woken at once; a callback runs on the dispatcher.
-    fn complete(self, result: Result<Done, Error>, actions: &mut Vec<Action>, workers: &Workers) {
-        match self {
-            Notify::Wait(tx, ticket) => {
-                let _ = tx.try_send(result);
-                workers.answered(&ticket);
-            }
-            Notify::Call(f) => actions.push(Action::Run(Box::new(move || f(result)))),
-        }
+        (Notify::Wait((tx, ticket.clone())), Waiter { rx, ticket })
     }
 }
 
 /// Work for whichever worker dispatches (one action at a time, in order).
-pub(crate) enum Action {
-    Start(beep_proto::StartRequest),
-    Message(beep_proto::IncomingMessage),
-    Frame(beep_proto::IncomingFrame),
-    CloseRequested(u32),
-    Run(Box<dyn FnOnce() + Send>),
-    Exit,
-}
+pub(crate) use beep_proto::dispatch::Action;
 
 /// Handlers of one open channel.
-#[derive(Clone, Default)]
-pub(crate) struct ChannelHandlers {
-    pub(crate) message: Option<Arc<MessageHandler>>,
-    pub(crate) close: Option<Arc<CloseHandler>>,
-    /// Set when the channel delivers frames instead of messages.
-    pub(crate) frame: Option<Arc<FrameHandler>>,
-}
+pub(crate) type ChannelHandlers =
+    dispatch::ChannelHandlers<MessageHandler, FrameHandler, CloseHandler>;
 
-/// Runs once when the connection ends.
-type CloseCallback = Box<dyn FnOnce(&CloseReason) + Send>;
-
-pub(crate) struct State {
-    pub(crate) core: Core<Notify>,
-    pub(crate) channels: HashMap<u32, ChannelHandlers>,
-    on_close: Vec<CloseCallback>,
-}
-
-impl State {
-    pub(crate) fn session(&mut self) -> &mut Session {
-        self.core.session_mut()
-    }
-}
+/// The session, its waiters and the channels' handlers (the shared
+/// driver layer), behind [`Shared::state`].
+pub(crate) type State = Layer<Wake, ChannelHandlers>;
 
 pub(crate) struct Shared {
     /// This, for threads started where only `&self` is at hand.
@@ -365,11 +332,7 @@ impl Connection {
         };
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
-            state: Mutex::new(State {
-                core: Core::new(session),
-                channels: HashMap::new(),
-                on_close: Vec::new(),
-            }),
+            state: Mutex::new(State::new(session)),
             changed: Condvar::new(),
             waiters: AtomicUsize::new(0),
             room: Condvar::new(),
@@ -475,14 +438,7 @@ impl Connection {
     /// Runs `f` once when the connection ends, whatever the cause (at once
     /// if it already has).
     pub fn on_close(&self, f: impl FnOnce(&CloseReason) + Send + 'static) {
-        let mut st = self.shared.lock();
-        match st.core.ended().cloned() {
-            Some(reason) => {
-                drop(st);
-                f(&reason);
-            }
-            None => st.on_close.push(Box::new(f)),
-        }
+        State::on_close(self.shared.lock(), Box::new(f));
     }
 
     /// Waits until the connection ends; returns false on timeout.
@@ -501,7 +457,7 @@ impl Connection {
         profile: Profile,
         server_name: Option<String>,
     ) -> Result<Channel, Error> {
-        let (notify, waiter) = Notify::wait();
+        let (notify, waiter) = Waiter::pair();
         self.open_channel_notify(profile, server_name, notify)?;
         let done = wait(&self.shared, waiter, self.shared.options.connect_timeout)?;
         self.opened(done)
@@ -544,7 +500,7 @@ impl Connection {
     /// Releases the session (RFC 3080 2.4): waits for the peer's `<ok/>`
     /// and the end of the connection. A refusal leaves it open.
     pub fn close(&self) -> Result<(), Error> {
-        let (notify, waiter) = Notify::wait();
+        let (notify, waiter) = Waiter::pair();
         self.shared
             .with_session(|st| Ok(st.core.close(0, notify)?))?;
         match wait(&self.shared, waiter, self.shared.options.connect_timeout) {
@@ -694,9 +650,9 @@ impl Shared {
         self: &Arc<Self>,
         f: impl FnOnce(&mut State) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let limit = self.options.max_queued_output;
+        let room = self.room_policy();
         let mut st = self.lock();
-        if st.core.ended().is_none() && st.core.session().queued_output() > limit {
+        if room.full(&st.core) {
             // Held batch output goes first: it may be what the peer awaits.
             drop(st);
             cork::release_held();
@@ -705,9 +661,8 @@ impl Shared {
             let _waiting = self.workers.waiting_on_peer();
             // Counted under the lock before the check (see `room_made`).
             self.room_waiters.fetch_add(1, Ordering::SeqCst);
-            // Resume at three quarters of the limit, so a crowd of senders
-            // is not woken by every write only to find the queue full again.
-            while st.core.ended().is_none() && st.core.session().queued_output() > limit * 3 / 4 {
+            // Resume at three quarters of the limit (see `Room`).
+            while !room.made(&st.core) {
                 st = self.room.wait(st).unwrap_or_else(|p| p.into_inner());
             }
             self.room_waiters.fetch_sub(1, Ordering::SeqCst);
@@ -724,11 +679,11 @@ impl Shared {
         self: &Arc<Self>,
         f: impl FnOnce(&mut State) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let limit = self.options.max_queued_output;
+        let room = self.room_policy();
         let mut actions = Vec::new();
         let result = {
             let mut st = self.lock();
-            st.core.check_room(limit)?;
+            room.check(&st.core)?;
             let result = f(&mut st);
             self.route(&mut st, &mut actions);
             result
@@ -749,8 +704,12 @@ impl Shared {
 
     /// True when senders waiting for room may go on (lock held).
     pub(crate) fn roomy(&self, st: &State) -> bool {
-        st.core.ended().is_some()
-            || st.core.session().queued_output() <= self.options.max_queued_output * 3 / 4
+        self.room_policy().made(&st.core)
+    }
+
+    /// The backpressure policy for [`Options::max_queued_output`].
+    pub(crate) fn room_policy(&self) -> Room {
+        Room::new(self.options.max_queued_output)
     }
 
     /// Waits on `changed` while `condition` holds (at most `timeout`; for
@@ -877,62 +836,7 @@ impl Shared {
     /// Turns session events into results for waiters and work for the
     /// dispatcher. Called with the lock held; runs no application code.
     pub(crate) fn route(&self, st: &mut State, actions: &mut Vec<Action>) {
-        let mut outcomes = Vec::new();
-        st.core.route(&mut outcomes);
-        self.apply(st, outcomes, actions);
-    }
-
-    fn apply(&self, st: &mut State, outcomes: Vec<Outcome<Notify>>, actions: &mut Vec<Action>) {
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Complete(notify, result) => {
-                    if let Ok(Done::Opened { channel, .. }) = &result {
-                        st.channels.entry(*channel).or_default();
-                    }
-                    notify.complete(result.map_err(Error::from), actions, &self.workers);
-                }
-                Outcome::Start(request) => actions.push(Action::Start(request)),
-                Outcome::Message(m) => actions.push(Action::Message(m)),
-                Outcome::Frame(f) => actions.push(Action::Frame(f)),
-                Outcome::CloseRequested(channel) => actions.push(Action::CloseRequested(channel)),
-                Outcome::ChannelClosed(channel) => {
-                    // Application closures are dropped on the dispatcher,
-                    // never under this lock (a drop may call back in).
-                    if let Some(handlers) = st.channels.remove(&channel) {
-                        actions.push(Action::Run(Box::new(move || drop(handlers))));
-                    }
-                }
-                Outcome::Ended(reason) => {
-                    for callback in st.on_close.drain(..) {
-                        let reason = reason.clone();
-                        actions.push(Action::Run(Box::new(move || callback(&reason))));
-                    }
-                    // Every channel is gone with the connection: its
-                    // handlers go too (ending incoming queues), on the
-                    // dispatcher, never under this lock.
-                    let handlers = std::mem::take(&mut st.channels);
-                    actions.push(Action::Run(Box::new(move || drop(handlers))));
-                    actions.push(Action::Exit);
-                    if reason == CloseReason::Released {
-                        // The writer flushes the final <ok/>, then closes,
-                        // within a bound.
-                        self.linger();
-                    } else {
-                        self.stream.shutdown();
-                    }
-                    // The writer must wake to flush and close, even with
-                    // nothing left to send (the lock is held: it cannot miss it).
-                    self.output.notify_one();
-                    self.room.notify_all();
-                }
-            }
-        }
-        // Sent under the lock, so actions reach the dispatcher in the order
-        // they were routed and nothing can follow its Exit.
-        self.workers.push(actions.drain(..));
-        // Room can also appear without a write (a channel forgotten with
-        // its queue): never leave a sender waiting on it.
-        self.room_made(self.roomy(st));
+        st.route(self, actions);
     }
 
     /// A released session's writer flushes the last bytes (the final
@@ -959,9 +863,7 @@ impl Shared {
 
     /// Feeds input from the socket.
     pub(crate) fn input(&self, st: &mut State, bytes: &[u8], actions: &mut Vec<Action>) {
-        let mut outcomes = Vec::new();
-        st.core.handle_input(bytes, &mut outcomes);
-        self.apply(st, outcomes, actions);
+        st.input(bytes, self, actions);
     }
 
     /// The peer closed the socket: the session ends as the core decides
@@ -969,12 +871,7 @@ impl Shared {
     /// is a lost connection).
     pub(crate) fn eof(self: &Arc<Self>) {
         let mut actions = Vec::new();
-        {
-            let mut st = self.lock();
-            let mut outcomes = Vec::new();
-            st.core.handle_eof(&mut outcomes);
-            self.apply(&mut st, outcomes, &mut actions);
-        }
+        self.lock().eof(&**self, &mut actions);
         self.after(actions);
         if self.lock().core.ended().is_none() {
             // A release the peer asked for just before closing its side
@@ -998,13 +895,43 @@ impl Shared {
     /// handlers run on the dispatcher, the socket closes.
     pub(crate) fn finish(self: &Arc<Self>, reason: CloseReason) {
         let mut actions = Vec::new();
-        {
-            let mut st = self.lock();
-            let mut outcomes = Vec::new();
-            st.core.end(reason, &mut outcomes);
-            self.apply(&mut st, outcomes, &mut actions);
-        }
+        self.lock().end(reason, &**self, &mut actions);
         self.after(actions);
+    }
+}
+
+/// The blocking driver's part of the shared layer: a blocked thread is
+/// woken through the workers, actions go to the workers' queue, and the
+/// end closes the socket (after the last flush, for a release).
+impl Driver for Shared {
+    type Wait = Wake;
+    type Handlers = ChannelHandlers;
+
+    /// A blocked caller is woken at once.
+    fn wake(&self, (tx, ticket): Wake, result: Result<Done, Error>) {
+        let _ = tx.try_send(result);
+        self.workers.answered(&ticket);
+    }
+
+    fn ended(&self, reason: &CloseReason) {
+        if *reason == CloseReason::Released {
+            // The writer flushes the final <ok/>, then closes, within a
+            // bound.
+            self.linger();
+        } else {
+            self.stream.shutdown();
+        }
+        // The writer must wake to flush and close, even with nothing left
+        // to send (the lock is held: it cannot miss it).
+        self.output.notify_one();
+        self.room.notify_all();
+    }
+
+    fn dispatch(&self, st: &State, actions: &mut Vec<Action>) {
+        self.workers.push(actions.drain(..));
+        // Room can also appear without a write (a channel forgotten with
+        // its queue): never leave a sender waiting on it.
+        self.room_made(self.roomy(st));
     }
 }
 
@@ -1058,5 +985,109 @@ pub(crate) mod cork {
         DEPTH.set(DEPTH.get() + 1);
         let _guard = Guard;
         f()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, mpsc};
+    use std::time::{Duration, Instant};
+
+    use beep_proto::dispatch::Room;
+    use beep_proto::{Config, Message, xml::Profile};
+
+    use crate::{Connection, Options, ProfileHandler, Registry};
+
+    const SLOW: &str = "http://example.org/beep/slow";
+    const LIMIT: usize = 32 << 10;
+    /// What one 1000-octet message costs in the queue (with its entry).
+    const COST: usize = 1000 + 2 + 128;
+    const T: Duration = Duration::from_secs(10);
+
+    /// Waits until `queued` stops changing for a moment; returns it.
+    fn settled(conn: &Connection) -> usize {
+        let mut last = conn.queued_output();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = conn.queued_output();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// RFC 3081 3.1.4 leaves the sender's buffering to the implementation:
+    /// a sender that waits for room resumes once the queue is down to
+    /// three quarters of `max_queued_output` (the shared `Room` policy),
+    /// not as soon as it is below the limit.
+    #[test]
+    fn senders_waiting_for_room_resume_at_three_quarters_of_the_limit() {
+        // The peer handles one message per token: the credit of each goes
+        // back only then, so our queue drains a message or two at a time.
+        let (go, gate) = mpsc::channel::<()>();
+        let gate = Mutex::new(gate);
+        let mut registry = Registry::new();
+        registry.register(
+            SLOW,
+            ProfileHandler::new(move |_, _| {
+                let _ = gate.lock().unwrap().recv();
+            }),
+        );
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let peer_options = Options {
+            config: Config {
+                receive_window: 4096,
+                ..Config::default()
+            },
+            ..Options::default()
+        };
+        let peer = Connection::accept_transport(theirs, registry, peer_options).unwrap();
+        let options = Options {
+            max_queued_output: LIMIT,
+            ..Options::default()
+        };
+        let conn = Connection::connect_transport(ours, options).unwrap();
+        let channel = conn.open_channel(Profile::new(SLOW), None).unwrap();
+        let message = Message::new(vec![0u8; 1000]);
+        // Full, and the writer has taken all the peer's window allows.
+        loop {
+            while channel.try_send_msg(message.clone()).is_ok() {}
+            if settled(&conn) > LIMIT {
+                break;
+            }
+        }
+
+        let resumed = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let (channel, message, resumed) = (channel.clone(), message.clone(), resumed.clone());
+            std::thread::spawn(move || {
+                let sent = channel.send_msg(message);
+                let queued = channel.connection().queued_output();
+                resumed.store(true, Ordering::SeqCst);
+                (sent, queued)
+            })
+        };
+        // The queue drains a message or two per token, from above the limit.
+        let deadline = Instant::now() + T;
+        while !resumed.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the sender never resumed");
+            go.send(()).unwrap();
+            settled(&conn);
+        }
+        let (sent, queued) = sender.join().unwrap();
+        assert!(sent.is_ok());
+        // Queued when it resumed: its own message, and no more than three
+        // quarters of the limit (resuming at the limit leaves 30 KiB).
+        let resume_at = Room::new(LIMIT).resume_at();
+        assert!(
+            queued <= resume_at + 2 * COST,
+            "resumed with {queued} queued"
+        );
+        drop(go);
+        conn.shutdown();
+        peer.shutdown();
     }
 }

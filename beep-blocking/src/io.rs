@@ -286,27 +286,18 @@ fn on_start(conn: &Connection, request: StartRequest) {
         .shared
         .registry
         .profiles
-        .decide_start(&request, |h| h.start.as_deref())
-        .map(|(offer, handler, decision)| (offer.clone(), handler.clone(), decision));
-    let mut replaced = None;
+        .decide_start(&request, |h| h.start.as_deref());
+    let mut handlers = chosen
+        .as_ref()
+        .map(|(_, h, _)| ChannelHandlers::new(h.message.clone(), h.close.clone(), h.frame.clone()));
     let _ = conn.shared.with_session(|st| {
-        let answer = chosen.as_ref().map(|(offer, _, d)| (offer, d.clone()));
-        let frames = chosen.as_ref().is_some_and(|(_, h, _)| h.frame.is_some());
-        if st.core.answer_start(&request, answer, frames)?
-            && let Some((_, handler, _)) = &chosen
-        {
-            let handlers = ChannelHandlers {
-                message: Some(handler.message.clone()),
-                close: handler.close.clone(),
-                frame: handler.frame.clone(),
-            };
-            replaced = st.channels.insert(request.channel, handlers);
-        }
+        let answer = chosen.map(|(offer, _, decision)| (offer, decision));
+        st.answer_start(&request, answer, &mut handlers)?;
         Ok(())
     });
-    // Application closures left from an earlier channel with this number
-    // are dropped outside the lock: a drop may call back in.
-    drop(replaced);
+    // The handlers not taken, or left from an earlier channel with this
+    // number, are dropped outside the lock: a drop may call back in.
+    drop(handlers);
 }
 
 /// Runs the channel's message handler; a panic ends the channel, not the
@@ -314,12 +305,7 @@ fn on_start(conn: &Connection, request: StartRequest) {
 fn on_message(conn: &Connection, m: IncomingMessage) {
     let done = MessageDone::of(&m);
     // Routed whole before the channel switched to frames: one final frame.
-    let framed = conn
-        .shared
-        .lock()
-        .channels
-        .get(&done.channel)
-        .is_some_and(|h| h.frame.is_some());
+    let framed = conn.shared.lock().frames(done.channel);
     if framed {
         run_handler(conn, &done, |h| h.frame.clone(), m.into_frame());
     } else {

@@ -3,6 +3,10 @@
 //! a reply completes. Pure data structures, no I/O, so the blocking and the
 //! async drivers share them instead of writing them twice.
 //!
+//! For drivers: [`Layer`] is the state behind a driver's lock and what it
+//! does with every [`Outcome`], generic over how the driver waits
+//! ([`Driver`]); [`Room`] is the one backpressure policy.
+//!
 //! An application that drives a [`Session`](crate::Session) itself (see
 //! [`driver_guide`](crate::driver_guide)) needs none of this: its errors are
 //! [`ProtocolError`](crate::ProtocolError) (the peer broke a rule; the
@@ -13,7 +17,9 @@
 
 mod core;
 mod error;
+mod layer;
 mod pool;
+mod room;
 mod served;
 
 use std::collections::HashMap;
@@ -22,7 +28,9 @@ pub use self::core::{
     Core, Done, EndReason, Failure, Handled, HandlerResult, MessageDone, Outcome, StartDecision,
 };
 pub use self::error::Error;
+pub use self::layer::{Action, ChannelHandlers, CloseCallback, Driver, Handlers, Layer, Notify};
 pub use self::pool::{PoolState, Take};
+pub use self::room::Room;
 pub use self::served::{AcceptBackoff, Served};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};

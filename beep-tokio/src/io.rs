@@ -61,7 +61,7 @@ async fn read_loop(shared: Arc<Shared>, mut reader: ReadHalf<Stream>) {
         let (done, transmit) = {
             let mut st = shared.lock();
             shared.input(&mut st, &buf[..n], &mut actions);
-            (st.core.ended().is_some(), st.wants_writer())
+            (st.core.ended().is_some(), crate::shared::wants_writer(&st))
         };
         shared.after(actions, transmit);
         if done {

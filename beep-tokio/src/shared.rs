@@ -3,14 +3,13 @@
 //! notifications that wake the tasks. The session sits behind a plain
 //! mutex that is never held across an await or application code.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use beep_proto::dispatch::{Core, Done, Outcome};
-use beep_proto::{IncomingFrame, IncomingMessage, Session, StartRequest};
+use beep_proto::Session;
+use beep_proto::dispatch::{self, Done, Driver, Layer, Room};
 use event_listener::Event;
 use futures_channel::{mpsc, oneshot};
 
@@ -20,62 +19,29 @@ use crate::profile::{CloseHandler, FrameHandler, MessageHandler, Registry};
 use crate::runtime::{self, Runtime};
 
 /// Where a waiting caller gets its result: an awaiting future or a callback.
-pub(crate) enum Notify {
-    Wait(oneshot::Sender<Result<Done, Error>>),
-    Call(Box<dyn FnOnce(Result<Done, Error>) + Send>),
-}
+pub(crate) type Notify = dispatch::Notify<Wake>;
 
-impl Notify {
-    /// An awaiting caller is woken at once; a callback runs on the
-    /// dispatcher, never under the session lock.
-    fn complete(self, result: Result<Done, Error>, actions: &mut Vec<Action>) {
-        match self {
-            Notify::Wait(tx) => {
-                let _ = tx.send(result);
-            }
-            Notify::Call(f) => actions.push(Action::Run(Box::new(move || f(result)))),
-        }
-    }
-}
+/// How an awaiting caller is woken.
+pub(crate) type Wake = oneshot::Sender<Result<Done, Error>>;
 
 /// Work for the dispatcher task.
-pub(crate) enum Action {
-    Start(StartRequest),
-    Message(IncomingMessage),
-    Frame(IncomingFrame),
-    CloseRequested(u32),
-    Run(Box<dyn FnOnce() + Send>),
-    Exit,
-}
+pub(crate) use beep_proto::dispatch::Action;
 
 /// Handlers of one open channel.
-#[derive(Clone, Default)]
-pub(crate) struct ChannelHandlers {
-    pub(crate) message: Option<Arc<MessageHandler>>,
-    pub(crate) close: Option<Arc<CloseHandler>>,
-    /// Set when the channel delivers frames instead of messages.
-    pub(crate) frame: Option<Arc<FrameHandler>>,
-}
+pub(crate) type ChannelHandlers =
+    dispatch::ChannelHandlers<MessageHandler, FrameHandler, CloseHandler>;
 
 /// Runs once when the connection ends.
-pub(crate) type CloseCallback = Box<dyn FnOnce(&CloseReason) + Send>;
+pub(crate) type CloseCallback = dispatch::CloseCallback;
 
-pub(crate) struct State {
-    pub(crate) core: Core<Notify>,
-    pub(crate) channels: HashMap<u32, ChannelHandlers>,
-    on_close: Vec<CloseCallback>,
-}
+/// The session, its waiters and the channels' handlers (the shared
+/// driver layer), behind the connection's lock.
+pub(crate) type State = Layer<Wake, ChannelHandlers>;
 
-impl State {
-    pub(crate) fn session(&mut self) -> &mut Session {
-        self.core.session_mut()
-    }
-
-    /// True if the writer has work: bytes to send, or an end to act on.
-    pub(crate) fn wants_writer(&self) -> bool {
-        let session = self.core.session();
-        session.wants_transmit() || session.is_ended() || self.core.ended().is_some()
-    }
+/// True if the writer has work: bytes to send, or an end to act on.
+pub(crate) fn wants_writer(st: &State) -> bool {
+    let session = st.core.session();
+    session.wants_transmit() || session.is_ended() || st.core.ended().is_some()
 }
 
 pub(crate) struct Shared {
@@ -110,11 +76,7 @@ impl Shared {
         actions: mpsc::UnboundedSender<Action>,
     ) -> Self {
         Shared {
-            state: Mutex::new(State {
-                core: Core::new(session),
-                channels: HashMap::new(),
-                on_close: Vec::new(),
-            }),
+            state: Mutex::new(State::new(session)),
             changed: Event::new(),
             output: Event::new(),
             ended: AtomicBool::new(false),
@@ -132,14 +94,7 @@ impl Shared {
     /// Runs `f` once the connection ends (at once, outside the lock, if
     /// it has).
     pub(crate) fn on_close(&self, f: CloseCallback) {
-        let mut st = self.lock();
-        match st.core.ended().cloned() {
-            Some(reason) => {
-                drop(st);
-                f(&reason);
-            }
-            None => st.on_close.push(f),
-        }
+        State::on_close(self.lock(), f);
     }
 }
 
@@ -166,24 +121,25 @@ impl Shared {
             }
             let result = f(&mut st);
             self.route(&mut st, &mut actions);
-            (result, st.wants_writer())
+            (result, wants_writer(&st))
         };
         self.after(actions, transmit);
         result
     }
 
-    /// Like [`Shared::with_session`], first waiting until queued output is
-    /// below the limit. Only application code calls this: the I/O tasks
-    /// never wait on the peer's reading.
+    /// Like [`Shared::with_session`], first waiting while queued output is
+    /// above the limit (until it is down to three quarters of it: see
+    /// [`Room`]). Only application code calls this: the I/O tasks never
+    /// wait on the peer's reading.
     pub(crate) async fn with_room<T>(
         &self,
         f: impl FnOnce(&mut State) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let limit = self.options.max_queued_output;
-        self.wait_until(|st| {
-            st.core.ended().is_some() || st.core.session().queued_output() <= limit
-        })
-        .await;
+        let room = self.room();
+        let full = room.full(&self.lock().core);
+        if full {
+            self.wait_until(|st| room.made(&st.core)).await;
+        }
         self.with_session(f)
     }
 
@@ -193,11 +149,16 @@ impl Shared {
         &self,
         f: impl FnOnce(&mut State) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let limit = self.options.max_queued_output;
+        let room = self.room();
         self.with_session(|st| {
-            st.core.check_room(limit)?;
+            room.check(&st.core)?;
             f(st)
         })
+    }
+
+    /// The backpressure policy for [`Options::max_queued_output`].
+    pub(crate) fn room(&self) -> Room {
+        Room::new(self.options.max_queued_output)
     }
 
     /// Waits until `done` holds for the state. A listener is registered
@@ -267,63 +228,12 @@ impl Shared {
     /// Turns session events into results for waiters and work for the
     /// dispatcher. Called with the lock held; runs no application code.
     pub(crate) fn route(&self, st: &mut State, actions: &mut Vec<Action>) {
-        let mut outcomes = Vec::new();
-        st.core.route(&mut outcomes);
-        self.apply(st, outcomes, actions);
-    }
-
-    fn apply(&self, st: &mut State, outcomes: Vec<Outcome<Notify>>, actions: &mut Vec<Action>) {
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Complete(notify, result) => {
-                    if let Ok(Done::Opened { channel, .. }) = &result {
-                        st.channels.entry(*channel).or_default();
-                    }
-                    notify.complete(result.map_err(Error::from), actions);
-                }
-                Outcome::Start(request) => actions.push(Action::Start(request)),
-                Outcome::Message(m) => actions.push(Action::Message(m)),
-                Outcome::Frame(f) => actions.push(Action::Frame(f)),
-                Outcome::CloseRequested(channel) => actions.push(Action::CloseRequested(channel)),
-                Outcome::ChannelClosed(channel) => {
-                    // Application closures are dropped on the dispatcher,
-                    // never under this lock (a drop may call back in).
-                    if let Some(handlers) = st.channels.remove(&channel) {
-                        actions.push(Action::Run(Box::new(move || drop(handlers))));
-                    }
-                }
-                Outcome::Ended(reason) => {
-                    for callback in st.on_close.drain(..) {
-                        let reason = reason.clone();
-                        actions.push(Action::Run(Box::new(move || callback(&reason))));
-                    }
-                    // Every channel is gone with the connection: its
-                    // handlers go too (ending incoming queues), on the
-                    // dispatcher, never under this lock.
-                    let handlers = std::mem::take(&mut st.channels);
-                    actions.push(Action::Run(Box::new(move || drop(handlers))));
-                    actions.push(Action::Exit);
-                    // Released: the writer flushes the final <ok/>, then
-                    // closes; anything else drops the stream at once.
-                    if reason != CloseReason::Released {
-                        self.aborted.store(true, Ordering::Release);
-                    }
-                    self.ended.store(true, Ordering::Release);
-                }
-            }
-        }
-        // Sent under the lock, so actions reach the dispatcher in the order
-        // they were routed and nothing can follow its Exit.
-        for action in actions.drain(..) {
-            let _ = self.actions.unbounded_send(action);
-        }
+        st.route(self, actions);
     }
 
     /// Feeds input from the stream.
     pub(crate) fn input(&self, st: &mut State, bytes: &[u8], actions: &mut Vec<Action>) {
-        let mut outcomes = Vec::new();
-        st.core.handle_input(bytes, &mut outcomes);
-        self.apply(st, outcomes, actions);
+        st.input(bytes, self, actions);
     }
 
     /// The peer closed the stream: the session ends as the core decides
@@ -331,12 +241,7 @@ impl Shared {
     /// is a lost connection).
     pub(crate) fn eof(&self) {
         let mut actions = Vec::new();
-        {
-            let mut st = self.lock();
-            let mut outcomes = Vec::new();
-            st.core.handle_eof(&mut outcomes);
-            self.apply(&mut st, outcomes, &mut actions);
-        }
+        self.lock().eof(self, &mut actions);
         self.after(actions, true);
     }
 
@@ -344,12 +249,7 @@ impl Shared {
     /// callbacks run on the dispatcher, the stream closes.
     pub(crate) fn finish(&self, reason: CloseReason) {
         let mut actions = Vec::new();
-        {
-            let mut st = self.lock();
-            let mut outcomes = Vec::new();
-            st.core.end(reason, &mut outcomes);
-            self.apply(&mut st, outcomes, &mut actions);
-        }
+        self.lock().end(reason, self, &mut actions);
         // The writer must look again: it flushes and closes, or stops.
         self.after(actions, true);
     }
@@ -359,6 +259,35 @@ impl Shared {
         self.aborted.store(true, Ordering::Release);
         self.stopped.notify(usize::MAX);
         self.output.notify(usize::MAX);
+    }
+}
+
+/// The async driver's part of the shared layer: an awaiting caller is
+/// woken through its oneshot, actions go to the dispatcher task's channel,
+/// and the end stops the reader (and the writer too, unless a release's
+/// last bytes are to be flushed).
+impl Driver for Shared {
+    type Wait = Wake;
+    type Handlers = ChannelHandlers;
+
+    /// An awaiting caller is woken at once.
+    fn wake(&self, tx: Wake, result: Result<Done, Error>) {
+        let _ = tx.send(result);
+    }
+
+    fn ended(&self, reason: &CloseReason) {
+        // Released: the writer flushes the final <ok/>, then closes;
+        // anything else drops the stream at once.
+        if *reason != CloseReason::Released {
+            self.aborted.store(true, Ordering::Release);
+        }
+        self.ended.store(true, Ordering::Release);
+    }
+
+    fn dispatch(&self, _: &State, actions: &mut Vec<Action>) {
+        for action in actions.drain(..) {
+            let _ = self.actions.unbounded_send(action);
+        }
     }
 }
 
@@ -413,5 +342,115 @@ pub(crate) mod cork {
         if shared.output_held.swap(false, Ordering::Relaxed) {
             shared.output.notify(usize::MAX);
         }
+    }
+}
+
+#[cfg(all(test, feature = "tokio"))]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use beep_proto::dispatch::Room;
+    use beep_proto::{Config, Message, xml::Profile};
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+
+    use crate::{Connection, Options, ProfileHandler, Registry};
+
+    const SLOW: &str = "http://example.org/beep/slow";
+    const LIMIT: usize = 32 << 10;
+    /// What one 1000-octet message costs in the queue (with its entry).
+    const COST: usize = 1000 + 2 + 128;
+    const T: Duration = Duration::from_secs(10);
+
+    /// Waits until `queued` stops changing for a moment; returns it.
+    async fn settled(conn: &Connection) -> usize {
+        let mut last = conn.queued_output();
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = conn.queued_output();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// RFC 3081 3.1.4 leaves the sender's buffering to the implementation:
+    /// a sender that waits for room resumes once the queue is down to
+    /// three quarters of `max_queued_output` (the shared `Room` policy, as
+    /// in beep-blocking), not as soon as it is below the limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn senders_waiting_for_room_resume_at_three_quarters_of_the_limit() {
+        // The peer handles one message per token: the credit of each goes
+        // back only then, so our queue drains a message or two at a time.
+        let (go, gate) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let gate = Arc::new(tokio::sync::Mutex::new(gate));
+        let mut registry = Registry::new();
+        registry.register(
+            SLOW,
+            ProfileHandler::new(move |_, _| {
+                let gate = gate.clone();
+                async move {
+                    let _ = gate.lock().await.recv().await;
+                }
+            }),
+        );
+        let (ours, theirs) = tokio::io::duplex(64 << 10);
+        let peer_options = Options {
+            config: Config {
+                receive_window: 4096,
+                ..Config::default()
+            },
+            ..Options::default()
+        };
+        let peer = Connection::accept_transport(theirs.compat(), registry, peer_options).unwrap();
+        let options = Options {
+            max_queued_output: LIMIT,
+            ..Options::default()
+        };
+        let conn = Connection::connect_transport(ours.compat(), options)
+            .await
+            .unwrap();
+        let channel = conn.open_channel(Profile::new(SLOW), None).await.unwrap();
+        let message = Message::new(vec![0u8; 1000]);
+        // Full, and the writer has taken all the peer's window allows.
+        loop {
+            while channel.try_send_msg(message.clone()).is_ok() {}
+            if settled(&conn).await > LIMIT {
+                break;
+            }
+        }
+
+        let resumed = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let (channel, message, resumed) = (channel.clone(), message.clone(), resumed.clone());
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let sent = channel.send_msg(message).await;
+                let queued = conn.queued_output();
+                resumed.store(true, Ordering::SeqCst);
+                (sent, queued)
+            })
+        };
+        // The queue drains a message or two per token, from above the limit.
+        let deadline = Instant::now() + T;
+        while !resumed.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the sender never resumed");
+            go.send(()).unwrap();
+            settled(&conn).await;
+        }
+        let (sent, queued) = sender.await.unwrap();
+        assert!(sent.is_ok());
+        // Queued when it resumed: its own message, and no more than three
+        // quarters of the limit (resuming at the limit leaves 30 KiB).
+        let resume_at = Room::new(LIMIT).resume_at();
+        assert!(
+            queued <= resume_at + 2 * COST,
+            "resumed with {queued} queued"
+        );
+        drop(go);
+        conn.shutdown();
+        peer.shutdown();
     }
 }
