@@ -441,12 +441,26 @@ impl Connection {
         State::on_close(self.shared.lock(), Box::new(f));
     }
 
-    /// Waits until the connection ends; returns false on timeout.
-    pub fn wait_closed(&self, timeout: Duration) -> bool {
+    /// Waits until the connection ends and tells why; `None` if it has
+    /// not ended within `timeout` (`Duration::MAX`: no limit). beep-tokio's
+    /// `wait_closed` is the same without the timeout, which async code
+    /// puts around the future with its runtime's timer. `on_close`
+    /// callbacks may still be running when this returns.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # fn run(conn: beep_blocking::Connection) {
+    /// match conn.wait_closed(Duration::from_secs(5)) {
+    ///     Some(reason) => println!("closed: {reason}"),
+    ///     None => println!("still open"),
+    /// }
+    /// # }
+    /// ```
+    pub fn wait_closed(&self, timeout: Duration) -> Option<CloseReason> {
         let st = self
             .shared
             .wait_changed(Some(timeout), |st| st.core.ended().is_none());
-        st.core.ended().is_some()
+        st.core.ended().cloned()
     }
 
     /// Opens a channel running `profile` and waits for the peer's answer.

@@ -58,7 +58,7 @@ mod blocking_client {
         }
         count.close().unwrap();
         conn.close().unwrap();
-        assert!(conn.wait_closed(T));
+        assert!(conn.wait_closed(T).is_some());
         assert_eq!(conn.close_reason(), Some(CloseReason::Released));
     }
 }
