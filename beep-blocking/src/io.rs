@@ -165,6 +165,36 @@ fn read_once(shared: &Arc<Shared>) -> bool {
     done
 }
 
+/// After a release, everything (the final `<ok/>` too) is written: end our
+/// sending half and read what the peer still sends (SEQ frames for the
+/// replies it is reading) until it closes, so that closing finds no unread
+/// input. Closing with unread input makes the kernel reset the connection,
+/// which can discard replies the peer has received but not read yet.
+/// Bounded by the connect timeout: the linger thread shuts the stream down
+/// if the peer never closes (see `Shared::linger`).
+fn drain_after_release(shared: &Shared) {
+    shared.stream.shutdown_write();
+    let deadline = crate::deadline::after(shared.options.connect_timeout);
+    let mut scratch = [0u8; 4096];
+    loop {
+        let left = crate::deadline::left(deadline).unwrap_or(Duration::MAX);
+        if left.is_zero() {
+            return;
+        }
+        // Without read timeouts the linger thread's shutdown ends the read.
+        let _ = shared
+            .stream
+            .set_read_timeout(Some(left.min(Duration::from_secs(1))));
+        match shared.stream.read(&mut scratch) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// Session to socket, for output no application thread wrote directly
 /// (window updates, replies produced by the I/O threads). Closes the
 /// socket once a released session has flushed its last bytes.
@@ -186,8 +216,12 @@ fn write_loop(shared: &Arc<Shared>) {
             let mut st = shared.lock();
             while !st.session().wants_transmit() {
                 if st.core.ended().is_some() || st.core.session().is_ended() {
+                    let released = st.core.ended() == Some(&CloseReason::Released);
                     drop(st);
                     let _writing = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+                    if released {
+                        drain_after_release(shared);
+                    }
                     shared.stream.shutdown();
                     return;
                 }

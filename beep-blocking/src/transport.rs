@@ -113,6 +113,15 @@ pub trait Transport: Send + Sync + 'static {
     /// the connection's threads end). It may be called more than once.
     fn shutdown(&self);
 
+    /// Ends our sending half only, after a release: the peer reads the
+    /// end of the stream while we still read (and drop) what it sends, so
+    /// closing does not find unread input and reset the connection, which
+    /// could discard the last replies the peer has not read yet. The
+    /// default ends both halves.
+    fn shutdown_write(&self) {
+        self.shutdown();
+    }
+
     /// The peer's address, for an IP connection.
     fn peer_addr(&self) -> Option<SocketAddr> {
         None
@@ -142,6 +151,10 @@ macro_rules! socket_transport {
 
             fn shutdown(&self) {
                 let _ = <$socket>::shutdown(self, Shutdown::Both);
+            }
+
+            fn shutdown_write(&self) {
+                let _ = <$socket>::shutdown(self, Shutdown::Write);
             }
 
             fn peer_addr(&self) -> Option<SocketAddr> {
