@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Handled, MessageDone};
-use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
+use beep_proto::{IncomingFrame, IncomingMessage, Role, StartRequest};
 
 use crate::channel::Channel;
 use crate::connection::{Action, ChannelHandlers, Connection, Shared, cork};
@@ -195,9 +195,19 @@ fn drain_after_release(shared: &Shared) {
     }
 }
 
+/// Why a listener ends a connection whose peer did not greet within
+/// `limit` ([`Options::greeting_timeout`](crate::Options::greeting_timeout)).
+fn no_greeting(limit: Duration) -> CloseReason {
+    CloseReason::Lost(format!("no greeting within {} s", limit.as_secs_f64()))
+}
+
 /// Session to socket, for output no application thread wrote directly
 /// (window updates, replies produced by the I/O threads). Closes the
-/// socket once a released session has flushed its last bytes.
+/// socket once a released session has flushed its last bytes. As the
+/// listener, it also keeps the greeting timeout: while the peer has not
+/// greeted it waits for output at most until then (no thread of its own
+/// for the timer), and ends the connection if the greeting is still
+/// missing.
 fn write_loop(shared: &Arc<Shared>) {
     /// Tells [`Shared::linger`] that the writer stopped.
     struct Stopped<'a>(&'a Shared);
@@ -210,6 +220,12 @@ fn write_loop(shared: &Arc<Shared>) {
         }
     }
     let _stopped = Stopped(shared);
+    let greeting_timeout = shared.options.greeting_timeout;
+    // None once greeted (and for an initiator, or without a deadline).
+    let mut greeting_due = match shared.lock().core.session().role() {
+        Role::Listener => crate::deadline::after(greeting_timeout),
+        Role::Initiator => None,
+    };
     let mut chunks = Vec::new();
     loop {
         {
@@ -225,8 +241,26 @@ fn write_loop(shared: &Arc<Shared>) {
                     shared.stream.shutdown();
                     return;
                 }
+                if st.core.session().peer_greeting().is_some() {
+                    greeting_due = None;
+                }
+                let left = crate::deadline::left(greeting_due);
+                if crate::deadline::passed(left) {
+                    // Ended here; the next look sees it and closes.
+                    drop(st);
+                    shared.finish(no_greeting(greeting_timeout));
+                    greeting_due = None;
+                    st = shared.lock();
+                    continue;
+                }
                 shared.writer_idle.store(true, Ordering::SeqCst);
-                st = shared.output.wait(st).unwrap_or_else(|p| p.into_inner());
+                st = match left {
+                    None => shared.output.wait(st).unwrap_or_else(|p| p.into_inner()),
+                    Some(left) => {
+                        let waited = shared.output.wait_timeout(st, left);
+                        waited.unwrap_or_else(|p| p.into_inner()).0
+                    }
+                };
                 shared.writer_idle.store(false, Ordering::SeqCst);
             }
         }

@@ -4,7 +4,9 @@
 use std::io::IoSlice;
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+use beep_proto::Role;
 use bytes::Bytes;
 use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::future::{Either, select};
@@ -32,14 +34,17 @@ pub(crate) fn spawn(shared: &Arc<Shared>, stream: Stream, inbox: UnboundedReceiv
 
 /// Stream to session. Never waits on anything but the stream and the
 /// session lock, so SEQ frames and replies keep flowing whatever the
-/// handlers do. Stops when the connection ends, whoever ended it.
+/// handlers do. Stops when the connection ends, whoever ended it; after a
+/// release, once it has drained the stream (see [`drain_after_release`]).
+/// As the listener it also keeps the greeting timeout (see
+/// [`until_ended`]).
 async fn read_loop(shared: Arc<Shared>, mut reader: ReadHalf<Stream>) {
     let mut buf = vec![0u8; READ_BUFFER];
-    let mut ended = pin!(shared.wait_flag(&shared.ended));
+    let mut ended = pin!(until_ended(&shared));
     loop {
         let read = reader.read(&mut buf);
         let n = match select(read, ended.as_mut()).await {
-            Either::Right(_) => return,
+            Either::Right(_) => break,
             Either::Left((Ok(0), _)) => {
                 shared.eof();
                 // A release the peer asked for just before closing its
@@ -65,9 +70,67 @@ async fn read_loop(shared: Arc<Shared>, mut reader: ReadHalf<Stream>) {
         };
         shared.after(actions, transmit);
         if done {
-            return;
+            break;
         }
     }
+    drain_after_release(&shared, &mut reader, &mut buf).await;
+}
+
+/// Why a listener ends a connection whose peer did not greet within
+/// `limit` ([`Options::greeting_timeout`](crate::Options::greeting_timeout)).
+fn no_greeting(limit: Duration) -> CloseReason {
+    CloseReason::Lost(format!("no greeting within {} s", limit.as_secs_f64()))
+}
+
+/// Completes once the connection has ended. As the listener, it first
+/// ends the connection itself if the peer has not greeted within the
+/// greeting timeout: the timer runs in the reader, with no task of its
+/// own.
+async fn until_ended(shared: &Shared) {
+    let role = shared.lock().core.session().role();
+    if role == Role::Listener {
+        let limit = shared.options.greeting_timeout;
+        let ended = shared.wait_flag(&shared.ended);
+        if runtime::timeout(&*shared.runtime, limit, ended)
+            .await
+            .is_none()
+        {
+            let greeted = shared.lock().core.session().peer_greeting().is_some();
+            if !greeted {
+                shared.finish(no_greeting(limit));
+            }
+        }
+    }
+    shared.wait_flag(&shared.ended).await;
+}
+
+/// After a release, the writer flushes everything (the final `<ok/>` too)
+/// and closes only our sending half (`poll_close`: a TCP stream of tokio
+/// or async-std shuts down its write side); meanwhile this reads what the
+/// peer still sends (SEQ frames for the replies it is reading), and
+/// discards it, until the peer closes, so that closing finds no unread
+/// input. Closing with unread input makes the kernel reset the
+/// connection, which can discard replies the peer has received but not
+/// read yet. Bounded by the connect timeout, and stopped by
+/// [`Connection::shutdown`](crate::Connection::shutdown). As
+/// beep-blocking's writer does.
+async fn drain_after_release(shared: &Shared, reader: &mut ReadHalf<Stream>, buf: &mut [u8]) {
+    if shared.lock().core.ended() != Some(&CloseReason::Released) {
+        return;
+    }
+    let drain = pin!(async {
+        loop {
+            match reader.read(buf).await {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    });
+    let aborted = pin!(shared.wait_flag(&shared.aborted));
+    let limit = shared.options.connect_timeout;
+    let _ = runtime::timeout(&*shared.runtime, limit, select(drain, aborted)).await;
 }
 
 /// Session to stream. A released session flushes its last bytes (the
@@ -130,7 +193,8 @@ fn take_output(shared: &Shared, chunks: &mut Vec<Bytes>) -> (bool, bool) {
 }
 
 /// Writes `chunks` and whatever else an ended session still has (its final
-/// `<ok/>`), then closes the stream.
+/// `<ok/>`), then closes our sending half (the reader drains the rest: see
+/// [`drain_after_release`]).
 async fn flush_last(shared: &Shared, writer: &mut WriteHalf<Stream>, mut chunks: Vec<Bytes>) {
     while !chunks.is_empty() {
         if write_chunks(writer, &chunks).await.is_err() {

@@ -17,15 +17,39 @@ use crate::runtime::{self, Runtime};
 ///     ..Default::default()
 /// };
 /// assert_eq!(options.max_queued_output, 4 << 20);
+/// assert_eq!(options.greeting_timeout, Duration::from_secs(30));
 /// ```
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The session configuration (windows, limits, greeting extras). A
     /// listener's greeting profiles come from its registry.
     pub config: Config,
-    /// Longest wait for the TCP connection, for the peer's greeting, and
-    /// for the peer's answer to a channel start or close.
+    /// Longest wait for the TCP connection, as the initiator for the
+    /// peer's greeting, and for the peer's answer to a channel start or
+    /// close.
     pub connect_timeout: Duration,
+    /// As the listener ([`Listener`](crate::Listener),
+    /// [`Connection::accept_transport`](crate::Connection::accept_transport)):
+    /// how long a connected peer may take to send its greeting. A peer
+    /// that has not greeted by then is disconnected with
+    /// [`CloseReason::Lost`](crate::CloseReason::Lost) ("no greeting
+    /// within 30 s"), so that sockets which connect and stay silent do not
+    /// pile up, each holding a connection's tasks and buffers. The
+    /// default, 30 s, is far more than any honest peer needs (its greeting
+    /// is its first bytes, sent as soon as it is connected: one round trip
+    /// over the slowest link) and short enough that idle sockets are soon
+    /// gone. `Duration::MAX` waits for ever. (The initiator's wait for the
+    /// listener's greeting is bounded by `connect_timeout`.)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = beep_tokio::Options {
+    ///     greeting_timeout: Duration::from_secs(5),
+    ///     ..Default::default()
+    /// };
+    /// # drop(options);
+    /// ```
+    pub greeting_timeout: Duration,
     /// Octets of unsent output above which sending calls wait, so a peer
     /// that stops reading cannot make us buffer without bound.
     pub max_queued_output: usize,
@@ -40,6 +64,7 @@ impl Default for Options {
         Options {
             config: Config::default(),
             connect_timeout: Duration::from_secs(10),
+            greeting_timeout: Duration::from_secs(30),
             max_queued_output: 4 << 20,
             runtime: None,
         }

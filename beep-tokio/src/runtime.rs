@@ -45,6 +45,16 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Tokio streams implement tokio's own I/O traits; adapt them with
 /// `tokio_util::compat::TokioAsyncReadCompatExt::compat`.
 ///
+/// After a release, the driver closes the stream's writing side
+/// (`poll_close`) and reads on until the peer closes (within the connect
+/// timeout), so that closing finds no unread input and the kernel does
+/// not reset the connection. `poll_close` should therefore end only the
+/// sending half, as a tokio stream behind `compat` does (`shutdown`); a
+/// stream whose `poll_close` only flushes (async-std's `TcpStream`, which
+/// the `AsyncStd` runtime wraps for this)
+/// leaves the peer waiting for the end of our output until one side
+/// gives up.
+///
 /// ```
 /// fn takes<T: beep_tokio::runtime::Transport>(_: T) {}
 /// takes(futures_util::io::Cursor::new(Vec::<u8>::new()));

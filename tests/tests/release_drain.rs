@@ -7,8 +7,13 @@
 //! with slower wake-ups; on this project's VM the loss did not reproduce,
 //! so this guards the behaviour rather than proving the fix). Both
 //! listeners, with a hand-driven `beep_proto::Session` as the peer.
+//!
+//! The reset itself is seen reliably by a peer that sends a few more
+//! octets after the `<ok/>`: a listener that closed without reading them
+//! resets the connection (the peer's socket then reports EPIPE), one that
+//! drains them closes cleanly.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -156,4 +161,120 @@ fn rfc3081_2_tokio_listener_closes_after_a_release_without_losing_replies() {
         .block_on(serving)
         .expect("serve task")
         .expect("serve");
+}
+
+/// Releases a session, then sends a SEQ frame after the `<ok/>` (as a
+/// peer still acknowledging what it read does) and reads to the end: an
+/// error if the listener reset the connection instead of closing it.
+fn release_then_send(addr: SocketAddr) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut session = Session::initiator(Config::default());
+    let mut buf = [0u8; 4096];
+    let mut asked = false;
+    loop {
+        let mut end = None;
+        while let Some(event) = session.poll_event() {
+            if let Event::SessionEnded(e) = event {
+                end = Some(e);
+            }
+        }
+        if let Some(end) = end {
+            assert_eq!(end, SessionEnd::Released);
+            break;
+        }
+        if !asked && session.peer_greeting().is_some() {
+            session
+                .close_session(ReplyCode::SUCCESS, "done")
+                .expect("release");
+            asked = true;
+        }
+        session.write_to(&mut stream)?;
+        let n = stream.read(&mut buf)?;
+        assert!(n > 0, "closed before the <ok/>");
+        session.handle_input(&buf[..n]).expect("input");
+    }
+    stream.write_all(b"SEQ 0 0 4096\r\n")?;
+    // The passing of time is the point: the listener's answer to that
+    // frame (none, or a reset from a socket closed without reading it)
+    // has arrived by then.
+    std::thread::sleep(Duration::from_millis(300));
+    if let Some(reset) = stream.take_error()? {
+        return Err(reset);
+    }
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Rounds of [`release_then_send`]: one alone may miss a reset (the frame
+/// can reach the listener while it still reads).
+const ROUNDS: usize = 10;
+
+#[test]
+fn rfc3081_2_blocking_listener_drains_what_the_peer_sends_after_the_ok() {
+    use beep_blocking::{Listener, Options, Registry};
+    let listener =
+        Listener::bind("127.0.0.1:0", Registry::new(), Options::default()).expect("bind");
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let serving = std::thread::spawn(move || listener.serve());
+    for round in 0..ROUNDS {
+        release_then_send(addr).unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+    stop.shutdown();
+    serving.join().expect("serve thread").expect("serve");
+}
+
+#[test]
+fn rfc3081_2_tokio_listener_drains_what_the_peer_sends_after_the_ok() {
+    use beep_tokio::{Listener, Options, Registry};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (addr, stop, serving) = runtime.block_on(async {
+        let listener = Listener::bind("127.0.0.1:0", Registry::new(), Options::default())
+            .await
+            .expect("bind");
+        let addr = listener.local_addrs()[0];
+        let stop = listener.shutdown_handle();
+        (addr, stop, tokio::spawn(listener.serve()))
+    });
+    for round in 0..ROUNDS {
+        release_then_send(addr).unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+    stop.shutdown();
+    runtime
+        .block_on(serving)
+        .expect("serve task")
+        .expect("serve");
+}
+
+/// On async-std, whose `TcpStream` only flushes on `poll_close`, the
+/// runtime's streams end their sending half there, so the peer sees the
+/// end of the listener's output while it drains.
+#[test]
+fn rfc3081_2_async_std_listener_drains_what_the_peer_sends_after_the_ok() {
+    use beep_tokio::{Listener, Options, Registry, runtime::AsyncStd};
+    let (addr, stop, serving) = async_std::task::block_on(async {
+        let options = Options::default().with_runtime(AsyncStd);
+        let listener = Listener::bind("127.0.0.1:0", Registry::new(), options)
+            .await
+            .expect("bind");
+        let addr = listener.local_addrs()[0];
+        let stop = listener.shutdown_handle();
+        (addr, stop, async_std::task::spawn(listener.serve()))
+    });
+    for round in 0..ROUNDS {
+        release_then_send(addr).unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+    stop.shutdown();
+    async_std::task::block_on(serving).expect("serve");
 }

@@ -3,7 +3,9 @@
 //! smol the same way, touches nothing else.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_std::net::{TcpListener, TcpStream, ToSocketAddrs};
@@ -38,7 +40,7 @@ impl Runtime for AsyncStd {
         Box::pin(async move {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
-            Ok(Box::new(stream) as Box<dyn Transport>)
+            Ok(Box::new(AsyncStdTcp(stream)) as Box<dyn Transport>)
         })
     }
 
@@ -59,11 +61,54 @@ impl Acceptor for AsyncStdAcceptor {
         Box::pin(async move {
             let (stream, peer) = self.listener.accept().await?;
             stream.set_nodelay(true)?;
-            Ok((Box::new(stream) as Box<dyn Transport>, peer))
+            Ok((Box::new(AsyncStdTcp(stream)) as Box<dyn Transport>, peer))
         })
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+}
+
+/// An async-std TCP stream whose `poll_close` ends the sending half, as a
+/// tokio stream's does (async-std's own only flushes): after a release
+/// the peer sees the end of our output while we still read what it sends
+/// (see `io::drain_after_release`).
+struct AsyncStdTcp(TcpStream);
+
+impl futures_io::AsyncRead for AsyncStdTcp {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl futures_io::AsyncWrite for AsyncStdTcp {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(Pin::new(&mut self.0).poll_flush(cx))?;
+        Poll::Ready(self.0.shutdown(Shutdown::Write))
     }
 }
