@@ -19,6 +19,8 @@ use beep_proto::xml::Profile;
 use beep_proto::{Config, Message};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod verbose;
+
 #[derive(Parser)]
 #[command(
     name = "beep",
@@ -60,6 +62,10 @@ enum Command {
         /// Seconds to wait for the connection and the reply.
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
+        /// Print the frames exchanged to stderr (`> ` sent, `< `
+        /// received), like `curl -v`.
+        #[arg(short, long)]
+        verbose: bool,
         /// The payload, or `-` to read it from stdin.
         data: Option<String>,
     },
@@ -130,8 +136,9 @@ fn main() -> ExitCode {
             profile,
             server_name,
             timeout,
+            verbose,
             data,
-        } => send(&addr, &profile, server_name, timeout, data),
+        } => send(&addr, &profile, server_name, timeout, verbose, data),
         Command::Bench {
             addr,
             profile,
@@ -223,6 +230,7 @@ fn send(
     profile: &str,
     server_name: Option<String>,
     timeout: f64,
+    verbose: bool,
     data: Option<String>,
 ) -> ExitCode {
     let timeout = secs_to_duration(timeout).max(Duration::from_millis(1));
@@ -242,7 +250,16 @@ fn send(
         connect_timeout: timeout,
         ..Options::default()
     };
-    let conn = match Connection::connect(addr, options) {
+    let connected = if verbose {
+        verbose::connect(addr, timeout)
+            .map_err(Error::from)
+            .and_then(|stream| {
+                Connection::connect_transport(verbose::Verbose::new(stream), options)
+            })
+    } else {
+        Connection::connect(addr, options)
+    };
+    let conn = match connected {
         Ok(conn) => conn,
         Err(e) => return failure(&e),
     };

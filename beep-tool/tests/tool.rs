@@ -198,3 +198,29 @@ fn demo_into_a_pipe_closed_early_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(output.status.code(), Some(101), "{stderr}");
 }
+
+#[test]
+fn send_verbose_prints_the_frames_to_stderr_and_only_the_reply_to_stdout() {
+    let serve = Serve::start();
+    let out = send(&[&serve.addr, "--profile", ECHO, "-v", "hi"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(out.stdout, b"hi");
+    let lines: Vec<&str> = stderr.lines().collect();
+    // Both greetings, the start and its reply, the MSG and its RPY (the
+    // payload "\r\nhi" is 4 octets), and the release.
+    for expected in [
+        "> RPY 0 0 . 0 ",
+        "< RPY 0 0 . 0 ",
+        "> MSG 1 0 . 0 4",
+        "< RPY 1 0 . 0 4",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(expected)),
+            "no {expected:?} in:\n{stderr}"
+        );
+    }
+    let sent = lines.iter().position(|l| l.starts_with("> MSG 1 0"));
+    let answered = lines.iter().position(|l| l.starts_with("< RPY 1 0"));
+    assert!(sent < answered, "{stderr}");
+}
