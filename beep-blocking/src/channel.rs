@@ -4,12 +4,12 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Done, HandlerResult, Reply};
-use beep_proto::{IncomingFrame, IncomingMessage, Message};
+use beep_proto::{IncomingFrame, IncomingMessage, Message, ReplyCode};
 
 use crate::connection::{ChannelHandlers, Connection, Notify, State, Waiter, wait};
 use crate::error::{CloseReason, Error};
 use crate::incoming::Incoming;
-use crate::profile::erase;
+use crate::profile::{CloseDecision, CloseRequest, erase, erase_close};
 
 /// A channel (PyVortex `Channel`): cheap to clone, usable from any thread.
 ///
@@ -303,12 +303,70 @@ impl Channel {
         Ok(())
     }
 
-    /// Asks the peer to close the channel and waits for its decision.
+    /// Sets the handler that decides on the peer's requests to close this
+    /// channel (replacing the one set, e.g. by its profile): a channel the
+    /// application opened has none, and agrees. The handler sees the
+    /// peer's reply code and diagnostic ([`CloseRequest`], RFC 3080
+    /// 2.3.1.3) and returns a [`CloseDecision`] or a `bool` (`false`
+    /// refuses with 550 "close refused"); a panic agrees. A channel that
+    /// is closed already keeps none.
+    ///
+    /// ```no_run
+    /// use beep_blocking::CloseDecision;
+    /// use beep_proto::ReplyCode;
+    /// # fn run(channel: beep_blocking::Channel) {
+    /// channel.set_close_handler(|_channel, request| {
+    ///     println!("the peer wants to close: {} {}", request.code, request.text);
+    ///     CloseDecision::Deny(ReplyCode::SERVICE_NOT_AVAILABLE, "still in use".into())
+    /// });
+    /// # }
+    /// ```
+    pub fn set_close_handler<R: Into<CloseDecision>>(
+        &self,
+        handler: impl Fn(&Channel, &CloseRequest) -> R + Send + Sync + 'static,
+    ) {
+        let handler = erase_close(handler);
+        let st = self.conn.shared.lock();
+        if st.core.ended().is_some() || st.core.session().channel_profile(self.number).is_none() {
+            // Nothing to decide any more: the handler goes, after the lock.
+            drop(st);
+            drop(handler);
+            return;
+        }
+        self.install(st, |h| &mut h.close, handler);
+    }
+
+    /// Asks the peer to close the channel and waits for its decision; a
+    /// refusal is [`Error::Refused`] and leaves the channel open.
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_blocking::Channel) -> Result<(), beep_blocking::Error> {
+    /// channel.close()?;
+    /// # Ok(()) }
+    /// ```
     pub fn close(&self) -> Result<(), Error> {
+        self.close_with(ReplyCode::SUCCESS, "")
+    }
+
+    /// Like [`Channel::close`], with a reply code and a diagnostic for the
+    /// peer (RFC 3080 2.3.1.3): its close handler sees them.
+    ///
+    /// ```no_run
+    /// use beep_blocking::Error;
+    /// use beep_proto::ReplyCode;
+    /// # fn run(channel: beep_blocking::Channel) -> Result<(), Error> {
+    /// match channel.close_with(ReplyCode::SERVICE_NOT_AVAILABLE, "shutting down for maintenance") {
+    ///     Ok(()) => println!("closed"),
+    ///     Err(Error::Refused { code, text }) => println!("the peer keeps it open: {code} {text}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn close_with(&self, code: ReplyCode, text: &str) -> Result<(), Error> {
         let (notify, waiter) = Waiter::pair();
         self.conn
             .shared
-            .with_session(|st| Ok(st.core.close(self.number, notify)?))?;
+            .with_session(|st| Ok(st.core.close_with(self.number, code, text, notify)?))?;
         wait(
             &self.conn.shared,
             waiter,

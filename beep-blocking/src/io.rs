@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use beep_proto::dispatch::{Handled, MessageDone};
+use beep_proto::dispatch::{CloseRequest, Handled, MessageDone};
 use beep_proto::{IncomingFrame, IncomingMessage, Role, StartRequest};
 
 use crate::channel::Channel;
@@ -342,13 +342,14 @@ fn run_action(conn: &Connection, action: Action) -> bool {
         Action::Start(request) => on_start(conn, request),
         Action::Message(m) => on_message(conn, m),
         Action::Frame(f) => on_frame(conn, f),
-        Action::CloseRequested(channel) => on_close_requested(conn, channel),
+        Action::CloseRequested(request) => on_close_requested(conn, request),
     }
     true
 }
 
 /// Picks the first offered profile we serve and asks its start handler
-/// (outside the session lock); refuses when none is served.
+/// (outside the session lock); refuses when none is served, as the
+/// registry's unknown-profile handler says.
 fn on_start(conn: &Connection, request: StartRequest) {
     let chosen = conn
         .shared
@@ -357,6 +358,7 @@ fn on_start(conn: &Connection, request: StartRequest) {
         .decide_start(&request, |h| h.start.as_deref());
     let mut handlers = chosen
         .as_ref()
+        .ok()
         .map(|(_, h, _)| ChannelHandlers::new(h.message.clone(), h.close.clone(), h.frame.clone()));
     let _ = conn.shared.with_session(|st| {
         let answer = chosen.map(|(offer, _, decision)| (offer, decision));
@@ -414,21 +416,21 @@ fn run_handler<T>(
     });
 }
 
-fn on_close_requested(conn: &Connection, number: u32) {
+/// Asks the channel's close handler (set by its profile, or on a channel
+/// we opened) about the peer's close request, and answers.
+fn on_close_requested(conn: &Connection, request: CloseRequest) {
+    let number = request.channel;
     let close = conn
         .shared
         .lock()
         .channels
         .get(&number)
         .and_then(|h| h.close.clone());
-    let agree = match close {
-        Some(close) => {
-            let channel = Channel::new(conn.clone(), number);
-            catch_unwind(AssertUnwindSafe(|| close(&channel))).unwrap_or(true)
-        }
-        None => true,
-    };
+    let decision = request.decide(close.map(|close| {
+        let channel = Channel::new(conn.clone(), number);
+        move |r: &CloseRequest| close(&channel, r)
+    }));
     let _ = conn
         .shared
-        .with_session(|st| Ok(st.core.answer_close(number, agree)?));
+        .with_session(|st| Ok(st.core.answer_close(number, decision)?));
 }

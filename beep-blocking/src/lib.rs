@@ -61,7 +61,7 @@ pub use error::{CloseReason, Error};
 pub use incoming::Incoming;
 pub use listener::{Listener, ShutdownHandle};
 pub use pool::{ChannelPool, PooledChannel};
-pub use profile::{ProfileHandler, Registry, StartDecision};
+pub use profile::{CloseDecision, CloseRequest, ProfileHandler, Registry, StartDecision};
 
 pub use beep_proto::dispatch::{HandlerResult, Reply};
 

@@ -3,21 +3,29 @@
 
 use std::sync::Arc;
 
+use beep_proto::ReplyCode;
 use beep_proto::dispatch::{Handled, HandlerResult, Profiles};
 use beep_proto::xml::Profile;
 use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 
 use crate::Channel;
 
-pub use beep_proto::dispatch::StartDecision;
+pub use beep_proto::dispatch::{CloseDecision, CloseRequest, StartDecision};
 
 pub(crate) use beep_proto::dispatch::StartHandler;
-pub(crate) type CloseHandler = dyn Fn(&Channel) -> bool + Send + Sync;
+pub(crate) type CloseHandler = dyn Fn(&Channel, &CloseRequest) -> CloseDecision + Send + Sync;
 /// A handler of items `T` (whole messages or frames) with its result
 /// erased.
 pub(crate) type Handler<T> = dyn Fn(&Channel, T) -> Handled + Send + Sync;
 pub(crate) type MessageHandler = Handler<IncomingMessage>;
 pub(crate) type FrameHandler = Handler<IncomingFrame>;
+
+/// Erases what a close handler returns (a [`CloseDecision`] or a `bool`).
+pub(crate) fn erase_close<R: Into<CloseDecision>>(
+    f: impl Fn(&Channel, &CloseRequest) -> R + Send + Sync + 'static,
+) -> Arc<CloseHandler> {
+    Arc::new(move |channel, request| f(channel, request).into())
+}
 
 /// Erases what a handler returns (`()` or a `Result`).
 pub(crate) fn erase<T, R: HandlerResult>(
@@ -118,14 +126,49 @@ impl ProfileHandler {
         self
     }
 
-    /// Decides on the peer's requests to close a channel of this profile.
+    /// Decides on the peer's requests to close a channel of this profile
+    /// (default: agree): `true` agrees, `false` refuses with 550 "close
+    /// refused", and a [`CloseDecision`] refuses with a code and
+    /// diagnostic of its own. A panic agrees. To see the peer's code and
+    /// diagnostic, use [`ProfileHandler::on_close_request`].
     ///
     /// ```
-    /// let stubborn = beep_blocking::ProfileHandler::new(|_, _| {}).on_close(|_| false);
-    /// # let _ = stubborn;
+    /// use beep_blocking::{CloseDecision, ProfileHandler};
+    /// use beep_proto::ReplyCode;
+    /// let stubborn = ProfileHandler::new(|_, _| {}).on_close(|_| false);
+    /// let busy = ProfileHandler::new(|_, _| {}).on_close(|_| {
+    ///     CloseDecision::Deny(ReplyCode::SERVICE_NOT_AVAILABLE, "a transfer is running".into())
+    /// });
+    /// # let _ = (stubborn, busy);
     /// ```
-    pub fn on_close(mut self, f: impl Fn(&Channel) -> bool + Send + Sync + 'static) -> Self {
-        self.close = Some(Arc::new(f));
+    pub fn on_close<R: Into<CloseDecision>>(
+        self,
+        f: impl Fn(&Channel) -> R + Send + Sync + 'static,
+    ) -> Self {
+        self.on_close_request(move |channel, _| f(channel))
+    }
+
+    /// Like [`ProfileHandler::on_close`], with the peer's request: the
+    /// reply code and diagnostic it gave when it asked to close (RFC 3080
+    /// 2.3.1.3).
+    ///
+    /// ```
+    /// use beep_blocking::{CloseDecision, ProfileHandler};
+    /// use beep_proto::ReplyCode;
+    /// let polite = ProfileHandler::new(|_, _| {}).on_close_request(|_channel, request| {
+    ///     if request.code == ReplyCode::SUCCESS {
+    ///         CloseDecision::Accept
+    ///     } else {
+    ///         CloseDecision::Deny(ReplyCode::REQUESTED_ACTION_NOT_TAKEN, format!("why {}?", request.code))
+    ///     }
+    /// });
+    /// # let _ = polite;
+    /// ```
+    pub fn on_close_request<R: Into<CloseDecision>>(
+        mut self,
+        f: impl Fn(&Channel, &CloseRequest) -> R + Send + Sync + 'static,
+    ) -> Self {
+        self.close = Some(erase_close(f));
         self
     }
 
@@ -187,6 +230,27 @@ impl Registry {
     /// ```
     pub fn register(&mut self, uri: impl Into<String>, handler: ProfileHandler) -> &mut Self {
         self.profiles.register(uri, handler);
+        self
+    }
+
+    /// Decides the answer to a start request none of whose profiles is
+    /// registered (RFC 3080 2.3.1.2): `f` gives the reply code and
+    /// diagnostic of the refusal. Without it the answer is 550 "none of
+    /// the requested profiles is supported"; a panic answers 554.
+    ///
+    /// ```
+    /// use beep_proto::ReplyCode;
+    /// let mut r = beep_blocking::Registry::new();
+    /// r.on_unknown_profile(|request| {
+    ///     let asked: Vec<_> = request.profiles.iter().map(|p| p.uri.as_str()).collect();
+    ///     (ReplyCode::PARAMETER_INVALID, format!("not served here: {}", asked.join(" ")))
+    /// });
+    /// ```
+    pub fn on_unknown_profile(
+        &mut self,
+        f: impl Fn(&StartRequest) -> (ReplyCode, String) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.profiles.on_unknown(f);
         self
     }
 

@@ -23,9 +23,11 @@ mod room;
 mod served;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub use self::core::{
-    Core, Done, EndReason, Failure, Handled, HandlerResult, MessageDone, Outcome, StartDecision,
+    CloseDecision, CloseRequest, Core, Done, EndReason, Failure, Handled, HandlerResult,
+    MessageDone, Outcome, StartDecision,
 };
 pub use self::error::Error;
 pub use self::layer::{Action, ChannelHandlers, CloseCallback, Driver, Handlers, Layer, Notify};
@@ -243,8 +245,29 @@ impl<W> Requests<W> {
 /// (piggybacked content included) and decides.
 pub type StartHandler = dyn Fn(&StartRequest, &Profile) -> StartDecision + Send + Sync;
 
+/// An unknown-profile handler: sees a start request none of whose
+/// profiles is served and gives the refusal's reply code and diagnostic.
+///
+/// ```
+/// use beep_proto::dispatch::UnknownProfileHandler;
+/// use beep_proto::ReplyCode;
+/// let handler: Box<UnknownProfileHandler> = Box::new(|request| {
+///     (ReplyCode::PARAMETER_INVALID, format!("{} offers nothing we serve", request.channel))
+/// });
+/// # let _ = handler;
+/// ```
+pub type UnknownProfileHandler = dyn Fn(&StartRequest) -> (ReplyCode, String) + Send + Sync;
+
+/// The refusal of a start none of whose profiles is served, without an
+/// unknown-profile handler.
+const UNSERVED: (ReplyCode, &str) = (
+    ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
+    "none of the requested profiles is supported",
+);
+
 /// Profiles a listener serves, each with its handler, in registration
-/// order (the order of the greeting).
+/// order (the order of the greeting), and what to answer a start for a
+/// profile that is not served.
 ///
 /// ```
 /// use beep_proto::dispatch::Profiles;
@@ -259,16 +282,27 @@ pub type StartHandler = dyn Fn(&StartRequest, &Profile) -> StartDecision + Send 
 /// let (offer, handler) = p.choose(&request).unwrap();
 /// assert_eq!((offer.uri.as_str(), *handler), ("http://example.org/echo", "echo handler"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Profiles<H> {
     registered: Vec<(String, H)>,
+    unknown: Option<Arc<UnknownProfileHandler>>,
 }
 
 impl<H> Default for Profiles<H> {
     fn default() -> Self {
         Profiles {
             registered: Vec::new(),
+            unknown: None,
         }
+    }
+}
+
+impl<H: std::fmt::Debug> std::fmt::Debug for Profiles<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profiles")
+            .field("registered", &self.registered)
+            .field("unknown", &self.unknown.is_some())
+            .finish()
     }
 }
 
@@ -287,6 +321,27 @@ impl<H> Profiles<H> {
             Some(entry) => entry.1 = handler,
             None => self.registered.push((uri, handler)),
         }
+    }
+
+    /// Sets (or replaces) what decides the answer to a start none of
+    /// whose profiles is served: `handler` gives the reply code and
+    /// diagnostic of the refusal. Without one the answer is 550 "none of
+    /// the requested profiles is supported".
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Profiles;
+    /// use beep_proto::{ReplyCode, StartRequest, xml::Profile};
+    /// let mut p: Profiles<()> = Profiles::default();
+    /// p.on_unknown(|request| (ReplyCode::PARAMETER_INVALID, format!("no {}", request.profiles[0].uri)));
+    /// let r = StartRequest { channel: 1, server_name: None, profiles: vec![Profile::new("x")] };
+    /// let refusal = p.decide_start(&r, |_| None).unwrap_err();
+    /// assert_eq!(refusal, (ReplyCode::PARAMETER_INVALID, "no x".to_string()));
+    /// ```
+    pub fn on_unknown(
+        &mut self,
+        handler: impl Fn(&StartRequest) -> (ReplyCode, String) + Send + Sync + 'static,
+    ) {
+        self.unknown = Some(Arc::new(handler));
     }
 
     /// The handler of `uri`.
@@ -315,8 +370,11 @@ impl<H> Profiles<H> {
     /// Decides a start request: the first offered profile we serve, its
     /// handler, and what the handler's start hook (found by `start_hook`)
     /// says: accept when it has none, and refuse (554) when it panics, so a
-    /// faulty hook cannot take the connection down. `None` when no offered
-    /// profile is served (answer with [`Core::answer_start`] either way).
+    /// faulty hook cannot take the connection down. When no offered
+    /// profile is served, the refusal (reply code and diagnostic) the
+    /// unknown-profile handler ([`Profiles::on_unknown`]) gives, by
+    /// default 550 (554 when it panics). Answer with
+    /// [`Core::answer_start`] either way.
     ///
     /// ```
     /// use beep_proto::dispatch::{Profiles, StartDecision};
@@ -331,8 +389,10 @@ impl<H> Profiles<H> {
         &'a self,
         request: &'a StartRequest,
         start_hook: impl Fn(&H) -> Option<&StartHandler>,
-    ) -> Option<(&'a Profile, &'a H, StartDecision)> {
-        let (offer, handler) = self.choose(request)?;
+    ) -> Result<(&'a Profile, &'a H, StartDecision), (ReplyCode, String)> {
+        let Some((offer, handler)) = self.choose(request) else {
+            return Err(self.unserved(request));
+        };
         let decision = match start_hook(handler) {
             Some(hook) => {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(request, offer)))
@@ -345,7 +405,20 @@ impl<H> Profiles<H> {
             }
             None => StartDecision::Accept(None),
         };
-        Some((offer, handler, decision))
+        Ok((offer, handler, decision))
+    }
+
+    /// The refusal of a start none of whose profiles is served.
+    fn unserved(&self, request: &StartRequest) -> (ReplyCode, String) {
+        let Some(hook) = &self.unknown else {
+            return (UNSERVED.0, UNSERVED.1.to_owned());
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(request))).unwrap_or_else(
+            |_| {
+                let failed = "unknown-profile handler failed";
+                (ReplyCode::TRANSACTION_FAILED, failed.to_owned())
+            },
+        )
     }
 
     /// The first profile of the request (the peer's preference order) that
@@ -388,6 +461,12 @@ mod tests {
             profiles: vec![Profile::new("other")],
             ..request
         };
-        assert!(profiles.decide_start(&unserved, |h| Some(&**h)).is_none());
+        assert_eq!(
+            profiles.decide_start(&unserved, |h| Some(&**h)).err(),
+            Some((ReplyCode::REQUESTED_ACTION_NOT_TAKEN, UNSERVED.1.into()))
+        );
+        profiles.on_unknown(|_| panic!("hook bug"));
+        let refusal = profiles.decide_start(&unserved, |h| Some(&**h)).err();
+        assert!(matches!(refusal, Some((code, _)) if code == ReplyCode::TRANSACTION_FAILED));
     }
 }

@@ -5,13 +5,13 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Done, HandlerResult, Reply};
-use beep_proto::{IncomingFrame, IncomingMessage, Message};
+use beep_proto::{IncomingFrame, IncomingMessage, Message, ReplyCode};
 use futures_channel::oneshot;
 
 use crate::connection::Connection;
 use crate::error::{CloseReason, Error};
 use crate::incoming::Incoming;
-use crate::profile::erase;
+use crate::profile::{CloseDecision, CloseRequest, erase, erase_close};
 use crate::shared::{ChannelHandlers, Notify, Shared, State};
 
 /// A channel (PyVortex `Channel`): cheap to clone, usable from any task.
@@ -407,6 +407,39 @@ impl Channel {
         Ok(())
     }
 
+    /// Sets the handler that decides on the peer's requests to close this
+    /// channel (replacing the one set, e.g. by its profile): a channel the
+    /// application opened has none, and agrees. The handler sees the
+    /// peer's reply code and diagnostic ([`CloseRequest`], RFC 3080
+    /// 2.3.1.3) and decides at once, returning a [`CloseDecision`] or a
+    /// `bool` (`false` refuses with 550 "close refused"); a panic agrees.
+    /// A channel that is closed already keeps none.
+    ///
+    /// ```no_run
+    /// use beep_tokio::CloseDecision;
+    /// use beep_proto::ReplyCode;
+    /// # fn run(channel: beep_tokio::Channel) {
+    /// channel.set_close_handler(|_channel, request| {
+    ///     println!("the peer wants to close: {} {}", request.code, request.text);
+    ///     CloseDecision::Deny(ReplyCode::SERVICE_NOT_AVAILABLE, "still in use".into())
+    /// });
+    /// # }
+    /// ```
+    pub fn set_close_handler<R: Into<CloseDecision>>(
+        &self,
+        handler: impl Fn(&Channel, &CloseRequest) -> R + Send + Sync + 'static,
+    ) {
+        let handler = erase_close(handler);
+        let st = self.conn.shared.lock();
+        if st.core.ended().is_some() || st.core.session().channel_profile(self.number).is_none() {
+            // Nothing to decide any more: the handler goes, after the lock.
+            drop(st);
+            drop(handler);
+            return;
+        }
+        self.install(st, |h| &mut h.close, handler);
+    }
+
     /// Asks the peer to close the channel and waits (at most the connect
     /// timeout) for its decision; a refusal is [`Error::Refused`] and
     /// leaves the channel open.
@@ -417,10 +450,28 @@ impl Channel {
     /// # Ok(()) }
     /// ```
     pub async fn close(&self) -> Result<(), Error> {
+        self.close_with(ReplyCode::SUCCESS, "").await
+    }
+
+    /// Like [`Channel::close`], with a reply code and a diagnostic for the
+    /// peer (RFC 3080 2.3.1.3): its close handler sees them.
+    ///
+    /// ```no_run
+    /// use beep_tokio::Error;
+    /// use beep_proto::ReplyCode;
+    /// # async fn run(channel: beep_tokio::Channel) -> Result<(), Error> {
+    /// match channel.close_with(ReplyCode::SERVICE_NOT_AVAILABLE, "shutting down for maintenance").await {
+    ///     Ok(()) => println!("closed"),
+    ///     Err(Error::Refused { code, text }) => println!("the peer keeps it open: {code} {text}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn close_with(&self, code: ReplyCode, text: &str) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
         let number = self.number;
         self.shared()
-            .with_session(|st| Ok(st.core.close(number, Notify::Wait(tx))?))?;
+            .with_session(|st| Ok(st.core.close_with(number, code, text, Notify::Wait(tx))?))?;
         let limit = self.shared().options.connect_timeout;
         self.shared().wait(rx, limit).await.map(drop)
     }

@@ -5,7 +5,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use beep_proto::dispatch::{Handled, MessageDone};
+use beep_proto::dispatch::{CloseRequest, Handled, MessageDone};
 use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::{FutureExt, StreamExt};
@@ -33,7 +33,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Action
                 Action::Start(request) => on_start(&conn, request),
                 Action::Message(m) => on_message(&conn, m).await,
                 Action::Frame(f) => on_frame(&conn, f).await,
-                Action::CloseRequested(channel) => on_close_requested(&conn, channel),
+                Action::CloseRequested(request) => on_close_requested(&conn, request),
             }
             next = inbox.try_recv().ok();
         }
@@ -42,7 +42,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Action
 }
 
 /// Picks the first offered profile we serve and asks its start handler
-/// (outside the session lock); refuses when none is served.
+/// (outside the session lock); refuses when none is served, as the
+/// registry's unknown-profile handler says.
 fn on_start(conn: &Connection, request: StartRequest) {
     let chosen = conn
         .shared
@@ -51,6 +52,7 @@ fn on_start(conn: &Connection, request: StartRequest) {
         .decide_start(&request, |h| h.start.as_deref());
     let mut handlers = chosen
         .as_ref()
+        .ok()
         .map(|(_, h, _)| ChannelHandlers::new(h.message.clone(), h.close.clone(), h.frame.clone()));
     let _ = conn.shared.with_session(|st| {
         let answer = chosen.map(|(offer, _, decision)| (offer, decision));
@@ -127,21 +129,21 @@ async fn run_handler<T>(
     });
 }
 
-fn on_close_requested(conn: &Connection, number: u32) {
+/// Asks the channel's close handler (set by its profile, or on a channel
+/// we opened) about the peer's close request, and answers.
+fn on_close_requested(conn: &Connection, request: CloseRequest) {
+    let number = request.channel;
     let close = conn
         .shared
         .lock()
         .channels
         .get(&number)
         .and_then(|h| h.close.clone());
-    let agree = match close {
-        Some(close) => {
-            let channel = Channel::new(conn.clone(), number);
-            catch_unwind(AssertUnwindSafe(|| close(&channel))).unwrap_or(true)
-        }
-        None => true,
-    };
+    let decision = request.decide(close.map(|close| {
+        let channel = Channel::new(conn.clone(), number);
+        move |r: &CloseRequest| close(&channel, r)
+    }));
     let _ = conn
         .shared
-        .with_session(|st| Ok(st.core.answer_close(number, agree)?));
+        .with_session(|st| Ok(st.core.answer_close(number, decision)?));
 }

@@ -83,7 +83,7 @@ pub use incoming::Incoming;
 pub use listener::{Listener, ShutdownHandle};
 pub use options::Options;
 pub use pool::{ChannelPool, PooledChannel};
-pub use profile::{ProfileHandler, Registry, StartDecision};
+pub use profile::{CloseDecision, CloseRequest, ProfileHandler, Registry, StartDecision};
 pub use runtime::{Addrs, ToAddrs};
 
 pub use beep_proto;

@@ -108,6 +108,92 @@ pub enum StartDecision {
     Deny(ReplyCode, String),
 }
 
+/// The peer's request to close a channel (RFC 3080 2.3.1.3), as a close
+/// handler sees it: the channel, and the reply code and diagnostic the
+/// peer gave (`<close code='...'>text</close>`).
+///
+/// ```
+/// use beep_proto::dispatch::CloseRequest;
+/// use beep_proto::ReplyCode;
+/// let request = CloseRequest { channel: 1, code: ReplyCode::SUCCESS, lang: None, text: "done".into() };
+/// assert_eq!((request.channel, request.text.as_str()), (1, "done"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseRequest {
+    /// The channel, 0 for the whole session.
+    pub channel: u32,
+    /// The peer's reply code (200 for an ordinary close).
+    pub code: ReplyCode,
+    /// The language of `text` (`xml:lang`), if the peer named one.
+    pub lang: Option<String>,
+    /// The peer's diagnostic text, possibly empty.
+    pub text: String,
+}
+
+impl CloseRequest {
+    /// What the channel's close handler, if it has one, decides on this
+    /// request: agree when it has none, and when it panics (a faulty
+    /// handler neither keeps the channel open nor takes the connection
+    /// down). Drivers answer with [`Core::answer_close`].
+    ///
+    /// ```
+    /// use beep_proto::dispatch::{CloseDecision, CloseRequest};
+    /// use beep_proto::ReplyCode;
+    /// let request = CloseRequest { channel: 1, code: ReplyCode::SUCCESS, lang: None, text: String::new() };
+    /// let none: Option<fn(&CloseRequest) -> CloseDecision> = None;
+    /// assert_eq!(request.decide(none), CloseDecision::Accept);
+    /// let busy = |_: &CloseRequest| CloseDecision::Deny(ReplyCode::SERVICE_NOT_AVAILABLE, "busy".into());
+    /// assert!(matches!(request.decide(Some(busy)), CloseDecision::Deny(code, _) if code == ReplyCode::SERVICE_NOT_AVAILABLE));
+    /// assert_eq!(request.decide(Some(|_: &CloseRequest| -> CloseDecision { panic!("bug") })), CloseDecision::Accept);
+    /// ```
+    pub fn decide(
+        &self,
+        handler: Option<impl FnOnce(&CloseRequest) -> CloseDecision>,
+    ) -> CloseDecision {
+        match handler {
+            Some(handler) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(self)))
+                    .unwrap_or(CloseDecision::Accept)
+            }
+            None => CloseDecision::Accept,
+        }
+    }
+}
+
+/// A close handler's answer to the peer's [`CloseRequest`]. A handler may
+/// also return a `bool`: `true` agrees, `false` refuses with 550 "close
+/// refused".
+///
+/// ```
+/// use beep_proto::dispatch::CloseDecision;
+/// use beep_proto::ReplyCode;
+/// assert_eq!(CloseDecision::from(true), CloseDecision::Accept);
+/// assert_eq!(
+///     CloseDecision::from(false),
+///     CloseDecision::Deny(ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "close refused".into())
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseDecision {
+    /// Agree: the channel closes once it is quiet.
+    Accept,
+    /// Refuse, with a reply code and a diagnostic; the channel stays open.
+    Deny(ReplyCode, String),
+}
+
+impl From<bool> for CloseDecision {
+    fn from(agree: bool) -> Self {
+        if agree {
+            CloseDecision::Accept
+        } else {
+            CloseDecision::Deny(
+                ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
+                "close refused".into(),
+            )
+        }
+    }
+}
+
 /// What a driver's message handler did with an [`Outcome::Message`].
 ///
 /// ```
@@ -228,8 +314,9 @@ pub enum Outcome<W> {
     /// for its frame handler. Report with [`Core::message_handled`] and
     /// [`MessageDone::of_frame`] once handled.
     Frame(IncomingFrame),
-    /// The peer asks to close this channel (0: the session).
-    CloseRequested(u32),
+    /// The peer asks to close a channel (0: the session), with its code
+    /// and diagnostic.
+    CloseRequested(CloseRequest),
     /// A channel closed (either side asked); forget its handlers.
     ChannelClosed(u32),
     /// The connection ended; reported once.
@@ -338,37 +425,56 @@ impl<W> Core<W> {
     /// Asks to close `channel` (0: release the session); `waiter` gets
     /// [`Done::Closed`] or the refusal.
     pub fn close(&mut self, channel: u32, waiter: W) -> Result<(), UsageError> {
+        self.close_with(channel, ReplyCode::SUCCESS, "", waiter)
+    }
+
+    /// Like [`Core::close`], with the reply code and diagnostic the peer's
+    /// close handler sees ([`CloseRequest`]).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// use beep_proto::{Config, ReplyCode, Session, UsageError};
+    /// let mut core: Core<()> = Core::new(Session::initiator(Config::default()));
+    /// // Channel 1 is not open: refused, and nobody waits.
+    /// let refused = core.close_with(1, ReplyCode::SERVICE_NOT_AVAILABLE, "going away", ());
+    /// assert!(matches!(refused, Err(UsageError::UnknownChannel { channel: 1 })));
+    /// ```
+    pub fn close_with(
+        &mut self,
+        channel: u32,
+        code: ReplyCode,
+        text: &str,
+        waiter: W,
+    ) -> Result<(), UsageError> {
         if channel == 0 {
-            self.session.close_session(ReplyCode::SUCCESS, "")?;
+            self.session.close_session(code, text)?;
         } else {
-            self.session
-                .close_channel(channel, ReplyCode::SUCCESS, "")?;
+            self.session.close_channel(channel, code, text)?;
         }
         self.closes.insert(channel, waiter);
         Ok(())
     }
 
     /// Answers a start request: `chosen` is the offered profile we serve
-    /// and its handler's decision, `None` when we serve none of the
-    /// offered profiles. With `frames`, an accepted channel delivers frames
+    /// and its handler's decision, or, when we serve none of the offered
+    /// profiles, the reply code and diagnostic of the refusal (see
+    /// [`Profiles::decide_start`](super::Profiles::decide_start)). With `frames`, an accepted channel delivers frames
     /// ([`Core::stream_frames`]) from the start: before the peer, which has
     /// not seen our `<ok/>` yet, can send anything. Returns true if the
     /// channel is now open.
     pub fn answer_start(
         &mut self,
         request: &StartRequest,
-        chosen: Option<(&Profile, StartDecision)>,
+        chosen: Result<(&Profile, StartDecision), (ReplyCode, String)>,
         frames: bool,
     ) -> Result<bool, UsageError> {
         let channel = request.channel;
         match chosen {
-            None => {
-                let text = "none of the requested profiles is supported";
-                self.session
-                    .deny_start(channel, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, text)?;
+            Err((code, text)) | Ok((_, StartDecision::Deny(code, text))) => {
+                self.session.deny_start(channel, code, &text)?;
                 Ok(false)
             }
-            Some((offer, StartDecision::Accept(content))) => {
+            Ok((offer, StartDecision::Accept(content))) => {
                 let mut reply = Profile::new(offer.uri.clone());
                 if let Some(content) = content {
                     reply = reply.with_content(content);
@@ -378,10 +484,6 @@ impl<W> Core<W> {
                     self.stream_frames(channel)?;
                 }
                 Ok(true)
-            }
-            Some((_, StartDecision::Deny(code, text))) => {
-                self.session.deny_start(channel, code, &text)?;
-                Ok(false)
             }
         }
     }
@@ -421,13 +523,27 @@ impl<W> Core<W> {
         }
     }
 
-    /// Answers the peer's request to close `channel` (0: the session).
-    pub fn answer_close(&mut self, channel: u32, agree: bool) -> Result<(), UsageError> {
-        if agree {
-            self.session.accept_close(channel)
-        } else {
-            let code = ReplyCode::REQUESTED_ACTION_NOT_TAKEN;
-            self.session.deny_close(channel, code, "close refused")
+    /// Answers the peer's request to close `channel` (0: the session) with
+    /// a close handler's decision (`true`/`false` convert: see
+    /// [`CloseDecision`]).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::{CloseDecision, Core};
+    /// use beep_proto::{Config, ReplyCode, Session, UsageError};
+    /// let mut core: Core<()> = Core::new(Session::listener(Config::default()));
+    /// // No close request waits for an answer: refused.
+    /// let busy = CloseDecision::Deny(ReplyCode::SERVICE_NOT_AVAILABLE, "busy".into());
+    /// assert_eq!(core.answer_close(1, busy), Err(UsageError::NoPendingClose { channel: 1 }));
+    /// assert!(core.answer_close(1, true).is_err());
+    /// ```
+    pub fn answer_close(
+        &mut self,
+        channel: u32,
+        decision: impl Into<CloseDecision>,
+    ) -> Result<(), UsageError> {
+        match decision.into() {
+            CloseDecision::Accept => self.session.accept_close(channel),
+            CloseDecision::Deny(code, text) => self.session.deny_close(channel, code, &text),
         }
     }
 
@@ -493,7 +609,17 @@ impl<W> Core<W> {
                 }
             }
             Event::Frame(f) => out.push(Outcome::Frame(f)),
-            Event::CloseRequested { channel, .. } => out.push(Outcome::CloseRequested(channel)),
+            Event::CloseRequested {
+                channel,
+                code,
+                lang,
+                text,
+            } => out.push(Outcome::CloseRequested(CloseRequest {
+                channel,
+                code,
+                lang,
+                text,
+            })),
             Event::ChannelClosed { channel } => {
                 for w in self.requests.remove_channel(channel) {
                     out.push(Outcome::Complete(w, Err(Failure::ChannelClosed)));

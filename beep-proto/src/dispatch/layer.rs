@@ -16,9 +16,10 @@ use std::collections::HashMap;
 use std::ops::DerefMut;
 use std::sync::Arc;
 
-use super::{Core, Done, EndReason, Error, Outcome, StartDecision};
+use super::{CloseRequest, Core, Done, EndReason, Error, Outcome, StartDecision};
 use crate::error::UsageError;
 use crate::event::{IncomingFrame, IncomingMessage, StartRequest};
+use crate::reply_code::ReplyCode;
 use crate::session::Session;
 use crate::xml::Profile;
 
@@ -40,9 +41,10 @@ pub enum Action {
     /// A frame for the channel's frame handler (report it with
     /// [`Core::message_handled`]).
     Frame(IncomingFrame),
-    /// The peer asks to close this channel (0: the session): ask its close
-    /// handler and answer ([`Core::answer_close`]).
-    CloseRequested(u32),
+    /// The peer asks to close a channel (0: the session), with its code
+    /// and diagnostic: ask the channel's close handler
+    /// ([`CloseRequest::decide`]) and answer ([`Core::answer_close`]).
+    CloseRequested(CloseRequest),
     /// Application code to run (a callback, or dropping closures that
     /// must not be dropped under the driver's lock).
     Run(Box<dyn FnOnce() + Send>),
@@ -56,8 +58,8 @@ impl std::fmt::Debug for Action {
             Action::Start(request) => f.debug_tuple("Start").field(request).finish(),
             Action::Message(m) => f.debug_tuple("Message").field(m).finish(),
             Action::Frame(frame) => f.debug_tuple("Frame").field(frame).finish(),
-            Action::CloseRequested(channel) => {
-                f.debug_tuple("CloseRequested").field(channel).finish()
+            Action::CloseRequested(request) => {
+                f.debug_tuple("CloseRequested").field(request).finish()
             }
             Action::Run(_) => f.write_str("Run(..)"),
             Action::Exit => f.write_str("Exit"),
@@ -124,8 +126,9 @@ impl Handlers for () {
 
 /// The handlers of one open channel, as both drivers keep them: shared
 /// closures (`dyn` types behind [`Arc`]s) for messages (`M`), frames
-/// (`F`, set when the channel delivers frames) and close requests (`C`),
-/// each optional. What the closures are (blocking, or returning futures)
+/// (`F`, set when the channel delivers frames) and close requests (`C`,
+/// set by a profile or on a channel the application opened), each
+/// optional. What the closures are (blocking, or returning futures)
 /// is the driver's.
 ///
 /// ```
@@ -400,8 +403,8 @@ impl<T, H: Handlers> Layer<T, H> {
 
     /// Answers a start request with what the profile handlers decided:
     /// `chosen` is the offered profile we serve and its start handler's
-    /// decision, `None` when we serve none of the offered profiles (see
-    /// [`Profiles::decide_start`](super::Profiles::decide_start)), and
+    /// decision, or the refusal when we serve none of the offered profiles
+    /// (see [`Profiles::decide_start`](super::Profiles::decide_start)), and
     /// `handlers` are what the channel gets if it opens (a channel whose
     /// handlers take frames delivers frames from the start). They are
     /// taken then, and whatever an earlier channel with this number left
@@ -423,7 +426,7 @@ impl<T, H: Handlers> Layer<T, H> {
     /// let request = StartRequest { channel: 1, server_name: None, profiles: vec![Profile::new("p")] };
     /// let offer = Profile::new("p");
     /// let mut handlers = Some(());
-    /// let opened = layer.answer_start(&request, Some((&offer, StartDecision::Accept(None))), &mut handlers);
+    /// let opened = layer.answer_start(&request, Ok((&offer, StartDecision::Accept(None))), &mut handlers);
     /// assert!(opened.unwrap());
     /// assert!(handlers.is_none(), "taken, replacing none");
     /// assert!(layer.channels.contains_key(&1));
@@ -431,7 +434,7 @@ impl<T, H: Handlers> Layer<T, H> {
     pub fn answer_start(
         &mut self,
         request: &StartRequest,
-        chosen: Option<(&Profile, StartDecision)>,
+        chosen: Result<(&Profile, StartDecision), (ReplyCode, String)>,
         handlers: &mut Option<H>,
     ) -> Result<bool, UsageError> {
         let frames = handlers.as_ref().is_some_and(H::frames);
@@ -580,11 +583,13 @@ impl<T, H: Handlers> Layer<T, H> {
     /// #     fn ended(&self, _: &EndReason) {}
     /// #     fn dispatch(&self, _: &Layer<(), ()>, _: &mut Vec<Action>) {}
     /// # }
-    /// use beep_proto::dispatch::Outcome;
+    /// use beep_proto::dispatch::{CloseRequest, Outcome};
+    /// use beep_proto::ReplyCode;
     /// let mut layer = Layer::new(beep_proto::Session::initiator(Default::default()));
     /// let mut actions = Vec::new();
-    /// layer.apply(vec![Outcome::CloseRequested(1)], &Keep, &mut actions);
-    /// assert!(matches!(actions[..], [Action::CloseRequested(1)]));
+    /// let request = CloseRequest { channel: 1, code: ReplyCode::SUCCESS, lang: None, text: "bye".into() };
+    /// layer.apply(vec![Outcome::CloseRequested(request)], &Keep, &mut actions);
+    /// assert!(matches!(&actions[..], [Action::CloseRequested(r)] if r.channel == 1 && r.text == "bye"));
     /// ```
     pub fn apply<D>(
         &mut self,
@@ -609,7 +614,7 @@ impl<T, H: Handlers> Layer<T, H> {
                 Outcome::Start(request) => actions.push(Action::Start(request)),
                 Outcome::Message(m) => actions.push(Action::Message(m)),
                 Outcome::Frame(f) => actions.push(Action::Frame(f)),
-                Outcome::CloseRequested(channel) => actions.push(Action::CloseRequested(channel)),
+                Outcome::CloseRequested(request) => actions.push(Action::CloseRequested(request)),
                 Outcome::ChannelClosed(channel) => {
                     // Application closures are dropped on the dispatcher,
                     // never under the lock (a drop may call back in).
