@@ -355,19 +355,26 @@ fn on_start(conn: &Connection, request: StartRequest) {
         .shared
         .registry
         .profiles
-        .decide_start(&request, |h| h.start.as_deref());
+        .decide_start_with(&request, |h, offer| {
+            h.start.as_ref().map(|start| start(conn, &request, offer))
+        });
     let mut handlers = chosen
         .as_ref()
         .ok()
         .map(|(_, h, _)| ChannelHandlers::new(h.message.clone(), h.close.clone(), h.frame.clone()));
-    let _ = conn.shared.with_session(|st| {
+    let added = chosen.as_ref().ok().and_then(|(_, h, _)| h.added.clone());
+    let opened = conn.shared.with_session(|st| {
         let answer = chosen.map(|(offer, _, decision)| (offer, decision));
-        st.answer_start(&request, answer, &mut handlers)?;
-        Ok(())
+        Ok(st.answer_start(&request, answer, &mut handlers)?)
     });
     // The handlers not taken, or left from an earlier channel with this
     // number, are dropped outside the lock: a drop may call back in.
     drop(handlers);
+    // Open on our side, its reply queued: the application may use it.
+    if let (Ok(true), Some(added)) = (opened, added) {
+        let channel = Channel::new(conn.clone(), request.channel);
+        let _ = catch_unwind(AssertUnwindSafe(|| added(&channel)));
+    }
 }
 
 /// Runs the channel's message handler; a panic ends the channel, not the

@@ -390,21 +390,50 @@ impl<H> Profiles<H> {
         request: &'a StartRequest,
         start_hook: impl Fn(&H) -> Option<&StartHandler>,
     ) -> Result<(&'a Profile, &'a H, StartDecision), (ReplyCode, String)> {
+        self.decide_start_with(request, |handler, offer| {
+            start_hook(handler).map(|hook| hook(request, offer))
+        })
+    }
+
+    /// Like [`Profiles::decide_start`], for start hooks that take more
+    /// than the request (a driver's hooks also get the connection):
+    /// `decide` is given the chosen profile's handler and the offer, and
+    /// returns what its hook says, or `None` when it has none (accept).
+    /// A panic in `decide` refuses with 554, as in `decide_start`.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::{Profiles, StartDecision};
+    /// use beep_proto::{ReplyCode, StartRequest, xml::Profile};
+    /// // Each handler is a hook that also wants a (driver's) context: here a host name.
+    /// let mut p: Profiles<fn(&str, &Profile) -> StartDecision> = Profiles::default();
+    /// p.register("u", |host, _offer| {
+    ///     if host == "example.org" {
+    ///         StartDecision::Accept(None)
+    ///     } else {
+    ///         StartDecision::Deny(ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "wrong host".into())
+    ///     }
+    /// });
+    /// let r = StartRequest { channel: 1, server_name: None, profiles: vec![Profile::new("v"), Profile::new("u")] };
+    /// let (offer, _, decision) = p.decide_start_with(&r, |hook, offer| Some(hook("example.org", offer))).unwrap();
+    /// assert_eq!((offer.uri.as_str(), decision), ("u", StartDecision::Accept(None)));
+    /// ```
+    pub fn decide_start_with<'a>(
+        &'a self,
+        request: &'a StartRequest,
+        decide: impl FnOnce(&H, &Profile) -> Option<StartDecision>,
+    ) -> Result<(&'a Profile, &'a H, StartDecision), (ReplyCode, String)> {
         let Some((offer, handler)) = self.choose(request) else {
             return Err(self.unserved(request));
         };
-        let decision = match start_hook(handler) {
-            Some(hook) => {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(request, offer)))
-                    .unwrap_or_else(|_| {
-                        StartDecision::Deny(
-                            ReplyCode::TRANSACTION_FAILED,
-                            "start handler failed".into(),
-                        )
-                    })
-            }
-            None => StartDecision::Accept(None),
-        };
+        let decision =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decide(handler, offer)))
+                .unwrap_or_else(|_| {
+                    Some(StartDecision::Deny(
+                        ReplyCode::TRANSACTION_FAILED,
+                        "start handler failed".into(),
+                    ))
+                })
+                .unwrap_or(StartDecision::Accept(None));
         Ok((offer, handler, decision))
     }
 

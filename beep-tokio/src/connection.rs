@@ -387,8 +387,63 @@ impl Connection {
         profile: Profile,
         server_name: Option<String>,
     ) -> Result<Channel, Error> {
+        self.open_and_wait(None, vec![profile], server_name).await
+    }
+
+    /// Opens channel `number` running `profiles` (one of them, see
+    /// [`Connection::open_channel_any`]) and waits for the peer's answer.
+    /// The number must be of our parity (odd for the initiator, even for
+    /// the listener: RFC 3080 2.3.1.2) and not in use; anything else is
+    /// refused at once with [`Error::Usage`]
+    /// ([`UsageError::ChannelNumberUnavailable`](beep_proto::UsageError::ChannelNumberUnavailable)),
+    /// and nothing is sent.
+    ///
+    /// ```no_run
+    /// use beep_proto::xml::Profile;
+    /// # async fn run(conn: beep_tokio::Connection) -> Result<(), beep_tokio::Error> {
+    /// let channel = conn.open_channel_number(7, vec![Profile::new("http://example.org/beep/echo")], None).await?;
+    /// assert_eq!(channel.number(), 7);
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_channel_number(
+        &self,
+        number: u32,
+        profiles: Vec<Profile>,
+        server_name: Option<String>,
+    ) -> Result<Channel, Error> {
+        self.open_and_wait(Some(number), profiles, server_name)
+            .await
+    }
+
+    /// Opens a channel offering several profiles in one `<start>`, in
+    /// order of preference (RFC 3080 2.3.1.2), and waits for the peer's
+    /// answer: the channel runs the one the peer chose
+    /// ([`Channel::profile`]). Each profile's content is piggybacked.
+    ///
+    /// ```no_run
+    /// use beep_proto::xml::Profile;
+    /// # async fn run(conn: beep_tokio::Connection) -> Result<(), beep_tokio::Error> {
+    /// let offer = vec![Profile::new("http://example.org/beep/echo2"), Profile::new("http://example.org/beep/echo")];
+    /// let channel = conn.open_channel_any(offer, None).await?;
+    /// println!("the peer chose {:?}", channel.profile());
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_channel_any(
+        &self,
+        profiles: Vec<Profile>,
+        server_name: Option<String>,
+    ) -> Result<Channel, Error> {
+        self.open_and_wait(None, profiles, server_name).await
+    }
+
+    async fn open_and_wait(
+        &self,
+        number: Option<u32>,
+        profiles: Vec<Profile>,
+        server_name: Option<String>,
+    ) -> Result<Channel, Error> {
         let (tx, rx) = oneshot::channel();
-        self.open_channel_notify(profile, server_name, Notify::Wait(tx))?;
+        self.open_channel_notify(number, profiles, server_name, Notify::Wait(tx))?;
         let done = self
             .shared
             .wait(rx, self.shared.options.connect_timeout)
@@ -421,7 +476,7 @@ impl Connection {
         let notify = Notify::Call(Box::new(move |result| {
             done(result.and_then(|d| conn.opened(d)))
         }));
-        self.open_channel_notify(profile, server_name, notify)
+        self.open_channel_notify(None, vec![profile], server_name, notify)
     }
 
     fn opened(&self, done: Done) -> Result<Channel, Error> {
@@ -435,12 +490,16 @@ impl Connection {
 
     fn open_channel_notify(
         &self,
-        profile: Profile,
+        number: Option<u32>,
+        profiles: Vec<Profile>,
         server_name: Option<String>,
         notify: Notify,
     ) -> Result<u32, Error> {
-        self.shared
-            .with_session(|st| Ok(st.core.open_channel(profile, server_name, notify)?))
+        self.shared.with_session(|st| {
+            Ok(st
+                .core
+                .start_channel(number, profiles, server_name, notify)?)
+        })
     }
 
     /// Releases the session (RFC 3080 2.4): waits for the peer's `<ok/>`,

@@ -10,12 +10,16 @@ use beep_proto::dispatch::{Handled, HandlerResult, Profiles};
 use beep_proto::xml::Profile;
 use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 
-use crate::Channel;
 use crate::runtime::BoxFuture;
+use crate::{Channel, Connection};
 
 pub use beep_proto::dispatch::{CloseDecision, CloseRequest, StartDecision};
 
-pub(crate) use beep_proto::dispatch::StartHandler;
+/// A start handler, with the connection the request came on.
+pub(crate) type StartHandler =
+    dyn Fn(&Connection, &StartRequest, &Profile) -> StartDecision + Send + Sync;
+/// A channel-added handler.
+pub(crate) type AddedHandler = dyn Fn(&Channel) + Send + Sync;
 pub(crate) type CloseHandler = dyn Fn(&Channel, &CloseRequest) -> CloseDecision + Send + Sync;
 /// A handler of items `T` (whole messages or frames) with its result
 /// erased, so handlers of any future type live in one registry.
@@ -64,6 +68,7 @@ where
 #[derive(Clone)]
 pub struct ProfileHandler {
     pub(crate) start: Option<Arc<StartHandler>>,
+    pub(crate) added: Option<Arc<AddedHandler>>,
     pub(crate) close: Option<Arc<CloseHandler>>,
     pub(crate) message: Arc<MessageHandler>,
     pub(crate) frame: Option<Arc<FrameHandler>>,
@@ -73,6 +78,7 @@ impl std::fmt::Debug for ProfileHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProfileHandler")
             .field("start", &self.start.is_some())
+            .field("added", &self.added.is_some())
             .field("close", &self.close.is_some())
             .finish_non_exhaustive()
     }
@@ -113,6 +119,7 @@ impl ProfileHandler {
     {
         ProfileHandler {
             start: None,
+            added: None,
             close: None,
             message: erase(on_message),
             frame: None,
@@ -135,10 +142,58 @@ impl ProfileHandler {
     /// # let _ = picky;
     /// ```
     pub fn on_start(
-        mut self,
+        self,
         f: impl Fn(&StartRequest, &Profile) -> StartDecision + Send + Sync + 'static,
     ) -> Self {
+        self.on_start_with_connection(move |_connection, request, offer| f(request, offer))
+    }
+
+    /// Like [`ProfileHandler::on_start`], with the connection the request
+    /// came on (PyVortex's start handler gets it too): to read its
+    /// [`server_name`](Connection::server_name) or
+    /// [`peer_addr`](Connection::peer_addr), or to
+    /// [`shutdown`](Connection::shutdown) it. The handle does not keep the
+    /// connection alive, like the ones message handlers get.
+    ///
+    /// ```
+    /// use beep_tokio::{ProfileHandler, StartDecision};
+    /// use beep_proto::ReplyCode;
+    /// let local_only = ProfileHandler::new(|_, _| async {}).on_start_with_connection(|connection, _request, _offer| {
+    ///     match connection.peer_addr() {
+    ///         Some(addr) if addr.ip().is_loopback() => StartDecision::Accept(None),
+    ///         _ => StartDecision::Deny(ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "local peers only".into()),
+    ///     }
+    /// });
+    /// # let _ = local_only;
+    /// ```
+    pub fn on_start_with_connection(
+        mut self,
+        f: impl Fn(&Connection, &StartRequest, &Profile) -> StartDecision + Send + Sync + 'static,
+    ) -> Self {
         self.start = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs `f` with each channel of this profile the peer opened, once it
+    /// is open on our side (our positive reply to its `<start>` is queued
+    /// ahead of anything sent on the channel): LibVortex's channel-added
+    /// handler. The [`Channel`] may be kept and used like one the
+    /// application opened, e.g. to send MSGs to the peer on it. `f` runs
+    /// where the start handler does, before the channel's first message is
+    /// handled; a panic in it is confined.
+    ///
+    /// ```
+    /// use beep_tokio::{Channel, ProfileHandler};
+    /// let (tx, opened) = std::sync::mpsc::channel::<Channel>();
+    /// let tx = std::sync::Mutex::new(tx);
+    /// let push = ProfileHandler::new(|_, _| async {}).on_channel_added(move |channel| {
+    ///     // The application pushes to the peer on this channel later.
+    ///     let _ = tx.lock().unwrap().send(channel.clone());
+    /// });
+    /// # let _ = (push, opened);
+    /// ```
+    pub fn on_channel_added(mut self, f: impl Fn(&Channel) + Send + Sync + 'static) -> Self {
+        self.added = Some(Arc::new(f));
         self
     }
 

@@ -383,7 +383,45 @@ impl<W> Core<W> {
         server_name: Option<String>,
         waiter: W,
     ) -> Result<u32, UsageError> {
-        let number = self.session.open_channel(vec![profile], server_name)?;
+        self.start_channel(None, vec![profile], server_name, waiter)
+    }
+
+    /// Asks for a channel offering every profile of `profiles`, in order
+    /// of preference (RFC 3080 2.3.1.2), as channel `number` (which must
+    /// be of our parity and unused) or the next free one (`None`);
+    /// `waiter` gets [`Done::Opened`] with the profile the peer chose, or
+    /// the refusal. Returns the channel number.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::open_channel_number`]: a refused number is
+    /// [`UsageError::ChannelNumberUnavailable`], and nothing is sent.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// use beep_proto::{Session, UsageError, xml::Profile};
+    /// let mut core: Core<&str> = Core::new(Session::initiator(Default::default()));
+    /// let offer = vec![Profile::new("http://example.org/a"), Profile::new("http://example.org/b")];
+    /// assert_eq!(core.start_channel(Some(5), offer.clone(), None, "five"), Ok(5));
+    /// assert_eq!(
+    ///     core.start_channel(Some(5), offer.clone(), None, "again"),
+    ///     Err(UsageError::ChannelNumberUnavailable { channel: 5 })
+    /// );
+    /// assert_eq!(core.start_channel(None, offer, None, "next"), Ok(1));
+    /// ```
+    pub fn start_channel(
+        &mut self,
+        number: Option<u32>,
+        profiles: Vec<Profile>,
+        server_name: Option<String>,
+        waiter: W,
+    ) -> Result<u32, UsageError> {
+        let number = match number {
+            Some(number) => self
+                .session
+                .open_channel_number(number, profiles, server_name)?,
+            None => self.session.open_channel(profiles, server_name)?,
+        };
         self.opens.insert(number, waiter);
         Ok(number)
     }

@@ -1,0 +1,182 @@
+//! beep-blocking: a start handler gets the connection (its serverName and
+//! peer address, or to shut it down), a channel the peer opened is handed
+//! to the application once it is open so it can send MSGs on it, and a
+//! channel is opened with a number of our choosing or with several
+//! candidate profiles. `async_channel_api.rs` runs the same scenarios on
+//! the async driver.
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
+
+use beep_blocking::{
+    Channel, CloseReason, Connection, Error, Listener, Options, ProfileHandler, Registry,
+    ShutdownHandle, StartDecision,
+};
+use beep_proto::dispatch::Reply;
+use beep_proto::xml::Profile;
+use beep_proto::{Message, UsageError};
+
+/// Echoes; its start handler reports what the connection says.
+const ECHO: &str = "http://example.org/beep/echo";
+/// Its start handler shuts the connection down.
+const SHUTS: &str = "http://example.org/beep/shuts";
+/// Hands each channel the peer opens to the test.
+const PUSH: &str = "http://example.org/beep/push";
+/// Served by nobody.
+const UNKNOWN: &str = "http://example.org/beep/unknown";
+const T: Duration = Duration::from_secs(10);
+
+/// What a start handler read from its connection: serverName and peer.
+type Seen = (Option<String>, Option<SocketAddr>);
+
+/// A listener serving the test's registry on loopback until dropped.
+struct Server {
+    addr: SocketAddr,
+    stop: ShutdownHandle,
+    thread: Option<std::thread::JoinHandle<Result<(), Error>>>,
+    /// What [`ECHO`]'s start handler saw, one per start.
+    seen: mpsc::Receiver<Seen>,
+    /// The channels [`PUSH`] was given.
+    added: mpsc::Receiver<Channel>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve() -> Server {
+    let (seen_tx, seen) = mpsc::channel();
+    let (added_tx, added) = mpsc::channel();
+    let (seen_tx, added_tx) = (Mutex::new(seen_tx), Mutex::new(added_tx));
+    let mut registry = Registry::new();
+    registry.register(
+        ECHO,
+        ProfileHandler::new(|channel, m| {
+            let _ = channel.reply_rpy(m.msgno, m.message);
+        })
+        .on_start_with_connection(move |connection, _, _| {
+            let seen = (connection.server_name(), connection.peer_addr());
+            let _ = seen_tx.lock().unwrap().send(seen);
+            StartDecision::Accept(None)
+        }),
+    );
+    registry.register(
+        SHUTS,
+        ProfileHandler::new(|_, _| {}).on_start_with_connection(|connection, _, _| {
+            connection.shutdown();
+            StartDecision::Accept(None)
+        }),
+    );
+    registry.register(
+        PUSH,
+        ProfileHandler::new(|_, _| {}).on_channel_added(move |channel| {
+            let _ = added_tx.lock().unwrap().send(channel.clone());
+        }),
+    );
+    let listener = Listener::bind("127.0.0.1:0", registry, Options::default()).unwrap();
+    let addr = listener.local_addrs()[0];
+    let stop = listener.shutdown_handle();
+    let thread = Some(std::thread::spawn(move || listener.serve()));
+    Server {
+        addr,
+        stop,
+        thread,
+        seen,
+        added,
+    }
+}
+
+fn body(reply: Reply) -> Vec<u8> {
+    match reply {
+        Reply::Rpy(m) => m.body().to_vec(),
+        other => panic!("expected a RPY, got {other:?}"),
+    }
+}
+
+#[test]
+fn pyvortex_a_start_handler_reads_the_server_name_and_peer_address_of_its_connection() {
+    let server = serve();
+    let client = Connection::connect(server.addr, Options::default()).unwrap();
+    let host = Some("example.org".to_string());
+    client
+        .open_channel(Profile::new(ECHO), host.clone())
+        .unwrap();
+    // RFC 3080 2.3.1.2: the first accepted start binds the serverName, so
+    // the handler of the first start sees none yet, and of the next one it.
+    let (name, peer) = server.seen.recv_timeout(T).unwrap();
+    assert_eq!(name, None);
+    assert!(peer.is_some_and(|p| p.ip().is_loopback()), "{peer:?}");
+    client.open_channel(Profile::new(ECHO), None).unwrap();
+    let (name, later) = server.seen.recv_timeout(T).unwrap();
+    assert_eq!((name, later), (host, peer));
+}
+
+#[test]
+fn pyvortex_a_start_handler_may_shut_its_connection_down() {
+    let server = serve();
+    let client = Connection::connect(server.addr, Options::default()).unwrap();
+    let opened = client.open_channel(Profile::new(SHUTS), None);
+    assert!(matches!(opened, Err(Error::Closed(_))), "{opened:?}");
+    assert!(matches!(
+        client.wait_closed(T),
+        Some(CloseReason::Lost(_) | CloseReason::Shutdown)
+    ));
+}
+
+#[test]
+fn rfc3080_2_3_1_2_the_listener_sends_msgs_on_a_channel_the_initiator_opened_once_it_is_added() {
+    let server = serve();
+    let client = Connection::connect(server.addr, Options::default()).unwrap();
+    let ours = client.open_channel(Profile::new(PUSH), None).unwrap();
+    ours.set_message_handler(|channel, m| {
+        let mut answer = b"pong: ".to_vec();
+        answer.extend_from_slice(m.message.body());
+        let _ = channel.reply_rpy(m.msgno, Message::new(answer));
+    });
+    let theirs = server.added.recv_timeout(T).unwrap();
+    assert_eq!(theirs.number(), ours.number());
+    assert_eq!(theirs.profile().as_deref(), Some(PUSH));
+    let reply = theirs.request(Message::new("ping"), T).unwrap();
+    assert_eq!(body(reply), b"pong: ping");
+    assert!(server.added.try_recv().is_err(), "added once");
+}
+
+#[test]
+fn rfc3080_2_3_1_2_a_channel_number_of_our_parity_is_used_and_another_is_refused() {
+    let server = serve();
+    let client = Connection::connect(server.addr, Options::default()).unwrap();
+    let echo = || vec![Profile::new(ECHO)];
+    let seven = client.open_channel_number(7, echo(), None).unwrap();
+    assert_eq!(seven.number(), 7);
+    let reply = seven.request(Message::new("on seven"), T).unwrap();
+    assert_eq!(body(reply), b"on seven");
+    for refused in [7, 4, 0] {
+        match client.open_channel_number(refused, echo(), None) {
+            Err(Error::Usage(UsageError::ChannelNumberUnavailable { channel })) => {
+                assert_eq!(channel, refused)
+            }
+            other => panic!("channel {refused}: {other:?}"),
+        }
+    }
+    // A refused number changed nothing: the next free one is still 1.
+    assert_eq!(client.open_channel_any(echo(), None).unwrap().number(), 1);
+}
+
+#[test]
+fn rfc3080_2_3_1_2_of_several_offered_profiles_the_channel_runs_the_one_the_peer_chose() {
+    let server = serve();
+    let client = Connection::connect(server.addr, Options::default()).unwrap();
+    let offer = vec![Profile::new(UNKNOWN), Profile::new(ECHO)];
+    let channel = client.open_channel_any(offer, None).unwrap();
+    assert_eq!(channel.profile().as_deref(), Some(ECHO));
+    let reply = channel.request(Message::new("chosen"), T).unwrap();
+    assert_eq!(body(reply), b"chosen");
+    let refused = client.open_channel_any(vec![Profile::new(UNKNOWN)], None);
+    assert!(matches!(refused, Err(Error::Refused { .. })), "{refused:?}");
+}
