@@ -82,13 +82,28 @@ pub enum HeaderError {
 /// assert_eq!(&m.body()[..], b"hello");
 /// assert_eq!(m.entity_len(), "Content-Type: text/plain\r\n\r\nhello".len());
 /// ```
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub struct Message {
     /// The raw header block including its terminating empty line, or empty
     /// when the entity carried no header block at all.
     headers: Bytes,
     body: Bytes,
+    /// The entity exactly as received or given to [`Message::verbatim`]:
+    /// what goes on the wire instead of the header block and the body, so
+    /// a relayed message is sent byte for byte (a missing header block is
+    /// not added, LF-only lines stay LF-only). Same buffer, no copy.
+    wire: Option<Bytes>,
 }
+
+/// Messages are equal when their headers and bodies are; how the header
+/// block was written on the wire is not compared.
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        self.headers == other.headers && self.body == other.body
+    }
+}
+
+impl Eq for Message {}
 
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,6 +125,7 @@ impl Message {
         Message {
             headers: Bytes::new(),
             body: body.into(),
+            wire: None,
         }
     }
 
@@ -199,6 +215,7 @@ impl Message {
         Message {
             headers: block.freeze(),
             body: self.body,
+            wire: None,
         }
     }
 
@@ -207,6 +224,7 @@ impl Message {
         Message {
             headers: Bytes::from_static(BEEP_XML_HEADERS),
             body: body.into(),
+            wire: None,
         }
     }
 
@@ -230,6 +248,7 @@ impl Message {
     /// assert_eq!(&m.body()[..], b"hi");
     /// ```
     pub fn from_entity(mut entity: Bytes) -> Self {
+        let wire = Some(entity.clone());
         let headers = match header_block_len(&entity) {
             None => Bytes::new(),
             // An empty block and no block mean the same; store one form so
@@ -244,11 +263,33 @@ impl Message {
         Message {
             headers,
             body: entity,
+            wire,
         }
+    }
+
+    /// A message sent exactly as `entity`, with no header block put in
+    /// front: for peers that send and expect payloads without MIME headers
+    /// (LibVortex applications often do), or with LF-only header lines.
+    /// Read, it is parsed like a received entity ([`Message::from_entity`];
+    /// a received message is relayed byte for byte the same way).
+    /// Adding a header makes it an ordinary message again.
+    ///
+    /// ```
+    /// use beep_proto::Message;
+    /// let m = Message::verbatim("hello");
+    /// assert_eq!(m.entity_len(), 5); // no "\r\n" in front
+    /// assert_eq!(&m.body()[..], b"hello");
+    /// assert_eq!(Message::new("hello").entity_len(), 7);
+    /// ```
+    pub fn verbatim(entity: impl Into<Bytes>) -> Self {
+        Self::from_entity(entity.into())
     }
 
     /// The header block as it goes on the wire, and the body.
     pub(crate) fn into_wire_parts(self) -> [Bytes; 2] {
+        if let Some(wire) = self.wire {
+            return [Bytes::new(), wire];
+        }
         let headers = if self.headers.is_empty() {
             Bytes::from_static(EMPTY_HEADERS)
         } else {
@@ -404,7 +445,10 @@ impl Message {
     /// assert_eq!(beep_proto::Message::new("abc").entity_len(), 5);
     /// ```
     pub fn entity_len(&self) -> usize {
-        // The header block is never absent on the wire: RFC 3080 2.2 makes
+        if let Some(wire) = &self.wire {
+            return wire.len();
+        }
+        // A header block we write is never absent: RFC 3080 2.2 makes
         // every payload a MIME entity.
         self.headers.len().max(EMPTY_HEADERS.len()) + self.body.len()
     }
