@@ -127,6 +127,33 @@ impl RecvWindow {
         })
     }
 
+    /// Changes the window size. A larger window is advertised at once when
+    /// `advertise` (the channel is running); a smaller one takes effect as
+    /// the peer uses the credit already granted, which is never taken back
+    /// (RFC 3081 3.1.4: a window should not shrink).
+    pub(crate) fn resize(
+        &mut self,
+        channel: u32,
+        window: u32,
+        advertise: bool,
+    ) -> Option<SeqFrame> {
+        self.window = window.clamp(1, MAX_31BIT);
+        if !advertise {
+            return None;
+        }
+        let edge = self.consumed.wrapping_add(self.window);
+        let growth = edge.wrapping_sub(self.advertised);
+        if growth == 0 || growth > MAX_31BIT {
+            return None;
+        }
+        self.advertised = edge;
+        Some(SeqFrame {
+            channel,
+            ackno: self.next,
+            window: edge.wrapping_sub(self.next),
+        })
+    }
+
     /// The seqno the next frame must carry (RFC 3080 2.2.1.1).
     pub(crate) fn expected(&self) -> u32 {
         self.next

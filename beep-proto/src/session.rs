@@ -428,6 +428,47 @@ impl Session {
         self.give_credit(channel, octets);
     }
 
+    /// Changes the receive window of an open channel (LibVortex's
+    /// `set_window_size`): how many octets the peer may send ahead of what
+    /// the application has consumed. A larger window is advertised at once
+    /// with a SEQ frame; a smaller one takes effect as the peer uses the
+    /// credit already granted, which is never taken back (RFC 3081 3.1.4).
+    /// A channel that is still starting gets it with its first SEQ.
+    ///
+    /// # Errors
+    ///
+    /// * [`UsageError::UnknownChannel`]: `channel` is not open (or is 0).
+    /// * [`UsageError::InvalidConfig`]: `window` is outside
+    ///   4096..=2147483647 (RFC 3081 3.1.1).
+    ///
+    /// ```
+    /// let mut s = beep_proto::Session::initiator(Default::default());
+    /// assert!(s.set_receive_window(1, 1 << 20).is_err()); // no channel 1
+    /// ```
+    pub fn set_receive_window(&mut self, channel: u32, window: u32) -> Result<(), UsageError> {
+        self.ensure_active()?;
+        if !(DEFAULT_WINDOW..=MAX_31BIT).contains(&window) {
+            return Err(UsageError::InvalidConfig {
+                reason: format!(
+                    "receive window {window} is outside 4096..=2147483647 (RFC 3081 3.1.1)"
+                ),
+            });
+        }
+        if channel == 0 {
+            return Err(UsageError::UnknownChannel { channel });
+        }
+        let ch = self
+            .channels
+            .get_mut(&channel)
+            .ok_or(UsageError::UnknownChannel { channel })?;
+        // Before the channel runs, its first SEQ (initial_seq) carries it.
+        let running = ch.open && ch.send_enabled;
+        if let Some(seq) = ch.recv.resize(channel, window, running) {
+            seq.encode(&mut self.out);
+        }
+        Ok(())
+    }
+
     /// Says whether the reply to our MSG `msgno` on `channel` is awaited:
     /// taken whole by a waiter the moment it is complete. Without
     /// automatic credit, the frames of an unfinished message are credited

@@ -1054,3 +1054,46 @@ fn vectored_output_is_the_same_stream_and_shares_the_payload() {
     assert!(shared, "the large payload was copied");
     vectored.b.handle_input(&got).unwrap();
 }
+
+/// Sends one 60,000-octet MSG from `a` and returns the payload octets that
+/// can go out before `b` says anything more (`b` reads them).
+fn octets_sent_at_once(pair: &mut Pair, channel: u32) -> usize {
+    pair.a
+        .send_msg(channel, Message::new(vec![7u8; 60_000]))
+        .unwrap();
+    let mut sent = 0;
+    while let Some(bytes) = pair.a.poll_transmit() {
+        // The peer receives it all (and answers only when pumped).
+        pair.b.handle_input(&bytes).unwrap();
+        let mut rest = &bytes[..];
+        while let Ok(Some((header, used))) = parse_header(rest, 128) {
+            rest = &rest[used..];
+            if let Header::Frame(h) = header {
+                sent += h.size as usize;
+                rest = &rest[h.size as usize + 5..];
+            }
+        }
+    }
+    sent
+}
+
+#[test]
+fn rfc3081_3_1_4_a_channel_window_raised_later_is_advertised_at_once() {
+    let mut pair = Pair::new();
+    let channel = pair.open(ECHO);
+    assert_eq!(octets_sent_at_once(&mut pair, channel), 4096);
+    pair.pump();
+    take_messages(&mut pair.b_events);
+    // The listener raises its window on this channel: a SEQ says so.
+    pair.b.set_receive_window(channel, 1 << 20).unwrap();
+    pair.pump();
+    take_messages(&mut pair.b_events);
+    // The whole entity: 60,000 octets of body and its 2-octet header block.
+    assert_eq!(octets_sent_at_once(&mut pair, channel), 60_002);
+    // Out of range, or not a channel: refused, nothing changed.
+    assert!(pair.b.set_receive_window(channel, 100).is_err());
+    assert_eq!(
+        pair.b.set_receive_window(99, 1 << 20),
+        Err(UsageError::UnknownChannel { channel: 99 })
+    );
+}

@@ -302,6 +302,23 @@ impl Channel {
             .try_room(|st| Ok(st.session().send_ans(number, msgno, message)?))
     }
 
+    /// Changes how many octets the peer may send on this channel ahead of
+    /// what the application has taken (LibVortex `set_window_size`). A
+    /// larger window is advertised at once; a smaller one takes effect as
+    /// the peer uses the credit already granted (RFC 3081 3.1.4). From
+    /// 4096 to 2147483647.
+    ///
+    /// ```no_run
+    /// # fn run(channel: beep_tokio::Channel) -> Result<(), beep_tokio::Error> {
+    /// channel.set_window(1 << 20)?; // bulk transfers on this channel
+    /// # Ok(()) }
+    /// ```
+    pub fn set_window(&self, window: u32) -> Result<(), Error> {
+        let number = self.number;
+        self.shared()
+            .with_session(|st| Ok(st.session().set_receive_window(number, window)?))
+    }
+
     /// Ends the answers to MSG `msgno`. A NUL carries no payload, so it
     /// never waits for room.
     ///

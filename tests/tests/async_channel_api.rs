@@ -26,6 +26,7 @@ on_both_runtimes!(
     rfc3080_2_3_1_2_the_listener_sends_msgs_on_a_channel_the_initiator_opened_once_it_is_added,
     rfc3080_2_3_1_2_a_channel_number_of_our_parity_is_used_and_another_is_refused,
     rfc3080_2_3_1_2_of_several_offered_profiles_the_channel_runs_the_one_the_peer_chose,
+    rfc3081_3_1_4_a_window_set_on_a_channel_lets_the_peer_send_that_much_ahead,
 );
 
 /// Echoes; its start handler reports what the connection says.
@@ -196,4 +197,36 @@ async fn rfc3080_2_3_1_2_of_several_offered_profiles_the_channel_runs_the_one_th
         .open_channel_any(vec![Profile::new(UNKNOWN)], None)
         .await;
     assert!(matches!(refused, Err(Error::Refused { .. })), "{refused:?}");
+}
+
+async fn rfc3081_3_1_4_a_window_set_on_a_channel_lets_the_peer_send_that_much_ahead(env: Env) {
+    let mut server = serve(&env).await;
+    let client = Connection::connect(server.addr, env.options())
+        .await
+        .unwrap();
+    let ours = client.open_channel(Profile::new(PUSH), None).await.unwrap();
+    // Messages wait here untaken, and so does their credit.
+    let untaken = ours.incoming();
+    ours.set_window(1 << 20).unwrap();
+    let theirs = env.within(T, "added", server.added.next()).await.unwrap();
+    for _ in 0..10 {
+        theirs
+            .send_msg(Message::new(vec![1u8; 50_000]))
+            .await
+            .unwrap();
+    }
+    // 500 KB reach us without any taken: the 4096-octet default would hold
+    // all but the first 4 KiB at the server.
+    let server_conn = theirs.connection();
+    let deadline = std::time::Instant::now() + T;
+    while server_conn.queued_output() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} octets still queued",
+            server_conn.queued_output()
+        );
+        env.sleep(std::time::Duration::from_millis(5)).await; // polling a counter
+    }
+    assert!(ours.set_window(100).is_err(), "below 4096");
+    drop(untaken);
 }

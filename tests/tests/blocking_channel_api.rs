@@ -180,3 +180,31 @@ fn rfc3080_2_3_1_2_of_several_offered_profiles_the_channel_runs_the_one_the_peer
     let refused = client.open_channel_any(vec![Profile::new(UNKNOWN)], None);
     assert!(matches!(refused, Err(Error::Refused { .. })), "{refused:?}");
 }
+
+#[test]
+fn rfc3081_3_1_4_a_window_set_on_a_channel_lets_the_peer_send_that_much_ahead() {
+    let server = serve();
+    let client = Connection::connect(server.addr, Options::default()).unwrap();
+    let ours = client.open_channel(Profile::new(PUSH), None).unwrap();
+    // Messages wait here untaken, and so does their credit.
+    let untaken = ours.incoming();
+    ours.set_window(1 << 20).unwrap();
+    let theirs = server.added.recv_timeout(T).unwrap();
+    for _ in 0..10 {
+        theirs.send_msg(Message::new(vec![1u8; 50_000])).unwrap();
+    }
+    // 500 KB reach us without any taken: the 4096-octet default would hold
+    // all but the first 4 KiB at the server.
+    let server_conn = theirs.connection();
+    let deadline = std::time::Instant::now() + T;
+    while server_conn.queued_output() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} octets still queued",
+            server_conn.queued_output()
+        );
+        std::thread::sleep(Duration::from_millis(5)); // polling a counter
+    }
+    assert!(ours.set_window(100).is_err(), "below 4096");
+    drop(untaken);
+}
