@@ -9,10 +9,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use beep_proto::dispatch::{AcceptBackoff, Served};
 
 use crate::connection::{Connection, Options};
-use crate::error::Error;
+use crate::error::{CloseReason, Error};
 use crate::profile::Registry;
 
 type AcceptFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
+type EndObserver = dyn Fn(SocketAddr, &CloseReason) + Send + Sync;
 
 /// A BEEP listener (PyVortex `create_listener`).
 ///
@@ -64,6 +65,7 @@ pub struct Listener {
     registry: Registry,
     options: Options,
     filter: Option<Arc<AcceptFilter>>,
+    ended: Option<Arc<EndObserver>>,
     stop: Arc<Stop>,
 }
 
@@ -137,6 +139,7 @@ impl Listener {
             registry,
             options,
             filter: None,
+            ended: None,
             stop: Arc::new(Stop {
                 requested: AtomicBool::new(false),
                 lock: Mutex::new(()),
@@ -160,6 +163,27 @@ impl Listener {
         self.filter = Some(Arc::new(filter));
     }
 
+    /// Calls `f` with the peer's address and the reason whenever a served
+    /// connection ends: to log why a peer was dropped (a protocol
+    /// violation, a message above the limit, no greeting in time).
+    ///
+    /// ```no_run
+    /// # use beep_blocking::{CloseReason, Listener, Options, Registry};
+    /// let mut listener = Listener::bind("127.0.0.1:0", Registry::new(), Options::default())?;
+    /// listener.on_connection_end(|peer, reason| {
+    ///     if *reason != CloseReason::Released {
+    ///         eprintln!("{peer}: {reason}");
+    ///     }
+    /// });
+    /// # Ok::<(), beep_blocking::Error>(())
+    /// ```
+    pub fn on_connection_end(
+        &mut self,
+        f: impl Fn(SocketAddr, &CloseReason) + Send + Sync + 'static,
+    ) {
+        self.ended = Some(Arc::new(f));
+    }
+
     /// A handle that stops [`Listener::serve`].
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
@@ -181,13 +205,14 @@ impl Listener {
         for (index, socket) in self.sockets.into_iter().enumerate() {
             let (registry, options) = (self.registry.clone(), self.options.clone());
             let (filter, stop, served) = (self.filter.clone(), self.stop.clone(), served.clone());
+            let ended = self.ended.clone();
             threads.push(std::thread::spawn(move || {
                 let accepting = Accepting {
                     socket: &socket,
                     index,
                     stop: &stop,
                 };
-                accepting.run(&registry, &options, filter.as_deref(), &served)
+                accepting.run(&registry, &options, filter.as_deref(), ended, &served)
             }));
         }
         {
@@ -232,6 +257,7 @@ impl Accepting<'_> {
         registry: &Registry,
         options: &Options,
         filter: Option<&AcceptFilter>,
+        ended: Option<Arc<EndObserver>>,
         served: &Arc<Mutex<Served<Connection>>>,
     ) {
         let mut backoff = AcceptBackoff::default();
@@ -269,7 +295,13 @@ impl Accepting<'_> {
             if let Ok(conn) = Connection::accept(stream, registry.clone(), options.clone()) {
                 // Forgotten as it ends: its socket and buffers go with it.
                 let forget = Served::keep(served, conn.clone());
-                conn.on_close(move |_| forget());
+                let ended = ended.clone();
+                conn.on_close(move |reason| {
+                    forget();
+                    if let Some(ended) = ended {
+                        ended(peer, reason);
+                    }
+                });
             }
         }
     }

@@ -11,12 +11,13 @@ use event_listener::Event;
 use futures_util::future::{join_all, select};
 
 use crate::connection::Connection;
-use crate::error::Error;
+use crate::error::{CloseReason, Error};
 use crate::options::Options;
 use crate::profile::Registry;
 use crate::runtime::{self, Acceptor, Runtime, ToAddrs};
 
 type AcceptFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
+type EndObserver = dyn Fn(SocketAddr, &CloseReason) + Send + Sync;
 
 /// A BEEP listener (PyVortex `create_listener`).
 ///
@@ -39,6 +40,7 @@ pub struct Listener {
     options: Options,
     runtime: Arc<dyn Runtime>,
     filter: Option<Arc<AcceptFilter>>,
+    ended: Option<Arc<EndObserver>>,
     stop: Arc<Stop>,
 }
 
@@ -138,6 +140,7 @@ impl Listener {
             options,
             runtime,
             filter: None,
+            ended: None,
             stop: Arc::new(Stop {
                 requested: AtomicBool::new(false),
                 wake: Event::new(),
@@ -169,6 +172,26 @@ impl Listener {
         filter: impl Fn(SocketAddr) -> bool + Send + Sync + 'static,
     ) {
         self.filter = Some(Arc::new(filter));
+    }
+
+    /// Calls `f` with the peer's address and the reason whenever a served
+    /// connection ends: to log why a peer was dropped (a protocol
+    /// violation, a message above the limit, no greeting in time).
+    ///
+    /// ```no_run
+    /// # fn run(mut listener: beep_tokio::Listener) {
+    /// listener.on_connection_end(|peer, reason| {
+    ///     if *reason != beep_tokio::CloseReason::Released {
+    ///         eprintln!("{peer}: {reason}");
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn on_connection_end(
+        &mut self,
+        f: impl Fn(SocketAddr, &CloseReason) + Send + Sync + 'static,
+    ) {
+        self.ended = Some(Arc::new(f));
     }
 
     /// A handle that stops [`Listener::serve`].
@@ -252,7 +275,13 @@ impl Listener {
             );
             // Forgotten as it ends: its socket and buffers go with it.
             let forget = Served::keep(served, conn.clone());
-            conn.on_close(move |_| forget());
+            let ended = self.ended.clone();
+            conn.on_close(move |reason| {
+                forget();
+                if let Some(ended) = ended {
+                    ended(peer, reason);
+                }
+            });
         }
     }
 }

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use beep_blocking::{Connection, Error, Listener, Options, ProfileHandler, Registry, Reply};
+use beep_blocking::{
+    CloseReason, Connection, Error, Listener, Options, ProfileHandler, Registry, Reply,
+};
 use beep_proto::xml::Profile;
 use beep_proto::{Config, Message};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -205,7 +207,15 @@ fn serve(listen: &[String], echo: &[String], sink: &[String], window: u32) -> Re
     for a in listen {
         addrs.extend(std::net::ToSocketAddrs::to_socket_addrs(a.as_str())?);
     }
-    let listener = Listener::bind_all(&addrs, registry, options(window))?;
+    let mut listener = Listener::bind_all(&addrs, registry, options(window))?;
+    // Why a peer was dropped (a violation, a message above the limit, no
+    // greeting in time) is said on stderr; releases and our own shutdown
+    // are not news.
+    listener.on_connection_end(|peer, reason| {
+        if matches!(reason, CloseReason::Lost(_) | CloseReason::Violation(_)) {
+            eprintln!("beep: {peer}: {reason}");
+        }
+    });
     let handle = listener.shutdown_handle();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,

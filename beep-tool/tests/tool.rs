@@ -224,3 +224,44 @@ fn send_verbose_prints_the_frames_to_stderr_and_only_the_reply_to_stdout() {
     let answered = lines.iter().position(|l| l.starts_with("< RPY 1 0"));
     assert!(sent < answered, "{stderr}");
 }
+
+#[test]
+fn serve_says_why_it_dropped_a_peer() {
+    // A serve whose stderr we read: a peer that breaks the framing rules
+    // is dropped, and the reason is printed, not swallowed.
+    let mut child = Command::new(BEEP)
+        .args(["serve", "--listen", "127.0.0.1:0", "--echo", ECHO])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let mut peer = std::net::TcpStream::connect(&addr).unwrap();
+    peer.write_all(b"this is not a frame header\r\n").unwrap();
+    // The listener closes it (a violation ends the session at once).
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut peer, &mut sink);
+    send_sigterm(&child);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("protocol violation"), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:"), "names the peer: {stderr}");
+}
+
+/// Asks `child` to stop as SIGTERM would (`kill -TERM`).
+fn send_sigterm(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
