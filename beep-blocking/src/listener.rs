@@ -6,14 +6,11 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use beep_proto::dispatch::{AcceptBackoff, Served};
+use beep_proto::dispatch::{AcceptBackoff, ListenerHooks, Served};
 
 use crate::connection::{Connection, Options};
 use crate::error::{CloseReason, Error};
 use crate::profile::Registry;
-
-type AcceptFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
-type EndObserver = dyn Fn(SocketAddr, &CloseReason) + Send + Sync;
 
 /// A BEEP listener (PyVortex `create_listener`).
 ///
@@ -64,8 +61,7 @@ pub struct Listener {
     sockets: Vec<TcpListener>,
     registry: Registry,
     options: Options,
-    filter: Option<Arc<AcceptFilter>>,
-    ended: Option<Arc<EndObserver>>,
+    hooks: ListenerHooks<CloseReason>,
     stop: Arc<Stop>,
 }
 
@@ -138,8 +134,7 @@ impl Listener {
             sockets,
             registry,
             options,
-            filter: None,
-            ended: None,
+            hooks: ListenerHooks::default(),
             stop: Arc::new(Stop {
                 requested: AtomicBool::new(false),
                 lock: Mutex::new(()),
@@ -160,7 +155,7 @@ impl Listener {
         &mut self,
         filter: impl Fn(SocketAddr) -> bool + Send + Sync + 'static,
     ) {
-        self.filter = Some(Arc::new(filter));
+        self.hooks.set_filter(filter);
     }
 
     /// Calls `f` with the peer's address and the reason whenever a served
@@ -181,7 +176,7 @@ impl Listener {
         &mut self,
         f: impl Fn(SocketAddr, &CloseReason) + Send + Sync + 'static,
     ) {
-        self.ended = Some(Arc::new(f));
+        self.hooks.set_on_end(f);
     }
 
     /// A handle that stops [`Listener::serve`].
@@ -204,15 +199,14 @@ impl Listener {
         let mut threads = Vec::new();
         for (index, socket) in self.sockets.into_iter().enumerate() {
             let (registry, options) = (self.registry.clone(), self.options.clone());
-            let (filter, stop, served) = (self.filter.clone(), self.stop.clone(), served.clone());
-            let ended = self.ended.clone();
+            let (hooks, stop, served) = (self.hooks.clone(), self.stop.clone(), served.clone());
             threads.push(std::thread::spawn(move || {
                 let accepting = Accepting {
                     socket: &socket,
                     index,
                     stop: &stop,
                 };
-                accepting.run(&registry, &options, filter.as_deref(), ended, &served)
+                accepting.run(&registry, &options, &hooks, &served)
             }));
         }
         {
@@ -256,8 +250,7 @@ impl Accepting<'_> {
         &self,
         registry: &Registry,
         options: &Options,
-        filter: Option<&AcceptFilter>,
-        ended: Option<Arc<EndObserver>>,
+        hooks: &ListenerHooks<CloseReason>,
         served: &Arc<Mutex<Served<Connection>>>,
     ) {
         let mut backoff = AcceptBackoff::default();
@@ -284,7 +277,7 @@ impl Accepting<'_> {
                     continue;
                 }
             };
-            if filter.is_some_and(|f| !f(peer)) {
+            if !hooks.accepts(peer) {
                 continue;
             }
             // The listening socket is non-blocking (see `wakeup`); some
@@ -294,14 +287,8 @@ impl Accepting<'_> {
             }
             if let Ok(conn) = Connection::accept(stream, registry.clone(), options.clone()) {
                 // Forgotten as it ends: its socket and buffers go with it.
-                let forget = Served::keep(served, conn.clone());
-                let ended = ended.clone();
-                conn.on_close(move |reason| {
-                    forget();
-                    if let Some(ended) = ended {
-                        ended(peer, reason);
-                    }
-                });
+                let ended = hooks.serve(served, conn.clone(), peer);
+                conn.on_close(ended);
             }
         }
     }

@@ -33,7 +33,7 @@ pub use self::error::Error;
 pub use self::layer::{Action, ChannelHandlers, CloseCallback, Driver, Handlers, Layer, Notify};
 pub use self::pool::{PoolState, Take};
 pub use self::room::Room;
-pub use self::served::{AcceptBackoff, Served};
+pub use self::served::{AcceptBackoff, ListenerHooks, Served};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};
 use crate::mime::Message;

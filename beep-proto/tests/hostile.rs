@@ -24,6 +24,15 @@ impl Attacker {
         }
     }
 
+    /// An attacker that has read `listener`'s greeting and sent its own.
+    fn greeting(listener: &mut Session) -> Self {
+        let mut attacker = Attacker::new();
+        attacker.read(&drain(listener));
+        let hello = attacker.frame("RPY", 0, &greeting()).unwrap();
+        listener.handle_input(&hello).unwrap();
+        attacker
+    }
+
     /// A frame on channel 0, if the window allows it.
     fn frame(&mut self, keyword: &str, msgno: u32, payload: &[u8]) -> Option<Vec<u8>> {
         let size = payload.len() as u32;
@@ -53,6 +62,15 @@ impl Attacker {
     }
 }
 
+/// Everything `session` has to send now.
+fn drain(session: &mut Session) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while let Some(bytes) = session.poll_transmit() {
+        wire.extend_from_slice(&bytes);
+    }
+    wire
+}
+
 fn greeting() -> Vec<u8> {
     b"Content-Type: application/beep+xml\r\n\r\n<greeting />\r\n".to_vec()
 }
@@ -70,14 +88,7 @@ fn a_peer_asking_without_reading_answers_cannot_make_us_hold_them() {
     };
     let limit = config.max_queued_channel0;
     let mut listener = Session::listener(config);
-    let mut attacker = Attacker::new();
-    let mut wire = Vec::new();
-    while let Some(bytes) = listener.poll_transmit() {
-        wire.extend_from_slice(&bytes);
-    }
-    attacker.read(&wire);
-    let hello = attacker.frame("RPY", 0, &greeting()).unwrap();
-    listener.handle_input(&hello).unwrap();
+    let mut attacker = Attacker::greeting(&mut listener);
     let bad = format!(
         "Content-Type: application/beep+xml\r\n\r\n<start number='1'><profile uri='http://example.org/p' encoding='{}' /></start>",
         ">".repeat(3000)
@@ -91,11 +102,7 @@ fn a_peer_asking_without_reading_answers_cannot_make_us_hold_them() {
         };
         listener.handle_input(&frame).unwrap();
         sent += 1;
-        let mut wire = Vec::new();
-        while let Some(bytes) = listener.poll_transmit() {
-            wire.extend_from_slice(&bytes);
-        }
-        attacker.read(&wire);
+        attacker.read(&drain(&mut listener));
         peak = peak.max(listener.queued_output());
     }
     assert!(sent < 5000, "the attacker's window never closed");
@@ -112,24 +119,14 @@ fn a_peer_asking_without_reading_answers_cannot_make_us_hold_them() {
 #[test]
 fn a_diagnostic_does_not_echo_a_long_bad_value() {
     let mut listener = Session::listener(Config::default());
-    let mut attacker = Attacker::new();
-    let mut wire = Vec::new();
-    while let Some(bytes) = listener.poll_transmit() {
-        wire.extend_from_slice(&bytes);
-    }
-    attacker.read(&wire);
-    let hello = attacker.frame("RPY", 0, &greeting()).unwrap();
-    listener.handle_input(&hello).unwrap();
+    let mut attacker = Attacker::greeting(&mut listener);
     let bad = format!(
         "Content-Type: application/beep+xml\r\n\r\n<start number='1'><profile uri='http://example.org/p' encoding='{}' /></start>",
         "x".repeat(3500)
     );
     let frame = attacker.frame("MSG", 1, bad.as_bytes()).unwrap();
     listener.handle_input(&frame).unwrap();
-    let mut answer = Vec::new();
-    while let Some(bytes) = listener.poll_transmit() {
-        answer.extend_from_slice(&bytes);
-    }
+    let answer = drain(&mut listener);
     let text = String::from_utf8_lossy(&answer);
     assert!(text.contains("ERR 0 1 "), "{text}");
     assert!(answer.len() < 600, "{} octets: {text}", answer.len());
@@ -214,11 +211,7 @@ fn rfc3080_2_4_a_greeting_above_the_limit_ends_the_session() {
         ..Config::default()
     });
     let mut attacker = Attacker::new();
-    let mut wire = Vec::new();
-    while let Some(bytes) = listener.poll_transmit() {
-        wire.extend_from_slice(&bytes);
-    }
-    attacker.read(&wire);
+    attacker.read(&drain(&mut listener));
     let profiles: String = (0..200)
         .map(|i| format!("<profile uri='http://example.org/p{i}' />"))
         .collect();
@@ -236,11 +229,7 @@ fn rfc3080_2_4_a_greeting_above_the_limit_ends_the_session() {
         frame.extend_from_slice(b"END\r\n");
         attacker.seqno += piece.len() as u32;
         result = listener.handle_input(&frame);
-        let mut wire = Vec::new();
-        while let Some(bytes) = listener.poll_transmit() {
-            wire.extend_from_slice(&bytes);
-        }
-        attacker.read(&wire);
+        attacker.read(&drain(&mut listener));
         if result.is_err() {
             break;
         }
@@ -258,14 +247,7 @@ fn rfc3080_2_3_1_2_starts_awaiting_an_answer_are_bounded() {
         max_start_profiles: 4,
         ..Config::default()
     });
-    let mut attacker = Attacker::new();
-    let mut wire = Vec::new();
-    while let Some(bytes) = listener.poll_transmit() {
-        wire.extend_from_slice(&bytes);
-    }
-    attacker.read(&wire);
-    let hello = attacker.frame("RPY", 0, &greeting()).unwrap();
-    listener.handle_input(&hello).unwrap();
+    let mut attacker = Attacker::greeting(&mut listener);
     let start = |number: u32, profiles: usize| {
         let offered: String = (0..profiles)
             .map(|i| format!("<profile uri='http://example.org/p{i}' />"))
@@ -278,9 +260,7 @@ fn rfc3080_2_3_1_2_starts_awaiting_an_answer_are_bounded() {
     let mut ask = |listener: &mut Session, attacker: &mut Attacker, msgno: u32, body: String| {
         let frame = attacker.frame("MSG", msgno, body.as_bytes()).unwrap();
         listener.handle_input(&frame).unwrap();
-        while let Some(bytes) = listener.poll_transmit() {
-            answers.push_str(&String::from_utf8_lossy(&bytes));
-        }
+        answers.push_str(&String::from_utf8_lossy(&drain(listener)));
     };
     ask(&mut listener, &mut attacker, 1, start(1, 5));
     for (msgno, channel) in [(2, 3), (3, 5), (4, 7), (5, 9)] {
@@ -307,11 +287,7 @@ fn rfc3080_2_3_1_2_starts_awaiting_an_answer_are_bounded() {
             )
             .unwrap();
     }
-    let mut wire = Vec::new();
-    while let Some(bytes) = listener.poll_transmit() {
-        wire.extend_from_slice(&bytes);
-    }
-    let rest = String::from_utf8_lossy(&wire);
+    let rest = String::from_utf8_lossy(&drain(&mut listener)).into_owned();
     assert!(rest.contains("ERR 0 5 "), "{rest}");
     assert!(rest.contains("code='421'"), "{rest}");
 }

@@ -6,7 +6,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use beep_proto::dispatch::{AcceptBackoff, Served};
+use beep_proto::dispatch::{AcceptBackoff, ListenerHooks, Served};
 use event_listener::Event;
 use futures_util::future::{join_all, select};
 
@@ -15,9 +15,6 @@ use crate::error::{CloseReason, Error};
 use crate::options::Options;
 use crate::profile::Registry;
 use crate::runtime::{self, Acceptor, Runtime, ToAddrs};
-
-type AcceptFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
-type EndObserver = dyn Fn(SocketAddr, &CloseReason) + Send + Sync;
 
 /// A BEEP listener (PyVortex `create_listener`).
 ///
@@ -39,8 +36,7 @@ pub struct Listener {
     registry: Registry,
     options: Options,
     runtime: Arc<dyn Runtime>,
-    filter: Option<Arc<AcceptFilter>>,
-    ended: Option<Arc<EndObserver>>,
+    hooks: ListenerHooks<CloseReason>,
     stop: Arc<Stop>,
 }
 
@@ -139,8 +135,7 @@ impl Listener {
             registry,
             options,
             runtime,
-            filter: None,
-            ended: None,
+            hooks: ListenerHooks::default(),
             stop: Arc::new(Stop {
                 requested: AtomicBool::new(false),
                 wake: Event::new(),
@@ -171,7 +166,7 @@ impl Listener {
         &mut self,
         filter: impl Fn(SocketAddr) -> bool + Send + Sync + 'static,
     ) {
-        self.filter = Some(Arc::new(filter));
+        self.hooks.set_filter(filter);
     }
 
     /// Calls `f` with the peer's address and the reason whenever a served
@@ -191,7 +186,7 @@ impl Listener {
         &mut self,
         f: impl Fn(SocketAddr, &CloseReason) + Send + Sync + 'static,
     ) {
-        self.ended = Some(Arc::new(f));
+        self.hooks.set_on_end(f);
     }
 
     /// A handle that stops [`Listener::serve`].
@@ -263,7 +258,7 @@ impl Listener {
                     continue;
                 }
             };
-            if self.filter.as_ref().is_some_and(|f| !f(peer)) {
+            if !self.hooks.accepts(peer) {
                 continue;
             }
             let conn = Connection::accept(
@@ -274,14 +269,8 @@ impl Listener {
                 self.runtime.clone(),
             );
             // Forgotten as it ends: its socket and buffers go with it.
-            let forget = Served::keep(served, conn.clone());
-            let ended = self.ended.clone();
-            conn.on_close(move |reason| {
-                forget();
-                if let Some(ended) = ended {
-                    ended(peer, reason);
-                }
-            });
+            let ended = self.hooks.serve(served, conn.clone(), peer);
+            conn.on_close(ended);
         }
     }
 }

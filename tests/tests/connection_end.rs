@@ -8,6 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
+mod serving;
+
 const T: Duration = Duration::from_secs(10);
 
 /// Breaks the rules on a fresh connection and waits until it is closed.
@@ -22,49 +24,34 @@ fn misbehave(addr: SocketAddr) -> SocketAddr {
 
 #[test]
 fn rfc3080_2_2_1_1_the_blocking_listener_reports_why_a_peer_was_dropped() {
-    use beep_blocking::{CloseReason, Listener, Options, Registry};
+    use beep_blocking::{CloseReason, Registry};
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
-    let mut listener = Listener::bind("127.0.0.1:0", Registry::new(), Options::default()).unwrap();
-    listener.on_connection_end(move |peer, reason: &CloseReason| {
-        let _ = tx.lock().unwrap().send((peer, reason.clone()));
+    let server = serving::blocking(Registry::new(), Default::default(), |listener| {
+        listener.on_connection_end(move |peer, reason: &CloseReason| {
+            let _ = tx.lock().unwrap().send((peer, reason.clone()));
+        })
     });
-    let addr = listener.local_addrs()[0];
-    let stop = listener.shutdown_handle();
-    let serving = std::thread::spawn(move || listener.serve());
-    let ours = misbehave(addr);
+    let ours = misbehave(server.addr);
     let (peer, reason) = rx.recv_timeout(T).unwrap();
     assert_eq!(peer, ours);
     assert!(matches!(reason, CloseReason::Violation(_)), "{reason:?}");
-    stop.shutdown();
-    serving.join().unwrap().unwrap();
+    server.stop();
 }
 
 #[test]
 fn rfc3080_2_2_1_1_the_tokio_listener_reports_why_a_peer_was_dropped() {
-    use beep_tokio::{CloseReason, Listener, Options, Registry};
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    use beep_tokio::{CloseReason, Registry};
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
-    let (addr, stop, serving) = runtime.block_on(async {
-        let mut listener = Listener::bind("127.0.0.1:0", Registry::new(), Options::default())
-            .await
-            .unwrap();
+    let server = serving::tokio(Registry::new(), Default::default(), |listener| {
         listener.on_connection_end(move |peer, reason: &CloseReason| {
             let _ = tx.lock().unwrap().send((peer, reason.clone()));
-        });
-        let addr = listener.local_addrs()[0];
-        let stop = listener.shutdown_handle();
-        (addr, stop, tokio::spawn(listener.serve()))
+        })
     });
-    let ours = misbehave(addr);
+    let ours = misbehave(server.addr);
     let (peer, reason) = rx.recv_timeout(T).unwrap();
     assert_eq!(peer, ours);
     assert!(matches!(reason, CloseReason::Violation(_)), "{reason:?}");
-    stop.shutdown();
-    runtime.block_on(serving).unwrap().unwrap();
+    server.stop();
 }

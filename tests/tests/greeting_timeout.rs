@@ -13,7 +13,9 @@ use beep_proto::Message;
 use beep_proto::dispatch::{EndReason, Reply};
 use beep_proto::xml::Profile;
 
-const ECHO: &str = "http://example.org/beep/echo";
+mod serving;
+
+use serving::ECHO;
 /// The greeting timeout of the listeners under test.
 const GREETING: Duration = Duration::from_millis(300);
 /// The longest wait for anything that should happen.
@@ -83,60 +85,24 @@ fn check_listener(addr: SocketAddr) {
 
 #[test]
 fn rfc3080_2_4_blocking_listener_cuts_off_a_peer_that_never_greets() {
-    use beep_blocking::{Listener, Options, ProfileHandler, Registry};
-    let mut registry = Registry::new();
-    registry.register(
-        ECHO,
-        ProfileHandler::new(|channel, m| {
-            let _ = channel.reply_rpy(m.msgno, m.message);
-        }),
-    );
-    let options = Options {
+    let options = beep_blocking::Options {
         greeting_timeout: GREETING,
-        ..Options::default()
+        ..Default::default()
     };
-    let listener = Listener::bind("127.0.0.1:0", registry, options).expect("bind");
-    let addr = listener.local_addrs()[0];
-    let stop = listener.shutdown_handle();
-    let serving = std::thread::spawn(move || listener.serve());
-    check_listener(addr);
-    stop.shutdown();
-    serving.join().expect("serve thread").expect("serve");
+    let server = serving::blocking(serving::blocking_echo(), options, |_| {});
+    check_listener(server.addr);
+    server.stop();
 }
 
 #[test]
 fn rfc3080_2_4_tokio_listener_cuts_off_a_peer_that_never_greets() {
-    use beep_tokio::{Listener, Options, ProfileHandler, Registry};
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (addr, stop, serving) = runtime.block_on(async {
-        let mut registry = Registry::new();
-        registry.register(
-            ECHO,
-            ProfileHandler::new(|channel, m| async move {
-                let _ = channel.reply_rpy(m.msgno, m.message).await;
-            }),
-        );
-        let options = Options {
-            greeting_timeout: GREETING,
-            ..Options::default()
-        };
-        let listener = Listener::bind("127.0.0.1:0", registry, options)
-            .await
-            .expect("bind");
-        let addr = listener.local_addrs()[0];
-        let stop = listener.shutdown_handle();
-        (addr, stop, tokio::spawn(listener.serve()))
-    });
-    check_listener(addr);
-    stop.shutdown();
-    runtime
-        .block_on(serving)
-        .expect("serve task")
-        .expect("serve");
+    let options = beep_tokio::Options {
+        greeting_timeout: GREETING,
+        ..Default::default()
+    };
+    let server = serving::tokio(serving::tokio_echo(), options, |_| {});
+    check_listener(server.addr);
+    server.stop();
 }
 
 #[cfg(unix)]

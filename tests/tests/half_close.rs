@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use beep_proto::{Config, Event, ReplyCode, Session, SessionEnd};
 
-const ECHO: &str = "http://example.org/beep/echo";
+mod serving;
 
 /// Greets, asks for the release, shuts its sending half, then reads until
 /// the listener closes; returns how the session ended on this side.
@@ -52,54 +52,24 @@ fn release_then_half_close(addr: SocketAddr) -> Option<SessionEnd> {
 
 #[test]
 fn rfc3080_2_3_1_3_blocking_listener_answers_a_release_whose_peer_half_closed() {
-    use beep_blocking::{Listener, Options, ProfileHandler, Registry};
-    let mut registry = Registry::new();
-    registry.register(
-        ECHO,
-        ProfileHandler::new(|channel, m| {
-            let _ = channel.reply_rpy(m.msgno, m.message);
-        }),
-    );
-    let listener = Listener::bind("127.0.0.1:0", registry, Options::default()).expect("bind");
-    let addr = listener.local_addrs()[0];
-    let stop = listener.shutdown_handle();
-    let serving = std::thread::spawn(move || listener.serve());
+    let server = serving::blocking(serving::blocking_echo(), Default::default(), |_| {});
     for _ in 0..20 {
-        assert_eq!(release_then_half_close(addr), Some(SessionEnd::Released));
+        assert_eq!(
+            release_then_half_close(server.addr),
+            Some(SessionEnd::Released)
+        );
     }
-    stop.shutdown();
-    serving.join().expect("serve thread").expect("serve");
+    server.stop();
 }
 
 #[test]
 fn rfc3080_2_3_1_3_tokio_listener_answers_a_release_whose_peer_half_closed() {
-    use beep_tokio::{Listener, Options, ProfileHandler, Registry};
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (addr, stop, serving) = runtime.block_on(async {
-        let mut registry = Registry::new();
-        registry.register(
-            ECHO,
-            ProfileHandler::new(|channel, m| async move {
-                let _ = channel.reply_rpy(m.msgno, m.message).await;
-            }),
-        );
-        let listener = Listener::bind("127.0.0.1:0", registry, Options::default())
-            .await
-            .expect("bind");
-        let addr = listener.local_addrs()[0];
-        let stop = listener.shutdown_handle();
-        (addr, stop, tokio::spawn(listener.serve()))
-    });
+    let server = serving::tokio(serving::tokio_echo(), Default::default(), |_| {});
     for _ in 0..20 {
-        assert_eq!(release_then_half_close(addr), Some(SessionEnd::Released));
+        assert_eq!(
+            release_then_half_close(server.addr),
+            Some(SessionEnd::Released)
+        );
     }
-    stop.shutdown();
-    runtime
-        .block_on(serving)
-        .expect("serve task")
-        .expect("serve");
+    server.stop();
 }

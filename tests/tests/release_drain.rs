@@ -20,6 +20,8 @@ use std::time::Duration;
 use beep_proto::xml::Profile;
 use beep_proto::{Config, Event, Message, MessageKind, ReplyCode, Session, SessionEnd};
 
+mod serving;
+
 const COUNT: &str = "http://example.org/beep/count";
 const ANSWERS: usize = 20_000;
 
@@ -87,7 +89,7 @@ fn count_then_release(addr: SocketAddr) -> (usize, Option<SessionEnd>) {
 
 #[test]
 fn rfc3081_2_blocking_listener_closes_after_a_release_without_losing_replies() {
-    use beep_blocking::{Listener, Options, ProfileHandler, Registry};
+    use beep_blocking::{Options, ProfileHandler, Registry};
     let mut registry = Registry::new();
     registry.register(
         COUNT,
@@ -101,66 +103,46 @@ fn rfc3081_2_blocking_listener_closes_after_a_release_without_losing_replies() {
             let _ = channel.reply_nul(m.msgno);
         }),
     );
-    let listener = Listener::bind("127.0.0.1:0", registry, Options::default()).expect("bind");
-    let addr = listener.local_addrs()[0];
-    let stop = listener.shutdown_handle();
-    let serving = std::thread::spawn(move || listener.serve());
+    let server = serving::blocking(registry, Options::default(), |_| {});
     for round in 0..3 {
-        let (answers, end) = count_then_release(addr);
+        let (answers, end) = count_then_release(server.addr);
         assert_eq!(
             (answers, end),
             (ANSWERS, Some(SessionEnd::Released)),
             "round {round}"
         );
     }
-    stop.shutdown();
-    serving.join().expect("serve thread").expect("serve");
+    server.stop();
 }
 
 #[test]
 fn rfc3081_2_tokio_listener_closes_after_a_release_without_losing_replies() {
-    use beep_tokio::{Listener, Options, ProfileHandler, Registry};
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (addr, stop, serving) = runtime.block_on(async {
-        let mut registry = Registry::new();
-        registry.register(
-            COUNT,
-            ProfileHandler::new(|channel, m| async move {
-                let n: usize = String::from_utf8_lossy(m.message.body())
-                    .parse()
-                    .unwrap_or(1);
-                for i in 0..n {
-                    let _ = channel
-                        .reply_ans(m.msgno, Message::new(i.to_string()))
-                        .await;
-                }
-                let _ = channel.reply_nul(m.msgno).await;
-            }),
-        );
-        let listener = Listener::bind("127.0.0.1:0", registry, Options::default())
-            .await
-            .expect("bind");
-        let addr = listener.local_addrs()[0];
-        let stop = listener.shutdown_handle();
-        (addr, stop, tokio::spawn(listener.serve()))
-    });
+    use beep_tokio::{Options, ProfileHandler, Registry};
+    let mut registry = Registry::new();
+    registry.register(
+        COUNT,
+        ProfileHandler::new(|channel, m| async move {
+            let n: usize = String::from_utf8_lossy(m.message.body())
+                .parse()
+                .unwrap_or(1);
+            for i in 0..n {
+                let _ = channel
+                    .reply_ans(m.msgno, Message::new(i.to_string()))
+                    .await;
+            }
+            let _ = channel.reply_nul(m.msgno).await;
+        }),
+    );
+    let server = serving::tokio(registry, Options::default(), |_| {});
     for round in 0..3 {
-        let (answers, end) = count_then_release(addr);
+        let (answers, end) = count_then_release(server.addr);
         assert_eq!(
             (answers, end),
             (ANSWERS, Some(SessionEnd::Released)),
             "round {round}"
         );
     }
-    stop.shutdown();
-    runtime
-        .block_on(serving)
-        .expect("serve task")
-        .expect("serve");
+    server.stop();
 }
 
 /// Releases a session, then sends a SEQ frame after the `<ok/>` (as a
@@ -218,43 +200,20 @@ const ROUNDS: usize = 10;
 
 #[test]
 fn rfc3081_2_blocking_listener_drains_what_the_peer_sends_after_the_ok() {
-    use beep_blocking::{Listener, Options, Registry};
-    let listener =
-        Listener::bind("127.0.0.1:0", Registry::new(), Options::default()).expect("bind");
-    let addr = listener.local_addrs()[0];
-    let stop = listener.shutdown_handle();
-    let serving = std::thread::spawn(move || listener.serve());
+    let server = serving::blocking(Default::default(), Default::default(), |_| {});
     for round in 0..ROUNDS {
-        release_then_send(addr).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        release_then_send(server.addr).unwrap_or_else(|e| panic!("round {round}: {e}"));
     }
-    stop.shutdown();
-    serving.join().expect("serve thread").expect("serve");
+    server.stop();
 }
 
 #[test]
 fn rfc3081_2_tokio_listener_drains_what_the_peer_sends_after_the_ok() {
-    use beep_tokio::{Listener, Options, Registry};
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (addr, stop, serving) = runtime.block_on(async {
-        let listener = Listener::bind("127.0.0.1:0", Registry::new(), Options::default())
-            .await
-            .expect("bind");
-        let addr = listener.local_addrs()[0];
-        let stop = listener.shutdown_handle();
-        (addr, stop, tokio::spawn(listener.serve()))
-    });
+    let server = serving::tokio(Default::default(), Default::default(), |_| {});
     for round in 0..ROUNDS {
-        release_then_send(addr).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        release_then_send(server.addr).unwrap_or_else(|e| panic!("round {round}: {e}"));
     }
-    stop.shutdown();
-    runtime
-        .block_on(serving)
-        .expect("serve task")
-        .expect("serve");
+    server.stop();
 }
 
 /// On async-std, whose `TcpStream` only flushes on `poll_close`, the

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -139,6 +140,122 @@ impl<C> Served<C> {
     /// ```
     pub fn take_all(&mut self) -> Vec<C> {
         self.open.drain().map(|(_, c)| c).collect()
+    }
+}
+
+/// The application's say in what a listener accepts and what it hears of
+/// ended connections, kept the same way by both drivers: which peers to
+/// accept, and who to tell (with the peer's address and the end reason
+/// `R`) when a served connection ends.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use beep_proto::dispatch::{ListenerHooks, Served};
+/// let mut hooks: ListenerHooks<&str> = ListenerHooks::default();
+/// hooks.set_filter(|peer| peer.ip().is_loopback());
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let log = seen.clone();
+/// hooks.set_on_end(move |peer, reason| log.lock().unwrap().push((peer, *reason)));
+/// let peer = "127.0.0.1:4000".parse().unwrap();
+/// assert!(hooks.accepts(peer));
+/// let served = Arc::new(Mutex::new(Served::new()));
+/// let ended = hooks.serve(&served, "connection", peer);
+/// ended(&"lost");
+/// assert!(served.lock().unwrap().is_empty());
+/// assert_eq!(*seen.lock().unwrap(), [(peer, "lost")]);
+/// ```
+pub struct ListenerHooks<R> {
+    filter: Option<Arc<AcceptFilter>>,
+    on_end: Option<Arc<EndObserver<R>>>,
+}
+
+type AcceptFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
+type EndObserver<R> = dyn Fn(SocketAddr, &R) + Send + Sync;
+
+impl<R> Default for ListenerHooks<R> {
+    fn default() -> Self {
+        ListenerHooks {
+            filter: None,
+            on_end: None,
+        }
+    }
+}
+
+impl<R> Clone for ListenerHooks<R> {
+    fn clone(&self) -> Self {
+        ListenerHooks {
+            filter: self.filter.clone(),
+            on_end: self.on_end.clone(),
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for ListenerHooks<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerHooks")
+            .field("filter", &self.filter.is_some())
+            .field("on_end", &self.on_end.is_some())
+            .finish()
+    }
+}
+
+impl<R: 'static> ListenerHooks<R> {
+    /// Accepts only the peers for which `filter` returns true.
+    ///
+    /// ```
+    /// let mut hooks: beep_proto::dispatch::ListenerHooks<()> = Default::default();
+    /// hooks.set_filter(|peer| peer.port() != 9);
+    /// assert!(!hooks.accepts("127.0.0.1:9".parse().unwrap()));
+    /// ```
+    pub fn set_filter(&mut self, filter: impl Fn(SocketAddr) -> bool + Send + Sync + 'static) {
+        self.filter = Some(Arc::new(filter));
+    }
+
+    /// Calls `f` with the peer and the reason when a served connection ends.
+    ///
+    /// ```
+    /// let mut hooks: beep_proto::dispatch::ListenerHooks<String> = Default::default();
+    /// hooks.set_on_end(|peer, reason| eprintln!("{peer}: {reason}"));
+    /// ```
+    pub fn set_on_end(&mut self, f: impl Fn(SocketAddr, &R) + Send + Sync + 'static) {
+        self.on_end = Some(Arc::new(f));
+    }
+
+    /// True if a connection from `peer` is to be served.
+    ///
+    /// ```
+    /// let hooks: beep_proto::dispatch::ListenerHooks<()> = Default::default();
+    /// assert!(hooks.accepts("127.0.0.1:1".parse().unwrap()));
+    /// ```
+    pub fn accepts(&self, peer: SocketAddr) -> bool {
+        self.filter.as_ref().is_none_or(|f| f(peer))
+    }
+
+    /// Keeps `connection` in `set` ([`Served::keep`]) and returns what the
+    /// driver runs when it ends: forget it, then tell the application.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use beep_proto::dispatch::{ListenerHooks, Served};
+    /// let served = Arc::new(Mutex::new(Served::new()));
+    /// let ended = ListenerHooks::<()>::default().serve(&served, 1, "127.0.0.1:1".parse().unwrap());
+    /// ended(&());
+    /// assert!(served.lock().unwrap().is_empty());
+    /// ```
+    pub fn serve<C: Send + 'static>(
+        &self,
+        set: &Arc<Mutex<Served<C>>>,
+        connection: C,
+        peer: SocketAddr,
+    ) -> impl FnOnce(&R) + Send + 'static {
+        let forget = Served::keep(set, connection);
+        let on_end = self.on_end.clone();
+        move |reason: &R| {
+            forget();
+            if let Some(on_end) = on_end {
+                on_end(peer, reason);
+            }
+        }
     }
 }
 
