@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use beep_proto::dispatch::{CloseRequest, Handled, MessageDone};
-use beep_proto::{IncomingFrame, IncomingMessage, Role, StartRequest};
+use std::sync::MutexGuard;
+
+use beep_proto::Role;
+use beep_proto::dispatch::{Delivery, Handled, Host, Profiles, Step};
 
 use crate::channel::Channel;
-use crate::connection::{Action, ChannelHandlers, Connection, Shared, cork};
+use crate::connection::{Action, Connection, Shared, State, Wake, cork};
 use crate::error::CloseReason;
-use crate::profile::Handler;
+use crate::profile::{FrameHandler, Handler, Hooks, MessageHandler};
 use crate::roles::{self, Job, Workers};
 use crate::transport::Transport;
 
@@ -45,7 +47,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>) -> std::io::Result<()> {
 /// One of a connection's two workers: reads the socket, or runs handlers
 /// (see [`crate::roles`]), whichever role is free.
 fn work(shared: &Arc<Shared>) {
-    let conn = Connection::internal(shared.clone());
+    let host = Dispatcher(Connection::internal(shared.clone()));
     let workers = &shared.workers;
     let mut job = workers.next_job();
     loop {
@@ -61,7 +63,7 @@ fn work(shared: &Arc<Shared>) {
                 // burst of messages leave in few socket writes.
                 let exit = cork::batch(|| {
                     while let Some(action) = workers.pop() {
-                        if !run_action(&conn, action) {
+                        if !run_action(&host, action) {
                             return true;
                         }
                     }
@@ -332,112 +334,61 @@ fn retry(e: &std::io::Error) -> bool {
     )
 }
 
-/// Runs one action; false when the dispatcher should stop.
-fn run_action(conn: &Connection, action: Action) -> bool {
-    match action {
-        Action::Exit => return false,
-        Action::Run(f) => {
-            let _ = catch_unwind(AssertUnwindSafe(f));
-        }
-        Action::Start(request) => on_start(conn, request),
-        Action::Message(m) => on_message(conn, m),
-        Action::Frame(f) => on_frame(conn, f),
-        Action::CloseRequested(request) => on_close_requested(conn, request),
+/// Runs one action; false when the dispatcher should stop. Everything but
+/// running a message or frame handler is the shared layer's (see
+/// [`Host::step`]).
+fn run_action(host: &Dispatcher, action: Action) -> bool {
+    match host.step(action) {
+        Step::Exit => return false,
+        Step::Done => {}
+        Step::Message(delivery) => run_handler(host, delivery),
+        Step::Frame(delivery) => run_handler(host, delivery),
     }
     true
 }
 
-/// Picks the first offered profile we serve and asks its start handler
-/// (outside the session lock); refuses when none is served, as the
-/// registry's unknown-profile handler says.
-fn on_start(conn: &Connection, request: StartRequest) {
-    let chosen = conn
-        .shared
-        .registry
-        .profiles
-        .decide_start_with(&request, |h, offer| {
-            h.start.as_ref().map(|start| start(conn, &request, offer))
-        });
-    let mut handlers = chosen
-        .as_ref()
-        .ok()
-        .map(|(_, h, _)| ChannelHandlers::new(h.message.clone(), h.close.clone(), h.frame.clone()));
-    let added = chosen.as_ref().ok().and_then(|(_, h, _)| h.added.clone());
-    let opened = conn.shared.with_session(|st| {
-        let answer = chosen.map(|(offer, _, decision)| (offer, decision));
-        Ok(st.answer_start(&request, answer, &mut handlers)?)
-    });
-    // The handlers not taken, or left from an earlier channel with this
-    // number, are dropped outside the lock: a drop may call back in.
-    drop(handlers);
-    // Open on our side, its reply queued: the application may use it.
-    if let (Ok(true), Some(added)) = (opened, added) {
-        let channel = Channel::new(conn.clone(), request.channel);
-        let _ = catch_unwind(AssertUnwindSafe(|| added(&channel)));
-    }
-}
-
-/// Runs the channel's message handler; a panic ends the channel, not the
+/// Runs a message or frame handler; a panic ends the channel, not the
 /// connection, and an unanswered MSG gets an ERR so the peer is not stuck.
-fn on_message(conn: &Connection, m: IncomingMessage) {
-    let done = MessageDone::of(&m);
-    // Routed whole before the channel switched to frames: one final frame.
-    let framed = conn.shared.lock().frames(done.channel);
-    if framed {
-        run_handler(conn, &done, |h| h.frame.clone(), m.into_frame());
-    } else {
-        run_handler(conn, &done, |h| h.message.clone(), m);
+fn run_handler<T>(host: &Dispatcher, d: Delivery<Channel, T, Handler<T>>) {
+    let Delivery {
+        handler,
+        channel,
+        item,
+        done,
+    } = d;
+    let handled =
+        catch_unwind(AssertUnwindSafe(|| handler(&channel, item))).unwrap_or(Handled::Failed);
+    host.handled(&done, handled);
+}
+
+/// A connection as its dispatcher sees it: the shared layer's [`Host`].
+struct Dispatcher(Connection);
+
+impl Host for Dispatcher {
+    type Connection = Connection;
+    type Channel = Channel;
+    type Message = MessageHandler;
+    type Frame = FrameHandler;
+    type Wait = Wake;
+    type Guard<'a> = MutexGuard<'a, State>;
+
+    fn connection(&self) -> &Connection {
+        &self.0
     }
-}
 
-/// Runs the channel's frame handler, like [`on_message`].
-fn on_frame(conn: &Connection, f: IncomingFrame) {
-    let done = MessageDone::of_frame(&f);
-    run_handler(conn, &done, |h| h.frame.clone(), f);
-}
+    fn channel(&self, number: u32) -> Channel {
+        Channel::new(self.0.clone(), number)
+    }
 
-/// Runs the handler `pick` finds for `item`'s channel, then gives the
-/// window back (and answers for a missing or failed handler).
-fn run_handler<T>(
-    conn: &Connection,
-    done: &MessageDone,
-    pick: impl FnOnce(&ChannelHandlers) -> Option<Arc<Handler<T>>>,
-    item: T,
-) {
-    let handler = conn
-        .shared
-        .lock()
-        .channels
-        .get(&done.channel)
-        .and_then(pick);
-    let handled = match handler {
-        Some(handler) => {
-            let channel = Channel::new(conn.clone(), done.channel);
-            catch_unwind(AssertUnwindSafe(|| handler(&channel, item))).unwrap_or(Handled::Failed)
-        }
-        None => Handled::NoHandler,
-    };
-    let _ = conn.shared.with_session(|st| {
-        st.core.message_handled(done, handled);
-        Ok(())
-    });
-}
+    fn lock(&self) -> Self::Guard<'_> {
+        self.0.shared.lock()
+    }
 
-/// Asks the channel's close handler (set by its profile, or on a channel
-/// we opened) about the peer's close request, and answers.
-fn on_close_requested(conn: &Connection, request: CloseRequest) {
-    let number = request.channel;
-    let close = conn
-        .shared
-        .lock()
-        .channels
-        .get(&number)
-        .and_then(|h| h.close.clone());
-    let decision = request.decide(close.map(|close| {
-        let channel = Channel::new(conn.clone(), number);
-        move |r: &CloseRequest| close(&channel, r)
-    }));
-    let _ = conn
-        .shared
-        .with_session(|st| Ok(st.core.answer_close(number, decision)?));
+    fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> Option<R> {
+        self.0.shared.with_session(|st| Ok(f(st))).ok()
+    }
+
+    fn profiles(&self) -> &Profiles<Hooks> {
+        &self.0.shared.registry.profiles
+    }
 }

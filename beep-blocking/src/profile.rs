@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use beep_proto::ReplyCode;
-use beep_proto::dispatch::{Handled, HandlerResult, Profiles};
+use beep_proto::dispatch::{CloseHook, Handled, HandlerResult, ProfileHooks, Profiles};
 use beep_proto::xml::Profile;
 use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 
@@ -12,12 +12,10 @@ use crate::{Channel, Connection};
 
 pub use beep_proto::dispatch::{CloseDecision, CloseRequest, StartDecision};
 
-/// A start handler, with the connection the request came on.
-pub(crate) type StartHandler =
-    dyn Fn(&Connection, &StartRequest, &Profile) -> StartDecision + Send + Sync;
-/// A channel-added handler.
-pub(crate) type AddedHandler = dyn Fn(&Channel) + Send + Sync;
-pub(crate) type CloseHandler = dyn Fn(&Channel, &CloseRequest) -> CloseDecision + Send + Sync;
+/// A close handler.
+pub(crate) type CloseHandler = CloseHook<Channel>;
+/// Every handler of one profile.
+pub(crate) type Hooks = ProfileHooks<Connection, Channel, MessageHandler, FrameHandler>;
 /// A handler of items `T` (whole messages or frames) with its result
 /// erased.
 pub(crate) type Handler<T> = dyn Fn(&Channel, T) -> Handled + Send + Sync;
@@ -49,13 +47,9 @@ pub(crate) fn erase<T, R: HandlerResult>(
 /// .on_close(|_channel| true);
 /// # let _ = echo;
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ProfileHandler {
-    pub(crate) start: Option<Arc<StartHandler>>,
-    pub(crate) added: Option<Arc<AddedHandler>>,
-    pub(crate) close: Option<Arc<CloseHandler>>,
-    pub(crate) message: Arc<MessageHandler>,
-    pub(crate) frame: Option<Arc<FrameHandler>>,
+    pub(crate) hooks: Hooks,
 }
 
 impl ProfileHandler {
@@ -101,11 +95,7 @@ impl ProfileHandler {
         on_message: impl Fn(&Channel, IncomingMessage) -> R + Send + Sync + 'static,
     ) -> Self {
         ProfileHandler {
-            start: None,
-            added: None,
-            close: None,
-            message: erase(on_message),
-            frame: None,
+            hooks: ProfileHooks::new(erase(on_message)),
         }
     }
 
@@ -153,7 +143,7 @@ impl ProfileHandler {
         mut self,
         f: impl Fn(&Connection, &StartRequest, &Profile) -> StartDecision + Send + Sync + 'static,
     ) -> Self {
-        self.start = Some(Arc::new(f));
+        self.hooks.start = Some(Arc::new(f));
         self
     }
 
@@ -176,7 +166,7 @@ impl ProfileHandler {
     /// # let _ = (push, opened);
     /// ```
     pub fn on_channel_added(mut self, f: impl Fn(&Channel) + Send + Sync + 'static) -> Self {
-        self.added = Some(Arc::new(f));
+        self.hooks.added = Some(Arc::new(f));
         self
     }
 
@@ -222,7 +212,7 @@ impl ProfileHandler {
         mut self,
         f: impl Fn(&Channel, &CloseRequest) -> R + Send + Sync + 'static,
     ) -> Self {
-        self.close = Some(erase_close(f));
+        self.hooks.close = Some(erase_close(f));
         self
     }
 
@@ -246,7 +236,7 @@ impl ProfileHandler {
         mut self,
         f: impl Fn(&Channel, IncomingFrame) -> R + Send + Sync + 'static,
     ) -> Self {
-        self.frame = Some(erase(f));
+        self.hooks.frame = Some(erase(f));
         self
     }
 }
@@ -263,7 +253,7 @@ impl ProfileHandler {
 /// ```
 #[derive(Clone, Default)]
 pub struct Registry {
-    pub(crate) profiles: Profiles<ProfileHandler>,
+    pub(crate) profiles: Profiles<Hooks>,
 }
 
 impl Registry {
@@ -283,7 +273,7 @@ impl Registry {
     /// r.register("u", beep_blocking::ProfileHandler::new(|_, _| {}));
     /// ```
     pub fn register(&mut self, uri: impl Into<String>, handler: ProfileHandler) -> &mut Self {
-        self.profiles.register(uri, handler);
+        self.profiles.register(uri, handler.hooks);
         self
     }
 

@@ -17,6 +17,7 @@
 
 mod core;
 mod error;
+mod host;
 mod layer;
 mod pool;
 mod room;
@@ -30,6 +31,10 @@ pub use self::core::{
     MessageDone, Outcome, StartDecision,
 };
 pub use self::error::Error;
+pub use self::host::{
+    AddedHook, CloseHook, Delivery, Host, HostHandlers, HostLayer, HostProfile, ProfileHooks,
+    StartHook, Step,
+};
 pub use self::layer::{Action, ChannelHandlers, CloseCallback, Driver, Handlers, Layer, Notify};
 pub use self::pool::{PoolState, Take};
 pub use self::room::Room;

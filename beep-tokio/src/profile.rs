@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use beep_proto::ReplyCode;
-use beep_proto::dispatch::{Handled, HandlerResult, Profiles};
+use beep_proto::dispatch::{CloseHook, Handled, HandlerResult, ProfileHooks, Profiles};
 use beep_proto::xml::Profile;
 use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 
@@ -15,12 +15,10 @@ use crate::{Channel, Connection};
 
 pub use beep_proto::dispatch::{CloseDecision, CloseRequest, StartDecision};
 
-/// A start handler, with the connection the request came on.
-pub(crate) type StartHandler =
-    dyn Fn(&Connection, &StartRequest, &Profile) -> StartDecision + Send + Sync;
-/// A channel-added handler.
-pub(crate) type AddedHandler = dyn Fn(&Channel) + Send + Sync;
-pub(crate) type CloseHandler = dyn Fn(&Channel, &CloseRequest) -> CloseDecision + Send + Sync;
+/// A close handler.
+pub(crate) type CloseHandler = CloseHook<Channel>;
+/// Every handler of one profile.
+pub(crate) type Hooks = ProfileHooks<Connection, Channel, MessageHandler, FrameHandler>;
 /// A handler of items `T` (whole messages or frames) with its result
 /// erased, so handlers of any future type live in one registry.
 pub(crate) type Handler<T> = dyn Fn(Channel, T) -> BoxFuture<'static, Handled> + Send + Sync;
@@ -65,23 +63,9 @@ where
 /// .on_close(|_channel| true);
 /// # let _ = echo;
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ProfileHandler {
-    pub(crate) start: Option<Arc<StartHandler>>,
-    pub(crate) added: Option<Arc<AddedHandler>>,
-    pub(crate) close: Option<Arc<CloseHandler>>,
-    pub(crate) message: Arc<MessageHandler>,
-    pub(crate) frame: Option<Arc<FrameHandler>>,
-}
-
-impl std::fmt::Debug for ProfileHandler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProfileHandler")
-            .field("start", &self.start.is_some())
-            .field("added", &self.added.is_some())
-            .field("close", &self.close.is_some())
-            .finish_non_exhaustive()
-    }
+    pub(crate) hooks: Hooks,
 }
 
 impl ProfileHandler {
@@ -118,11 +102,7 @@ impl ProfileHandler {
         Fut::Output: HandlerResult,
     {
         ProfileHandler {
-            start: None,
-            added: None,
-            close: None,
-            message: erase(on_message),
-            frame: None,
+            hooks: ProfileHooks::new(erase(on_message)),
         }
     }
 
@@ -170,7 +150,7 @@ impl ProfileHandler {
         mut self,
         f: impl Fn(&Connection, &StartRequest, &Profile) -> StartDecision + Send + Sync + 'static,
     ) -> Self {
-        self.start = Some(Arc::new(f));
+        self.hooks.start = Some(Arc::new(f));
         self
     }
 
@@ -193,7 +173,7 @@ impl ProfileHandler {
     /// # let _ = (push, opened);
     /// ```
     pub fn on_channel_added(mut self, f: impl Fn(&Channel) + Send + Sync + 'static) -> Self {
-        self.added = Some(Arc::new(f));
+        self.hooks.added = Some(Arc::new(f));
         self
     }
 
@@ -239,7 +219,7 @@ impl ProfileHandler {
         mut self,
         f: impl Fn(&Channel, &CloseRequest) -> R + Send + Sync + 'static,
     ) -> Self {
-        self.close = Some(erase_close(f));
+        self.hooks.close = Some(erase_close(f));
         self
     }
 
@@ -264,7 +244,7 @@ impl ProfileHandler {
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        self.frame = Some(erase(f));
+        self.hooks.frame = Some(erase(f));
         self
     }
 }
@@ -281,7 +261,7 @@ impl ProfileHandler {
 /// ```
 #[derive(Clone, Default, Debug)]
 pub struct Registry {
-    pub(crate) profiles: Profiles<ProfileHandler>,
+    pub(crate) profiles: Profiles<Hooks>,
 }
 
 impl Registry {
@@ -301,7 +281,7 @@ impl Registry {
     /// r.register("u", beep_tokio::ProfileHandler::new(|_, _| async {}));
     /// ```
     pub fn register(&mut self, uri: impl Into<String>, handler: ProfileHandler) -> &mut Self {
-        self.profiles.register(uri, handler);
+        self.profiles.register(uri, handler.hooks);
         self
     }
 
