@@ -1,12 +1,11 @@
 //! A channel of a connection: requests, replies, handler, close.
 
-use std::sync::MutexGuard;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Done, HandlerResult, Reply};
 use beep_proto::{IncomingFrame, IncomingMessage, Message, ReplyCode};
 
-use crate::connection::{ChannelHandlers, Connection, Notify, State, Waiter, wait};
+use crate::connection::{Connection, Notify, State, Waiter, wait};
 use crate::error::{CloseReason, Error};
 use crate::incoming::Incoming;
 use crate::profile::{CloseDecision, CloseRequest, erase, erase_close};
@@ -38,19 +37,6 @@ impl std::fmt::Debug for Channel {
 impl Channel {
     pub(crate) fn new(conn: Connection, number: u32) -> Self {
         Channel { conn, number }
-    }
-
-    /// Puts `handler` in the slot `pick` chooses, under `st`. The handler it
-    /// replaces is dropped after the lock: its drop may call back in.
-    fn install<T>(
-        &self,
-        mut st: MutexGuard<'_, State>,
-        pick: impl FnOnce(&mut ChannelHandlers) -> &mut Option<T>,
-        handler: T,
-    ) {
-        let previous = pick(st.channels.entry(self.number).or_default()).replace(handler);
-        drop(st);
-        drop(previous);
     }
 
     /// The channel number.
@@ -246,7 +232,7 @@ impl Channel {
         handler: impl Fn(&Channel, IncomingMessage) -> R + Send + Sync + 'static,
     ) {
         let st = self.conn.shared.lock();
-        self.install(st, |h| &mut h.message, erase(handler));
+        State::install(st, self.number, false, |h| &mut h.message, erase(handler));
     }
 
     /// The channel's MSGs and the replies nobody waits for as a queue to
@@ -266,15 +252,10 @@ impl Channel {
     /// ```
     pub fn incoming(&self) -> Incoming {
         let (incoming, handler) = Incoming::attach(self);
+        // Closed already: nothing will come, and the queue ends at once
+        // (its feed goes with the handler, outside the lock).
         let st = self.conn.shared.lock();
-        if st.core.ended().is_some() || st.core.session().channel_profile(self.number).is_none() {
-            // Closed already: nothing will come, and the queue ends at once
-            // (its feed goes with the handler, outside the lock).
-            drop(st);
-            drop(handler);
-            return incoming;
-        }
-        self.install(st, |h| &mut h.message, handler);
+        State::install(st, self.number, true, |h| &mut h.message, handler);
         incoming
     }
 
@@ -316,7 +297,7 @@ impl Channel {
     ) -> Result<(), Error> {
         let mut st = self.conn.shared.lock();
         st.core.stream_frames(self.number)?;
-        self.install(st, |h| &mut h.frame, erase(handler));
+        State::install(st, self.number, false, |h| &mut h.frame, erase(handler));
         Ok(())
     }
 
@@ -343,14 +324,9 @@ impl Channel {
         handler: impl Fn(&Channel, &CloseRequest) -> R + Send + Sync + 'static,
     ) {
         let handler = erase_close(handler);
+        // A closed channel has nothing to decide any more: no handler.
         let st = self.conn.shared.lock();
-        if st.core.ended().is_some() || st.core.session().channel_profile(self.number).is_none() {
-            // Nothing to decide any more: the handler goes, after the lock.
-            drop(st);
-            drop(handler);
-            return;
-        }
-        self.install(st, |h| &mut h.close, handler);
+        State::install(st, self.number, true, |h| &mut h.close, handler);
     }
 
     /// Asks the peer to close the channel and waits for its decision; a
@@ -387,7 +363,7 @@ impl Channel {
         wait(
             &self.conn.shared,
             waiter,
-            self.conn.shared.options.connect_timeout,
+            self.conn.shared.options.channel_timeout,
         )
         .map(drop)
     }

@@ -42,6 +42,24 @@ pub struct Options {
     /// Longest wait for the TCP connection and, as the initiator, for the
     /// peer's greeting.
     pub connect_timeout: Duration,
+    /// Longest wait for the peer's answer to a channel start or close
+    /// (then [`Error::Timeout`](crate::Error::Timeout)). Default 10 s.
+    ///
+    /// ```
+    /// let patient = beep_blocking::Options {
+    ///     channel_timeout: std::time::Duration::from_secs(60),
+    ///     ..Default::default()
+    /// };
+    /// # drop(patient);
+    /// ```
+    pub channel_timeout: Duration,
+    /// How long a session release may take: the wait for the peer's
+    /// answer to our `<close>` of channel 0, and after a release the wait
+    /// for the peer to close its side (our last bytes flushed, its
+    /// remaining input read) before the connection is dropped. Also bounds
+    /// the wait for our answer when the peer asks for a release and closes
+    /// its sending side at once. Default 10 s.
+    pub release_timeout: Duration,
     /// As the listener ([`Listener`](crate::Listener),
     /// [`Connection::accept_transport`]): how long a connected peer may
     /// take to send its greeting. A peer that has not greeted by then is
@@ -74,6 +92,8 @@ impl Default for Options {
         Options {
             config: Config::default(),
             connect_timeout: Duration::from_secs(10),
+            channel_timeout: Duration::from_secs(10),
+            release_timeout: Duration::from_secs(10),
             greeting_timeout: Duration::from_secs(30),
             max_queued_output: 4 << 20,
         }
@@ -167,7 +187,7 @@ pub(crate) struct Shared {
 /// lives while the application holds a handle to it (this, a clone, a
 /// [`Channel`] or a pool opened on it): when the last one is dropped, the
 /// session is released in the background (and shut down if the peer
-/// refuses or does not answer within the connect timeout). Handles that
+/// refuses or does not answer within the release timeout). Handles that
 /// handlers receive do not keep it alive. A closure the connection keeps
 /// that captures a handle keeps it alive as long as the closure lives: a
 /// message handler for ever (use the `&Channel` it is given instead), an
@@ -390,22 +410,16 @@ impl Connection {
 
     fn wait_greeting(&self) -> Result<(), Error> {
         let timeout = self.shared.options.connect_timeout;
-        let st = self.shared.wait_changed(Some(timeout), |st| {
-            st.core.session().peer_greeting().is_none() && st.core.ended().is_none()
-        });
-        if st.core.session().peer_greeting().is_some() {
-            return Ok(());
-        }
-        let ended = st.core.ended().cloned();
+        let st = self
+            .shared
+            .wait_changed(Some(timeout), |st| matches!(st.greeting_state(), Ok(false)));
+        let state = st.greeting_state();
         drop(st);
-        match ended {
-            Some(CloseReason::Refused { code, text }) => Err(Error::Refused { code, text }),
-            Some(other) => Err(Error::Closed(other)),
-            None => {
-                self.shutdown();
-                Err(Error::Timeout)
-            }
+        if let Ok(false) = state {
+            self.shutdown();
+            return Err(Error::Timeout);
         }
+        state.map(drop)
     }
 
     /// The peer's address, for an IP connection (`None` over a Unix
@@ -424,19 +438,12 @@ impl Connection {
     /// The peer's greeting (profiles, features, localize); empty until it
     /// arrived, which `connect` waits for.
     pub fn peer_greeting(&self) -> Greeting {
-        self.shared
-            .lock()
-            .core
-            .session()
-            .peer_greeting()
-            .cloned()
-            .unwrap_or_default()
+        self.shared.lock().peer_greeting()
     }
 
     /// The `serverName` bound to the session by the first accepted start.
     pub fn server_name(&self) -> Option<String> {
-        let st = self.shared.lock();
-        st.core.session().server_name().map(str::to_owned)
+        self.shared.lock().server_name()
     }
 
     /// Octets handed to the connection and not yet written to the socket.
@@ -553,7 +560,7 @@ impl Connection {
     ) -> Result<Channel, Error> {
         let (notify, waiter) = Waiter::pair();
         self.open_channel_notify(number, profiles, server_name, notify)?;
-        let done = wait(&self.shared, waiter, self.shared.options.connect_timeout)?;
+        let done = wait(&self.shared, waiter, self.shared.options.channel_timeout)?;
         self.opened(done)
     }
 
@@ -601,7 +608,7 @@ impl Connection {
         let (notify, waiter) = Waiter::pair();
         self.shared
             .with_session(|st| Ok(st.core.close(0, notify)?))?;
-        match wait(&self.shared, waiter, self.shared.options.connect_timeout) {
+        match wait(&self.shared, waiter, self.shared.options.release_timeout) {
             Ok(_) | Err(Error::Closed(CloseReason::Released)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -942,7 +949,7 @@ impl Shared {
     /// not keep the threads and the socket for ever, so a thread that never
     /// writes (whoever is stuck writing may be the dispatcher or an
     /// application thread) shuts the socket down under the writer after the
-    /// connect timeout, which fails its write.
+    /// release timeout, which fails its write.
     fn linger(&self) {
         let Some(shared) = self.me.upgrade() else {
             return;
@@ -950,7 +957,7 @@ impl Shared {
         let _ = std::thread::Builder::new()
             .name(format!("beep-linger {}", self.label()))
             .spawn(move || {
-                let limit = Some(shared.options.connect_timeout);
+                let limit = Some(shared.options.release_timeout);
                 let writing = |_: &mut State| !shared.writer_done.load(Ordering::SeqCst);
                 drop(shared.wait_changed(limit, writing));
                 if !shared.writer_done.load(Ordering::SeqCst) {
@@ -974,12 +981,12 @@ impl Shared {
         if self.lock().core.ended().is_none() {
             // A release the peer asked for just before closing its side
             // waits for our answer; if that never comes (or our <ok/>
-            // cannot go out), give up after the connect timeout.
+            // cannot go out), give up after the release timeout.
             let shared = self.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("beep-eof {}", self.label()))
                 .spawn(move || {
-                    let limit = Some(shared.options.connect_timeout);
+                    let limit = Some(shared.options.release_timeout);
                     drop(shared.wait_changed(limit, |st| st.core.ended().is_none()));
                     shared.finish(CloseReason::Lost("the peer closed the connection".into()));
                 });

@@ -172,11 +172,11 @@ fn read_once(shared: &Arc<Shared>) -> bool {
 /// replies it is reading) until it closes, so that closing finds no unread
 /// input. Closing with unread input makes the kernel reset the connection,
 /// which can discard replies the peer has received but not read yet.
-/// Bounded by the connect timeout: the linger thread shuts the stream down
+/// Bounded by the release timeout: the linger thread shuts the stream down
 /// if the peer never closes (see `Shared::linger`).
 fn drain_after_release(shared: &Shared) {
     shared.stream.shutdown_write();
-    let deadline = crate::deadline::after(shared.options.connect_timeout);
+    let deadline = crate::deadline::after(shared.options.release_timeout);
     let mut scratch = [0u8; 4096];
     loop {
         let left = crate::deadline::left(deadline).unwrap_or(Duration::MAX);

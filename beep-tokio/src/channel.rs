@@ -1,7 +1,6 @@
 //! A channel of a connection: requests, replies, handler, close.
 
 use std::future::Future;
-use std::sync::MutexGuard;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Done, HandlerResult, Reply};
@@ -12,7 +11,7 @@ use crate::connection::Connection;
 use crate::error::{CloseReason, Error};
 use crate::incoming::Incoming;
 use crate::profile::{CloseDecision, CloseRequest, erase, erase_close};
-use crate::shared::{ChannelHandlers, Notify, Shared, State};
+use crate::shared::{Notify, Shared, State};
 
 /// A channel (PyVortex `Channel`): cheap to clone, usable from any task.
 ///
@@ -51,19 +50,6 @@ impl std::fmt::Debug for Channel {
 impl Channel {
     pub(crate) fn new(conn: Connection, number: u32) -> Self {
         Channel { conn, number }
-    }
-
-    /// Puts `handler` in the slot `pick` chooses, under `st`. The handler it
-    /// replaces is dropped after the lock: its drop may call back in.
-    fn install<T>(
-        &self,
-        mut st: MutexGuard<'_, State>,
-        pick: impl FnOnce(&mut ChannelHandlers) -> &mut Option<T>,
-        handler: T,
-    ) {
-        let previous = pick(st.channels.entry(self.number).or_default()).replace(handler);
-        drop(st);
-        drop(previous);
     }
 
     /// The channel number.
@@ -351,7 +337,7 @@ impl Channel {
     {
         let handler = erase(handler);
         let st = self.conn.shared.lock();
-        self.install(st, |h| &mut h.message, handler);
+        State::install(st, self.number, false, |h| &mut h.message, handler);
     }
 
     /// The channel's MSGs and the replies nobody awaits as a
@@ -372,15 +358,10 @@ impl Channel {
     /// ```
     pub fn incoming(&self) -> Incoming {
         let (incoming, handler) = Incoming::attach(self);
+        // Closed already: nothing will come, and the queue ends at once
+        // (its feed goes with the handler, outside the lock).
         let st = self.conn.shared.lock();
-        if st.core.ended().is_some() || st.core.session().channel_profile(self.number).is_none() {
-            // Closed already: nothing will come, and the queue ends at once
-            // (its feed goes with the handler, outside the lock).
-            drop(st);
-            drop(handler);
-            return incoming;
-        }
-        self.install(st, |h| &mut h.message, handler);
+        State::install(st, self.number, true, |h| &mut h.message, handler);
         incoming
     }
 
@@ -420,7 +401,7 @@ impl Channel {
         let handler = erase(handler);
         let mut st = self.conn.shared.lock();
         st.core.stream_frames(self.number)?;
-        self.install(st, |h| &mut h.frame, handler);
+        State::install(st, self.number, false, |h| &mut h.frame, handler);
         Ok(())
     }
 
@@ -447,14 +428,9 @@ impl Channel {
         handler: impl Fn(&Channel, &CloseRequest) -> R + Send + Sync + 'static,
     ) {
         let handler = erase_close(handler);
+        // A closed channel has nothing to decide any more: no handler.
         let st = self.conn.shared.lock();
-        if st.core.ended().is_some() || st.core.session().channel_profile(self.number).is_none() {
-            // Nothing to decide any more: the handler goes, after the lock.
-            drop(st);
-            drop(handler);
-            return;
-        }
-        self.install(st, |h| &mut h.close, handler);
+        State::install(st, self.number, true, |h| &mut h.close, handler);
     }
 
     /// Asks the peer to close the channel and waits (at most the connect
@@ -489,7 +465,7 @@ impl Channel {
         let number = self.number;
         self.shared()
             .with_session(|st| Ok(st.core.close_with(number, code, text, Notify::Wait(tx))?))?;
-        let limit = self.shared().options.connect_timeout;
+        let limit = self.shared().options.channel_timeout;
         self.shared().wait(rx, limit).await.map(drop)
     }
 }

@@ -37,7 +37,7 @@ use crate::shared::{Notify, Shared};
 /// (this, a clone, a [`Channel`](crate::Channel) or a pool opened on it):
 /// when the last one is dropped, the session is released in a background
 /// task (and shut down if the peer refuses or does not answer within the
-/// connect timeout). Handles that handlers receive do not keep it alive.
+/// release timeout). Handles that handlers receive do not keep it alive.
 /// A closure the connection keeps that captures a handle keeps it alive as
 /// long as the closure lives: a message handler for ever (use the `Channel`
 /// it is given instead), an `on_close`, `open_channel_with` or
@@ -243,26 +243,14 @@ impl Connection {
 
     async fn wait_greeting(&self) -> Result<(), Error> {
         let shared = &self.shared;
-        let greeted = shared.wait_until(|st| {
-            st.core.session().peer_greeting().is_some() || st.core.ended().is_some()
-        });
-        let _ = runtime::timeout(&*shared.runtime, shared.options.connect_timeout, greeted).await;
-        let (greeted, ended) = {
-            let st = shared.lock();
-            let greeted = st.core.session().peer_greeting().is_some();
-            (greeted, st.core.ended().cloned())
-        };
-        if greeted {
-            return Ok(());
+        let settled = shared.wait_until(|st| !matches!(st.greeting_state(), Ok(false)));
+        let _ = runtime::timeout(&*shared.runtime, shared.options.connect_timeout, settled).await;
+        let state = shared.lock().greeting_state();
+        if let Ok(false) = state {
+            self.shutdown();
+            return Err(Error::Timeout);
         }
-        match ended {
-            Some(CloseReason::Refused { code, text }) => Err(Error::Refused { code, text }),
-            Some(other) => Err(Error::Closed(other)),
-            None => {
-                self.shutdown();
-                Err(Error::Timeout)
-            }
-        }
+        state.map(drop)
     }
 
     /// The peer's address, for TCP connections.
@@ -287,13 +275,7 @@ impl Connection {
     /// # }
     /// ```
     pub fn peer_greeting(&self) -> Greeting {
-        self.shared
-            .lock()
-            .core
-            .session()
-            .peer_greeting()
-            .cloned()
-            .unwrap_or_default()
+        self.shared.lock().peer_greeting()
     }
 
     /// The `serverName` bound to the session by the first accepted start.
@@ -304,8 +286,7 @@ impl Connection {
     /// # }
     /// ```
     pub fn server_name(&self) -> Option<String> {
-        let st = self.shared.lock();
-        st.core.session().server_name().map(str::to_owned)
+        self.shared.lock().server_name()
     }
 
     /// Octets handed to the connection and not yet given to the stream.
@@ -446,7 +427,7 @@ impl Connection {
         self.open_channel_notify(number, profiles, server_name, Notify::Wait(tx))?;
         let done = self
             .shared
-            .wait(rx, self.shared.options.connect_timeout)
+            .wait(rx, self.shared.options.channel_timeout)
             .await?;
         self.opened(done)
     }
@@ -520,7 +501,7 @@ impl Connection {
         {
             Ok(()) => {
                 self.shared
-                    .wait(rx, self.shared.options.connect_timeout)
+                    .wait(rx, self.shared.options.release_timeout)
                     .await
             }
             Err(e) => Err(e),

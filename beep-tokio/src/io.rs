@@ -49,8 +49,8 @@ async fn read_loop(shared: Arc<Shared>, mut reader: ReadHalf<Stream>) {
                 shared.eof();
                 // A release the peer asked for just before closing its
                 // side waits for our answer; if that never comes (or our
-                // <ok/> cannot go out), give up after the connect timeout.
-                let limit = shared.options.connect_timeout;
+                // <ok/> cannot go out), give up after the release timeout.
+                let limit = shared.options.release_timeout;
                 let _ = crate::runtime::timeout(&*shared.runtime, limit, ended).await;
                 shared.finish(CloseReason::Lost("the peer closed the connection".into()));
                 return;
@@ -111,7 +111,7 @@ async fn until_ended(shared: &Shared) {
 /// discards it, until the peer closes, so that closing finds no unread
 /// input. Closing with unread input makes the kernel reset the
 /// connection, which can discard replies the peer has received but not
-/// read yet. Bounded by the connect timeout, and stopped by
+/// read yet. Bounded by the release timeout, and stopped by
 /// [`Connection::shutdown`](crate::Connection::shutdown). As
 /// beep-blocking's writer does.
 async fn drain_after_release(shared: &Shared, reader: &mut ReadHalf<Stream>, buf: &mut [u8]) {
@@ -129,19 +129,19 @@ async fn drain_after_release(shared: &Shared, reader: &mut ReadHalf<Stream>, buf
         }
     });
     let aborted = pin!(shared.wait_flag(&shared.aborted));
-    let limit = shared.options.connect_timeout;
+    let limit = shared.options.release_timeout;
     let _ = runtime::timeout(&*shared.runtime, limit, select(drain, aborted)).await;
 }
 
 /// Session to stream. A released session flushes its last bytes (the
-/// final `<ok/>`) and closes the stream, within the connect timeout from
+/// final `<ok/>`) and closes the stream, within the release timeout from
 /// the end (a peer that stops reading must not keep the task and the
 /// socket for ever); any other end drops it at once, even in the middle of
 /// a write to a peer that stopped reading.
 async fn write_loop(shared: Arc<Shared>, mut writer: WriteHalf<Stream>) {
     let give_up = pin!(async {
         shared.wait_flag(&shared.ended).await;
-        runtime::sleep(&*shared.runtime, shared.options.connect_timeout).await;
+        runtime::sleep(&*shared.runtime, shared.options.release_timeout).await;
     });
     let aborted = pin!(shared.wait_flag(&shared.aborted));
     let mut stop = select(aborted, give_up);

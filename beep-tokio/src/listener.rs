@@ -204,7 +204,7 @@ impl Listener {
 
     /// Serves until [`ShutdownHandle::shutdown`]; then stops accepting and
     /// releases each session, which completes the replies in flight (a
-    /// session that does not release within the connect timeout is shut
+    /// session that does not release within the release timeout is shut
     /// down).
     ///
     /// A connection is forgotten as soon as it ends, so its socket and

@@ -24,10 +24,27 @@ pub struct Options {
     /// The session configuration (windows, limits, greeting extras). A
     /// listener's greeting profiles come from its registry.
     pub config: Config,
-    /// Longest wait for the TCP connection, as the initiator for the
-    /// peer's greeting, and for the peer's answer to a channel start or
-    /// close.
+    /// Longest wait for the TCP connection and, as the initiator, for the
+    /// peer's greeting.
     pub connect_timeout: Duration,
+    /// Longest wait for the peer's answer to a channel start or close
+    /// (then [`Error::Timeout`](crate::Error::Timeout)). Default 10 s.
+    ///
+    /// ```
+    /// let patient = beep_tokio::Options {
+    ///     channel_timeout: std::time::Duration::from_secs(60),
+    ///     ..Default::default()
+    /// };
+    /// # drop(patient);
+    /// ```
+    pub channel_timeout: Duration,
+    /// How long a session release may take: the wait for the peer's
+    /// answer to our `<close>` of channel 0, and after a release the wait
+    /// for the peer to close its side (our last bytes flushed, its
+    /// remaining input read) before the connection is dropped. Also bounds
+    /// the wait for our answer when the peer asks for a release and closes
+    /// its sending side at once. Default 10 s.
+    pub release_timeout: Duration,
     /// As the listener ([`Listener`](crate::Listener),
     /// [`Connection::accept_transport`](crate::Connection::accept_transport)):
     /// how long a connected peer may take to send its greeting. A peer
@@ -64,6 +81,8 @@ impl Default for Options {
         Options {
             config: Config::default(),
             connect_timeout: Duration::from_secs(10),
+            channel_timeout: Duration::from_secs(10),
+            release_timeout: Duration::from_secs(10),
             greeting_timeout: Duration::from_secs(30),
             max_queued_output: 4 << 20,
             runtime: None,

@@ -256,8 +256,12 @@ fn send(
         Some(text) => text.as_bytes().to_vec(),
         None => Vec::new(),
     };
+    // The one --timeout bounds every wait of the script: connecting, the
+    // channel start, the reply and the release.
     let options = Options {
         connect_timeout: timeout,
+        channel_timeout: timeout,
+        release_timeout: timeout,
         ..Options::default()
     };
     let connected = if verbose {

@@ -46,7 +46,7 @@ on_both_runtimes!(
     channel_pool_grows_to_its_maximum_and_reuses_released_channels,
     a_cancelled_pool_opening_gives_its_slot_back,
     a_request_waiting_duration_max_gets_its_reply_even_a_late_one,
-    a_connect_timeout_of_duration_max_connects_and_bounds_nothing,
+    timeouts_of_duration_max_connect_and_bound_nothing,
     a_pool_wait_of_duration_max_ends_when_a_channel_is_released,
 );
 
@@ -453,7 +453,7 @@ async fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout(
     use std::io::Write;
     // The peer reads nothing, but answers our release blindly: we end
     // `Released` with output still unwritten. The writer must give up
-    // after the connect timeout instead of holding its task and the
+    // after the release timeout instead of holding its task and the
     // socket for as long as the peer keeps them open.
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let (got_tx, got_rx) = std::sync::mpsc::channel::<usize>();
@@ -468,7 +468,7 @@ async fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout(
             .unwrap();
     });
     let options = Options {
-        connect_timeout: Duration::from_secs(1),
+        release_timeout: Duration::from_secs(1),
         ..stalled_options()
     };
     let conn = Connection::connect(addr, env.with(options)).await.unwrap();
@@ -1146,12 +1146,15 @@ async fn a_request_waiting_duration_max_gets_its_reply_even_a_late_one(env: Env)
     server.stop(&env).await;
 }
 
-async fn a_connect_timeout_of_duration_max_connects_and_bounds_nothing(env: Env) {
-    // The connect timeout bounds the connect, the greeting, channel starts
-    // and closes, the release and a released session's last flush, on
-    // both sides: Duration::MAX leaves each unbounded.
+async fn timeouts_of_duration_max_connect_and_bound_nothing(env: Env) {
+    // The connect timeout bounds the connect and the greeting, the channel
+    // timeout channel starts and closes, the release timeout the release
+    // and a released session's last flush, on both sides: Duration::MAX
+    // leaves each unbounded.
     let forever = Options {
         connect_timeout: Duration::MAX,
+        channel_timeout: Duration::MAX,
+        release_timeout: Duration::MAX,
         ..Options::default()
     };
     let server = server_with(&env, forever.clone()).await;

@@ -911,7 +911,7 @@ fn non_blocking_replies_go_out_like_the_waiting_ones() {
 fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout() {
     // The peer reads nothing, but answers our release blindly: we end
     // `Released` with output still unwritten. The writer must give up
-    // after the connect timeout instead of holding its thread and the
+    // after the release timeout instead of holding its thread and the
     // socket for as long as the peer keeps them open.
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let (got_tx, got_rx) = mpsc::channel::<usize>();
@@ -926,7 +926,7 @@ fn a_release_towards_a_peer_that_stops_reading_gives_up_after_the_timeout() {
             .unwrap();
     });
     let options = Options {
-        connect_timeout: Duration::from_secs(1),
+        release_timeout: Duration::from_secs(1),
         ..stalled_options()
     };
     let conn = Connection::connect(addr, options).unwrap();
@@ -1080,7 +1080,7 @@ fn a_release_gives_up_even_when_a_handler_is_the_one_stuck_writing() {
             .unwrap();
     });
     let options = Options {
-        connect_timeout: Duration::from_secs(1),
+        release_timeout: Duration::from_secs(1),
         config: Config {
             max_frame_size: 1 << 20,
             ..Config::default()
@@ -1355,12 +1355,15 @@ fn a_request_waiting_duration_max_gets_a_reply_that_the_handler_holds_back() {
 }
 
 #[test]
-fn a_connect_timeout_of_duration_max_connects_and_bounds_nothing() {
-    // The connect timeout bounds the TCP connect, the greeting, channel
-    // starts and closes, the release and a released session's last flush,
-    // on both sides: Duration::MAX leaves each unbounded.
+fn timeouts_of_duration_max_connect_and_bound_nothing() {
+    // The connect timeout bounds the connect and the greeting, the channel
+    // timeout channel starts and closes, the release timeout the release
+    // and a released session's last flush, on both sides: Duration::MAX
+    // leaves each unbounded.
     let forever = Options {
         connect_timeout: Duration::MAX,
+        channel_timeout: Duration::MAX,
+        release_timeout: Duration::MAX,
         ..Options::default()
     };
     let server = server_with(forever.clone());

@@ -21,7 +21,7 @@ use crate::error::UsageError;
 use crate::event::{IncomingFrame, IncomingMessage, StartRequest};
 use crate::reply_code::ReplyCode;
 use crate::session::Session;
-use crate::xml::Profile;
+use crate::xml::{Greeting, Profile};
 
 /// Work for a driver's dispatcher, which runs application code one action
 /// at a time, in the order they were routed.
@@ -375,6 +375,97 @@ impl<T, H: Handlers> Layer<T, H> {
     /// ```
     pub fn session(&mut self) -> &mut Session {
         self.core.session_mut()
+    }
+
+    /// Where the wait for the peer's greeting stands: `Ok(true)` once it
+    /// arrived, `Ok(false)` while it may still come, and once the
+    /// connection ended without it, the error a connect call returns (a
+    /// listener that greeted with an `<error>` is [`Error::Refused`]).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::{EndReason, Error, Layer};
+    /// let mut layer: Layer<(), ()> = Layer::new(beep_proto::Session::initiator(Default::default()));
+    /// assert!(matches!(layer.greeting_state(), Ok(false)));
+    /// layer.core.end(EndReason::Shutdown, &mut Vec::new());
+    /// assert!(matches!(layer.greeting_state(), Err(Error::Closed(EndReason::Shutdown))));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] or [`Error::Closed`], as above.
+    pub fn greeting_state(&self) -> Result<bool, Error> {
+        if self.core.session().peer_greeting().is_some() {
+            return Ok(true);
+        }
+        match self.core.ended().cloned() {
+            None => Ok(false),
+            Some(EndReason::Refused { code, text }) => Err(Error::Refused { code, text }),
+            Some(other) => Err(Error::Closed(other)),
+        }
+    }
+
+    /// The peer's greeting (profiles, features, localize); empty until it
+    /// arrived.
+    ///
+    /// ```
+    /// let layer: beep_proto::dispatch::Layer<(), ()> =
+    ///     beep_proto::dispatch::Layer::new(beep_proto::Session::initiator(Default::default()));
+    /// assert!(layer.peer_greeting().profiles.is_empty());
+    /// ```
+    pub fn peer_greeting(&self) -> Greeting {
+        let greeting = self.core.session().peer_greeting();
+        greeting.cloned().unwrap_or_default()
+    }
+
+    /// The `serverName` bound to the session by its first accepted start.
+    ///
+    /// ```
+    /// let layer: beep_proto::dispatch::Layer<(), ()> =
+    ///     beep_proto::dispatch::Layer::new(beep_proto::Session::initiator(Default::default()));
+    /// assert_eq!(layer.server_name(), None);
+    /// ```
+    pub fn server_name(&self) -> Option<String> {
+        self.core.session().server_name().map(str::to_owned)
+    }
+
+    /// Puts `handler` in the slot `pick` chooses among channel `number`'s
+    /// handlers; with `only_open`, only while the channel is open (a
+    /// closed one keeps none). The handler replaced, or the one refused,
+    /// is dropped after `guard` (the driver's lock on this layer) is let
+    /// go: its drop may call back in.
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// use beep_proto::dispatch::Layer;
+    /// // Handlers that are just a byte, in the slot of the Vec.
+    /// #[derive(Default)]
+    /// struct One(Option<u8>);
+    /// impl beep_proto::dispatch::Handlers for One {
+    ///     fn frames(&self) -> bool { false }
+    /// }
+    /// let layer: Mutex<Layer<(), One>> = Mutex::new(Layer::new(beep_proto::Session::initiator(Default::default())));
+    /// Layer::install(layer.lock().unwrap(), 1, true, |h| &mut h.0, 7);
+    /// assert!(layer.lock().unwrap().channels.get(&1).is_none(), "channel 1 is not open");
+    /// Layer::install(layer.lock().unwrap(), 1, false, |h| &mut h.0, 7);
+    /// assert_eq!(layer.lock().unwrap().channels[&1].0, Some(7));
+    /// ```
+    pub fn install<S>(
+        mut guard: impl DerefMut<Target = Self>,
+        number: u32,
+        only_open: bool,
+        pick: impl FnOnce(&mut H) -> &mut Option<S>,
+        handler: S,
+    ) {
+        let closed =
+            guard.core.ended().is_some() || guard.core.session().channel_profile(number).is_none();
+        if only_open && closed {
+            drop(guard);
+            drop(handler);
+            return;
+        }
+        let previous = pick(guard.channels.entry(number).or_default()).replace(handler);
+        drop(guard);
+        drop(previous);
     }
 
     /// Registers `f` to run (on the dispatcher) once the connection ends;
