@@ -78,7 +78,7 @@ impl Channel {
     pub fn send_msg(&self, message: Message) -> Result<u32, Error> {
         self.conn
             .shared
-            .with_room(|st| Ok(st.session().send_msg(self.number, message)?))
+            .with_room(|st| Ok(st.core.send_msg(self.number, message)?))
     }
 
     /// Sends a MSG and waits for its complete reply: RPY, ERR, or every ANS
@@ -119,21 +119,21 @@ impl Channel {
     pub fn reply_rpy(&self, msgno: u32, message: Message) -> Result<(), Error> {
         self.conn
             .shared
-            .with_room(|st| Ok(st.session().send_rpy(self.number, msgno, message)?))
+            .with_room(|st| Ok(st.core.send_rpy(self.number, msgno, message)?))
     }
 
     /// Answers MSG `msgno` with a negative reply.
     pub fn reply_err(&self, msgno: u32, message: Message) -> Result<(), Error> {
         self.conn
             .shared
-            .with_room(|st| Ok(st.session().send_err(self.number, msgno, message)?))
+            .with_room(|st| Ok(st.core.send_err(self.number, msgno, message)?))
     }
 
     /// Sends one answer to MSG `msgno`; returns its ansno.
     pub fn reply_ans(&self, msgno: u32, message: Message) -> Result<u32, Error> {
         self.conn
             .shared
-            .with_room(|st| Ok(st.session().send_ans(self.number, msgno, message)?))
+            .with_room(|st| Ok(st.core.send_ans(self.number, msgno, message)?))
     }
 
     /// Like [`Channel::send_msg`], but never waits: with the connection's
@@ -153,7 +153,7 @@ impl Channel {
     pub fn try_send_msg(&self, message: Message) -> Result<u32, Error> {
         self.conn
             .shared
-            .try_room(|st| Ok(st.session().send_msg(self.number, message)?))
+            .try_room(|st| Ok(st.core.send_msg(self.number, message)?))
     }
 
     /// Like [`Channel::reply_rpy`], but [`Error::QueueFull`] instead of
@@ -169,7 +169,7 @@ impl Channel {
     pub fn try_reply_rpy(&self, msgno: u32, message: Message) -> Result<(), Error> {
         self.conn
             .shared
-            .try_room(|st| Ok(st.session().send_rpy(self.number, msgno, message)?))
+            .try_room(|st| Ok(st.core.send_rpy(self.number, msgno, message)?))
     }
 
     /// Like [`Channel::reply_err`], but [`Error::QueueFull`] instead of
@@ -183,7 +183,7 @@ impl Channel {
     pub fn try_reply_err(&self, msgno: u32, message: Message) -> Result<(), Error> {
         self.conn
             .shared
-            .try_room(|st| Ok(st.session().send_err(self.number, msgno, message)?))
+            .try_room(|st| Ok(st.core.send_err(self.number, msgno, message)?))
     }
 
     /// Like [`Channel::reply_ans`], but [`Error::QueueFull`] instead of
@@ -197,7 +197,7 @@ impl Channel {
     pub fn try_reply_ans(&self, msgno: u32, message: Message) -> Result<u32, Error> {
         self.conn
             .shared
-            .try_room(|st| Ok(st.session().send_ans(self.number, msgno, message)?))
+            .try_room(|st| Ok(st.core.send_ans(self.number, msgno, message)?))
     }
 
     /// Changes how many octets the peer may send on this channel ahead of
@@ -214,7 +214,7 @@ impl Channel {
     pub fn set_window(&self, window: u32) -> Result<(), Error> {
         self.conn
             .shared
-            .with_session(|st| Ok(st.session().set_receive_window(self.number, window)?))
+            .with_session(|st| Ok(st.core.set_receive_window(self.number, window)?))
     }
 
     /// Ends the answers to MSG `msgno` (a NUL carries no payload: it never
@@ -222,7 +222,7 @@ impl Channel {
     pub fn reply_nul(&self, msgno: u32) -> Result<(), Error> {
         self.conn
             .shared
-            .with_session(|st| Ok(st.session().send_nul(self.number, msgno)?))
+            .with_session(|st| Ok(st.core.send_nul(self.number, msgno)?))
     }
 
     /// Sets the handler for MSGs and for replies nobody waits for

@@ -915,7 +915,7 @@ impl Shared {
                 let mut actions = Vec::new();
                 let (more, roomy) = {
                     let mut st = self.lock();
-                    let more = st.session().poll_transmit_vectored(&mut chunks);
+                    let more = st.core.poll_transmit_vectored(&mut chunks);
                     self.route(&mut st, &mut actions);
                     (more, self.roomy(&st))
                 };

@@ -232,7 +232,7 @@ fn write_loop(shared: &Arc<Shared>) {
     loop {
         {
             let mut st = shared.lock();
-            while !st.session().wants_transmit() {
+            while !st.core.session().wants_transmit() {
                 if st.core.ended().is_some() || st.core.session().is_ended() {
                     let released = st.core.ended() == Some(&CloseReason::Released);
                     drop(st);
@@ -271,7 +271,7 @@ fn write_loop(shared: &Arc<Shared>) {
             let mut actions = Vec::new();
             let (more, roomy) = {
                 let mut st = shared.lock();
-                let more = st.session().poll_transmit_vectored(&mut chunks);
+                let more = st.core.poll_transmit_vectored(&mut chunks);
                 shared.route(&mut st, &mut actions);
                 (more, shared.roomy(&st))
             };

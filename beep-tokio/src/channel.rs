@@ -119,7 +119,7 @@ impl Channel {
     pub async fn send_msg(&self, message: Message) -> Result<u32, Error> {
         let number = self.number;
         self.shared()
-            .with_room(|st| Ok(st.session().send_msg(number, message)?))
+            .with_room(|st| Ok(st.core.send_msg(number, message)?))
             .await
     }
 
@@ -188,7 +188,7 @@ impl Channel {
     pub async fn reply_rpy(&self, msgno: u32, message: Message) -> Result<(), Error> {
         let number = self.number;
         self.shared()
-            .with_room(|st| Ok(st.session().send_rpy(number, msgno, message)?))
+            .with_room(|st| Ok(st.core.send_rpy(number, msgno, message)?))
             .await
     }
 
@@ -202,7 +202,7 @@ impl Channel {
     pub async fn reply_err(&self, msgno: u32, message: Message) -> Result<(), Error> {
         let number = self.number;
         self.shared()
-            .with_room(|st| Ok(st.session().send_err(number, msgno, message)?))
+            .with_room(|st| Ok(st.core.send_err(number, msgno, message)?))
             .await
     }
 
@@ -220,7 +220,7 @@ impl Channel {
     pub async fn reply_ans(&self, msgno: u32, message: Message) -> Result<u32, Error> {
         let number = self.number;
         self.shared()
-            .with_room(|st| Ok(st.session().send_ans(number, msgno, message)?))
+            .with_room(|st| Ok(st.core.send_ans(number, msgno, message)?))
             .await
     }
 
@@ -241,7 +241,7 @@ impl Channel {
     pub fn try_send_msg(&self, message: Message) -> Result<u32, Error> {
         let number = self.number;
         self.shared()
-            .try_room(|st| Ok(st.session().send_msg(number, message)?))
+            .try_room(|st| Ok(st.core.send_msg(number, message)?))
     }
 
     /// Like [`Channel::reply_rpy`], but [`Error::QueueFull`] instead of
@@ -257,7 +257,7 @@ impl Channel {
     pub fn try_reply_rpy(&self, msgno: u32, message: Message) -> Result<(), Error> {
         let number = self.number;
         self.shared()
-            .try_room(|st| Ok(st.session().send_rpy(number, msgno, message)?))
+            .try_room(|st| Ok(st.core.send_rpy(number, msgno, message)?))
     }
 
     /// Like [`Channel::reply_err`], but [`Error::QueueFull`] instead of
@@ -271,7 +271,7 @@ impl Channel {
     pub fn try_reply_err(&self, msgno: u32, message: Message) -> Result<(), Error> {
         let number = self.number;
         self.shared()
-            .try_room(|st| Ok(st.session().send_err(number, msgno, message)?))
+            .try_room(|st| Ok(st.core.send_err(number, msgno, message)?))
     }
 
     /// Like [`Channel::reply_ans`], but [`Error::QueueFull`] instead of
@@ -285,7 +285,7 @@ impl Channel {
     pub fn try_reply_ans(&self, msgno: u32, message: Message) -> Result<u32, Error> {
         let number = self.number;
         self.shared()
-            .try_room(|st| Ok(st.session().send_ans(number, msgno, message)?))
+            .try_room(|st| Ok(st.core.send_ans(number, msgno, message)?))
     }
 
     /// Changes how many octets the peer may send on this channel ahead of
@@ -302,7 +302,7 @@ impl Channel {
     pub fn set_window(&self, window: u32) -> Result<(), Error> {
         let number = self.number;
         self.shared()
-            .with_session(|st| Ok(st.session().set_receive_window(number, window)?))
+            .with_session(|st| Ok(st.core.set_receive_window(number, window)?))
     }
 
     /// Ends the answers to MSG `msgno`. A NUL carries no payload, so it
@@ -316,7 +316,7 @@ impl Channel {
     pub async fn reply_nul(&self, msgno: u32) -> Result<(), Error> {
         let number = self.number;
         self.shared()
-            .with_session(|st| Ok(st.session().send_nul(number, msgno)?))
+            .with_session(|st| Ok(st.core.send_nul(number, msgno)?))
     }
 
     /// Sets the async handler for MSGs and for replies nobody waits for

@@ -331,8 +331,9 @@ pub enum Outcome<W> {
 /// let mut client: Core<&str> = Core::new(Session::initiator(Config::default()));
 /// let mut server: Core<&str> = Core::new(Session::listener(Config { profiles: vec!["p".into()], ..Config::default() }));
 /// let mut out = Vec::new();
-/// let bytes = server.session_mut().poll_transmit().unwrap();
-/// client.handle_input(&bytes, &mut out);
+/// let mut greeting = Vec::new();
+/// server.poll_transmit_vectored(&mut greeting);
+/// client.handle_input(&greeting.concat(), &mut out);
 /// assert!(out.is_empty());
 /// assert!(client.session().peer_greeting().is_some());
 /// ```
@@ -365,10 +366,123 @@ impl<W> Core<W> {
         &self.session
     }
 
-    /// The session, for calls that need no waiter (replies, accept/deny,
-    /// `poll_transmit`). Call [`Core::route`] afterwards.
-    pub fn session_mut(&mut self) -> &mut Session {
+    /// The session, for this crate's tests.
+    #[cfg(test)]
+    pub(crate) fn session_mut(&mut self) -> &mut Session {
         &mut self.session
+    }
+
+    /// Sends a MSG nobody waits for (see [`Session::send_msg`]; a request
+    /// whose reply a caller awaits is [`Core::request`]). What it causes
+    /// is routed by the next [`Core::route`], like everything below.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::initiator(Default::default()));
+    /// // Channel 1 is not open.
+    /// assert!(core.send_msg(1, beep_proto::Message::new("hi")).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::send_msg`].
+    pub fn send_msg(&mut self, channel: u32, message: Message) -> Result<u32, UsageError> {
+        self.session.send_msg(channel, message)
+    }
+
+    /// Answers MSG `msgno` with a RPY (see [`Session::send_rpy`]).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
+    /// assert!(core.send_rpy(1, 0, beep_proto::Message::new("no MSG 0 here")).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::send_rpy`].
+    pub fn send_rpy(&mut self, channel: u32, msgno: u32, reply: Message) -> Result<(), UsageError> {
+        self.session.send_rpy(channel, msgno, reply)
+    }
+
+    /// Answers MSG `msgno` with an ERR (see [`Session::send_err`]).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
+    /// assert!(core.send_err(1, 0, beep_proto::Message::new("no MSG 0 here")).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::send_err`].
+    pub fn send_err(&mut self, channel: u32, msgno: u32, error: Message) -> Result<(), UsageError> {
+        self.session.send_err(channel, msgno, error)
+    }
+
+    /// Sends one ANS to MSG `msgno` (see [`Session::send_ans`]).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
+    /// assert!(core.send_ans(1, 0, beep_proto::Message::new("no MSG 0 here")).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::send_ans`].
+    pub fn send_ans(
+        &mut self,
+        channel: u32,
+        msgno: u32,
+        answer: Message,
+    ) -> Result<u32, UsageError> {
+        self.session.send_ans(channel, msgno, answer)
+    }
+
+    /// Ends the ANS series to MSG `msgno` (see [`Session::send_nul`]).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
+    /// assert!(core.send_nul(1, 0).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::send_nul`].
+    pub fn send_nul(&mut self, channel: u32, msgno: u32) -> Result<(), UsageError> {
+        self.session.send_nul(channel, msgno)
+    }
+
+    /// Sets a channel's receive window (see
+    /// [`Session::set_receive_window`]).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
+    /// assert!(core.set_receive_window(1, 1 << 20).is_err(), "channel 1 is not open");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::set_receive_window`].
+    pub fn set_receive_window(&mut self, channel: u32, window: u32) -> Result<(), UsageError> {
+        self.session.set_receive_window(channel, window)
+    }
+
+    /// Takes the output that is ready, as [`Session::poll_transmit_vectored`]
+    /// does (payloads as they were given, not copied); true if it took any.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::initiator(Default::default()));
+    /// let mut chunks = Vec::new();
+    /// assert!(core.poll_transmit_vectored(&mut chunks), "the greeting");
+    /// assert!(!core.poll_transmit_vectored(&mut chunks));
+    /// ```
+    pub fn poll_transmit_vectored(&mut self, chunks: &mut Vec<bytes::Bytes>) -> bool {
+        self.session.poll_transmit_vectored(chunks)
     }
 
     /// Why the connection ended, once it has.
@@ -732,17 +846,9 @@ impl<W> Core<W> {
 
     /// `Ok` if a non-blocking send may go ahead: the connection lives and
     /// no more than `limit` octets of output are unsent; else
-    /// [`Error::QueueFull`](super::Error::QueueFull) or why it ended.
-    ///
-    /// ```
-    /// use beep_proto::dispatch::{Core, Error};
-    /// use beep_proto::{Config, Session};
-    /// let core: Core<()> = Core::new(Session::initiator(Config::default()));
-    /// // The greeting is queued: a limit below its size refuses.
-    /// assert!(matches!(core.check_room(1), Err(Error::QueueFull { limit: 1, .. })));
-    /// assert!(core.check_room(1 << 20).is_ok());
-    /// ```
-    pub fn check_room(&self, limit: usize) -> Result<(), super::Error> {
+    /// [`Error::QueueFull`](super::Error::QueueFull) or why it ended
+    /// (the way in is [`Room::check`](super::Room::check)).
+    pub(crate) fn check_room(&self, limit: usize) -> Result<(), super::Error> {
         self.live()?;
         let queued = self.session.queued_output();
         if queued > limit {

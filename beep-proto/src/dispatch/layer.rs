@@ -327,7 +327,7 @@ pub trait Driver {
 /// use beep_proto::dispatch::{Layer, Notify};
 /// use beep_proto::{xml::Profile, Session};
 /// let mut layer: Layer<(), ()> = Layer::new(Session::initiator(Default::default()));
-/// assert!(layer.session().queued_output() > 0, "the greeting");
+/// assert!(layer.core.session().queued_output() > 0, "the greeting");
 /// layer.core.open_channel(Profile::new("p"), None, Notify::Wait(())).unwrap();
 /// assert!(layer.channels.is_empty(), "handlers come with the peer's answer");
 /// ```
@@ -363,18 +363,6 @@ impl<T, H: Handlers> Layer<T, H> {
             channels: HashMap::new(),
             on_close: Vec::new(),
         }
-    }
-
-    /// The session, for calls that need no waiter (see
-    /// [`Core::session_mut`]); route afterwards with [`Layer::route`].
-    ///
-    /// ```
-    /// let mut layer: beep_proto::dispatch::Layer<(), ()> =
-    ///     beep_proto::dispatch::Layer::new(beep_proto::Session::initiator(Default::default()));
-    /// assert!(layer.session().poll_transmit().is_some());
-    /// ```
-    pub fn session(&mut self) -> &mut Session {
-        self.core.session_mut()
     }
 
     /// Where the wait for the peer's greeting stands: `Ok(true)` once it
@@ -509,7 +497,9 @@ impl<T, H: Handlers> Layer<T, H> {
     /// let mut layer: Layer<(), ()> = Layer::new(server);
     /// // A client asks for channel 1 with profile "p".
     /// let mut client = Session::initiator(Config::default());
-    /// client.handle_input(&layer.session().poll_transmit().unwrap()).unwrap();
+    /// let mut greeting = Vec::new();
+    /// layer.core.poll_transmit_vectored(&mut greeting);
+    /// client.handle_input(&greeting.concat()).unwrap();
     /// client.open_channel(vec![Profile::new("p")], None).unwrap();
     /// while let Some(bytes) = client.poll_transmit() {
     ///     layer.core.handle_input(&bytes, &mut Vec::new());
@@ -563,7 +553,7 @@ impl<T, H: Handlers> Layer<T, H> {
     /// #     fn dispatch(&self, _: &Layer<(), ()>, actions: &mut Vec<Action>) { actions.clear() }
     /// # }
     /// let mut layer = Layer::new(beep_proto::Session::initiator(Default::default()));
-    /// layer.session().poll_transmit();
+    /// layer.core.poll_transmit_vectored(&mut Vec::new());
     /// layer.route(&Quiet, &mut Vec::new());
     /// assert!(layer.core.ended().is_none());
     /// ```
