@@ -349,4 +349,24 @@ pub enum UsageError {
     /// The session is closing or has ended.
     #[error("the session is closing or has ended")]
     SessionClosed,
+    /// Nothing is being fed through this
+    /// [`FeedId`](crate::FeedId): its message was finished (its last
+    /// piece was given), or it is another session's.
+    #[error("no message is being fed as MSG/reply {msgno} on channel {channel}")]
+    NoSuchFeed {
+        /// The channel.
+        channel: u32,
+        /// The msgno.
+        msgno: u32,
+    },
+    /// The peer replied to this fed MSG before it was complete: the rest
+    /// is not wanted, and the MSG was ended with what had been sent (as
+    /// for a whole MSG, RFC 3080 2.6.3). The feed is over.
+    #[error("the peer replied to MSG {msgno} on channel {channel} before it was complete")]
+    FeedAbandoned {
+        /// The channel.
+        channel: u32,
+        /// The msgno.
+        msgno: u32,
+    },
 }

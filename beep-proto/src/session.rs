@@ -7,8 +7,11 @@
 
 mod channel_zero;
 mod close;
+mod feed;
 mod input;
 mod output;
+
+pub use feed::FeedId;
 
 use std::collections::VecDeque;
 
@@ -146,6 +149,9 @@ pub struct Session {
     /// Handed out by `poll_transmit` inside [`Session::write_to`] and not
     /// yet written: sent first next time.
     unwritten: bytes::Bytes,
+    /// Messages being fed in pieces ([`Session::feed`]): empty unless the
+    /// application uses the feeder.
+    feeds: feed::Feeds,
 }
 
 impl Session {
@@ -252,6 +258,7 @@ impl Session {
             reassembling: 0,
             queued_entries: 0,
             unanswered_total: 0,
+            feeds: feed::Feeds::default(),
             config,
         }
     }
@@ -352,6 +359,9 @@ impl Session {
         if self.state == State::Active {
             self.events.push_back(Event::SessionEnded(end.clone()));
             self.state = State::Ended(end);
+            if !self.feeds.is_empty() {
+                self.drop_fed_pieces();
+            }
         }
     }
 
@@ -986,7 +996,13 @@ impl Session {
     /// is now at three quarters of the limit or less, says so once (the
     /// margin keeps a sender from being woken for every frame only to be
     /// refused again).
+    ///
+    /// Output also leaves with a closed channel: what was fed to its
+    /// unfinished messages goes too.
     pub(super) fn note_room(&mut self) {
+        if !self.feeds.is_empty() {
+            self.forget_closed_feeds();
+        }
         let limit = self.config.max_queued_output;
         if self.output_blocked
             && self.state == State::Active

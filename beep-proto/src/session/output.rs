@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::feed::{self, FeedId, Front};
 use super::{Session, State};
 use crate::channel::{AfterSend, Channel, Outgoing};
 use crate::error::UsageError;
@@ -78,6 +79,9 @@ impl Session {
             self.unwritten.clear();
             return false;
         }
+        if !self.feeds.is_empty() {
+            self.schedule_abandoned_feeds();
+        }
         let mut emitted = 0;
         loop {
             emitted = self.write_frames(chunks.as_deref_mut(), emitted);
@@ -114,7 +118,8 @@ impl Session {
             || self
                 .ready
                 .iter()
-                .any(|n| self.channels.get(n).is_some_and(Channel::can_send))
+                .any(|n| self.channels.get(n).is_some_and(|c| self.feeds.can_send(c)))
+            || (!self.feeds.is_empty() && self.abandoned_feed_waits())
     }
 
     /// Writes what there is to send to `w` (a non-blocking socket, say)
@@ -170,17 +175,18 @@ impl Session {
             self.queued += out.remaining();
             self.queued_entries += 1;
             ch.queue.push_back(out);
-            if !ch.scheduled && ch.can_send() {
+            if !ch.scheduled && self.feeds.can_send(ch) {
                 ch.scheduled = true;
                 self.ready.push_back(channel);
             }
         }
     }
 
-    fn schedule(&mut self, channel: u32) {
+    #[inline]
+    pub(super) fn schedule(&mut self, channel: u32) {
         if let Some(ch) = self.channels.get_mut(&channel)
             && !ch.scheduled
-            && ch.can_send()
+            && self.feeds.can_send(ch)
         {
             ch.scheduled = true;
             self.ready.push_back(channel);
@@ -197,6 +203,22 @@ impl Session {
         message: Message,
         after_send: Option<AfterSend>,
     ) -> Result<u32, UsageError> {
+        self.queue_reply_fed(channel, msgno, frame_type, message, after_send, false)
+            .map(|(ansno, _)| ansno)
+    }
+
+    /// [`Session::queue_reply`], or (`fed`) the beginning of a reply fed
+    /// in pieces, which completes its slot only once finished.
+    #[inline(always)]
+    pub(super) fn queue_reply_fed(
+        &mut self,
+        channel: u32,
+        msgno: u32,
+        frame_type: FrameType,
+        message: Message,
+        after_send: Option<AfterSend>,
+        fed: bool,
+    ) -> Result<(u32, Option<FeedId>), UsageError> {
         // The application's replies are refused above the output limit
         // (after the checks that say the call is wrong anyway); a NUL only
         // completes a reply and must always be possible, and channel-0
@@ -230,21 +252,40 @@ impl Session {
             return Err(UsageError::OutputFull { queued, limit });
         }
         let ansno = if frame_type == FrameType::Ans {
-            let ansno = slot.next_ansno;
-            slot.next_ansno = if ansno == MAX_31BIT { 0 } else { ansno + 1 };
-            ansno
+            slot.next_ansno
         } else {
             0
         };
+        if fed && feed::entry_exists(ch, frame_type, msgno, ansno) {
+            // Only a peer reusing a msgno before our reply to it is out
+            // gets here: two entries must not look the same.
+            return Err(UsageError::ReplyMismatch {
+                channel,
+                msgno,
+                frame_type,
+            });
+        }
+        let slot = &mut ch.slots[index];
+        if frame_type == FrameType::Ans {
+            slot.next_ansno = if ansno == MAX_31BIT { 0 } else { ansno + 1 };
+        }
         slot.started = Some(frame_type);
-        slot.complete = frame_type != FrameType::Ans;
+        // A fed RPY completes its slot with its last piece.
+        slot.complete = frame_type != FrameType::Ans && !fed;
         let mut out = Outgoing::new(frame_type, msgno, ansno, message);
         out.after_send = after_send;
+        let feed = fed.then(|| {
+            self.feeds
+                .open(channel, frame_type, msgno, ansno, index != 0)
+        });
         if index == 0 {
             self.queued += out.len();
             self.queued_entries += 1;
             ch.queue.push_back(out);
-            let (released, entries, answered) = release_completed_slots(ch);
+            let (mut released, entries, answered) = release_completed_slots(ch);
+            if !self.feeds.is_empty() && entries > 0 {
+                released += fed_released(ch, &mut self.feeds, entries);
+            }
             self.held -= released;
             self.queued += released;
             self.queued_entries += entries;
@@ -254,7 +295,23 @@ impl Session {
             slot.held.push_back(out);
         }
         self.schedule(channel);
-        Ok(ansno)
+        Ok((ansno, feed))
+    }
+
+    /// Moves the replies whose turn has come into `channel`'s send queue
+    /// (RFC 3080 2.6.1).
+    pub(super) fn release_slots(&mut self, channel: u32) {
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        let (mut released, entries, answered) = release_completed_slots(ch);
+        if !self.feeds.is_empty() && entries > 0 {
+            released += fed_released(ch, &mut self.feeds, entries);
+        }
+        self.held -= released;
+        self.queued += released;
+        self.queued_entries += entries;
+        self.unanswered_total = self.unanswered_total.saturating_sub(answered);
     }
 
     /// Frames queued messages until the batch is full or nothing can move.
@@ -271,6 +328,16 @@ impl Session {
                 continue;
             };
             ch.scheduled = false;
+            if !self.feeds.is_empty()
+                && ch
+                    .queue
+                    .front()
+                    .is_some_and(|m| self.feeds.is_fed(number, m))
+            {
+                // A message fed in pieces (rare): framed apart.
+                emitted = self.write_fed_frame(number, chunks.as_deref_mut(), emitted);
+                continue;
+            }
             if !ch.can_send() {
                 continue;
             }
@@ -320,6 +387,88 @@ impl Session {
         emitted
     }
 
+    /// Frames the next piece of the fed message at the front of channel
+    /// `number`'s queue, as [`Session::write_frames`] does for whole ones:
+    /// what has been fed, within the window and the frame size, `*` until
+    /// the last piece; nothing while all that was fed is out.
+    #[cold]
+    fn write_fed_frame(
+        &mut self,
+        number: u32,
+        chunks: Option<&mut Vec<Bytes>>,
+        mut emitted: usize,
+    ) -> usize {
+        let Some(ch) = self.channels.get_mut(&number) else {
+            return emitted;
+        };
+        if !self.feeds.can_send(ch) {
+            return emitted;
+        }
+        let Some(msg) = ch.queue.front_mut() else {
+            return emitted;
+        };
+        let Some(f) = self.feeds.of(number, msg) else {
+            return emitted;
+        };
+        let limit = (self.config.max_frame_size as usize).min(ch.send.available() as usize);
+        let mut dropped = 0;
+        let (size, more, f) = match feed::next_frame(f, &ch.awaiting, msg, limit, &mut dropped) {
+            Front::Wait => return emitted,
+            Front::Fed { size, more } => (size, more, Some(f)),
+            // Answered by the peer: what is left of it goes, and an
+            // empty last frame ends it.
+            Front::Ended => {
+                self.queued -= dropped;
+                (0, false, None)
+            }
+        };
+        let mut header = FrameHeader::new(
+            msg.frame_type,
+            number,
+            msg.msgno,
+            more,
+            ch.send.next(),
+            size as u32,
+        );
+        header.ansno = msg.ansno;
+        header.encode(&mut self.out);
+        let mut done = None;
+        if let Some(f) = f {
+            match chunks {
+                Some(chunks) if size >= ZERO_COPY_MIN => {
+                    emitted += self.out.len() + size;
+                    chunks.push(self.out.split().freeze());
+                    done = feed::take_fed(f, msg, size, |m, n| m.take_chunks(n, chunks));
+                }
+                _ => {
+                    let out = &mut self.out;
+                    done = feed::take_fed(f, msg, size, |m, n| m.take_into(n, out));
+                }
+            }
+        }
+        self.out.extend_from_slice(TRAILER);
+        ch.send.sent(size as u32);
+        self.queued -= size;
+        let mut after_send = None;
+        if !more {
+            let sent = ch.queue.pop_front();
+            self.queued_entries -= usize::from(sent.is_some());
+            after_send = sent.and_then(|m| m.after_send);
+            if let Some(id) = done {
+                // Fed to its end and all out: an entry no more.
+                self.feeds.remove(id);
+            }
+        }
+        if self.feeds.can_send(ch) {
+            ch.scheduled = true;
+            self.ready.push_back(number);
+        }
+        if let Some(action) = after_send {
+            self.after_send(action);
+        }
+        emitted
+    }
+
     fn after_send(&mut self, action: AfterSend) {
         match action {
             AfterSend::Activate(number) => {
@@ -338,6 +487,14 @@ impl Session {
             }
         }
     }
+}
+
+/// After [`release_completed_slots`] moved the last `entries` of the
+/// queue: the pieces fed to them leave held output too.
+#[cold]
+fn fed_released(ch: &Channel, feeds: &mut feed::Feeds, entries: usize) -> usize {
+    let start = ch.queue.len() - entries;
+    feeds.released(ch.number, ch.queue.range(start..))
 }
 
 /// Moves the replies of slots whose turn has come into the send queue and
