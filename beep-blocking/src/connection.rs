@@ -376,7 +376,7 @@ impl Connection {
         };
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
-            state: Mutex::new(State::new(session)),
+            state: Mutex::new(named(State::new(session), peer)),
             changed: Condvar::new(),
             waiters: AtomicUsize::new(0),
             room: Condvar::new(),
@@ -915,7 +915,7 @@ impl Shared {
                 let mut actions = Vec::new();
                 let (more, roomy) = {
                     let mut st = self.lock();
-                    let more = st.core.poll_transmit_vectored(&mut chunks);
+                    let more = st.poll_transmit_vectored(&mut chunks);
                     self.route(&mut st, &mut actions);
                     (more, self.roomy(&st))
                 };
@@ -1091,6 +1091,14 @@ pub(crate) mod cork {
         let _guard = Guard;
         f()
     }
+}
+
+/// A connection's layer, with the peer named in its tracing events.
+fn named(mut state: State, peer: Option<SocketAddr>) -> State {
+    if let Some(peer) = peer {
+        state.name_peer(&peer);
+    }
+    state
 }
 
 #[cfg(test)]

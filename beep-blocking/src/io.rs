@@ -271,7 +271,7 @@ fn write_loop(shared: &Arc<Shared>) {
             let mut actions = Vec::new();
             let (more, roomy) = {
                 let mut st = shared.lock();
-                let more = st.core.poll_transmit_vectored(&mut chunks);
+                let more = st.poll_transmit_vectored(&mut chunks);
                 shared.route(&mut st, &mut actions);
                 (more, shared.roomy(&st))
             };

@@ -17,6 +17,22 @@
 //! let Some(Event::Greeting(greeting)) = initiator.poll_event() else { panic!() };
 //! assert_eq!(greeting.profiles, vec!["http://example.org/p".to_string()]);
 //! ```
+//!
+//! ## Features
+//!
+//! `tracing` (off by default; both drivers turn it on): the driver layer
+//! ([`dispatch::Layer`]) reports what a connection does as `tracing`
+//! events, recorded only when the application installs a subscriber.
+//!
+//! | target | level | event |
+//! |---|---|---|
+//! | `beep::frame` | TRACE | each frame header line, with `peer` and `dir` (`>` sent, `<` received); payloads never |
+//! | `beep::channel` | DEBUG | a channel opened (`channel`, `profile`, `by` = `us` or `peer`) or closed |
+//! | `beep::session` | DEBUG | the connection ended, with its `reason` |
+//!
+//! Frames are traced on connections that start while TRACE is enabled for
+//! `beep::frame` (the header scanner must see each direction from its
+//! first octet). The core itself ([`Session`]) records nothing.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -37,6 +53,7 @@ pub mod mime;
 mod pieces;
 pub mod reply_code;
 pub mod session;
+mod trace;
 pub mod xml;
 
 /// The `bytes` crate, whose [`Bytes`](bytes::Bytes) is in this crate's API.
@@ -46,4 +63,4 @@ pub use error::{ProtocolError, UsageError};
 pub use event::{Event, IncomingFrame, IncomingMessage, MessageKind, SessionEnd, StartRequest};
 pub use mime::Message;
 pub use reply_code::ReplyCode;
-pub use session::{Role, Session};
+pub use session::{FeedId, Role, Session};

@@ -180,7 +180,7 @@ fn take_output(shared: &Shared, chunks: &mut Vec<Bytes>) -> (bool, bool) {
     let mut actions = Vec::new();
     let (more, done) = {
         let mut st = shared.lock();
-        let more = st.core.poll_transmit_vectored(chunks);
+        let more = st.poll_transmit_vectored(chunks);
         // poll_transmit can end a session (the last <ok/> left).
         shared.route(&mut st, &mut actions);
         let done = st.core.ended().is_some() || st.core.session().is_ended();

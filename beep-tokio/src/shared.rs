@@ -76,7 +76,7 @@ impl Shared {
         actions: mpsc::UnboundedSender<Action>,
     ) -> Self {
         Shared {
-            state: Mutex::new(State::new(session)),
+            state: Mutex::new(named(State::new(session), peer)),
             changed: Event::new(),
             output: Event::new(),
             ended: AtomicBool::new(false),
@@ -289,6 +289,14 @@ impl Driver for Shared {
             let _ = self.actions.unbounded_send(action);
         }
     }
+}
+
+/// A connection's layer, with the peer named in its tracing events.
+fn named(mut state: State, peer: Option<SocketAddr>) -> State {
+    if let Some(peer) = peer {
+        state.name_peer(&peer);
+    }
+    state
 }
 
 /// Writer wake-ups held back while the dispatcher runs handlers that do

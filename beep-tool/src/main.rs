@@ -50,6 +50,10 @@ enum Command {
         /// Receive window per channel, in octets.
         #[arg(long, default_value_t = 4096)]
         window: u32,
+        /// Print each peer's frames to stderr (`PEER > ` sent, `PEER < `
+        /// received), and its channels opening and closing (`PEER * `).
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Open a channel, send one MSG, print the reply payload.
     Send {
@@ -132,7 +136,13 @@ fn main() -> ExitCode {
             echo,
             sink,
             window,
-        } => report(serve(&listen, &echo, &sink, window)),
+            verbose,
+        } => {
+            if verbose {
+                verbose::install(true);
+            }
+            report(serve(&listen, &echo, &sink, window))
+        }
         Command::Send {
             addr,
             profile,
@@ -264,16 +274,10 @@ fn send(
         release_timeout: timeout,
         ..Options::default()
     };
-    let connected = if verbose {
-        verbose::connect(addr, timeout)
-            .map_err(Error::from)
-            .and_then(|stream| {
-                Connection::connect_transport(verbose::Verbose::new(stream), options)
-            })
-    } else {
-        Connection::connect(addr, options)
-    };
-    let conn = match connected {
+    if verbose {
+        verbose::install(false);
+    }
+    let conn = match Connection::connect(addr, options) {
         Ok(conn) => conn,
         Err(e) => return failure(&e),
     };

@@ -265,3 +265,43 @@ fn send_sigterm(child: &std::process::Child) {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn serve_verbose_prints_each_peers_frames_and_channels_to_stderr() {
+    let mut child = Command::new(BEEP)
+        .args(["serve", "--listen", "127.0.0.1:0", "--echo", ECHO, "-v"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let out = send(&[&addr, "--profile", ECHO, "hi"], None);
+    assert_eq!(out.stdout, b"hi");
+    send_sigterm(&child);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    // Each line names the client (127.0.0.1:PORT), then what happened:
+    // its MSG on channel 1 came in, our RPY went out, after the channel
+    // had opened for the echo profile.
+    let find = |what: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with("127.0.0.1:") && l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} in:\n{stderr}"))
+    };
+    let opened = find(&format!(
+        "* channel opened channel=1 profile={ECHO} by=peer"
+    ));
+    let received = find(" < MSG 1 0 . 0 4");
+    let answered = find(" > RPY 1 0 . 0 4");
+    assert!(opened < received && received < answered, "{stderr}");
+    find("* connection ended reason=released by agreement");
+}

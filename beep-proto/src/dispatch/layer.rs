@@ -21,6 +21,7 @@ use crate::error::UsageError;
 use crate::event::{IncomingFrame, IncomingMessage, StartRequest};
 use crate::reply_code::ReplyCode;
 use crate::session::Session;
+use crate::trace::Trace;
 use crate::xml::{Greeting, Profile};
 
 /// Work for a driver's dispatcher, which runs application code one action
@@ -337,6 +338,7 @@ pub struct Layer<T, H> {
     /// The handlers of each open channel that has some.
     pub channels: HashMap<u32, H>,
     on_close: Vec<CloseCallback>,
+    trace: Trace,
 }
 
 impl<T, H> std::fmt::Debug for Layer<T, H> {
@@ -362,7 +364,37 @@ impl<T, H: Handlers> Layer<T, H> {
             core: Core::new(session),
             channels: HashMap::new(),
             on_close: Vec::new(),
+            trace: Trace::new(),
         }
+    }
+
+    /// Names the peer (its address) in this connection's `tracing`
+    /// events (see the crate's `tracing` feature).
+    ///
+    /// ```
+    /// let mut layer: beep_proto::dispatch::Layer<(), ()> =
+    ///     beep_proto::dispatch::Layer::new(beep_proto::Session::initiator(Default::default()));
+    /// layer.name_peer(&"127.0.0.1:10288");
+    /// ```
+    pub fn name_peer(&mut self, peer: &dyn std::fmt::Display) {
+        self.trace.set_peer(peer);
+    }
+
+    /// Takes the output that is ready ([`Core::poll_transmit_vectored`]),
+    /// tracing the frame headers it holds when frames are traced. Route
+    /// afterwards ([`Layer::route`]): taking output can make room.
+    ///
+    /// ```
+    /// let mut layer: beep_proto::dispatch::Layer<(), ()> =
+    ///     beep_proto::dispatch::Layer::new(beep_proto::Session::initiator(Default::default()));
+    /// let mut chunks = Vec::new();
+    /// assert!(layer.poll_transmit_vectored(&mut chunks), "the greeting");
+    /// ```
+    pub fn poll_transmit_vectored(&mut self, chunks: &mut Vec<bytes::Bytes>) -> bool {
+        let before = chunks.len();
+        let more = self.core.poll_transmit_vectored(chunks);
+        self.trace.sent(&chunks[before..]);
+        more
     }
 
     /// Where the wait for the peer's greeting stands: `Ok(true)` once it
@@ -519,7 +551,11 @@ impl<T, H: Handlers> Layer<T, H> {
         handlers: &mut Option<H>,
     ) -> Result<bool, UsageError> {
         let frames = handlers.as_ref().is_some_and(H::frames);
+        let profile = chosen.as_ref().ok().map(|(offer, _)| offer.uri.clone());
         let opened = self.core.answer_start(request, chosen, frames)?;
+        if let (true, Some(profile)) = (opened, profile) {
+            self.trace.opened(request.channel, &profile, false);
+        }
         if opened && let Some(taken) = handlers.take() {
             *handlers = self.channels.insert(request.channel, taken);
         }
@@ -589,6 +625,7 @@ impl<T, H: Handlers> Layer<T, H> {
         D: Driver<Wait = T, Handlers = H>,
     {
         let mut outcomes = Vec::new();
+        self.trace.received(bytes);
         self.core.handle_input(bytes, &mut outcomes);
         self.apply(outcomes, driver, actions);
     }
@@ -683,7 +720,8 @@ impl<T, H: Handlers> Layer<T, H> {
         for outcome in outcomes {
             match outcome {
                 Outcome::Complete(notify, result) => {
-                    if let Ok(Done::Opened { channel, .. }) = &result {
+                    if let Ok(Done::Opened { channel, profile }) = &result {
+                        self.trace.opened(*channel, &profile.uri, true);
                         self.channels.entry(*channel).or_default();
                     }
                     let result = result.map_err(Error::from);
@@ -697,6 +735,7 @@ impl<T, H: Handlers> Layer<T, H> {
                 Outcome::Frame(f) => actions.push(Action::Frame(f)),
                 Outcome::CloseRequested(request) => actions.push(Action::CloseRequested(request)),
                 Outcome::ChannelClosed(channel) => {
+                    self.trace.closed(channel);
                     // Application closures are dropped on the dispatcher,
                     // never under the lock (a drop may call back in).
                     if let Some(handlers) = self.channels.remove(&channel) {
@@ -704,6 +743,7 @@ impl<T, H: Handlers> Layer<T, H> {
                     }
                 }
                 Outcome::Ended(reason) => {
+                    self.trace.ended(&reason);
                     for callback in self.on_close.drain(..) {
                         let reason = reason.clone();
                         actions.push(Action::Run(Box::new(move || callback(&reason))));
