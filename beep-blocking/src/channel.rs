@@ -1,12 +1,13 @@
 //! A channel of a connection: requests, replies, handler, close.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Done, HandlerResult, Reply};
 use beep_proto::{IncomingFrame, IncomingMessage, Message, ReplyCode};
 
-use crate::connection::{Connection, Notify, State, Waiter, wait};
-use crate::error::{CloseReason, Error};
+use crate::connection::{Connection, Notify, Shared, State, Waiter, wait};
+use crate::error::Error;
 use crate::incoming::Incoming;
 use crate::profile::{CloseDecision, CloseRequest, erase, erase_close};
 
@@ -37,6 +38,10 @@ impl std::fmt::Debug for Channel {
 impl Channel {
     pub(crate) fn new(conn: Connection, number: u32) -> Self {
         Channel { conn, number }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.conn.shared
     }
 
     /// The channel number.
@@ -95,7 +100,7 @@ impl Channel {
                 .core
                 .cancel_request(self.number, msgno);
         }
-        result.and_then(replied)
+        result.and_then(Done::into_reply)
     }
 
     /// Sends a MSG; `done` runs with the complete reply (or the error that
@@ -105,7 +110,9 @@ impl Channel {
         message: Message,
         done: impl FnOnce(Result<Reply, Error>) + Send + 'static,
     ) -> Result<u32, Error> {
-        let notify = Notify::Call(Box::new(move |result| done(result.and_then(replied))));
+        let notify = Notify::Call(Box::new(move |result| {
+            done(result.and_then(Done::into_reply))
+        }));
         self.request_notify(message, notify)
     }
 
@@ -366,15 +373,5 @@ impl Channel {
             self.conn.shared.options.channel_timeout,
         )
         .map(drop)
-    }
-}
-
-/// The reply a request waited for.
-fn replied(done: Done) -> Result<Reply, Error> {
-    match done {
-        Done::Replied(reply) => Ok(reply),
-        other => Err(Error::Closed(CloseReason::Lost(format!(
-            "unexpected {other:?}"
-        )))),
     }
 }

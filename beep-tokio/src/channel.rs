@@ -8,7 +8,7 @@ use beep_proto::{IncomingFrame, IncomingMessage, Message, ReplyCode};
 use futures_channel::oneshot;
 
 use crate::connection::Connection;
-use crate::error::{CloseReason, Error};
+use crate::error::Error;
 use crate::incoming::Incoming;
 use crate::profile::{CloseDecision, CloseRequest, erase, erase_close};
 use crate::shared::{Notify, Shared, State};
@@ -141,15 +141,10 @@ impl Channel {
     pub async fn request(&self, message: Message, timeout: Duration) -> Result<Reply, Error> {
         let (tx, rx) = oneshot::channel();
         let msgno = self.request_notify(message, Notify::Wait(tx)).await?;
-        let mut pending = Pending {
-            shared: self.shared(),
-            channel: self.number,
-            msgno,
-            armed: true,
-        };
+        let mut pending = Pending::new(self.shared(), self.number, msgno);
         let result = self.shared().wait(rx, timeout).await;
         pending.armed = matches!(result, Err(Error::Timeout));
-        result.and_then(replied)
+        result.and_then(Done::into_reply)
     }
 
     /// Sends a MSG; `done` runs (on the dispatcher) with the complete reply
@@ -167,7 +162,9 @@ impl Channel {
         message: Message,
         done: impl FnOnce(Result<Reply, Error>) + Send + 'static,
     ) -> Result<u32, Error> {
-        let notify = Notify::Call(Box::new(move |result| done(result.and_then(replied))));
+        let notify = Notify::Call(Box::new(move |result| {
+            done(result.and_then(Done::into_reply))
+        }));
         self.request_notify(message, notify).await
     }
 
@@ -473,11 +470,23 @@ impl Channel {
 /// A request being awaited. If the wait ends without the reply (timeout,
 /// or the future was dropped), the waiter is forgotten so that a late
 /// reply goes to the channel's handler instead of nowhere.
-struct Pending<'a> {
+pub(crate) struct Pending<'a> {
     shared: &'a Shared,
     channel: u32,
     msgno: u32,
-    armed: bool,
+    pub(crate) armed: bool,
+}
+
+impl<'a> Pending<'a> {
+    /// Armed: dropped as is, it cancels the request.
+    pub(crate) fn new(shared: &'a Shared, channel: u32, msgno: u32) -> Self {
+        Pending {
+            shared,
+            channel,
+            msgno,
+            armed: true,
+        }
+    }
 }
 
 impl Drop for Pending<'_> {
@@ -488,15 +497,5 @@ impl Drop for Pending<'_> {
                 .core
                 .cancel_request(self.channel, self.msgno);
         }
-    }
-}
-
-/// The reply a request waited for.
-fn replied(done: Done) -> Result<Reply, Error> {
-    match done {
-        Done::Replied(reply) => Ok(reply),
-        other => Err(Error::Closed(CloseReason::Lost(format!(
-            "unexpected {other:?}"
-        )))),
     }
 }

@@ -12,7 +12,7 @@ use crate::error::{ProtocolError, UsageError};
 use crate::event::{Event, IncomingFrame, IncomingMessage, MessageKind, SessionEnd, StartRequest};
 use crate::mime::Message;
 use crate::reply_code::ReplyCode;
-use crate::session::Session;
+use crate::session::{FeedId, Session};
 use crate::xml::{ErrorElement, Profile};
 
 /// Why a connection ended, reported once to every waiter and close handler.
@@ -64,6 +64,31 @@ pub enum Done {
     Replied(Reply),
     /// The channel (0: the session) we asked to close is closed.
     Closed,
+}
+
+impl Done {
+    /// The complete reply a request waited for; anything else (a bug: a
+    /// request's waiter only ever gets its reply) ends the wait as a lost
+    /// connection, never a panic.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::{Done, Reply};
+    /// let reply = Reply::Rpy(beep_proto::Message::new("pong"));
+    /// assert_eq!(Done::Replied(reply.clone()).into_reply().unwrap(), reply);
+    /// assert!(Done::Closed.into_reply().is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](super::Error::Closed) for anything but a reply.
+    pub fn into_reply(self) -> Result<Reply, super::Error> {
+        match self {
+            Done::Replied(reply) => Ok(reply),
+            other => Err(super::Error::Closed(EndReason::Lost(format!(
+                "unexpected {other:?}"
+            )))),
+        }
+    }
 }
 
 /// Why a waiter's wish was not granted.
@@ -469,6 +494,141 @@ impl<W> Core<W> {
     /// As [`Session::set_receive_window`].
     pub fn set_receive_window(&mut self, channel: u32, window: u32) -> Result<(), UsageError> {
         self.session.set_receive_window(channel, window)
+    }
+
+    /// Starts a MSG sent in pieces that nobody waits for (see
+    /// [`Session::open_msg`]; its reply goes to the channel's handler).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::initiator(Default::default()));
+    /// assert!(core.open_msg(1, beep_proto::Message::default()).is_err(), "channel 1 is not open");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::open_msg`].
+    pub fn open_msg(&mut self, channel: u32, start: Message) -> Result<FeedId, UsageError> {
+        self.session.open_msg(channel, start)
+    }
+
+    /// Starts a MSG sent in pieces whose reply `waiter` awaits, like
+    /// [`Core::request`].
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::initiator(Default::default()));
+    /// assert!(core.open_request(1, beep_proto::Message::default(), ()).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Core::request`].
+    pub fn open_request(
+        &mut self,
+        channel: u32,
+        start: Message,
+        waiter: W,
+    ) -> Result<FeedId, UsageError> {
+        if self.session.is_streaming(channel) {
+            return Err(UsageError::Streaming { channel });
+        }
+        let feed = self.session.open_msg(channel, start)?;
+        self.session.set_reply_awaited(channel, feed.msgno(), true);
+        self.requests.insert(channel, feed.msgno(), waiter);
+        Ok(feed)
+    }
+
+    /// Starts a RPY to MSG `msgno` sent in pieces (see
+    /// [`Session::open_rpy`]).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
+    /// assert!(core.open_rpy(1, 0, beep_proto::Message::default()).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::open_rpy`].
+    pub fn open_rpy(
+        &mut self,
+        channel: u32,
+        msgno: u32,
+        start: Message,
+    ) -> Result<FeedId, UsageError> {
+        self.session.open_rpy(channel, msgno, start)
+    }
+
+    /// Starts one ANS to MSG `msgno` sent in pieces (see
+    /// [`Session::open_ans`]).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
+    /// assert!(core.open_ans(1, 0, beep_proto::Message::default()).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::open_ans`].
+    pub fn open_ans(
+        &mut self,
+        channel: u32,
+        msgno: u32,
+        start: Message,
+    ) -> Result<FeedId, UsageError> {
+        self.session.open_ans(channel, msgno, start)
+    }
+
+    /// Appends a piece to a message sent in pieces; `last` ends it (see
+    /// [`Session::feed`]).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::{Core, Done, Outcome};
+    /// use beep_proto::{Config, Event, IncomingMessage, Message, Session, xml::Profile};
+    /// type Client = Core<&'static str>;
+    /// // Moves bytes both ways; the server accepts starts and keeps MSGs.
+    /// fn pump(client: &mut Client, server: &mut Session, out: &mut Vec<Outcome<&'static str>>, got: &mut Vec<IncomingMessage>) {
+    ///     for _ in 0..4 {
+    ///         let mut chunks = Vec::new();
+    ///         client.poll_transmit_vectored(&mut chunks);
+    ///         server.handle_input(&chunks.concat()).unwrap();
+    ///         while let Some(event) = server.poll_event() {
+    ///             match event {
+    ///                 Event::StartRequested(start) => server.accept_start(start.channel, Profile::new("p")).unwrap(),
+    ///                 Event::Message(m) => got.push(m),
+    ///                 _ => {}
+    ///             }
+    ///         }
+    ///         while let Some(bytes) = server.poll_transmit() {
+    ///             client.handle_input(&bytes, out);
+    ///         }
+    ///     }
+    /// }
+    /// let mut client: Client = Core::new(Session::initiator(Config::default()));
+    /// let mut server = Session::listener(Config { profiles: vec!["p".into()], ..Config::default() });
+    /// let (mut out, mut got) = (Vec::new(), Vec::new());
+    /// client.open_channel(Profile::new("p"), None, "open").unwrap();
+    /// pump(&mut client, &mut server, &mut out, &mut got);
+    /// assert!(matches!(out[0], Outcome::Complete("open", Ok(Done::Opened { channel: 1, .. }))));
+    /// let feed = client.open_msg(1, Message::verbatim("")).unwrap();
+    /// client.feed(feed, "in ".into(), false).unwrap();
+    /// client.feed(feed, "pieces".into(), true).unwrap();
+    /// pump(&mut client, &mut server, &mut out, &mut got);
+    /// assert_eq!(&got[0].message.body()[..], b"in pieces");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::feed`].
+    pub fn feed(
+        &mut self,
+        feed: FeedId,
+        piece: bytes::Bytes,
+        last: bool,
+    ) -> Result<(), UsageError> {
+        self.session.feed(feed, piece, last)
     }
 
     /// Takes the output that is ready, as [`Session::poll_transmit_vectored`]
