@@ -1,0 +1,1148 @@
+//! Issue 10: hostile peers over sockets. A listener of each driver keeps
+//! serving honest peers (a channel on the echo profile, a request, its
+//! echo, a release) while hostile peers attack it, and ends every hostile
+//! connection and reports it through `Listener::on_connection_end`:
+//! slowloris greetings, an idle crowd beside a flooder that never reads,
+//! resets at every stage of a session, garbage, and a burst of starts.
+//!
+//! Each scenario is written once, for a [`Driver`]; the honest peer is a
+//! `beep_blocking::Connection` against both listeners, the hostile peers
+//! are raw sockets ([`Peer`]) writing frames by hand.
+#![cfg(target_os = "linux")]
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use beep_proto::Message;
+use beep_proto::dispatch::{EndReason, Reply};
+use beep_proto::xml::Profile;
+
+mod serving;
+
+use serving::ECHO;
+
+/// The longest wait for anything that should happen.
+const BOUND: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy)]
+enum Driver {
+    Blocking,
+    Tokio,
+}
+
+/// The listener settings a scenario changes.
+#[derive(Debug, Clone)]
+struct Limits {
+    greeting_timeout: Duration,
+    receive_window: u32,
+    max_queued_output: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            greeting_timeout: Duration::from_secs(30),
+            receive_window: beep_proto::config::DEFAULT_WINDOW,
+            max_queued_output: 4 << 20,
+        }
+    }
+}
+
+/// What `on_connection_end` reported, in order.
+#[derive(Default)]
+struct Ends {
+    seen: Mutex<Vec<(SocketAddr, EndReason)>>,
+    changed: Condvar,
+}
+
+impl Ends {
+    fn record(&self, peer: SocketAddr, reason: &EndReason) {
+        self.seen.lock().unwrap().push((peer, reason.clone()));
+        self.changed.notify_all();
+    }
+
+    /// The reason reported for each of `peers`, once all are reported;
+    /// or the peers still unreported after `limit`.
+    fn wait_for(
+        &self,
+        peers: &[SocketAddr],
+        limit: Duration,
+    ) -> Result<Vec<EndReason>, Vec<SocketAddr>> {
+        let find = |seen: &[(SocketAddr, EndReason)], peer: &SocketAddr| {
+            seen.iter().find(|(p, _)| p == peer).map(|(_, r)| r.clone())
+        };
+        let guard = self.seen.lock().unwrap();
+        let (seen, _) = self
+            .changed
+            .wait_timeout_while(guard, limit, |seen| {
+                peers.iter().any(|p| find(seen, p).is_none())
+            })
+            .unwrap();
+        let missing: Vec<SocketAddr> = peers
+            .iter()
+            .filter(|p| find(&seen, p).is_none())
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        Ok(peers.iter().filter_map(|p| find(&seen, p)).collect())
+    }
+
+    /// Asserts every one of `peers` was reported ended within [`BOUND`],
+    /// and returns the reasons.
+    fn all_ended(&self, driver: Driver, what: &str, peers: &[SocketAddr]) -> Vec<EndReason> {
+        match self.wait_for(peers, BOUND) {
+            Ok(reasons) => reasons,
+            Err(missing) => panic!(
+                "{driver:?}: {} of {} {what} connections never reported ended after {BOUND:?} \
+                 (first: {:?})",
+                missing.len(),
+                peers.len(),
+                missing.first()
+            ),
+        }
+    }
+}
+
+enum Running {
+    Blocking(serving::Blocking),
+    Tokio(serving::Tokio),
+}
+
+/// A listener under attack, with its connection-end reports.
+struct Listening {
+    driver: Driver,
+    addr: SocketAddr,
+    ends: Arc<Ends>,
+    running: Running,
+}
+
+fn listen(driver: Driver, limits: Limits) -> Listening {
+    let ends = Arc::new(Ends::default());
+    let config = beep_proto::Config {
+        receive_window: limits.receive_window,
+        ..Default::default()
+    };
+    let running = match driver {
+        Driver::Blocking => {
+            let options = beep_blocking::Options {
+                config,
+                greeting_timeout: limits.greeting_timeout,
+                max_queued_output: limits.max_queued_output,
+                ..Default::default()
+            };
+            let ends = ends.clone();
+            Running::Blocking(serving::blocking(
+                serving::blocking_echo(),
+                options,
+                move |listener| listener.on_connection_end(move |p, r| ends.record(p, r)),
+            ))
+        }
+        Driver::Tokio => {
+            let options = beep_tokio::Options {
+                config,
+                greeting_timeout: limits.greeting_timeout,
+                max_queued_output: limits.max_queued_output,
+                ..Default::default()
+            };
+            let ends = ends.clone();
+            Running::Tokio(serving::tokio(
+                serving::tokio_echo(),
+                options,
+                move |listener| listener.on_connection_end(move |p, r| ends.record(p, r)),
+            ))
+        }
+    };
+    let addr = match &running {
+        Running::Blocking(s) => s.addr,
+        Running::Tokio(s) => s.addr,
+    };
+    Listening {
+        driver,
+        addr,
+        ends,
+        running,
+    }
+}
+
+impl Listening {
+    /// An honest exchange on a new connection must succeed now.
+    fn serves(&self, when: &str) {
+        if let Err(e) = honest_exchange(self.addr, when) {
+            panic!(
+                "{:?}: an honest peer was not served {when}: {e}",
+                self.driver
+            );
+        }
+    }
+
+    /// Stops the listener (which must stop, and well).
+    fn stop(self) {
+        match self.running {
+            Running::Blocking(s) => s.stop(),
+            Running::Tokio(s) => s.stop(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------
+// The honest peer.
+
+fn honest_options() -> beep_blocking::Options {
+    beep_blocking::Options {
+        connect_timeout: BOUND,
+        channel_timeout: BOUND,
+        release_timeout: BOUND,
+        ..Default::default()
+    }
+}
+
+/// Connects, echoes `text` on a new echo channel, releases.
+fn honest_exchange(addr: SocketAddr, text: &str) -> Result<(), String> {
+    let conn = beep_blocking::Connection::connect(addr, honest_options())
+        .map_err(|e| format!("connect: {e}"))?;
+    echo_on(&conn, text)?;
+    conn.close().map_err(|e| format!("release: {e}"))
+}
+
+/// One echo through a new channel of `conn`.
+fn echo_on(conn: &beep_blocking::Connection, text: &str) -> Result<(), String> {
+    let channel = conn
+        .open_channel(Profile::new(ECHO), None)
+        .map_err(|e| format!("open echo: {e}"))?;
+    match channel.request(Message::new(text.to_owned()), BOUND) {
+        Ok(Reply::Rpy(m)) if m.body()[..] == *text.as_bytes() => Ok(()),
+        Ok(other) => Err(format!("unexpected reply {other:?}")),
+        Err(e) => Err(format!("request: {e}")),
+    }
+}
+
+// ---------------------------------------------------------------------
+// Hostile peers: raw sockets writing frames by hand.
+
+/// A data frame (RFC 3080 2.2.1): header, payload, trailer.
+fn data_frame(keyword: &str, channel: u32, msgno: u32, seqno: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = format!(
+        "{keyword} {channel} {msgno} . {seqno} {}\r\n",
+        payload.len()
+    )
+    .into_bytes();
+    frame.extend_from_slice(payload);
+    frame.extend_from_slice(b"END\r\n");
+    frame
+}
+
+const XML: &str = "Content-Type: application/beep+xml\r\n\r\n";
+
+/// Our greeting, RPY 0 0 (RFC 3080 2.3.1.1), advertising nothing.
+fn greeting_frame() -> Vec<u8> {
+    data_frame("RPY", 0, 0, 0, greeting_payload().as_bytes())
+}
+
+fn greeting_payload() -> String {
+    format!("{XML}<greeting />\r\n")
+}
+
+fn start_payload(channel: u32) -> String {
+    format!("{XML}<start number='{channel}'>\r\n<profile uri='{ECHO}' />\r\n</start>\r\n")
+}
+
+/// The keyword of a data frame the listener sent (RFC 3080 2.2.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Msg,
+    Rpy,
+    Err,
+    Ans,
+    Nul,
+}
+
+/// A data frame's header, as far as the hostile peers care.
+#[derive(Debug, Clone, Copy)]
+struct Data {
+    kind: Kind,
+    channel: u32,
+    msgno: u32,
+    more: bool,
+}
+
+/// A frame received by a [`Peer`]. (Read with a parser of the test's own,
+/// so that it checks the listener's output independently of the core.)
+#[derive(Debug)]
+enum Frame {
+    Data(Data, Vec<u8>),
+    /// SEQ (RFC 3081 3.1.3): channel, ackno, window.
+    Seq(u32, u32, u32),
+}
+
+/// A header line at the start of `inbox`: the frame's header, the header
+/// line's length, and the payload size (0 for SEQ); None while incomplete.
+fn parse_line(inbox: &[u8]) -> Option<(Frame, usize, usize)> {
+    let end = inbox.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&inbox[..end]).expect("an ASCII header");
+    let fields: Vec<&str> = line.split(' ').collect();
+    let num = |i: usize| -> u32 {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| panic!("the listener sent a bad header: {line:?}"))
+    };
+    if fields[0] == "SEQ" {
+        return Some((Frame::Seq(num(1), num(2), num(3)), end + 2, 0));
+    }
+    let kind = match fields[0] {
+        "MSG" => Kind::Msg,
+        "RPY" => Kind::Rpy,
+        "ERR" => Kind::Err,
+        "ANS" => Kind::Ans,
+        "NUL" => Kind::Nul,
+        _ => panic!("the listener sent a bad header: {line:?}"),
+    };
+    let data = Data {
+        kind,
+        channel: num(1),
+        msgno: num(2),
+        more: fields.get(3) == Some(&"*"),
+    };
+    Some((Frame::Data(data, Vec::new()), end + 2, num(5) as usize))
+}
+
+/// A hostile peer's socket, with just enough BEEP to get where it attacks.
+struct Peer {
+    stream: TcpStream,
+    /// Our end's address: the peer the listener reports.
+    local: SocketAddr,
+    inbox: Vec<u8>,
+    /// The next seqno we send, per channel (RFC 3080 2.2.1.2).
+    sent: HashMap<u32, u32>,
+    /// The next msgno we use, per channel.
+    msgnos: HashMap<u32, u32>,
+    /// ackno + window of the listener's last SEQ, per channel (RFC 3081
+    /// 3.1.3); 4096 until one came (RFC 3081 3.1.1).
+    allowed: HashMap<u32, u32>,
+    /// Payload octets received, per channel: the ackno of our SEQs.
+    received: HashMap<u32, u32>,
+}
+
+impl Peer {
+    fn connect(addr: SocketAddr) -> Peer {
+        Peer::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A peer whose receive buffer is `size` octets (set before connecting,
+    /// so the kernel does not grow it): a listener writing to it backs up.
+    fn connect_small_buffer(addr: SocketAddr, size: i32) -> Peer {
+        let SocketAddr::V4(v4) = addr else {
+            panic!("loopback IPv4 only")
+        };
+        // SAFETY: a new socket, owned at once by the TcpStream; setsockopt
+        // and connect read the values we pass and keep nothing.
+        let stream = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let stream = TcpStream::from_raw_fd(fd);
+            let done = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const i32).cast(),
+                size_of::<i32>() as libc::socklen_t,
+            );
+            assert_eq!(done, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+            let to = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*v4.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let done = libc::connect(
+                fd,
+                (&to as *const libc::sockaddr_in).cast(),
+                size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            assert_eq!(done, 0, "connect: {}", std::io::Error::last_os_error());
+            stream
+        };
+        Peer::from_stream(stream)
+    }
+
+    fn from_stream(stream: TcpStream) -> Peer {
+        Peer {
+            local: stream.local_addr().expect("local addr"),
+            stream,
+            inbox: Vec::new(),
+            sent: HashMap::new(),
+            msgnos: HashMap::from([(0, 1)]),
+            allowed: HashMap::new(),
+            received: HashMap::new(),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    fn greet(&mut self) {
+        let frame = greeting_frame();
+        self.write(&frame);
+        self.sent.insert(0, greeting_payload().len() as u32);
+    }
+
+    /// The next MSG on `channel`, numbered and sequenced.
+    fn msg_frame(&mut self, channel: u32, payload: &[u8]) -> (u32, Vec<u8>) {
+        let msgno = self.msgnos.entry(channel).or_insert(0);
+        let this = *msgno;
+        *msgno += 1;
+        let seqno = self.sent.entry(channel).or_insert(0);
+        let frame = data_frame("MSG", channel, this, *seqno, payload);
+        *seqno += payload.len() as u32;
+        (this, frame)
+    }
+
+    fn send_msg(&mut self, channel: u32, payload: &[u8]) -> u32 {
+        let (msgno, frame) = self.msg_frame(channel, payload);
+        self.write(&frame);
+        msgno
+    }
+
+    /// A SEQ letting the listener send `window` octets beyond what we
+    /// received on `channel` (RFC 3081 3.1.3).
+    fn seq_frame(&self, channel: u32, window: u32) -> Vec<u8> {
+        let ackno = self.received.get(&channel).copied().unwrap_or(0);
+        format!("SEQ {channel} {ackno} {window}\r\n").into_bytes()
+    }
+
+    /// Octets we may still send on `channel` (RFC 3081 3.1.2).
+    fn room(&self, channel: u32) -> u32 {
+        let allowed = self
+            .allowed
+            .get(&channel)
+            .copied()
+            .unwrap_or(beep_proto::config::DEFAULT_WINDOW);
+        allowed.wrapping_sub(self.sent.get(&channel).copied().unwrap_or(0))
+    }
+
+    /// The next frame from the listener, or an error (a timeout after
+    /// `limit`, the connection closed).
+    fn frame(&mut self, limit: Duration) -> std::io::Result<Frame> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match parse_line(&self.inbox) {
+                Some((Frame::Seq(channel, ackno, window), used, _)) => {
+                    self.inbox.drain(..used);
+                    self.allowed.insert(channel, ackno.wrapping_add(window));
+                    return Ok(Frame::Seq(channel, ackno, window));
+                }
+                Some((Frame::Data(data, _), used, size)) if self.inbox.len() >= used + size + 5 => {
+                    let end = used + size;
+                    assert_eq!(&self.inbox[end..end + 5], b"END\r\n", "trailer");
+                    let payload = self.inbox[used..end].to_vec();
+                    self.inbox.drain(..end + 5);
+                    *self.received.entry(data.channel).or_insert(0) += size as u32;
+                    return Ok(Frame::Data(data, payload));
+                }
+                Some(_) | None => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ErrorKind::TimedOut.into());
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            let mut buf = [0u8; 64 * 1024];
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    return Err(ErrorKind::TimedOut.into());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The complete reply to our `msgno` on `channel` (every frame of it),
+    /// other frames skipped.
+    fn reply(&mut self, channel: u32, msgno: u32) -> (Kind, Vec<u8>) {
+        match self.try_reply(channel, msgno, BOUND) {
+            Ok(reply) => reply,
+            Err(e) => panic!("no reply to MSG {channel} {msgno}: {e}"),
+        }
+    }
+
+    fn try_reply(
+        &mut self,
+        channel: u32,
+        msgno: u32,
+        limit: Duration,
+    ) -> std::io::Result<(Kind, Vec<u8>)> {
+        let deadline = Instant::now() + limit;
+        let mut payload = Vec::new();
+        loop {
+            match self.frame(deadline.saturating_duration_since(Instant::now()))? {
+                Frame::Data(h, p)
+                    if h.kind != Kind::Msg && h.channel == channel && h.msgno == msgno =>
+                {
+                    payload.extend_from_slice(&p);
+                    if !h.more {
+                        return Ok((h.kind, payload));
+                    }
+                }
+                Frame::Data(..) | Frame::Seq(..) => {}
+            }
+        }
+    }
+
+    /// Greets and waits for the listener's greeting.
+    fn greeted(addr: SocketAddr) -> Peer {
+        let mut peer = Peer::connect(addr);
+        peer.greet();
+        peer.reply(0, 0);
+        peer
+    }
+
+    /// Starts `channel` on the echo profile (RFC 3080 2.3.1.2); with a
+    /// `window` above 4096, waits for the SEQ announcing it (RFC 3081 3.1.4).
+    fn open_echo(&mut self, channel: u32, window: u32) {
+        let msgno = self.send_msg(0, start_payload(channel).as_bytes());
+        let (kind, payload) = self.reply(0, msgno);
+        assert_eq!(
+            kind,
+            Kind::Rpy,
+            "start refused: {}",
+            String::from_utf8_lossy(&payload)
+        );
+        while window > beep_proto::config::DEFAULT_WINDOW && !self.allowed.contains_key(&channel) {
+            self.frame(BOUND).expect("the channel's window");
+        }
+    }
+
+    /// How long until the listener closed the connection (a read of 0 or
+    /// an error), or None if it is open after `limit`. Reads and drops
+    /// whatever it sent meanwhile.
+    fn closed_within(&mut self, limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        loop {
+            match self.frame(limit.saturating_sub(started.elapsed())) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock => {
+                    return None;
+                }
+                Err(_) => return Some(started.elapsed()),
+            }
+        }
+    }
+
+    /// Sets the receive buffer (after a flood, to read it back quickly).
+    fn set_receive_buffer(&self, size: i32) {
+        // SAFETY: setsockopt reads the value we pass.
+        let done = unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const i32).cast(),
+                size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(done, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+    }
+
+    /// Closes the socket with a reset (SO_LINGER 0) instead of a FIN.
+    fn reset(self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt reads the struct we pass.
+        let done = unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(done, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// The resident memory of this process (listener and peers), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+// ---------------------------------------------------------------------
+// 1. Slowloris.
+
+/// RFC 3080 2.4: a peer greets as soon as it is connected. Fifty peers
+/// that send their greeting one octet every 100 ms (and never finish it)
+/// do not keep an honest peer out, and are each cut off after the
+/// listener's greeting timeout (0.5 s), not before, and reported.
+fn slowloris(driver: Driver) {
+    const PEERS: usize = 50;
+    const GREETING: Duration = Duration::from_millis(500);
+    let server = listen(
+        driver,
+        Limits {
+            greeting_timeout: GREETING,
+            ..Default::default()
+        },
+    );
+    let greeting = greeting_frame();
+    let connected = Instant::now();
+    let mut peers: Vec<(TcpStream, SocketAddr, Option<Duration>)> = (0..PEERS)
+        .map(|_| {
+            let stream = TcpStream::connect(server.addr).expect("connect");
+            stream.set_nonblocking(true).expect("nonblocking");
+            let local = stream.local_addr().expect("addr");
+            (stream, local, None)
+        })
+        .collect();
+    let addr = server.addr;
+    let honest = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        honest_exchange(addr, "during a slowloris attack")
+    });
+    let mut buf = [0u8; 4096];
+    // The last octet is never sent.
+    for octet in greeting.iter().take(greeting.len() - 1) {
+        for (stream, _, cut) in peers.iter_mut().filter(|p| p.2.is_none()) {
+            let mut closed = stream.write(std::slice::from_ref(octet)).is_err();
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => closed = true,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => closed = true,
+                }
+                break;
+            }
+            if closed {
+                *cut = Some(connected.elapsed());
+            }
+        }
+        if peers.iter().all(|p| p.2.is_some()) || connected.elapsed() > BOUND {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Err(e) = honest.join().expect("honest peer") {
+        panic!("{driver:?}: an honest peer was not served during the attack: {e}");
+    }
+    let still_open = peers.iter().filter(|p| p.2.is_none()).count();
+    assert_eq!(
+        still_open,
+        0,
+        "{driver:?}: {still_open} slowloris peers still connected after {:?}",
+        connected.elapsed()
+    );
+    let earliest = peers.iter().filter_map(|p| p.2).min().unwrap();
+    assert!(
+        earliest >= GREETING,
+        "{driver:?}: a slowloris peer was cut off after {earliest:?}, before the greeting timeout"
+    );
+    let locals: Vec<SocketAddr> = peers.iter().map(|p| p.1).collect();
+    for reason in server.ends.all_ended(driver, "slowloris", &locals) {
+        assert!(
+            matches!(&reason, EndReason::Lost(why) if why.contains("no greeting")),
+            "{driver:?}: {reason:?}"
+        );
+    }
+    server.serves("after a slowloris attack");
+    server.stop();
+}
+
+#[test]
+fn rfc3080_2_4_blocking_listener_cuts_off_slowloris_greetings_and_serves_honest_peers() {
+    slowloris(Driver::Blocking);
+}
+
+#[test]
+fn rfc3080_2_4_tokio_listener_cuts_off_slowloris_greetings_and_serves_honest_peers() {
+    slowloris(Driver::Tokio);
+}
+
+// ---------------------------------------------------------------------
+// 2. An idle crowd and a flooder.
+
+/// 300 peers greet and sit idle; one more opens an echo channel, gives
+/// the listener a window larger than all the echoes (RFC 3081 3.1.3), and
+/// sends valid MSGs as fast as it can, up to the window the listener
+/// announced (RFC 3081 3.1.2: a peer never sends beyond it), and never
+/// reads the echoes, so the listener's output to it backs up behind an
+/// 8 KiB receive buffer. Honest peers are served throughout; the process grows
+/// by far less than 200 MB; once the flooder reads, every MSG has its
+/// echo (the stalled connection was held, not dropped or corrupted); and
+/// all 301 connections are reported ended once they leave.
+fn idle_crowd_and_flooder(driver: Driver) {
+    const IDLE: usize = 300;
+    const WINDOW: u32 = 8 << 20;
+    const CHUNK: usize = 4000;
+    let rss_before = rss_kib();
+    let server = listen(
+        driver,
+        Limits {
+            receive_window: WINDOW,
+            max_queued_output: 64 << 10,
+            ..Default::default()
+        },
+    );
+    let idle: Vec<Peer> = (0..IDLE).map(|_| Peer::greeted(server.addr)).collect();
+    server.serves(&format!("beside {IDLE} idle connections"));
+
+    let mut flooder = Peer::connect_small_buffer(server.addr, 4096);
+    flooder.greet();
+    flooder.reply(0, 0);
+    flooder.open_echo(1, WINDOW);
+    // Room for every echo in our window: what holds them back is TCP.
+    let seq = flooder.seq_frame(1, 4 * WINDOW);
+    flooder.write(&seq);
+    let mut payload = b"\r\n".to_vec();
+    payload.resize(CHUNK, b'f');
+    let flood = std::thread::spawn(move || {
+        let mut sent = 0u32;
+        while flooder.room(1) as usize >= payload.len() {
+            flooder.send_msg(1, &payload);
+            sent += 1;
+        }
+        (flooder, sent)
+    });
+    let mut during = 0;
+    while !flood.is_finished() || during == 0 {
+        server.serves("during a flood");
+        during += 1;
+    }
+    let (mut flooder, sent) = flood.join().expect("flooder");
+    assert!(
+        sent as usize >= WINDOW as usize / CHUNK - 1,
+        "{driver:?}: sent {sent}"
+    );
+    server.serves("with the flooder's output backed up");
+    let grown = rss_kib().saturating_sub(rss_before);
+    assert!(
+        grown < 200 << 10,
+        "{driver:?}: the process grew by {grown} KiB under the flood"
+    );
+
+    // The flooder reads at last: an echo for every MSG, in order (RFC 3080
+    // 2.6.1).
+    flooder.set_receive_buffer(4 << 20);
+    let reading = Instant::now();
+    for msgno in 0..sent {
+        match flooder.try_reply(1, msgno, BOUND) {
+            Ok((kind, body)) => {
+                assert_eq!(kind, Kind::Rpy, "{driver:?}: msgno {msgno}");
+                assert_eq!(body.len(), CHUNK, "{driver:?}: msgno {msgno}");
+            }
+            Err(e) => panic!(
+                "{driver:?}: the flooder got {msgno} of its {sent} echoes in {:?}, then: {e}",
+                reading.elapsed()
+            ),
+        }
+    }
+
+    let mut locals: Vec<SocketAddr> = idle.iter().map(|p| p.local).collect();
+    locals.push(flooder.local);
+    drop(idle);
+    drop(flooder);
+    server.ends.all_ended(driver, "idle or flooding", &locals);
+    server.serves("after the idle crowd and the flooder left");
+    server.stop();
+}
+
+#[test]
+fn rfc3081_3_1_blocking_listener_serves_honest_peers_beside_an_idle_crowd_and_a_flooder() {
+    idle_crowd_and_flooder(Driver::Blocking);
+}
+
+#[test]
+fn rfc3081_3_1_tokio_listener_serves_honest_peers_beside_an_idle_crowd_and_a_flooder() {
+    idle_crowd_and_flooder(Driver::Tokio);
+}
+
+// ---------------------------------------------------------------------
+// 3. Resets at every stage.
+
+/// Where in a session a peer resets its connection.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    /// Before anything is sent.
+    AfterConnect,
+    /// Half of its greeting sent (RFC 3080 2.3.1.1).
+    MidGreeting,
+    /// Greetings exchanged.
+    AfterGreeting,
+    /// Half of a `<start>` MSG sent (RFC 3080 2.3.1.2).
+    MidStart,
+    /// An echo channel open, half of a MSG sent.
+    HalfMsg,
+    /// 1 MiB of MSGs sent, their echoes backed up behind a small receive
+    /// buffer: the listener is writing to it.
+    DuringReply,
+    /// It asked to release the session (RFC 3080 2.3.1.3) and got the
+    /// `<ok/>`: the listener is draining and waiting for its close.
+    DuringRelease,
+}
+
+const STAGES: [Stage; 7] = [
+    Stage::AfterConnect,
+    Stage::MidGreeting,
+    Stage::AfterGreeting,
+    Stage::MidStart,
+    Stage::HalfMsg,
+    Stage::DuringReply,
+    Stage::DuringRelease,
+];
+
+/// The window of the reset scenario's listener: room for the 1 MiB of
+/// MSGs whose echoes are being written when the peer resets.
+const RESET_WINDOW: u32 = 1 << 20;
+
+/// Takes a peer to `stage`, then resets; returns its address.
+fn reset_at(addr: SocketAddr, stage: Stage) -> SocketAddr {
+    let mut peer = match stage {
+        Stage::DuringReply => Peer::connect_small_buffer(addr, 4096),
+        _ => Peer::connect(addr),
+    };
+    match stage {
+        Stage::AfterConnect => {}
+        Stage::MidGreeting => {
+            let greeting = greeting_frame();
+            peer.write(&greeting[..greeting.len() / 2]);
+            peer.frame(BOUND).expect("the listener's greeting");
+        }
+        Stage::AfterGreeting => {
+            peer.greet();
+            peer.reply(0, 0);
+        }
+        Stage::MidStart => {
+            peer.greet();
+            peer.reply(0, 0);
+            let (_, frame) = peer.msg_frame(0, start_payload(1).as_bytes());
+            peer.write(&frame[..frame.len() / 2]);
+        }
+        Stage::HalfMsg => {
+            peer.greet();
+            peer.reply(0, 0);
+            peer.open_echo(1, RESET_WINDOW);
+            let (_, frame) = peer.msg_frame(1, b"\r\nhalf of a message");
+            peer.write(&frame[..frame.len() / 2]);
+        }
+        Stage::DuringReply => {
+            peer.greet();
+            peer.reply(0, 0);
+            peer.open_echo(1, RESET_WINDOW);
+            let seq = peer.seq_frame(1, 4 * RESET_WINDOW);
+            peer.write(&seq);
+            let mut payload = b"\r\n".to_vec();
+            payload.resize(4000, b'r');
+            while peer.room(1) as usize >= payload.len() {
+                peer.send_msg(1, &payload);
+            }
+            // The first echo arriving: the listener is writing them.
+            while !matches!(peer.frame(BOUND).expect("an echo"), Frame::Data(h, _) if h.channel == 1)
+            {
+            }
+        }
+        Stage::DuringRelease => {
+            peer.greet();
+            peer.reply(0, 0);
+            let close = format!("{XML}<close number='0' code='200' />\r\n");
+            let msgno = peer.send_msg(0, close.as_bytes());
+            let (kind, _) = peer.reply(0, msgno);
+            assert_eq!(kind, Kind::Rpy, "release refused");
+        }
+    }
+    let local = peer.local;
+    peer.reset();
+    local
+}
+
+/// Peers reset their connections at every stage of a session, three at
+/// each. The listener serves honest peers between them (on a connection
+/// made before the first reset, and on new ones), reports every reset
+/// connection ended, as lost, within a bound (so none hangs, or leaks a
+/// handler waiting to write), and stops cleanly afterwards.
+fn resets(driver: Driver) {
+    let server = listen(
+        driver,
+        Limits {
+            receive_window: RESET_WINDOW,
+            ..Default::default()
+        },
+    );
+    let honest = beep_blocking::Connection::connect(server.addr, honest_options())
+        .expect("an honest peer connects");
+    let mut locals = Vec::new();
+    for stage in STAGES {
+        for _ in 0..3 {
+            locals.push((stage, reset_at(server.addr, stage)));
+        }
+        if let Err(e) = echo_on(&honest, "between resets") {
+            panic!("{driver:?}: an honest peer was not served after resets {stage:?}: {e}");
+        }
+        server.serves(&format!("after resets {stage:?}"));
+    }
+    let addrs: Vec<SocketAddr> = locals.iter().map(|(_, a)| *a).collect();
+    let reasons = server.ends.all_ended(driver, "reset", &addrs);
+    for ((stage, _), reason) in locals.iter().zip(reasons) {
+        // A peer that reset after its release was agreed ended released.
+        let released = matches!(stage, Stage::DuringRelease) && reason == EndReason::Released;
+        assert!(
+            matches!(reason, EndReason::Lost(_)) || released,
+            "{driver:?}: reset {stage:?} ended as {reason:?}"
+        );
+    }
+    honest.close().expect("the honest peer releases");
+    server.stop();
+}
+
+#[test]
+fn blocking_listener_reports_every_reset_connection_ended_at_every_stage() {
+    resets(Driver::Blocking);
+}
+
+#[test]
+fn tokio_listener_reports_every_reset_connection_ended_at_every_stage() {
+    resets(Driver::Tokio);
+}
+
+// ---------------------------------------------------------------------
+// 4. Garbage.
+
+/// Deterministic noise (xorshift64).
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Sends `garbage` on a new connection and expects it closed within the
+/// bound and reported as a protocol violation.
+fn garbage_is_cut_off(server: &Listening, what: &str, greet_first: bool, garbage: &[u8]) {
+    let mut peer = if greet_first {
+        Peer::greeted(server.addr)
+    } else {
+        Peer::connect(server.addr)
+    };
+    peer.write(garbage);
+    if peer.closed_within(BOUND).is_none() {
+        panic!(
+            "{:?}: a peer sending {what} is still connected after {BOUND:?}",
+            server.driver
+        );
+    }
+    let reasons = server.ends.all_ended(server.driver, what, &[peer.local]);
+    assert!(
+        matches!(reasons[0], EndReason::Violation(_)),
+        "{:?}: {what}: {:?}",
+        server.driver,
+        reasons[0]
+    );
+}
+
+/// Random octets, a header announcing 2^31-1 octets on channel 0 (beyond
+/// its window: RFC 3081 3.1.2), and a size beyond 31 bits (RFC 3080 2.2.1)
+/// each get their connection closed as a violation; a SEQ for channel 99,
+/// never opened, is ignored (it may cross our `<ok/>` to a close, RFC
+/// 3080 2.3.1.3) and the session goes on. An honest connection made
+/// before the garbage is served after each, and new ones after all.
+fn garbage(driver: Driver) {
+    let server = listen(driver, Limits::default());
+    let honest = beep_blocking::Connection::connect(server.addr, honest_options())
+        .expect("an honest peer connects");
+    let served = |when: &str| {
+        if let Err(e) = echo_on(&honest, when) {
+            panic!("{driver:?}: an honest peer was not served {when}: {e}");
+        }
+    };
+
+    garbage_is_cut_off(&server, "random octets", false, &noise(4096));
+    served("after random octets");
+
+    let greeted = greeting_payload().len();
+    let huge = format!("MSG 0 1 . {greeted} 2147483647\r\n");
+    garbage_is_cut_off(&server, "a 2^31-1 octet frame", true, huge.as_bytes());
+    served("after a huge frame header");
+
+    garbage_is_cut_off(
+        &server,
+        "a size beyond 31 bits",
+        true,
+        format!("MSG 0 1 . {greeted} 99999999999\r\n").as_bytes(),
+    );
+    served("after a size beyond 31 bits");
+
+    let mut peer = Peer::greeted(server.addr);
+    peer.write(b"SEQ 99 0 4096\r\n");
+    peer.open_echo(1, beep_proto::config::DEFAULT_WINDOW);
+    let msgno = peer.send_msg(1, b"\r\nafter SEQ 99");
+    assert_eq!(peer.reply(1, msgno).0, Kind::Rpy, "{driver:?}");
+    served("after a SEQ for channel 99");
+    drop(peer);
+
+    honest.close().expect("the honest peer releases");
+    server.serves("after the garbage");
+    server.stop();
+}
+
+#[test]
+fn rfc3080_2_2_1_blocking_listener_closes_connections_that_send_garbage() {
+    garbage(Driver::Blocking);
+}
+
+#[test]
+fn rfc3080_2_2_1_tokio_listener_closes_connections_that_send_garbage() {
+    garbage(Driver::Tokio);
+}
+
+// ---------------------------------------------------------------------
+// 5. A burst of starts.
+
+/// What the listener answered to a burst of starts.
+#[derive(Debug, Default)]
+struct Answers {
+    opened: usize,
+    refused: usize,
+    refused_421: usize,
+}
+
+/// One peer asks for 10,000 echo channels at once (odd numbers, RFC 3080
+/// 2.3.1.2), pipelined on channel 0 as fast as channel 0's window allows
+/// (RFC 3081 3.1.2), reading the answers on another thread and
+/// acknowledging them (RFC 3081 3.1.3: a peer that does not stalls only
+/// itself, once channel 0's answers fill the window). Every start
+/// is answered; no more than `max_channels` (1024) open, the rest are
+/// refused with an error; an honest peer is served during the burst and
+/// after, and the burst's connection is reported ended when it leaves.
+fn start_burst(driver: Driver) {
+    const STARTS: u32 = 10_000;
+    let server = listen(driver, Limits::default());
+    let mut peer = Peer::greeted(server.addr);
+    let mut reader = Peer::from_stream(peer.stream.try_clone().expect("clone"));
+    reader.inbox = std::mem::take(&mut peer.inbox);
+    let local = peer.local;
+    // Channel 0's window, as the reader learns it.
+    let allowed = Arc::new((Mutex::new(peer.room(0) + peer.sent[&0]), Condvar::new()));
+    // Whole frames: the reader's SEQs go between the writer's starts.
+    let writing = Arc::new(Mutex::new(()));
+    let answers = {
+        let (allowed, writing) = (allowed.clone(), writing.clone());
+        std::thread::spawn(move || {
+            let mut answers = Answers::default();
+            let deadline = Instant::now() + 3 * BOUND;
+            while answers.opened + answers.refused < STARTS as usize {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match reader.frame(left) {
+                    Ok(Frame::Seq(0, ackno, window)) => {
+                        *allowed.0.lock().unwrap() = ackno.wrapping_add(window);
+                        allowed.1.notify_all();
+                    }
+                    Ok(Frame::Data(h, payload)) if h.channel == 0 => {
+                        let seq = reader.seq_frame(0, 16 << 10);
+                        let guard = writing.lock().unwrap();
+                        reader.write(&seq);
+                        drop(guard);
+                        if h.more {
+                            continue;
+                        }
+                        let text = String::from_utf8_lossy(&payload);
+                        match h.kind {
+                            Kind::Rpy => answers.opened += 1,
+                            Kind::Err => {
+                                answers.refused += 1;
+                                if text.contains("'421'") || text.contains("\"421\"") {
+                                    answers.refused_421 += 1;
+                                }
+                            }
+                            other => panic!("{other:?} on channel 0: {text}"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err((answers, e)),
+                }
+            }
+            Ok(answers)
+        })
+    };
+    let addr = server.addr;
+    let honest = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        honest_exchange(addr, "during a burst of starts")
+    });
+    for n in 0..STARTS {
+        let (_, frame) = peer.msg_frame(0, start_payload(2 * n + 1).as_bytes());
+        let sent_after = peer.sent[&0];
+        let (lock, changed) = &*allowed;
+        let guard = lock.lock().unwrap();
+        let (guard, timeout) = changed
+            .wait_timeout_while(guard, BOUND, |allowed| {
+                allowed.wrapping_sub(sent_after) > i32::MAX as u32
+            })
+            .unwrap();
+        let stalled = timeout.timed_out().then(|| *guard);
+        drop(guard);
+        if let Some(allowed) = stalled {
+            let _ = peer.stream.shutdown(std::net::Shutdown::Both);
+            let answered = answers.join();
+            let ended = server.ends.wait_for(&[local], BOUND);
+            panic!(
+                "{driver:?}: channel 0's window stayed closed after {n} starts \
+                 (sent {sent_after}, allowed {allowed}); the reader: {answered:?}; \
+                 the connection: {ended:?}"
+            );
+        }
+        let _guard = writing.lock().unwrap();
+        peer.write(&frame);
+    }
+    let answers = match answers.join().expect("reader") {
+        Ok(answers) => answers,
+        Err((answers, e)) => panic!("{driver:?}: not every start was answered: {e}; {answers:?}"),
+    };
+    if let Err(e) = honest.join().expect("honest peer") {
+        panic!("{driver:?}: an honest peer was not served during a burst of starts: {e}");
+    }
+    assert!(
+        answers.opened <= 1024 && answers.refused >= STARTS as usize - 1024,
+        "{driver:?}: {answers:?}"
+    );
+    assert_eq!(
+        answers.refused, answers.refused_421,
+        "{driver:?}: {answers:?}"
+    );
+    drop(peer);
+    server.ends.all_ended(driver, "start burst", &[local]);
+    server.serves("after a burst of starts");
+    server.stop();
+}
+
+#[test]
+fn rfc3080_2_3_1_2_blocking_listener_refuses_a_burst_of_10000_starts_beyond_its_limits() {
+    start_burst(Driver::Blocking);
+}
+
+#[test]
+fn rfc3080_2_3_1_2_tokio_listener_refuses_a_burst_of_10000_starts_beyond_its_limits() {
+    start_burst(Driver::Tokio);
+}
