@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Done, HandlerResult, Reply};
-use beep_proto::{IncomingFrame, IncomingMessage, Message, ReplyCode};
+use beep_proto::{AnsNo, IncomingFrame, IncomingMessage, Message, MsgNo, ReplyCode};
 
 use crate::connection::{Connection, Notify, Shared, State, Waiter, wait};
 use crate::error::Error;
@@ -80,7 +80,7 @@ impl Channel {
 
     /// Sends a MSG; returns its msgno. The reply goes to the message
     /// handler (use [`Channel::request`] to wait for it instead).
-    pub fn send_msg(&self, message: Message) -> Result<u32, Error> {
+    pub fn send_msg(&self, message: Message) -> Result<MsgNo, Error> {
         self.conn
             .shared
             .with_room(|st| Ok(st.core.send_msg(self.number, message)?))
@@ -109,35 +109,35 @@ impl Channel {
         &self,
         message: Message,
         done: impl FnOnce(Result<Reply, Error>) + Send + 'static,
-    ) -> Result<u32, Error> {
+    ) -> Result<MsgNo, Error> {
         let notify = Notify::Call(Box::new(move |result| {
             done(result.and_then(Done::into_reply))
         }));
         self.request_notify(message, notify)
     }
 
-    fn request_notify(&self, message: Message, notify: Notify) -> Result<u32, Error> {
+    fn request_notify(&self, message: Message, notify: Notify) -> Result<MsgNo, Error> {
         self.conn
             .shared
             .with_room(|st| Ok(st.core.request(self.number, message, notify)?))
     }
 
     /// Answers MSG `msgno` with a positive reply.
-    pub fn reply_rpy(&self, msgno: u32, message: Message) -> Result<(), Error> {
+    pub fn reply_rpy(&self, msgno: MsgNo, message: Message) -> Result<(), Error> {
         self.conn
             .shared
             .with_room(|st| Ok(st.core.send_rpy(self.number, msgno, message)?))
     }
 
     /// Answers MSG `msgno` with a negative reply.
-    pub fn reply_err(&self, msgno: u32, message: Message) -> Result<(), Error> {
+    pub fn reply_err(&self, msgno: MsgNo, message: Message) -> Result<(), Error> {
         self.conn
             .shared
             .with_room(|st| Ok(st.core.send_err(self.number, msgno, message)?))
     }
 
     /// Sends one answer to MSG `msgno`; returns its ansno.
-    pub fn reply_ans(&self, msgno: u32, message: Message) -> Result<u32, Error> {
+    pub fn reply_ans(&self, msgno: MsgNo, message: Message) -> Result<AnsNo, Error> {
         self.conn
             .shared
             .with_room(|st| Ok(st.core.send_ans(self.number, msgno, message)?))
@@ -157,7 +157,7 @@ impl Channel {
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn try_send_msg(&self, message: Message) -> Result<u32, Error> {
+    pub fn try_send_msg(&self, message: Message) -> Result<MsgNo, Error> {
         self.conn
             .shared
             .try_room(|st| Ok(st.core.send_msg(self.number, message)?))
@@ -173,7 +173,7 @@ impl Channel {
     /// }
     /// # }
     /// ```
-    pub fn try_reply_rpy(&self, msgno: u32, message: Message) -> Result<(), Error> {
+    pub fn try_reply_rpy(&self, msgno: MsgNo, message: Message) -> Result<(), Error> {
         self.conn
             .shared
             .try_room(|st| Ok(st.core.send_rpy(self.number, msgno, message)?))
@@ -183,11 +183,11 @@ impl Channel {
     /// waiting for room.
     ///
     /// ```no_run
-    /// # fn run(channel: beep_blocking::Channel, msgno: u32) -> Result<(), beep_blocking::Error> {
+    /// # fn run(channel: beep_blocking::Channel, msgno: beep_proto::MsgNo) -> Result<(), beep_blocking::Error> {
     /// channel.try_reply_err(msgno, beep_proto::Message::new("busy"))?;
     /// # Ok(()) }
     /// ```
-    pub fn try_reply_err(&self, msgno: u32, message: Message) -> Result<(), Error> {
+    pub fn try_reply_err(&self, msgno: MsgNo, message: Message) -> Result<(), Error> {
         self.conn
             .shared
             .try_room(|st| Ok(st.core.send_err(self.number, msgno, message)?))
@@ -197,11 +197,11 @@ impl Channel {
     /// waiting for room.
     ///
     /// ```no_run
-    /// # fn run(channel: beep_blocking::Channel, msgno: u32) -> Result<(), beep_blocking::Error> {
+    /// # fn run(channel: beep_blocking::Channel, msgno: beep_proto::MsgNo) -> Result<(), beep_blocking::Error> {
     /// let ansno = channel.try_reply_ans(msgno, beep_proto::Message::new("part"))?;
     /// # Ok(()) }
     /// ```
-    pub fn try_reply_ans(&self, msgno: u32, message: Message) -> Result<u32, Error> {
+    pub fn try_reply_ans(&self, msgno: MsgNo, message: Message) -> Result<AnsNo, Error> {
         self.conn
             .shared
             .try_room(|st| Ok(st.core.send_ans(self.number, msgno, message)?))
@@ -226,7 +226,7 @@ impl Channel {
 
     /// Ends the answers to MSG `msgno` (a NUL carries no payload: it never
     /// waits for room).
-    pub fn reply_nul(&self, msgno: u32) -> Result<(), Error> {
+    pub fn reply_nul(&self, msgno: MsgNo) -> Result<(), Error> {
         self.conn
             .shared
             .with_session(|st| Ok(st.core.send_nul(self.number, msgno)?))

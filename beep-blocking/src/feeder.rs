@@ -9,7 +9,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use beep_proto::dispatch::Done;
-use beep_proto::{FeedId, Message};
+use beep_proto::{FeedId, Message, MsgNo};
 use bytes::Bytes;
 
 use crate::channel::Channel;
@@ -125,7 +125,7 @@ impl Channel {
     /// # Errors
     ///
     /// As [`Channel::reply_rpy`].
-    pub fn feed_rpy(&self, msgno: u32, start: Message) -> Result<Feeder, Error> {
+    pub fn feed_rpy(&self, msgno: MsgNo, start: Message) -> Result<Feeder, Error> {
         let number = self.number();
         let feed = self
             .shared()
@@ -140,7 +140,7 @@ impl Channel {
     /// # Errors
     ///
     /// As [`Channel::reply_ans`].
-    pub fn feed_ans(&self, msgno: u32, start: Message) -> Result<Feeder, Error> {
+    pub fn feed_ans(&self, msgno: MsgNo, start: Message) -> Result<Feeder, Error> {
         let number = self.number();
         let feed = self
             .shared()

@@ -9,6 +9,7 @@ use crate::flow::{RecvWindow, SendWindow};
 use crate::frame::{FrameType, MAX_31BIT};
 use crate::idmap::IdSet;
 use crate::mime::Message;
+use crate::numbers::{AnsNo, MsgNo};
 use crate::pieces::Pieces;
 
 /// Something to do once a message's last frame has been written.
@@ -24,8 +25,8 @@ pub(crate) enum AfterSend {
 #[derive(Debug)]
 pub(crate) struct Outgoing {
     pub(crate) frame_type: FrameType,
-    pub(crate) msgno: u32,
-    pub(crate) ansno: u32,
+    pub(crate) msgno: MsgNo,
+    pub(crate) ansno: AnsNo,
     /// Header block and body: framed as one payload without joining them.
     pub(crate) parts: [Bytes; 2],
     /// Octets already framed.
@@ -34,7 +35,7 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    pub(crate) fn new(frame_type: FrameType, msgno: u32, ansno: u32, message: Message) -> Self {
+    pub(crate) fn new(frame_type: FrameType, msgno: MsgNo, ansno: AnsNo, message: Message) -> Self {
         let parts = if frame_type == FrameType::Nul {
             // NUL frames are empty (RFC 3080 2.2.1.1), even though LibVortex
             // sends an empty header block.
@@ -93,7 +94,7 @@ impl Outgoing {
 /// A MSG received from the peer, awaiting our complete reply.
 #[derive(Debug)]
 pub(crate) struct ReplySlot {
-    pub(crate) msgno: u32,
+    pub(crate) msgno: MsgNo,
     /// Reply messages produced before this slot's turn.
     pub(crate) held: VecDeque<Outgoing>,
     /// The kind of reply started: RPY/ERR (complete at once) or ANS.
@@ -106,7 +107,7 @@ pub(crate) struct ReplySlot {
 /// One of our MSGs, awaiting the peer's reply.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Awaiting {
-    pub(crate) msgno: u32,
+    pub(crate) msgno: MsgNo,
     /// Keyword of the reply frames received so far.
     pub(crate) reply: Option<FrameType>,
     /// A waiter takes the reply whole as soon as it is complete
@@ -153,11 +154,11 @@ pub(crate) struct Channel {
     /// The msgnos of `slots`, to detect reuse (RFC 3080 2.2.1.1) in O(1).
     pub(crate) unanswered: IdSet,
     /// The message whose last frame said `*` (RFC 3080 2.2.1.1).
-    pub(crate) in_progress: Option<(FrameType, u32)>,
+    pub(crate) in_progress: Option<(FrameType, MsgNo)>,
     /// Reassembly of the MSG, RPY or ERR in progress.
     pub(crate) partial: Pieces,
     /// Reassembly of the ANS messages in progress, by ansno.
-    pub(crate) partial_ans: Vec<(u32, Pieces)>,
+    pub(crate) partial_ans: Vec<(AnsNo, Pieces)>,
     /// Octets in `partial_ans`, all answers together.
     pub(crate) partial_ans_len: usize,
     /// Window credit of delivered messages the application has not given
@@ -171,7 +172,7 @@ pub(crate) struct Channel {
     pub(crate) our_close: OurClose,
     /// The peer asked to close and the application agreed: `<ok/>` goes
     /// out once the channel is quiet.
-    pub(crate) close_accepted: Option<u32>,
+    pub(crate) close_accepted: Option<MsgNo>,
 }
 
 impl Channel {
@@ -204,10 +205,10 @@ impl Channel {
 
     /// Allocates the next msgno, wrapping after 2^31-1 (conformance item 23).
     /// Unique among outstanding ones as long as fewer than 2^31 are.
-    pub(crate) fn allocate_msgno(&mut self) -> u32 {
+    pub(crate) fn allocate_msgno(&mut self) -> MsgNo {
         let msgno = self.next_msgno;
         self.next_msgno = if msgno == MAX_31BIT { 0 } else { msgno + 1 };
-        msgno
+        MsgNo(msgno)
     }
 
     /// True if the next queued message can put a frame on the wire now.
@@ -253,7 +254,7 @@ mod tests {
 
     #[test]
     fn outgoing_spans_header_block_and_body() {
-        let mut out = Outgoing::new(FrameType::Msg, 0, 0, Message::new("abcdef"));
+        let mut out = Outgoing::new(FrameType::Msg, MsgNo(0), AnsNo(0), Message::new("abcdef"));
         assert_eq!(out.len(), 8);
         let mut buf = BytesMut::new();
         out.take_into(3, &mut buf);
@@ -266,13 +267,13 @@ mod tests {
     fn hardening_msgno_wraps_to_zero() {
         let mut ch = Channel::new(1, 4096);
         ch.next_msgno = MAX_31BIT;
-        assert_eq!(ch.allocate_msgno(), MAX_31BIT);
-        assert_eq!(ch.allocate_msgno(), 0);
+        assert_eq!(ch.allocate_msgno(), MsgNo::MAX);
+        assert_eq!(ch.allocate_msgno(), MsgNo(0));
     }
 
     #[test]
     fn nul_is_always_empty() {
-        let out = Outgoing::new(FrameType::Nul, 0, 0, Message::new("ignored"));
+        let out = Outgoing::new(FrameType::Nul, MsgNo(0), AnsNo(0), Message::new("ignored"));
         assert_eq!(out.len(), 0);
     }
 }

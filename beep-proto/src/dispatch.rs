@@ -42,6 +42,7 @@ pub use self::served::{AcceptBackoff, ListenerHooks, Served};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};
 use crate::mime::Message;
+use crate::numbers::{AnsNo, MsgNo};
 use crate::reply_code::ReplyCode;
 use crate::xml::Profile;
 
@@ -80,21 +81,21 @@ impl Reply {
 ///
 /// ```
 /// use beep_proto::dispatch::{Requests, Reply};
-/// use beep_proto::{IncomingMessage, Message, MessageKind};
+/// use beep_proto::{IncomingMessage, Message, MessageKind, MsgNo};
 /// let mut waiting = Requests::default();
-/// waiting.insert(1, 0, "caller");
-/// let rpy = IncomingMessage { channel: 1, msgno: 0, kind: MessageKind::Rpy, message: Message::new("hi"), credit: 4 };
+/// waiting.insert(1, MsgNo(0), "caller");
+/// let rpy = IncomingMessage { channel: 1, msgno: MsgNo(0), kind: MessageKind::Rpy, message: Message::new("hi"), credit: 4 };
 /// let (caller, reply) = waiting.on_reply(rpy).unwrap().unwrap();
 /// assert_eq!((caller, reply), ("caller", Reply::Rpy(Message::new("hi"))));
 /// ```
 #[derive(Debug)]
 pub struct Requests<W> {
     /// (channel, msgno) -> the caller, and the answers collected so far.
-    waiting: HashMap<(u32, u32), (W, Answers)>,
+    waiting: HashMap<(u32, MsgNo), (W, Answers)>,
 }
 
 /// ANS messages of a one-to-many reply, with their ansno.
-type Answers = Vec<(u32, Message)>;
+type Answers = Vec<(AnsNo, Message)>;
 
 impl<W> Default for Requests<W> {
     fn default() -> Self {
@@ -109,10 +110,10 @@ impl<W> Requests<W> {
     ///
     /// ```
     /// let mut r = beep_proto::dispatch::Requests::default();
-    /// r.insert(1, 7, ());
+    /// r.insert(1, beep_proto::MsgNo(7), ());
     /// assert_eq!(r.len(), 1);
     /// ```
-    pub fn insert(&mut self, channel: u32, msgno: u32, waiter: W) {
+    pub fn insert(&mut self, channel: u32, msgno: MsgNo, waiter: W) {
         self.waiting.insert((channel, msgno), (waiter, Vec::new()));
     }
 
@@ -140,14 +141,14 @@ impl<W> Requests<W> {
     ///
     /// ```
     /// use beep_proto::dispatch::{Requests, Reply};
-    /// use beep_proto::{IncomingMessage, Message, MessageKind};
+    /// use beep_proto::{AnsNo, IncomingMessage, Message, MessageKind, MsgNo};
     /// let mut r = Requests::default();
-    /// r.insert(1, 0, ());
-    /// let ans = IncomingMessage { channel: 1, msgno: 0, kind: MessageKind::Ans { ansno: 0 }, message: Message::new("a"), credit: 3 };
+    /// r.insert(1, MsgNo(0), ());
+    /// let ans = IncomingMessage { channel: 1, msgno: MsgNo(0), kind: MessageKind::Ans { ansno: AnsNo(0) }, message: Message::new("a"), credit: 3 };
     /// assert!(r.on_reply(ans).unwrap().is_none());
-    /// let nul = IncomingMessage { channel: 1, msgno: 0, kind: MessageKind::Nul, message: Message::default(), credit: 0 };
+    /// let nul = IncomingMessage { channel: 1, msgno: MsgNo(0), kind: MessageKind::Nul, message: Message::default(), credit: 0 };
     /// let ((), reply) = r.on_reply(nul).unwrap().unwrap();
-    /// assert_eq!(reply, Reply::Answers(vec![(0, Message::new("a"))]));
+    /// assert_eq!(reply, Reply::Answers(vec![(AnsNo(0), Message::new("a"))]));
     /// ```
     #[allow(clippy::result_large_err)]
     pub fn on_reply(&mut self, m: IncomingMessage) -> Result<Option<(W, Reply)>, IncomingMessage> {
@@ -175,14 +176,14 @@ impl<W> Requests<W> {
     ///
     /// ```
     /// use beep_proto::dispatch::Requests;
-    /// use beep_proto::{IncomingMessage, Message, MessageKind};
+    /// use beep_proto::{AnsNo, IncomingMessage, Message, MessageKind, MsgNo};
     /// let mut r = Requests::default();
-    /// r.insert(1, 0, ());
-    /// let ans = IncomingMessage { channel: 1, msgno: 0, kind: MessageKind::Ans { ansno: 0 }, message: Message::new("abc"), credit: 5 };
+    /// r.insert(1, MsgNo(0), ());
+    /// let ans = IncomingMessage { channel: 1, msgno: MsgNo(0), kind: MessageKind::Ans { ansno: AnsNo(0) }, message: Message::new("abc"), credit: 5 };
     /// r.on_reply(ans).unwrap();
-    /// assert_eq!(r.collected(1, 0), 3);
+    /// assert_eq!(r.collected(1, MsgNo(0)), 3);
     /// ```
-    pub fn collected(&self, channel: u32, msgno: u32) -> usize {
+    pub fn collected(&self, channel: u32, msgno: MsgNo) -> usize {
         self.waiting
             .get(&(channel, msgno))
             .map_or(0, |(_, answers)| {
@@ -195,11 +196,11 @@ impl<W> Requests<W> {
     ///
     /// ```
     /// let mut r = beep_proto::dispatch::Requests::default();
-    /// r.insert(1, 0, 'a');
-    /// assert_eq!(r.remove(1, 0), Some('a'));
+    /// r.insert(1, beep_proto::MsgNo(0), 'a');
+    /// assert_eq!(r.remove(1, beep_proto::MsgNo(0)), Some('a'));
     /// assert!(r.is_empty());
     /// ```
-    pub fn remove(&mut self, channel: u32, msgno: u32) -> Option<W> {
+    pub fn remove(&mut self, channel: u32, msgno: MsgNo) -> Option<W> {
         self.waiting.remove(&(channel, msgno)).map(|(w, _)| w)
     }
 
@@ -207,7 +208,7 @@ impl<W> Requests<W> {
     ///
     /// ```
     /// let mut r = beep_proto::dispatch::Requests::default();
-    /// r.insert(1, 0, 'a');
+    /// r.insert(1, beep_proto::MsgNo(0), 'a');
     /// assert!(r.has_channel(1) && !r.has_channel(3));
     /// ```
     pub fn has_channel(&self, channel: u32) -> bool {
@@ -218,8 +219,8 @@ impl<W> Requests<W> {
     ///
     /// ```
     /// let mut r = beep_proto::dispatch::Requests::default();
-    /// r.insert(1, 0, 'a');
-    /// r.insert(3, 0, 'b');
+    /// r.insert(1, beep_proto::MsgNo(0), 'a');
+    /// r.insert(3, beep_proto::MsgNo(0), 'b');
     /// assert_eq!(r.remove_channel(1), vec!['a']);
     /// ```
     pub fn remove_channel(&mut self, channel: u32) -> Vec<W> {
@@ -238,7 +239,7 @@ impl<W> Requests<W> {
     ///
     /// ```
     /// let mut r = beep_proto::dispatch::Requests::default();
-    /// r.insert(1, 0, ());
+    /// r.insert(1, beep_proto::MsgNo(0), ());
     /// assert_eq!(r.drain().len(), 1);
     /// ```
     pub fn drain(&mut self) -> Vec<W> {

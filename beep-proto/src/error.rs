@@ -5,6 +5,7 @@
 use thiserror::Error;
 
 use crate::frame::{FrameError, FrameType};
+use crate::numbers::MsgNo;
 use crate::xml::XmlError;
 
 /// A violation by the peer. The session is over: RFC 3080 2.2.1.1 says to
@@ -64,7 +65,7 @@ pub enum ProtocolError {
         /// The channel.
         channel: u32,
         /// The reused msgno.
-        msgno: u32,
+        msgno: MsgNo,
     },
     /// A reply to a MSG we never sent or that is already answered (RFC 3080 2.2.1.1).
     #[error(
@@ -76,7 +77,7 @@ pub enum ProtocolError {
         /// The reply's keyword.
         frame_type: FrameType,
         /// The msgno it named.
-        msgno: u32,
+        msgno: MsgNo,
     },
     /// A reply that skips an earlier outstanding MSG (RFC 3080 2.6.1).
     #[error(
@@ -86,9 +87,9 @@ pub enum ProtocolError {
         /// The channel.
         channel: u32,
         /// The msgno replied to.
-        msgno: u32,
+        msgno: MsgNo,
         /// The oldest outstanding msgno.
-        expected: u32,
+        expected: MsgNo,
     },
     /// A frame of another message inside a multi-frame message (RFC 3080 2.2.1.1, RFC 3080 2.2.1).
     #[error(
@@ -100,11 +101,11 @@ pub enum ProtocolError {
         /// Keyword of the unfinished message.
         previous: FrameType,
         /// Its msgno.
-        previous_msgno: u32,
+        previous_msgno: MsgNo,
         /// Keyword of the frame that arrived.
         got: FrameType,
         /// Its msgno.
-        got_msgno: u32,
+        got_msgno: MsgNo,
     },
     /// A NUL frame with `*` or a payload (RFC 3080 2.2.1.1).
     #[error("channel {channel}: NUL {msgno} with a continuation or a payload (RFC 3080 2.2.1.1)")]
@@ -112,7 +113,7 @@ pub enum ProtocolError {
         /// The channel.
         channel: u32,
         /// The msgno.
-        msgno: u32,
+        msgno: MsgNo,
     },
     /// A reply keyword that cannot follow the reply frames already received
     /// for the same MSG, e.g. RPY after ANS (RFC 3080 2.2.1.1, RFC 3080 2.1.1).
@@ -123,7 +124,7 @@ pub enum ProtocolError {
         /// The channel.
         channel: u32,
         /// The msgno.
-        msgno: u32,
+        msgno: MsgNo,
         /// What the reply had been so far.
         previous: FrameType,
         /// What arrived.
@@ -237,7 +238,7 @@ pub enum UsageError {
         /// The channel.
         channel: u32,
         /// The msgno.
-        msgno: u32,
+        msgno: MsgNo,
     },
     /// The reply to this MSG is already complete, or a RPY/ERR was
     /// attempted after ANS.
@@ -246,7 +247,7 @@ pub enum UsageError {
         /// The channel.
         channel: u32,
         /// The msgno.
-        msgno: u32,
+        msgno: MsgNo,
         /// What was attempted.
         frame_type: FrameType,
     },
@@ -357,7 +358,7 @@ pub enum UsageError {
         /// The channel.
         channel: u32,
         /// The msgno.
-        msgno: u32,
+        msgno: MsgNo,
     },
     /// The peer replied to this fed MSG before it was complete: the rest
     /// is not wanted, and the MSG was ended with what had been sent (as
@@ -367,6 +368,6 @@ pub enum UsageError {
         /// The channel.
         channel: u32,
         /// The msgno.
-        msgno: u32,
+        msgno: MsgNo,
     },
 }

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use crate::error::ProtocolError;
 use crate::frame::FrameType;
 use crate::mime::Message;
+use crate::numbers::{AnsNo, MsgNo};
 use crate::reply_code::ReplyCode;
 use crate::xml::{ErrorElement, Greeting, Profile};
 
@@ -159,7 +160,7 @@ pub struct StartRequest {
 ///
 /// ```
 /// use beep_proto::MessageKind;
-/// assert_eq!(MessageKind::Ans { ansno: 2 }.frame_type(), beep_proto::frame::FrameType::Ans);
+/// assert_eq!(MessageKind::Ans { ansno: beep_proto::AnsNo(2) }.frame_type(), beep_proto::frame::FrameType::Ans);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageKind {
@@ -172,7 +173,7 @@ pub enum MessageKind {
     /// One answer of a one-to-many reply.
     Ans {
         /// The answer number.
-        ansno: u32,
+        ansno: AnsNo,
     },
     /// The end of a one-to-many reply.
     Nul,
@@ -205,8 +206,8 @@ impl MessageKind {
 /// processed, so a slow application slows its peer instead of buffering.
 ///
 /// ```
-/// use beep_proto::{IncomingMessage, Message, MessageKind};
-/// let m = IncomingMessage { channel: 1, msgno: 0, kind: MessageKind::Msg, message: Message::new("x"), credit: 3 };
+/// use beep_proto::{IncomingMessage, Message, MessageKind, MsgNo};
+/// let m = IncomingMessage { channel: 1, msgno: MsgNo(0), kind: MessageKind::Msg, message: Message::new("x"), credit: 3 };
 /// assert_eq!(&m.message.body()[..], b"x");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,7 +215,7 @@ pub struct IncomingMessage {
     /// The channel it arrived on.
     pub channel: u32,
     /// Its message number (for replies: the MSG being answered).
-    pub msgno: u32,
+    pub msgno: MsgNo,
     /// MSG, RPY, ERR, ANS or NUL.
     pub kind: MessageKind,
     /// Headers and body (empty for NUL).
@@ -228,10 +229,10 @@ impl IncomingMessage {
     /// entity (for a frame handler that gets a message routed whole).
     ///
     /// ```
-    /// use beep_proto::{IncomingMessage, Message, MessageKind};
-    /// let m = IncomingMessage { channel: 1, msgno: 2, kind: MessageKind::Msg, message: Message::new("hi"), credit: 4 };
+    /// use beep_proto::{IncomingMessage, Message, MessageKind, MsgNo};
+    /// let m = IncomingMessage { channel: 1, msgno: MsgNo(2), kind: MessageKind::Msg, message: Message::new("hi"), credit: 4 };
     /// let f = m.into_frame();
-    /// assert_eq!((f.msgno, f.more, &f.payload[..]), (2, false, &b"\r\nhi"[..]));
+    /// assert_eq!((f.msgno, f.more, &f.payload[..]), (MsgNo(2), false, &b"\r\nhi"[..]));
     /// ```
     pub fn into_frame(self) -> IncomingFrame {
         let [headers, body] = self.message.into_wire_parts();
@@ -253,8 +254,8 @@ impl IncomingMessage {
 /// (the MIME header block, if any, is at the start of the first frame).
 ///
 /// ```
-/// use beep_proto::{IncomingFrame, MessageKind};
-/// let f = IncomingFrame { channel: 1, msgno: 0, kind: MessageKind::Msg, more: true, payload: bytes::Bytes::new() };
+/// use beep_proto::{IncomingFrame, MessageKind, MsgNo};
+/// let f = IncomingFrame { channel: 1, msgno: MsgNo(0), kind: MessageKind::Msg, more: true, payload: bytes::Bytes::new() };
 /// assert!(f.more);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,7 +263,7 @@ pub struct IncomingFrame {
     /// The channel it arrived on.
     pub channel: u32,
     /// Its message number.
-    pub msgno: u32,
+    pub msgno: MsgNo,
     /// MSG, RPY, ERR, ANS or NUL.
     pub kind: MessageKind,
     /// True if more frames of this message follow.

@@ -14,6 +14,8 @@ use nom::{
 };
 use thiserror::Error;
 
+use crate::{AnsNo, MsgNo};
+
 /// Largest value of `channel`, `msgno` and `size` (RFC 3080 2.2.1: 0..2147483647).
 pub const MAX_31BIT: u32 = 0x7fff_ffff;
 
@@ -76,8 +78,8 @@ impl FrameType {
 /// The header of a MSG, RPY, ERR, ANS or NUL frame.
 ///
 /// ```
-/// use beep_proto::frame::{FrameHeader, FrameType};
-/// let h = FrameHeader::new(FrameType::Msg, 1, 0, false, 0, 5);
+/// use beep_proto::{MsgNo, frame::{FrameHeader, FrameType}};
+/// let h = FrameHeader::new(FrameType::Msg, 1, MsgNo(0), false, 0, 5);
 /// let mut out = bytes::BytesMut::new();
 /// h.encode(&mut out);
 /// assert_eq!(&out[..], b"MSG 1 0 . 0 5\r\n");
@@ -89,7 +91,7 @@ pub struct FrameHeader {
     /// Channel number, 0..=2147483647.
     pub channel: u32,
     /// Message number, 0..=2147483647.
-    pub msgno: u32,
+    pub msgno: MsgNo,
     /// Continuation indicator: `*` (more frames follow) is `true`, `.` is `false`.
     pub more: bool,
     /// Sequence number of the first payload octet, modulo 2^32.
@@ -97,21 +99,21 @@ pub struct FrameHeader {
     /// Payload size in octets, 0..=2147483647.
     pub size: u32,
     /// Answer number; meaningful for `ANS` only (0 otherwise).
-    pub ansno: u32,
+    pub ansno: AnsNo,
 }
 
 impl FrameHeader {
     /// A header with `ansno` 0 (use [`FrameHeader::with_ansno`] for ANS).
     ///
     /// ```
-    /// use beep_proto::frame::{FrameHeader, FrameType};
-    /// let h = FrameHeader::new(FrameType::Rpy, 0, 0, false, 0, 52);
+    /// use beep_proto::{MsgNo, frame::{FrameHeader, FrameType}};
+    /// let h = FrameHeader::new(FrameType::Rpy, 0, MsgNo(0), false, 0, 52);
     /// assert_eq!(h.size, 52);
     /// ```
     pub const fn new(
         frame_type: FrameType,
         channel: u32,
-        msgno: u32,
+        msgno: MsgNo,
         more: bool,
         seqno: u32,
         size: u32,
@@ -123,18 +125,18 @@ impl FrameHeader {
             more,
             seqno,
             size,
-            ansno: 0,
+            ansno: AnsNo(0),
         }
     }
 
     /// The same header with an answer number.
     ///
     /// ```
-    /// use beep_proto::frame::{FrameHeader, FrameType};
-    /// let h = FrameHeader::new(FrameType::Ans, 3, 0, false, 0, 12).with_ansno(7);
-    /// assert_eq!(h.ansno, 7);
+    /// use beep_proto::{AnsNo, MsgNo, frame::{FrameHeader, FrameType}};
+    /// let h = FrameHeader::new(FrameType::Ans, 3, MsgNo(0), false, 0, 12).with_ansno(AnsNo(7));
+    /// assert_eq!(h.ansno, AnsNo(7));
     /// ```
-    pub const fn with_ansno(mut self, ansno: u32) -> Self {
+    pub const fn with_ansno(mut self, ansno: AnsNo) -> Self {
         self.ansno = ansno;
         self
     }
@@ -142,16 +144,16 @@ impl FrameHeader {
     /// Appends the header line, CRLF included, to `out`.
     ///
     /// ```
-    /// use beep_proto::frame::{FrameHeader, FrameType};
+    /// use beep_proto::{AnsNo, MsgNo, frame::{FrameHeader, FrameType}};
     /// let mut out = bytes::BytesMut::new();
-    /// FrameHeader::new(FrameType::Ans, 3, 0, true, 12, 12).with_ansno(1).encode(&mut out);
+    /// FrameHeader::new(FrameType::Ans, 3, MsgNo(0), true, 12, 12).with_ansno(AnsNo(1)).encode(&mut out);
     /// assert_eq!(&out[..], b"ANS 3 0 * 12 12 1\r\n");
     /// ```
     pub fn encode(&self, out: &mut BytesMut) {
         let mut nums = itoa::Buffer::new();
         out.reserve(64);
         out.put_slice(self.frame_type.keyword().as_bytes());
-        for n in [self.channel, self.msgno] {
+        for n in [self.channel, self.msgno.0] {
             out.put_u8(b' ');
             out.put_slice(nums.format(n).as_bytes());
         }
@@ -162,7 +164,7 @@ impl FrameHeader {
         }
         if self.frame_type == FrameType::Ans {
             out.put_u8(b' ');
-            out.put_slice(nums.format(self.ansno).as_bytes());
+            out.put_slice(nums.format(self.ansno.0).as_bytes());
         }
         out.put_slice(b"\r\n");
     }
@@ -327,11 +329,11 @@ pub enum FrameError {
 /// prove the line poorly formed, and when `max_len` bytes contain no CRLF.
 ///
 /// ```
-/// use beep_proto::frame::{parse_header, Header, FrameType};
+/// use beep_proto::{MsgNo, frame::{parse_header, Header, FrameType}};
 /// assert_eq!(parse_header(b"MSG 0 1 . 52 1", 128), Ok(None));
 /// let (h, used) = parse_header(b"MSG 0 1 . 52 120\r\n<start", 128).unwrap().unwrap();
 /// let Header::Frame(h) = h else { panic!() };
-/// assert_eq!((h.frame_type, h.msgno, h.seqno, h.size, used), (FrameType::Msg, 1, 52, 120, 18));
+/// assert_eq!((h.frame_type, h.msgno, h.seqno, h.size, used), (FrameType::Msg, MsgNo(1), 52, 120, 18));
 /// ```
 pub fn parse_header(input: &[u8], max_len: usize) -> Result<Option<(Header, usize)>, FrameError> {
     let window = &input[..input.len().min(max_len)];
@@ -392,12 +394,12 @@ fn parse_line(line: &[u8]) -> Result<Header, FrameError> {
             let (rest, more) = continuation(rest)?;
             let (rest, seqno) = field(rest, Field::Seqno, u32::MAX)?;
             let (rest, size) = field(rest, Field::Size, MAX_31BIT)?;
-            let mut header = FrameHeader::new(frame_type, channel, msgno, more, seqno, size);
+            let mut header = FrameHeader::new(frame_type, channel, MsgNo(msgno), more, seqno, size);
             if frame_type == FrameType::Ans {
                 // RFC 3080 2.2.1: the ABNF says 2^31-1, the prose 2^32-1; accept the wider.
                 let (rest, ansno) = field(rest, Field::Ansno, u32::MAX)?;
                 end(rest, Field::Ansno)?;
-                header.ansno = ansno;
+                header.ansno = AnsNo(ansno);
             } else {
                 end(rest, Field::Size)?;
             }
@@ -490,11 +492,11 @@ mod tests {
         ] {
             let line = format!("{text} 1 2 . 3 4\r\n");
             let h = frame(line.as_bytes());
-            assert_eq!(h, FrameHeader::new(ty, 1, 2, false, 3, 4));
+            assert_eq!(h, FrameHeader::new(ty, 1, MsgNo(2), false, 3, 4));
         }
         assert_eq!(
             frame(b"ANS 1 2 * 3 4 5\r\n"),
-            FrameHeader::new(FrameType::Ans, 1, 2, true, 3, 4).with_ansno(5)
+            FrameHeader::new(FrameType::Ans, 1, MsgNo(2), true, 3, 4).with_ansno(AnsNo(5))
         );
     }
 
@@ -502,10 +504,10 @@ mod tests {
     fn rfc3080_2_2_1_accepts_the_extremes() {
         let h = frame(b"ANS 2147483647 2147483647 . 4294967295 2147483647 4294967295\r\n");
         assert_eq!(h.channel, MAX_31BIT);
-        assert_eq!(h.msgno, MAX_31BIT);
+        assert_eq!(h.msgno, MsgNo::MAX);
         assert_eq!(h.seqno, u32::MAX);
         assert_eq!(h.size, MAX_31BIT);
-        assert_eq!(h.ansno, u32::MAX);
+        assert_eq!(h.ansno, AnsNo(u32::MAX));
     }
 
     #[test]
@@ -651,8 +653,8 @@ mod tests {
             seqno: u32, size in 0..=MAX_31BIT, ansno: u32,
         ) {
             let frame_type = [FrameType::Msg, FrameType::Rpy, FrameType::Err, FrameType::Ans, FrameType::Nul][ty as usize];
-            let mut h = FrameHeader::new(frame_type, channel, msgno, more, seqno, size);
-            if frame_type == FrameType::Ans { h.ansno = ansno; }
+            let mut h = FrameHeader::new(frame_type, channel, MsgNo(msgno), more, seqno, size);
+            if frame_type == FrameType::Ans { h.ansno = AnsNo(ansno); }
             let mut out = BytesMut::new();
             h.encode(&mut out);
             proptest::prop_assert!(out.len() <= 62);

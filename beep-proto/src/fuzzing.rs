@@ -20,7 +20,7 @@ use crate::frame::{
 };
 use crate::reply_code::ReplyCode;
 use crate::xml::{ChannelZeroMessage, Profile, Start};
-use crate::{Config, Event, Message, MessageKind, Session, UsageError};
+use crate::{AnsNo, Config, Event, Message, MessageKind, MsgNo, Session, UsageError};
 
 /// The profile the fuzzed sessions advertise, offer and start.
 const PROFILE: &str = "http://example.org/p";
@@ -141,9 +141,9 @@ fn check_header(data: &[u8], max_len: usize) {
 fn check_header_ranges(header: &Header) {
     match header {
         Header::Frame(h) => {
-            assert!(h.channel <= MAX_31BIT && h.msgno <= MAX_31BIT && h.size <= MAX_31BIT);
+            assert!(h.channel <= MAX_31BIT && h.msgno <= MsgNo::MAX && h.size <= MAX_31BIT);
             assert!(
-                h.frame_type == FrameType::Ans || h.ansno == 0,
+                h.frame_type == FrameType::Ans || h.ansno == AnsNo(0),
                 "ansno on a non-ANS frame"
             );
         }
@@ -339,7 +339,7 @@ fn check_session(side: Side, data: &[u8]) {
 }
 
 /// A whole frame: header, payload, trailer.
-fn frame(frame_type: FrameType, channel: u32, msgno: u32, seqno: u32, payload: &[u8]) -> Vec<u8> {
+fn frame(frame_type: FrameType, channel: u32, msgno: MsgNo, seqno: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = BytesMut::new();
     FrameHeader::new(
         frame_type,
@@ -384,9 +384,9 @@ fn setup(side: Side, options: &Options, auto_credit: bool) -> (Session, Vec<u8>)
                 let start = format!(
                     "{BEEP_XML}<start number='1'>\r\n   <profile uri='{PROFILE}' />\r\n</start>\r\n"
                 );
-                let mut bytes = frame(FrameType::Rpy, 0, 0, 0, greeting.as_bytes());
+                let mut bytes = frame(FrameType::Rpy, 0, MsgNo(0), 0, greeting.as_bytes());
                 let seqno = greeting.len() as u32;
-                bytes.extend(frame(FrameType::Msg, 0, 0, seqno, start.as_bytes()));
+                bytes.extend(frame(FrameType::Msg, 0, MsgNo(0), seqno, start.as_bytes()));
                 s.handle_input(&bytes).expect("listener preamble");
                 let events = drain_events(&mut s);
                 assert!(
@@ -406,7 +406,7 @@ fn setup(side: Side, options: &Options, auto_credit: bool) -> (Session, Vec<u8>)
             out.extend(drain_transmit(&mut s));
             let greeting =
                 format!("{BEEP_XML}<greeting><profile uri='{PROFILE}' /></greeting>\r\n");
-            s.handle_input(&frame(FrameType::Rpy, 0, 0, 0, greeting.as_bytes()))
+            s.handle_input(&frame(FrameType::Rpy, 0, MsgNo(0), 0, greeting.as_bytes()))
                 .expect("initiator greeting");
             let events = drain_events(&mut s);
             assert!(
@@ -421,7 +421,7 @@ fn setup(side: Side, options: &Options, auto_credit: bool) -> (Session, Vec<u8>)
                 out.extend(drain_transmit(&mut s));
                 let reply = format!("{BEEP_XML}<profile uri='{PROFILE}' />\r\n");
                 let seqno = greeting.len() as u32;
-                s.handle_input(&frame(FrameType::Rpy, 0, 0, seqno, reply.as_bytes()))
+                s.handle_input(&frame(FrameType::Rpy, 0, MsgNo(0), seqno, reply.as_bytes()))
                     .expect("initiator preamble");
                 let events = drain_events(&mut s);
                 assert!(
@@ -484,7 +484,7 @@ fn interactive(
     side: Side,
     options: &Options,
     input: &[u8],
-) -> (usize, Vec<(FrameType, u32, u32, u32)>) {
+) -> (usize, Vec<(FrameType, u32, MsgNo, u32)>) {
     let (mut session, sent) = setup(side, options, true);
     let mut wire = Wire::new(options.config(true).max_frame_size);
     wire.push(&sent);
@@ -698,7 +698,7 @@ struct Wire {
     frames: usize,
     next_seqno: HashMap<u32, u32>,
     /// Data frames (not channel 0): type, channel, msgno, payload size.
-    data_frames: Vec<(FrameType, u32, u32, u32)>,
+    data_frames: Vec<(FrameType, u32, MsgNo, u32)>,
 }
 
 impl Wire {
@@ -746,7 +746,7 @@ impl Wire {
                     if self.frames == 0 {
                         assert!(
                             h.channel == 0
-                                && h.msgno == 0
+                                && h.msgno == MsgNo(0)
                                 && h.seqno == 0
                                 && matches!(h.frame_type, FrameType::Rpy | FrameType::Err),
                             "the first frame we sent is {h:?}, not a greeting"
@@ -823,22 +823,22 @@ mod tests {
             "{BEEP_XML}<start number='1'>\r\n   <profile uri='{PROFILE}' />\r\n</start>\r\n"
         );
         let mut data = vec![0x00];
-        data.extend(frame(FrameType::Rpy, 0, 0, 0, greeting.as_bytes()));
+        data.extend(frame(FrameType::Rpy, 0, MsgNo(0), 0, greeting.as_bytes()));
         data.extend(frame(
             FrameType::Msg,
             0,
-            0,
+            MsgNo(0),
             greeting.len() as u32,
             start.as_bytes(),
         ));
-        data.extend(frame(FrameType::Msg, 1, 0, 0, b"\r\nhello"));
+        data.extend(frame(FrameType::Msg, 1, MsgNo(0), 0, b"\r\nhello"));
         // Without the preamble (bit 3) the conversation starts channel 1
         // itself; its MSG must then arrive after the application accepted
         // the start, so one octet at a time (bits 0-2 zero). With the
         // preamble, channel 1 is open and the data is the MSG alone. (Large
         // chunks without the preamble would send the MSG on a channel not
         // yet open: a violation, and no MSG delivered.)
-        let msg = frame(FrameType::Msg, 1, 0, 0, b"\r\nhello");
+        let msg = frame(FrameType::Msg, 1, MsgNo(0), 0, b"\r\nhello");
         let mut cases = vec![data.clone()];
         for b in [0x08, 0x0f, 0x1f, 0x2f, 0x4f, 0x6d, 0xff] {
             let mut case = vec![b];
@@ -855,7 +855,7 @@ mod tests {
             // its frames (small frames split it).
             let echoed: u32 = sent
                 .iter()
-                .filter(|f| f.0 == FrameType::Rpy && f.1 == 1 && f.2 == 0)
+                .filter(|f| f.0 == FrameType::Rpy && f.1 == 1 && f.2 == MsgNo(0))
                 .map(|f| f.3)
                 .sum();
             // (In streaming mode the application echoes the raw frame,

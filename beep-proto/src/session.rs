@@ -24,6 +24,7 @@ use crate::event::{Event, SessionEnd};
 use crate::frame::{FrameHeader, FrameType, MAX_31BIT};
 use crate::idmap::IdMap;
 use crate::mime::Message;
+use crate::numbers::{AnsNo, MsgNo};
 use crate::reply_code::ReplyCode;
 use crate::xml::{ErrorElement, Greeting, Profile};
 
@@ -54,7 +55,7 @@ enum State {
 #[derive(Debug)]
 struct PendingStart {
     /// The `<start>` MSG, answered on channel 0.
-    msgno: u32,
+    msgno: MsgNo,
     server_name: Option<String>,
     /// The URIs it offered: the application must choose one of them.
     offered: Vec<String>,
@@ -127,7 +128,7 @@ pub struct Session {
     /// Peer start requests awaiting the application, by channel.
     pending_starts: IdMap<PendingStart>,
     /// Peer close requests awaiting the application: channel -> msgno.
-    pending_closes: IdMap<u32>,
+    pending_closes: IdMap<MsgNo>,
     /// Channels with close work in progress (ours wanted, or theirs accepted).
     closing: Vec<u32>,
     next_channel: u32,
@@ -228,7 +229,7 @@ impl Session {
         zero.send_enabled = true;
         // The peer's greeting answers an implicit MSG 0 of ours (RFC 3080 2.4).
         zero.awaiting.push_back(Awaiting {
-            msgno: 0,
+            msgno: MsgNo(0),
             reply: None,
             awaited: false,
         });
@@ -490,7 +491,7 @@ impl Session {
     /// most `max_message_size`. Unknown MSGs are ignored. (The dispatch
     /// core's requests set it; an embedder that reads replies from events
     /// needs none of this.)
-    pub(crate) fn set_reply_awaited(&mut self, channel: u32, msgno: u32, awaited: bool) {
+    pub(crate) fn set_reply_awaited(&mut self, channel: u32, msgno: MsgNo, awaited: bool) {
         if let Some(ch) = self.channels.get_mut(&channel)
             && let Some(a) = ch.awaiting.iter_mut().find(|a| a.msgno == msgno)
         {
@@ -727,7 +728,7 @@ impl Session {
     /// let mut s = beep_proto::Session::initiator(Default::default());
     /// assert!(s.send_msg(1, beep_proto::Message::new("x")).is_err());
     /// ```
-    pub fn send_msg(&mut self, channel: u32, message: Message) -> Result<u32, UsageError> {
+    pub fn send_msg(&mut self, channel: u32, message: Message) -> Result<MsgNo, UsageError> {
         self.ensure_active()?;
         check_size(&message)?;
         self.ensure_room()?;
@@ -756,7 +757,7 @@ impl Session {
             reply: None,
             awaited: false,
         });
-        let out = Outgoing::new(FrameType::Msg, msgno, 0, message);
+        let out = Outgoing::new(FrameType::Msg, msgno, AnsNo(0), message);
         self.enqueue(channel, out);
         Ok(msgno)
     }
@@ -777,12 +778,12 @@ impl Session {
     ///
     /// ```
     /// let mut s = beep_proto::Session::listener(Default::default());
-    /// assert!(s.send_rpy(1, 0, beep_proto::Message::new("x")).is_err());
+    /// assert!(s.send_rpy(1, beep_proto::MsgNo(0), beep_proto::Message::new("x")).is_err());
     /// ```
     pub fn send_rpy(
         &mut self,
         channel: u32,
-        msgno: u32,
+        msgno: MsgNo,
         message: Message,
     ) -> Result<(), UsageError> {
         self.reply(channel, msgno, FrameType::Rpy, message)
@@ -797,12 +798,12 @@ impl Session {
     ///
     /// ```
     /// let mut s = beep_proto::Session::listener(Default::default());
-    /// assert!(s.send_err(1, 0, beep_proto::Message::new("x")).is_err());
+    /// assert!(s.send_err(1, beep_proto::MsgNo(0), beep_proto::Message::new("x")).is_err());
     /// ```
     pub fn send_err(
         &mut self,
         channel: u32,
-        msgno: u32,
+        msgno: MsgNo,
         message: Message,
     ) -> Result<(), UsageError> {
         self.reply(channel, msgno, FrameType::Err, message)
@@ -819,14 +820,14 @@ impl Session {
     ///
     /// ```
     /// let mut s = beep_proto::Session::listener(Default::default());
-    /// assert!(s.send_ans(1, 0, beep_proto::Message::new("x")).is_err());
+    /// assert!(s.send_ans(1, beep_proto::MsgNo(0), beep_proto::Message::new("x")).is_err());
     /// ```
     pub fn send_ans(
         &mut self,
         channel: u32,
-        msgno: u32,
+        msgno: MsgNo,
         message: Message,
-    ) -> Result<u32, UsageError> {
+    ) -> Result<AnsNo, UsageError> {
         self.reply(channel, msgno, FrameType::Ans, message)
     }
 
@@ -839,9 +840,9 @@ impl Session {
     ///
     /// ```
     /// let mut s = beep_proto::Session::listener(Default::default());
-    /// assert!(s.send_nul(1, 0).is_err());
+    /// assert!(s.send_nul(1, beep_proto::MsgNo(0)).is_err());
     /// ```
-    pub fn send_nul(&mut self, channel: u32, msgno: u32) -> Result<(), UsageError> {
+    pub fn send_nul(&mut self, channel: u32, msgno: MsgNo) -> Result<(), UsageError> {
         self.reply(channel, msgno, FrameType::Nul, Message::default())
             .map(drop)
     }
@@ -1102,10 +1103,10 @@ impl Session {
     fn reply(
         &mut self,
         channel: u32,
-        msgno: u32,
+        msgno: MsgNo,
         frame_type: FrameType,
         message: Message,
-    ) -> Result<u32, UsageError> {
+    ) -> Result<AnsNo, UsageError> {
         self.ensure_active()?;
         check_size(&message)?;
         if channel == 0 {
@@ -1129,14 +1130,14 @@ impl Session {
     /// Queues the greeting (or refusal) as the reply to the peer's implicit
     /// MSG 0 on channel 0.
     fn queue_greeting(&mut self, frame_type: FrameType, body: Vec<u8>) {
-        let out = Outgoing::new(frame_type, 0, 0, Message::beep_xml(body));
+        let out = Outgoing::new(frame_type, MsgNo(0), AnsNo(0), Message::beep_xml(body));
         self.enqueue(0, out);
     }
 
     /// Queues a reply to the peer's channel-0 MSG `msgno`.
     fn reply_zero(
         &mut self,
-        msgno: u32,
+        msgno: MsgNo,
         frame_type: FrameType,
         body: Vec<u8>,
         after_send: Option<AfterSend>,
@@ -1161,7 +1162,7 @@ impl Session {
             awaited: false,
         });
         self.requests.push_back(request);
-        let out = Outgoing::new(FrameType::Msg, msgno, 0, Message::beep_xml(body));
+        let out = Outgoing::new(FrameType::Msg, msgno, AnsNo(0), Message::beep_xml(body));
         self.enqueue(0, out);
     }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use beep_proto::{Config, Event, Message, UsageError};
+use beep_proto::{Config, Event, Message, MsgNo, UsageError};
 use common::{ECHO, Pair, listener_config, take_messages};
 
 const LIMIT: usize = 10_000;
@@ -176,8 +176,11 @@ fn a_wrong_reply_is_named_as_such_even_when_the_output_is_full() {
     }
     // No MSG 7 of the peer's awaits a reply: that is the error, not room.
     assert_eq!(
-        pair.a.send_rpy(channel, 7, Message::new("?")),
-        Err(UsageError::NoSuchRequest { channel, msgno: 7 })
+        pair.a.send_rpy(channel, MsgNo(7), Message::new("?")),
+        Err(UsageError::NoSuchRequest {
+            channel,
+            msgno: MsgNo(7)
+        })
     );
     // has_room said no: the send is refused.
     assert!(matches!(

@@ -10,7 +10,8 @@ use beep_proto::frame::{DEFAULT_MAX_HEADER_LEN, FrameHeader, FrameType, Header, 
 use beep_proto::reply_code::ReplyCode;
 use beep_proto::xml::Profile;
 use beep_proto::{
-    Config, Event, IncomingFrame, Message, MessageKind, Session, SessionEnd, UsageError,
+    AnsNo, Config, Event, IncomingFrame, Message, MessageKind, MsgNo, Session, SessionEnd,
+    UsageError,
 };
 use common::{ECHO, OTHER, Pair, listener_config, take_messages};
 
@@ -173,7 +174,7 @@ fn rfc3080_2_6_1_a_fed_rpy_arrives_whole_and_holds_later_replies_behind_it() {
     pair.b.feed(feed, "part 3", true).unwrap();
     pair.pump();
     let replies = take_messages(&mut pair.a_events);
-    let got: Vec<(u32, MessageKind, &[u8])> = replies
+    let got: Vec<(MsgNo, MessageKind, &[u8])> = replies
         .iter()
         .map(|m| (m.msgno, m.kind, &m.message.body()[..]))
         .collect();
@@ -221,7 +222,7 @@ fn rfc3080_2_6_2_answers_may_be_fed_and_the_nul_follows_them() {
     take_messages(&mut pair.b_events);
     let one = pair.b.open_ans(channel, msgno, Message::new("a")).unwrap();
     let two = pair.b.open_ans(channel, msgno, Message::new("x")).unwrap();
-    assert_eq!((one.ansno(), two.ansno()), (Some(0), Some(1)));
+    assert_eq!((one.ansno(), two.ansno()), (Some(AnsNo(0)), Some(AnsNo(1))));
     pair.b.send_nul(channel, msgno).unwrap();
     pair.b.feed(two, "y", true).unwrap();
     pair.b.feed(one, "b", false).unwrap();
@@ -236,8 +237,8 @@ fn rfc3080_2_6_2_answers_may_be_fed_and_the_nul_follows_them() {
     assert_eq!(
         got,
         [
-            (MessageKind::Ans { ansno: 0 }, b"abc".to_vec()),
-            (MessageKind::Ans { ansno: 1 }, b"xy".to_vec()),
+            (MessageKind::Ans { ansno: AnsNo(0) }, b"abc".to_vec()),
+            (MessageKind::Ans { ansno: AnsNo(1) }, b"xy".to_vec()),
             (MessageKind::Nul, Vec::new()),
         ]
     );
@@ -361,15 +362,15 @@ fn every_misuse_of_the_feeder_is_a_typed_error() {
         Err(UsageError::UnknownChannel { channel: 9 })
     );
     assert_eq!(
-        b.open_rpy(0, 0, Message::new("")),
+        b.open_rpy(0, MsgNo(0), Message::new("")),
         Err(UsageError::UnknownChannel { channel: 0 })
     );
     // A reply for a MSG that is not awaiting one.
     assert_eq!(
-        b.open_rpy(channel, msgno + 1, Message::new("")),
+        b.open_rpy(channel, MsgNo(msgno.0 + 1), Message::new("")),
         Err(UsageError::NoSuchRequest {
             channel,
-            msgno: msgno + 1
+            msgno: MsgNo(msgno.0 + 1)
         })
     );
     let rpy = b.open_rpy(channel, msgno, Message::new("")).unwrap();
@@ -464,7 +465,7 @@ fn rfc3080_2_6_1_a_msg_sent_after_an_open_fed_msg_on_its_channel_waits_for_it() 
     assert!(take_messages(&mut pair.b_events).is_empty());
     pair.a.feed(feed, "story", true).unwrap();
     pair.pump();
-    let got: Vec<(u32, Vec<u8>)> = take_messages(&mut pair.b_events)
+    let got: Vec<(MsgNo, Vec<u8>)> = take_messages(&mut pair.b_events)
         .into_iter()
         .map(|m| (m.msgno, m.message.body().to_vec()))
         .collect();
@@ -497,7 +498,7 @@ fn rfc3080_2_6_3_a_peer_answering_a_fed_msg_early_ends_it() {
     let wire = pump_a(&mut pair);
     // The MSG is ended with an empty last frame; the next one follows.
     let sent = frames_on(&wire, channel);
-    let msgs: Vec<(u32, bool, usize)> = sent
+    let msgs: Vec<(MsgNo, bool, usize)> = sent
         .iter()
         .filter(|(h, _)| h.frame_type == FrameType::Msg)
         .map(|(h, p)| (h.msgno, h.more, p.len()))

@@ -50,8 +50,8 @@ use beep_proto::frame::{FrameHeader, FrameType, Header, SeqFrame, TRAILER, parse
 use beep_proto::reply_code::ReplyCode;
 use beep_proto::xml::{ChannelZeroMessage, ContentEncoding, Greeting, Profile};
 use beep_proto::{
-    Config, Event, IncomingMessage, Message, MessageKind, ProtocolError, Session, SessionEnd,
-    StartRequest,
+    AnsNo, Config, Event, IncomingMessage, Message, MessageKind, MsgNo, ProtocolError, Session,
+    SessionEnd, StartRequest,
 };
 use bytes::Bytes;
 
@@ -714,7 +714,7 @@ fn close_requested(channel: u32) -> Event {
 fn message(channel: u32, msgno: u32, kind: MessageKind, body: &[u8], credit: u32) -> Event {
     Event::Message(IncomingMessage {
         channel,
-        msgno,
+        msgno: MsgNo(msgno),
         kind,
         message: Message::new(body.to_vec()),
         credit,
@@ -725,7 +725,7 @@ fn message(channel: u32, msgno: u32, kind: MessageKind, body: &[u8], credit: u32
 fn nul(channel: u32, msgno: u32) -> Event {
     Event::Message(IncomingMessage {
         channel,
-        msgno,
+        msgno: MsgNo(msgno),
         kind: MessageKind::Nul,
         message: Message::default(),
         credit: 2,
@@ -812,7 +812,7 @@ fn sequential_client(messages: Vec<Vec<u8>>) -> impl Fn(&mut Session, &Event) {
             Event::Message(m)
                 if m.channel == 3 && matches!(m.kind, MessageKind::Rpy | MessageKind::Nul) =>
             {
-                m.msgno as usize + 1
+                m.msgno.0 as usize + 1
             }
             Event::ChannelClosed { channel: 3 } => {
                 session.close_session(ReplyCode::SUCCESS, "").unwrap();
@@ -823,7 +823,7 @@ fn sequential_client(messages: Vec<Vec<u8>>) -> impl Fn(&mut Session, &Event) {
         match messages.get(next) {
             Some(body) => {
                 let msgno = session.send_msg(3, Message::new(body.clone())).unwrap();
-                assert_eq!(msgno as usize, next);
+                assert_eq!(msgno.0 as usize, next);
             }
             None => session.close_channel(3, ReplyCode::SUCCESS, "").unwrap(),
         }
@@ -1129,7 +1129,11 @@ fn ans_nul_initiator_rfc3080_2_2_1_1() {
             profile: Profile::new(ANS_NUL),
         },
     ];
-    expected.extend((0..30).map(|ansno| message(3, 0, MessageKind::Ans { ansno }, ANS_PLEASE, 12)));
+    expected.extend(
+        (0..30)
+            .map(AnsNo)
+            .map(|ansno| message(3, 0, MessageKind::Ans { ansno }, ANS_PLEASE, 12)),
+    );
     expected.extend([
         nul(3, 0),
         Event::ChannelClosed { channel: 3 },

@@ -5,7 +5,9 @@
 
 use beep_proto::frame::{Field, FrameError, FrameType};
 use beep_proto::xml::Profile;
-use beep_proto::{Config, Event, Message, MessageKind, ProtocolError, Session, SessionEnd};
+use beep_proto::{
+    AnsNo, Config, Event, Message, MessageKind, MsgNo, ProtocolError, Session, SessionEnd,
+};
 
 const ECHO: &str = "http://example.org/beep/echo";
 
@@ -162,7 +164,7 @@ fn rfc3080_2_2_1_1_reply_for_a_msgno_never_sent() {
         Err(ProtocolError::UnsolicitedReply {
             channel: 1,
             frame_type: FrameType::Rpy,
-            msgno: 0
+            msgno: MsgNo(0)
         })
     );
 }
@@ -177,8 +179,8 @@ fn rfc3080_2_2_1_1_reply_out_of_order() {
         s.handle_input(b"RPY 1 1 . 0 2\r\n"),
         Err(ProtocolError::ReplyOutOfOrder {
             channel: 1,
-            msgno: 1,
-            expected: 0
+            msgno: MsgNo(1),
+            expected: MsgNo(0)
         })
     );
 }
@@ -193,7 +195,7 @@ fn rfc3080_2_2_1_1_nul_with_continuation_or_payload() {
             s.handle_input(input),
             Err(ProtocolError::InvalidNul {
                 channel: 1,
-                msgno: 0
+                msgno: MsgNo(0)
             })
         );
     }
@@ -237,8 +239,8 @@ fn rfc3080_2_2_1_1_interleaved_message_inside_a_multi_frame_message() {
         s.handle_input(b"MSG 1 0 * 0 2\r\n\r\nEND\r\nMSG 1 1 . 2 2\r\n"),
         Err(ProtocolError::InterleavedFrame {
             previous: FrameType::Msg,
-            previous_msgno: 0,
-            got_msgno: 1,
+            previous_msgno: MsgNo(0),
+            got_msgno: MsgNo(1),
             ..
         })
     ));
@@ -261,11 +263,11 @@ fn rfc3080_2_2_1_1_msgno_reused_while_unanswered() {
         s.handle_input(b"MSG 1 0 . 2 2\r\n"),
         Err(ProtocolError::MsgnoInUse {
             channel: 1,
-            msgno: 0
+            msgno: MsgNo(0)
         })
     );
     // Nothing already accepted is lost: the first MSG is still there.
-    assert!(matches!(s.poll_event(), Some(Event::Message(m)) if m.msgno == 0));
+    assert!(matches!(s.poll_event(), Some(Event::Message(m)) if m.msgno == MsgNo(0)));
 }
 
 #[test]
@@ -424,8 +426,8 @@ fn hardening_answers_in_progress_at_once_are_collated_by_ansno() {
     assert_eq!(
         got,
         vec![
-            (MessageKind::Ans { ansno: 1 }, b"b0b1".to_vec()),
-            (MessageKind::Ans { ansno: 0 }, b"a0a1".to_vec()),
+            (MessageKind::Ans { ansno: AnsNo(1) }, b"b0b1".to_vec()),
+            (MessageKind::Ans { ansno: AnsNo(0) }, b"a0a1".to_vec()),
             (MessageKind::Nul, Vec::new()),
         ]
     );

@@ -6,7 +6,9 @@ mod common;
 
 use beep_proto::frame::{FrameType, Header, parse_header};
 use beep_proto::xml::{ContentEncoding, Profile};
-use beep_proto::{Config, Event, Message, MessageKind, ReplyCode, Session, SessionEnd, UsageError};
+use beep_proto::{
+    AnsNo, Config, Event, Message, MessageKind, MsgNo, ReplyCode, Session, SessionEnd, UsageError,
+};
 use bytes::Bytes;
 use common::{ECHO, OTHER, Pair, take_messages, take_start};
 
@@ -230,7 +232,7 @@ fn rfc3080_2_1_1_ans_then_nul() {
             .b
             .send_ans(channel, msgno, Message::new(format!("answer {i}")))
             .unwrap();
-        assert_eq!(ansno, i);
+        assert_eq!(ansno, AnsNo(i));
     }
     assert!(matches!(
         pair.b.send_rpy(channel, msgno, Message::new("x")),
@@ -241,7 +243,8 @@ fn rfc3080_2_1_1_ans_then_nul() {
     let replies = take_messages(&mut pair.a_events);
     assert_eq!(replies.len(), 31);
     for (i, r) in replies[..30].iter().enumerate() {
-        assert_eq!(r.kind, MessageKind::Ans { ansno: i as u32 });
+        let ansno = AnsNo(i as u32);
+        assert_eq!(r.kind, MessageKind::Ans { ansno });
         assert_eq!(r.message.body(), format!("answer {i}").as_bytes());
     }
     assert_eq!(replies[30].kind, MessageKind::Nul);
@@ -253,7 +256,7 @@ fn rfc3080_2_1_1_ans_then_nul() {
 fn rfc3080_2_6_pipelined_replies_are_delivered_in_msg_order() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
-    let msgnos: Vec<u32> = (0..5)
+    let msgnos: Vec<MsgNo> = (0..5)
         .map(|i| {
             pair.a
                 .send_msg(channel, Message::new(format!("req {i}")))
@@ -287,7 +290,7 @@ fn rfc3080_2_6_pipelined_replies_are_delivered_in_msg_order() {
         }
     }
     let replies = take_messages(&mut pair.a_events);
-    let order: Vec<u32> = replies.iter().map(|r| r.msgno).collect();
+    let order: Vec<MsgNo> = replies.iter().map(|r| r.msgno).collect();
     assert_eq!(
         order,
         vec![
@@ -761,11 +764,14 @@ fn replies_to_unknown_requests_are_usage_errors() {
     let mut pair = Pair::new();
     let channel = pair.open(ECHO);
     assert_eq!(
-        pair.b.send_rpy(channel, 42, Message::new("x")),
-        Err(UsageError::NoSuchRequest { channel, msgno: 42 })
+        pair.b.send_rpy(channel, MsgNo(42), Message::new("x")),
+        Err(UsageError::NoSuchRequest {
+            channel,
+            msgno: MsgNo(42)
+        })
     );
     assert_eq!(
-        pair.b.send_rpy(99, 0, Message::new("x")),
+        pair.b.send_rpy(99, MsgNo(0), Message::new("x")),
         Err(UsageError::UnknownChannel { channel: 99 })
     );
     assert!(

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use beep_proto::xml::Profile;
-use beep_proto::{Config, Event, Message, MessageKind, ReplyCode, Session};
+use beep_proto::{Config, Event, Message, MessageKind, MsgNo, ReplyCode, Session};
 use proptest::prelude::*;
 
 const PROFILE: &str = "http://example.org/beep/test";
@@ -79,15 +79,15 @@ struct World {
     /// Open channels (both ends agree) not being closed.
     channels: Vec<u32>,
     /// MSG bodies a sent, per channel, not yet seen by b.
-    a_sent: HashMap<u32, VecDeque<(u32, Vec<u8>)>>,
+    a_sent: HashMap<u32, VecDeque<(MsgNo, Vec<u8>)>>,
     /// a's MSGs awaiting replies, per channel, in send order.
-    a_outstanding: HashMap<u32, VecDeque<u32>>,
+    a_outstanding: HashMap<u32, VecDeque<MsgNo>>,
     /// MSGs b received and has not answered: (channel, msgno).
-    b_unanswered: Vec<(u32, u32)>,
+    b_unanswered: Vec<(u32, MsgNo)>,
     /// What b answered, per (channel, msgno), in order, to be seen by a.
-    b_replies: HashMap<(u32, u32), VecDeque<Reply>>,
+    b_replies: HashMap<(u32, MsgNo), VecDeque<Reply>>,
     /// MSGs b sent to a, per channel: body, and whether the echo came back.
-    b_sent: HashMap<u32, VecDeque<(u32, Vec<u8>)>>,
+    b_sent: HashMap<u32, VecDeque<(MsgNo, Vec<u8>)>>,
     counter: usize,
     /// Channels a asked to close, and those a saw closed.
     closing: Vec<u32>,
@@ -259,9 +259,9 @@ impl World {
         }
     }
 
-    fn answer(&mut self, channel: u32, msgno: u32, kind: u8) {
+    fn answer(&mut self, channel: u32, msgno: MsgNo, kind: u8) {
         let replies = self.b_replies.entry((channel, msgno)).or_default();
-        let text = body("re", channel, msgno as usize, 40 + kind as usize * 1000);
+        let text = body("re", channel, msgno.0 as usize, 40 + kind as usize * 1000);
         match kind {
             0 => {
                 self.b

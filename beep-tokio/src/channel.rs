@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use beep_proto::dispatch::{Done, HandlerResult, Reply};
-use beep_proto::{IncomingFrame, IncomingMessage, Message, ReplyCode};
+use beep_proto::{AnsNo, IncomingFrame, IncomingMessage, Message, MsgNo, ReplyCode};
 use futures_channel::oneshot;
 
 use crate::connection::Connection;
@@ -116,7 +116,7 @@ impl Channel {
     /// let msgno = channel.send_msg(beep_proto::Message::new("fire and forget")).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn send_msg(&self, message: Message) -> Result<u32, Error> {
+    pub async fn send_msg(&self, message: Message) -> Result<MsgNo, Error> {
         let number = self.number;
         self.shared()
             .with_room(|st| Ok(st.core.send_msg(number, message)?))
@@ -161,14 +161,14 @@ impl Channel {
         &self,
         message: Message,
         done: impl FnOnce(Result<Reply, Error>) + Send + 'static,
-    ) -> Result<u32, Error> {
+    ) -> Result<MsgNo, Error> {
         let notify = Notify::Call(Box::new(move |result| {
             done(result.and_then(Done::into_reply))
         }));
         self.request_notify(message, notify).await
     }
 
-    async fn request_notify(&self, message: Message, notify: Notify) -> Result<u32, Error> {
+    async fn request_notify(&self, message: Message, notify: Notify) -> Result<MsgNo, Error> {
         let number = self.number;
         self.shared()
             .with_room(|st| Ok(st.core.request(number, message, notify)?))
@@ -182,7 +182,7 @@ impl Channel {
     /// channel.reply_rpy(m.msgno, m.message).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn reply_rpy(&self, msgno: u32, message: Message) -> Result<(), Error> {
+    pub async fn reply_rpy(&self, msgno: MsgNo, message: Message) -> Result<(), Error> {
         let number = self.number;
         self.shared()
             .with_room(|st| Ok(st.core.send_rpy(number, msgno, message)?))
@@ -192,11 +192,11 @@ impl Channel {
     /// Answers MSG `msgno` with a negative reply.
     ///
     /// ```no_run
-    /// # async fn run(channel: beep_tokio::Channel, msgno: u32) -> Result<(), beep_tokio::Error> {
+    /// # async fn run(channel: beep_tokio::Channel, msgno: beep_proto::MsgNo) -> Result<(), beep_tokio::Error> {
     /// channel.reply_err(msgno, beep_proto::Message::new("not found")).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn reply_err(&self, msgno: u32, message: Message) -> Result<(), Error> {
+    pub async fn reply_err(&self, msgno: MsgNo, message: Message) -> Result<(), Error> {
         let number = self.number;
         self.shared()
             .with_room(|st| Ok(st.core.send_err(number, msgno, message)?))
@@ -207,14 +207,14 @@ impl Channel {
     /// with [`Channel::reply_nul`].
     ///
     /// ```no_run
-    /// # async fn run(channel: beep_tokio::Channel, msgno: u32) -> Result<(), beep_tokio::Error> {
+    /// # async fn run(channel: beep_tokio::Channel, msgno: beep_proto::MsgNo) -> Result<(), beep_tokio::Error> {
     /// for item in ["a", "b"] {
     ///     channel.reply_ans(msgno, beep_proto::Message::new(item)).await?;
     /// }
     /// channel.reply_nul(msgno).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn reply_ans(&self, msgno: u32, message: Message) -> Result<u32, Error> {
+    pub async fn reply_ans(&self, msgno: MsgNo, message: Message) -> Result<AnsNo, Error> {
         let number = self.number;
         self.shared()
             .with_room(|st| Ok(st.core.send_ans(number, msgno, message)?))
@@ -235,7 +235,7 @@ impl Channel {
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn try_send_msg(&self, message: Message) -> Result<u32, Error> {
+    pub fn try_send_msg(&self, message: Message) -> Result<MsgNo, Error> {
         let number = self.number;
         self.shared()
             .try_room(|st| Ok(st.core.send_msg(number, message)?))
@@ -251,7 +251,7 @@ impl Channel {
     /// }
     /// # }
     /// ```
-    pub fn try_reply_rpy(&self, msgno: u32, message: Message) -> Result<(), Error> {
+    pub fn try_reply_rpy(&self, msgno: MsgNo, message: Message) -> Result<(), Error> {
         let number = self.number;
         self.shared()
             .try_room(|st| Ok(st.core.send_rpy(number, msgno, message)?))
@@ -261,11 +261,11 @@ impl Channel {
     /// waiting for room.
     ///
     /// ```no_run
-    /// # fn run(channel: beep_tokio::Channel, msgno: u32) -> Result<(), beep_tokio::Error> {
+    /// # fn run(channel: beep_tokio::Channel, msgno: beep_proto::MsgNo) -> Result<(), beep_tokio::Error> {
     /// channel.try_reply_err(msgno, beep_proto::Message::new("busy"))?;
     /// # Ok(()) }
     /// ```
-    pub fn try_reply_err(&self, msgno: u32, message: Message) -> Result<(), Error> {
+    pub fn try_reply_err(&self, msgno: MsgNo, message: Message) -> Result<(), Error> {
         let number = self.number;
         self.shared()
             .try_room(|st| Ok(st.core.send_err(number, msgno, message)?))
@@ -275,11 +275,11 @@ impl Channel {
     /// waiting for room.
     ///
     /// ```no_run
-    /// # fn run(channel: beep_tokio::Channel, msgno: u32) -> Result<(), beep_tokio::Error> {
+    /// # fn run(channel: beep_tokio::Channel, msgno: beep_proto::MsgNo) -> Result<(), beep_tokio::Error> {
     /// let ansno = channel.try_reply_ans(msgno, beep_proto::Message::new("part"))?;
     /// # Ok(()) }
     /// ```
-    pub fn try_reply_ans(&self, msgno: u32, message: Message) -> Result<u32, Error> {
+    pub fn try_reply_ans(&self, msgno: MsgNo, message: Message) -> Result<AnsNo, Error> {
         let number = self.number;
         self.shared()
             .try_room(|st| Ok(st.core.send_ans(number, msgno, message)?))
@@ -306,11 +306,11 @@ impl Channel {
     /// never waits for room.
     ///
     /// ```no_run
-    /// # async fn run(channel: beep_tokio::Channel, msgno: u32) -> Result<(), beep_tokio::Error> {
+    /// # async fn run(channel: beep_tokio::Channel, msgno: beep_proto::MsgNo) -> Result<(), beep_tokio::Error> {
     /// channel.reply_nul(msgno).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn reply_nul(&self, msgno: u32) -> Result<(), Error> {
+    pub async fn reply_nul(&self, msgno: MsgNo) -> Result<(), Error> {
         let number = self.number;
         self.shared()
             .with_session(|st| Ok(st.core.send_nul(number, msgno)?))
@@ -473,13 +473,13 @@ impl Channel {
 pub(crate) struct Pending<'a> {
     shared: &'a Shared,
     channel: u32,
-    msgno: u32,
+    msgno: MsgNo,
     pub(crate) armed: bool,
 }
 
 impl<'a> Pending<'a> {
     /// Armed: dropped as is, it cancels the request.
-    pub(crate) fn new(shared: &'a Shared, channel: u32, msgno: u32) -> Self {
+    pub(crate) fn new(shared: &'a Shared, channel: u32, msgno: MsgNo) -> Self {
         Pending {
             shared,
             channel,

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use beep_proto::dispatch::{Done, Notify};
-use beep_proto::{FeedId, Message};
+use beep_proto::{FeedId, Message, MsgNo};
 use bytes::Bytes;
 use futures_channel::oneshot;
 
@@ -124,7 +124,7 @@ impl Channel {
     /// # Errors
     ///
     /// As [`Channel::reply_rpy`].
-    pub async fn feed_rpy(&self, msgno: u32, start: Message) -> Result<Feeder, Error> {
+    pub async fn feed_rpy(&self, msgno: MsgNo, start: Message) -> Result<Feeder, Error> {
         let number = self.number();
         let feed = self
             .shared()
@@ -140,7 +140,7 @@ impl Channel {
     /// # Errors
     ///
     /// As [`Channel::reply_ans`].
-    pub async fn feed_ans(&self, msgno: u32, start: Message) -> Result<Feeder, Error> {
+    pub async fn feed_ans(&self, msgno: MsgNo, start: Message) -> Result<Feeder, Error> {
         let number = self.number();
         let feed = self
             .shared()

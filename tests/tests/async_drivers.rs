@@ -12,7 +12,7 @@ use async_support::{
     server_with,
 };
 use beep_proto::xml::Profile;
-use beep_proto::{Config, Message, MessageKind, ReplyCode};
+use beep_proto::{AnsNo, Config, Message, MessageKind, ReplyCode};
 use beep_tokio::{CloseReason, Connection, Error, Listener, Options, Registry, Reply};
 use futures_channel::{mpsc, oneshot};
 use futures_util::future::join_all;
@@ -70,8 +70,8 @@ async fn request_reply_answers_and_release(env: Env) {
             let texts: Vec<_> = answers.iter().map(|(_, m)| m.body().to_vec()).collect();
             let expected: Vec<Vec<u8>> = (0..5).map(|i| i.to_string().into_bytes()).collect();
             assert_eq!(texts, expected);
-            let ansnos: Vec<u32> = answers.iter().map(|(n, _)| *n).collect();
-            assert_eq!(ansnos, vec![0, 1, 2, 3, 4]);
+            let ansnos: Vec<AnsNo> = answers.iter().map(|(n, _)| *n).collect();
+            assert_eq!(ansnos, [0, 1, 2, 3, 4].map(AnsNo));
         }
         other => panic!("{other:?}"),
     }
@@ -1079,7 +1079,7 @@ async fn an_incoming_stream_is_bounded_by_the_window_and_answers_what_it_drops(e
         let m = env.within(T, "answer", incoming.next()).await.unwrap();
         match m.kind {
             MessageKind::Ans { ansno } => {
-                assert_eq!(ansno, answers);
+                assert_eq!(ansno, AnsNo(answers));
                 answers += 1;
             }
             MessageKind::Nul => break,

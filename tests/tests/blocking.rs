@@ -11,7 +11,7 @@ use beep_blocking::{
     ShutdownHandle, StartDecision,
 };
 use beep_proto::xml::Profile;
-use beep_proto::{Config, Message, ReplyCode};
+use beep_proto::{AnsNo, Config, Message, MsgNo, ReplyCode};
 
 const ECHO: &str = "http://example.org/beep/echo";
 const COUNT: &str = "http://example.org/beep/count";
@@ -780,7 +780,7 @@ fn a_peer_that_never_grants_window_for_our_replies_is_slowed_not_buffered() {
                         }
                         Header::Frame(h)
                             if h.channel == 0
-                                && h.msgno == 0
+                                && h.msgno == MsgNo(0)
                                 && h.frame_type == beep_proto::frame::FrameType::Rpy =>
                         {
                             let _ = started_tx.send(());
@@ -1257,7 +1257,7 @@ fn an_incoming_queue_is_bounded_by_the_window_until_read() {
         let m = incoming.recv_timeout(T).unwrap();
         match m.kind {
             beep_proto::MessageKind::Ans { ansno } => {
-                assert_eq!(ansno, answers);
+                assert_eq!(ansno, AnsNo(answers));
                 assert!(
                     m.message
                         .body()

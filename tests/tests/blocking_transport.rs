@@ -17,7 +17,7 @@ use beep_blocking::{
     CloseReason, Connection, Error, Listener, Options, ProfileHandler, Registry, Reply,
 };
 use beep_proto::xml::Profile;
-use beep_proto::{Message, ReplyCode};
+use beep_proto::{AnsNo, Message, ReplyCode};
 
 const ECHO: &str = "http://example.org/beep/echo";
 const COUNT: &str = "http://example.org/beep/count";
@@ -101,7 +101,9 @@ fn converse(client: &Connection, server: &Connection) {
                 .iter()
                 .map(|(ansno, m)| (*ansno, m.body().to_vec()))
                 .collect();
-            let want: Vec<_> = (0..5).map(|i| (i, i.to_string().into_bytes())).collect();
+            let want: Vec<_> = (0..5)
+                .map(|i| (AnsNo(i), i.to_string().into_bytes()))
+                .collect();
             assert_eq!(got, want);
         }
         other => panic!("expected ANS/NUL, got {other:?}"),

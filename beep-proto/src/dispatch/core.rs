@@ -11,6 +11,7 @@ use super::{Reply, Requests};
 use crate::error::{ProtocolError, UsageError};
 use crate::event::{Event, IncomingFrame, IncomingMessage, MessageKind, SessionEnd, StartRequest};
 use crate::mime::Message;
+use crate::numbers::{AnsNo, MsgNo};
 use crate::reply_code::ReplyCode;
 use crate::session::{FeedId, Session};
 use crate::xml::{ErrorElement, Profile};
@@ -279,8 +280,8 @@ impl<E: std::fmt::Display> HandlerResult for Result<(), E> {
 ///
 /// ```
 /// use beep_proto::dispatch::MessageDone;
-/// use beep_proto::{IncomingMessage, Message, MessageKind};
-/// let m = IncomingMessage { channel: 1, msgno: 0, kind: MessageKind::Msg, message: Message::new("x"), credit: 3 };
+/// use beep_proto::{IncomingMessage, Message, MessageKind, MsgNo};
+/// let m = IncomingMessage { channel: 1, msgno: MsgNo(0), kind: MessageKind::Msg, message: Message::new("x"), credit: 3 };
 /// assert_eq!(MessageDone::of(&m).credit, 3);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,7 +289,7 @@ pub struct MessageDone {
     /// Its channel.
     pub channel: u32,
     /// Its msgno.
-    pub msgno: u32,
+    pub msgno: MsgNo,
     /// MSG or a reply.
     pub kind: MessageKind,
     /// The window credit it holds.
@@ -311,8 +312,8 @@ impl MessageDone {
     ///
     /// ```
     /// use beep_proto::dispatch::MessageDone;
-    /// use beep_proto::{IncomingFrame, MessageKind};
-    /// let f = IncomingFrame { channel: 1, msgno: 4, kind: MessageKind::Msg, more: true, payload: "abc".into() };
+    /// use beep_proto::{IncomingFrame, MessageKind, MsgNo};
+    /// let f = IncomingFrame { channel: 1, msgno: MsgNo(4), kind: MessageKind::Msg, more: true, payload: "abc".into() };
     /// assert_eq!(MessageDone::of_frame(&f).credit, 3);
     /// ```
     pub fn of_frame(f: &IncomingFrame) -> Self {
@@ -411,7 +412,7 @@ impl<W> Core<W> {
     /// # Errors
     ///
     /// As [`Session::send_msg`].
-    pub fn send_msg(&mut self, channel: u32, message: Message) -> Result<u32, UsageError> {
+    pub fn send_msg(&mut self, channel: u32, message: Message) -> Result<MsgNo, UsageError> {
         self.session.send_msg(channel, message)
     }
 
@@ -420,13 +421,18 @@ impl<W> Core<W> {
     /// ```
     /// use beep_proto::dispatch::Core;
     /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
-    /// assert!(core.send_rpy(1, 0, beep_proto::Message::new("no MSG 0 here")).is_err());
+    /// assert!(core.send_rpy(1, beep_proto::MsgNo(0), beep_proto::Message::new("no MSG 0 here")).is_err());
     /// ```
     ///
     /// # Errors
     ///
     /// As [`Session::send_rpy`].
-    pub fn send_rpy(&mut self, channel: u32, msgno: u32, reply: Message) -> Result<(), UsageError> {
+    pub fn send_rpy(
+        &mut self,
+        channel: u32,
+        msgno: MsgNo,
+        reply: Message,
+    ) -> Result<(), UsageError> {
         self.session.send_rpy(channel, msgno, reply)
     }
 
@@ -435,13 +441,18 @@ impl<W> Core<W> {
     /// ```
     /// use beep_proto::dispatch::Core;
     /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
-    /// assert!(core.send_err(1, 0, beep_proto::Message::new("no MSG 0 here")).is_err());
+    /// assert!(core.send_err(1, beep_proto::MsgNo(0), beep_proto::Message::new("no MSG 0 here")).is_err());
     /// ```
     ///
     /// # Errors
     ///
     /// As [`Session::send_err`].
-    pub fn send_err(&mut self, channel: u32, msgno: u32, error: Message) -> Result<(), UsageError> {
+    pub fn send_err(
+        &mut self,
+        channel: u32,
+        msgno: MsgNo,
+        error: Message,
+    ) -> Result<(), UsageError> {
         self.session.send_err(channel, msgno, error)
     }
 
@@ -450,7 +461,7 @@ impl<W> Core<W> {
     /// ```
     /// use beep_proto::dispatch::Core;
     /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
-    /// assert!(core.send_ans(1, 0, beep_proto::Message::new("no MSG 0 here")).is_err());
+    /// assert!(core.send_ans(1, beep_proto::MsgNo(0), beep_proto::Message::new("no MSG 0 here")).is_err());
     /// ```
     ///
     /// # Errors
@@ -459,9 +470,9 @@ impl<W> Core<W> {
     pub fn send_ans(
         &mut self,
         channel: u32,
-        msgno: u32,
+        msgno: MsgNo,
         answer: Message,
-    ) -> Result<u32, UsageError> {
+    ) -> Result<AnsNo, UsageError> {
         self.session.send_ans(channel, msgno, answer)
     }
 
@@ -470,13 +481,13 @@ impl<W> Core<W> {
     /// ```
     /// use beep_proto::dispatch::Core;
     /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
-    /// assert!(core.send_nul(1, 0).is_err());
+    /// assert!(core.send_nul(1, beep_proto::MsgNo(0)).is_err());
     /// ```
     ///
     /// # Errors
     ///
     /// As [`Session::send_nul`].
-    pub fn send_nul(&mut self, channel: u32, msgno: u32) -> Result<(), UsageError> {
+    pub fn send_nul(&mut self, channel: u32, msgno: MsgNo) -> Result<(), UsageError> {
         self.session.send_nul(channel, msgno)
     }
 
@@ -545,7 +556,7 @@ impl<W> Core<W> {
     /// ```
     /// use beep_proto::dispatch::Core;
     /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
-    /// assert!(core.open_rpy(1, 0, beep_proto::Message::default()).is_err());
+    /// assert!(core.open_rpy(1, beep_proto::MsgNo(0), beep_proto::Message::default()).is_err());
     /// ```
     ///
     /// # Errors
@@ -554,7 +565,7 @@ impl<W> Core<W> {
     pub fn open_rpy(
         &mut self,
         channel: u32,
-        msgno: u32,
+        msgno: MsgNo,
         start: Message,
     ) -> Result<FeedId, UsageError> {
         self.session.open_rpy(channel, msgno, start)
@@ -566,7 +577,7 @@ impl<W> Core<W> {
     /// ```
     /// use beep_proto::dispatch::Core;
     /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
-    /// assert!(core.open_ans(1, 0, beep_proto::Message::default()).is_err());
+    /// assert!(core.open_ans(1, beep_proto::MsgNo(0), beep_proto::Message::default()).is_err());
     /// ```
     ///
     /// # Errors
@@ -575,7 +586,7 @@ impl<W> Core<W> {
     pub fn open_ans(
         &mut self,
         channel: u32,
-        msgno: u32,
+        msgno: MsgNo,
         start: Message,
     ) -> Result<FeedId, UsageError> {
         self.session.open_ans(channel, msgno, start)
@@ -706,7 +717,7 @@ impl<W> Core<W> {
         channel: u32,
         message: Message,
         waiter: W,
-    ) -> Result<u32, UsageError> {
+    ) -> Result<MsgNo, UsageError> {
         if self.session.is_streaming(channel) {
             return Err(UsageError::Streaming { channel });
         }
@@ -729,7 +740,7 @@ impl<W> Core<W> {
 
     /// Forgets the waiter of a request (it gave up); a late reply goes to
     /// the channel's handler.
-    pub fn cancel_request(&mut self, channel: u32, msgno: u32) -> Option<W> {
+    pub fn cancel_request(&mut self, channel: u32, msgno: MsgNo) -> Option<W> {
         self.session.set_reply_awaited(channel, msgno, false);
         self.requests.remove(channel, msgno)
     }
@@ -969,7 +980,7 @@ impl<W> Core<W> {
     }
 
     /// Answers collected for a waiter are bounded like any message.
-    fn limit_answers(&mut self, channel: u32, msgno: u32, out: &mut Vec<Outcome<W>>) {
+    fn limit_answers(&mut self, channel: u32, msgno: MsgNo, out: &mut Vec<Outcome<W>>) {
         let limit = self.session.config().max_message_size;
         if self.requests.collected(channel, msgno) > limit
             && let Some(w) = self.requests.remove(channel, msgno)
@@ -1089,7 +1100,7 @@ mod tests {
         pump(&mut a, &mut b, &mut out_a, &mut out_b);
         match out_a.pop() {
             Some(Outcome::Complete(2, Ok(Done::Replied(Reply::Answers(answers))))) => {
-                assert_eq!(answers, vec![(0, Message::new("a"))]);
+                assert_eq!(answers, vec![(AnsNo(0), Message::new("a"))]);
             }
             other => panic!("{other:?}"),
         }

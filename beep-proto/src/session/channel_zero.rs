@@ -8,6 +8,7 @@ use crate::error::ProtocolError;
 use crate::event::{Event, MessageKind, SessionEnd, StartRequest};
 use crate::frame::FrameType;
 use crate::mime::Message;
+use crate::numbers::MsgNo;
 use crate::reply_code::ReplyCode;
 use crate::xml::{ChannelZeroMessage, Close, ErrorElement, Greeting, Profile, Start};
 
@@ -103,7 +104,7 @@ impl Session {
     pub(super) fn on_channel_zero(
         &mut self,
         kind: MessageKind,
-        msgno: u32,
+        msgno: MsgNo,
         message: Message,
     ) -> Result<(), ProtocolError> {
         match kind {
@@ -120,7 +121,7 @@ impl Session {
 
     /// A MSG from the peer: a request we must answer, with an `<error>` if
     /// it is malformed or unexpected (RFC 3080 2.2.2.1, RFC 3080 2.3.1.3).
-    fn on_zero_request(&mut self, msgno: u32, body: &[u8]) {
+    fn on_zero_request(&mut self, msgno: MsgNo, body: &[u8]) {
         match ChannelZeroMessage::parse(body) {
             Ok(ChannelZeroMessage::Start(start)) => self.on_start(msgno, start),
             Ok(ChannelZeroMessage::Close(close)) => self.on_close(msgno, close),
@@ -133,7 +134,7 @@ impl Session {
         }
     }
 
-    fn refuse(&mut self, msgno: u32, code: ReplyCode, text: &str) {
+    fn refuse(&mut self, msgno: MsgNo, code: ReplyCode, text: &str) {
         // Diagnostics may quote the peer (a parse error names the bad
         // value): never at length, or each small request would buy a large
         // answer.
@@ -160,7 +161,7 @@ impl Session {
         (!text.is_empty() && !ours.eq_ignore_ascii_case(theirs)).then(|| ours.to_owned())
     }
 
-    fn on_start(&mut self, msgno: u32, start: Start) {
+    fn on_start(&mut self, msgno: MsgNo, start: Start) {
         let number = start.number;
         let peer_parity = if self.role == Role::Listener { 1 } else { 0 };
         if number % 2 != peer_parity {
@@ -216,7 +217,7 @@ impl Session {
         }));
     }
 
-    fn on_close(&mut self, msgno: u32, close: Close) {
+    fn on_close(&mut self, msgno: MsgNo, close: Close) {
         let number = close.number;
         let Some(ch) = self.channels.get(&number).filter(|c| c.open) else {
             return self.refuse(

@@ -7,6 +7,7 @@ use crate::channel::{AfterSend, Channel, OurClose, Outgoing};
 use crate::error::UsageError;
 use crate::event::{Event, SessionEnd};
 use crate::frame::FrameType;
+use crate::numbers::MsgNo;
 
 use channel_zero::Request;
 
@@ -18,7 +19,7 @@ impl Session {
     }
 
     /// The peer's close of `channel` is agreed; `<ok/>` follows when quiet.
-    pub(super) fn close_accepted(&mut self, channel: u32, msgno: u32) {
+    pub(super) fn close_accepted(&mut self, channel: u32, msgno: MsgNo) {
         let Some(ch) = self.channels.get_mut(&channel) else {
             // Already closed (our own close crossed theirs): still, every
             // close request gets its answer.

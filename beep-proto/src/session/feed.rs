@@ -19,6 +19,7 @@ use crate::error::UsageError;
 use crate::frame::FrameType;
 use crate::idmap::IdMap;
 use crate::mime::Message;
+use crate::numbers::{AnsNo, MsgNo};
 
 /// A message being fed: what [`Session::open_msg`], [`Session::open_rpy`]
 /// and [`Session::open_ans`] return, and what [`Session::feed`] takes.
@@ -47,8 +48,8 @@ use crate::mime::Message;
 pub struct FeedId {
     channel: u32,
     frame_type: FrameType,
-    msgno: u32,
-    ansno: u32,
+    msgno: MsgNo,
+    ansno: AnsNo,
     /// Tells apart messages with the same numbers, one after the other.
     serial: u64,
 }
@@ -88,9 +89,9 @@ impl FeedId {
     /// # while client.poll_event().is_some() {}
     /// let msgno = client.send_msg(channel, beep_proto::Message::new("whole")).unwrap();
     /// let feed = client.open_msg(channel, beep_proto::Message::new("")).unwrap();
-    /// assert_eq!(feed.msgno(), msgno + 1);
+    /// assert_eq!(feed.msgno(), beep_proto::MsgNo(msgno.0 + 1));
     /// ```
-    pub fn msgno(self) -> u32 {
+    pub fn msgno(self) -> MsgNo {
         self.msgno
     }
 
@@ -109,7 +110,7 @@ impl FeedId {
     /// let feed = client.open_msg(channel, beep_proto::Message::new("")).unwrap();
     /// assert_eq!(feed.ansno(), None);
     /// ```
-    pub fn ansno(self) -> Option<u32> {
+    pub fn ansno(self) -> Option<AnsNo> {
         (self.frame_type == FrameType::Ans).then_some(self.ansno)
     }
 
@@ -186,8 +187,8 @@ impl Feeds {
         &mut self,
         channel: u32,
         frame_type: FrameType,
-        msgno: u32,
-        ansno: u32,
+        msgno: MsgNo,
+        ansno: AnsNo,
         held: bool,
     ) -> FeedId {
         let id = FeedId {
@@ -393,7 +394,12 @@ pub(super) fn take_fed(
 }
 
 /// True if an entry queued or held on `ch` has these numbers.
-pub(super) fn entry_exists(ch: &Channel, frame_type: FrameType, msgno: u32, ansno: u32) -> bool {
+pub(super) fn entry_exists(
+    ch: &Channel,
+    frame_type: FrameType,
+    msgno: MsgNo,
+    ansno: AnsNo,
+) -> bool {
     let held = ch.slots.iter().flat_map(|s| &s.held);
     ch.queue
         .iter()
@@ -441,7 +447,9 @@ impl Session {
     pub fn open_msg(&mut self, channel: u32, start: Message) -> Result<FeedId, UsageError> {
         let msgno = self.send_msg(channel, start)?;
         // Before any framing: the entry is known as fed from the start.
-        Ok(self.feeds.open(channel, FrameType::Msg, msgno, 0, false))
+        Ok(self
+            .feeds
+            .open(channel, FrameType::Msg, msgno, AnsNo(0), false))
     }
 
     /// Opens a positive reply to MSG `msgno` whose payload the
@@ -485,7 +493,7 @@ impl Session {
     pub fn open_rpy(
         &mut self,
         channel: u32,
-        msgno: u32,
+        msgno: MsgNo,
         start: Message,
     ) -> Result<FeedId, UsageError> {
         self.open_reply(channel, msgno, FrameType::Rpy, start)
@@ -526,7 +534,7 @@ impl Session {
     pub fn open_ans(
         &mut self,
         channel: u32,
-        msgno: u32,
+        msgno: MsgNo,
         start: Message,
     ) -> Result<FeedId, UsageError> {
         self.open_reply(channel, msgno, FrameType::Ans, start)
@@ -645,7 +653,7 @@ impl Session {
     fn open_reply(
         &mut self,
         channel: u32,
-        msgno: u32,
+        msgno: MsgNo,
         frame_type: FrameType,
         start: Message,
     ) -> Result<FeedId, UsageError> {
@@ -661,7 +669,7 @@ impl Session {
 
     /// The last piece of a fed RPY was given: its reply slot is complete,
     /// and the replies held behind it may go (RFC 3080 2.6.1).
-    fn complete_fed_reply(&mut self, channel: u32, msgno: u32) {
+    fn complete_fed_reply(&mut self, channel: u32, msgno: MsgNo) {
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;
         };

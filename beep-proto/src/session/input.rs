@@ -9,6 +9,7 @@ use crate::error::ProtocolError;
 use crate::event::{Event, IncomingFrame, IncomingMessage, MessageKind, SessionEnd};
 use crate::frame::{FrameHeader, FrameType, Header, SeqFrame, TRAILER, parse_header};
 use crate::mime::Message;
+use crate::numbers::MsgNo;
 use crate::pieces::Pieces;
 
 impl Session {
@@ -187,7 +188,7 @@ impl Session {
         let channel = h.channel;
         if self.peer_greeting.is_none()
             && (h.channel != 0
-                || h.msgno != 0
+                || h.msgno != MsgNo(0)
                 || !matches!(h.frame_type, FrameType::Rpy | FrameType::Err))
         {
             return Err(ProtocolError::GreetingExpected);
@@ -245,7 +246,7 @@ impl Session {
             return Ok(()); // a continuation, checked above
         }
         let channel = ch.number;
-        if ch.unanswered.contains(&h.msgno) {
+        if ch.unanswered.contains(&h.msgno.0) {
             return Err(ProtocolError::MsgnoInUse {
                 channel,
                 msgno: h.msgno,
@@ -278,7 +279,7 @@ impl Session {
         if ch.streaming && ch.number != 0 {
             return Ok(());
         }
-        let greeting = ch.number == 0 && self.peer_greeting.is_none() && h.msgno == 0;
+        let greeting = ch.number == 0 && self.peer_greeting.is_none() && h.msgno == MsgNo(0);
         if greeting && h.frame_type != FrameType::Msg {
             let limit = self
                 .config
@@ -346,7 +347,7 @@ impl Session {
         // Bookkeeping shared by both delivery modes.
         if h.frame_type == FrameType::Msg {
             if ch.in_progress.is_none() {
-                ch.unanswered.insert(h.msgno);
+                ch.unanswered.insert(h.msgno.0);
                 self.unanswered_total += 1;
                 ch.slots.push_back(ReplySlot {
                     msgno: h.msgno,
@@ -502,7 +503,7 @@ fn check_reply(ch: &Channel, h: &FrameHeader, reply: FrameType) -> Result<(), Pr
 
 /// The peer replied before the last frame of our MSG `msgno`: the rest is
 /// not wanted. End the message with an empty final frame (RFC 3080 2.6.3).
-fn abandon_msg(ch: &mut Channel, msgno: u32, queued: &mut usize) {
+fn abandon_msg(ch: &mut Channel, msgno: MsgNo, queued: &mut usize) {
     if let Some(out) = ch.queue.front_mut()
         && out.frame_type == FrameType::Msg
         && out.msgno == msgno
@@ -554,7 +555,7 @@ fn track_ans(ch: &mut Channel, h: &FrameHeader) {
 }
 
 /// The message left unfinished on the channel after frame `h`.
-fn in_progress_after(ch: &Channel, h: &FrameHeader) -> Option<(FrameType, u32)> {
+fn in_progress_after(ch: &Channel, h: &FrameHeader) -> Option<(FrameType, MsgNo)> {
     let unfinished = h.more || (h.frame_type == FrameType::Ans && !ch.partial_ans.is_empty());
     unfinished.then_some((h.frame_type, h.msgno))
 }

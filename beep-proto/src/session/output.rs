@@ -10,6 +10,7 @@ use crate::error::UsageError;
 use crate::event::SessionEnd;
 use crate::frame::{FrameHeader, FrameType, MAX_31BIT, TRAILER};
 use crate::mime::Message;
+use crate::numbers::{AnsNo, MsgNo};
 
 /// Frame payloads from this size on are handed out as slices of the
 /// application's buffers by [`Session::poll_transmit_vectored`]; smaller
@@ -198,11 +199,11 @@ impl Session {
     pub(super) fn queue_reply(
         &mut self,
         channel: u32,
-        msgno: u32,
+        msgno: MsgNo,
         frame_type: FrameType,
         message: Message,
         after_send: Option<AfterSend>,
-    ) -> Result<u32, UsageError> {
+    ) -> Result<AnsNo, UsageError> {
         self.queue_reply_fed(channel, msgno, frame_type, message, after_send, false)
             .map(|(ansno, _)| ansno)
     }
@@ -213,12 +214,12 @@ impl Session {
     pub(super) fn queue_reply_fed(
         &mut self,
         channel: u32,
-        msgno: u32,
+        msgno: MsgNo,
         frame_type: FrameType,
         message: Message,
         after_send: Option<AfterSend>,
         fed: bool,
-    ) -> Result<(u32, Option<FeedId>), UsageError> {
+    ) -> Result<(AnsNo, Option<FeedId>), UsageError> {
         // The application's replies are refused above the output limit
         // (after the checks that say the call is wrong anyway); a NUL only
         // completes a reply and must always be possible, and channel-0
@@ -251,11 +252,11 @@ impl Session {
             self.output_blocked = true;
             return Err(UsageError::OutputFull { queued, limit });
         }
-        let ansno = if frame_type == FrameType::Ans {
+        let ansno = AnsNo(if frame_type == FrameType::Ans {
             slot.next_ansno
         } else {
             0
-        };
+        });
         if fed && feed::entry_exists(ch, frame_type, msgno, ansno) {
             // Only a peer reusing a msgno before our reply to it is out
             // gets here: two entries must not look the same.
@@ -267,7 +268,7 @@ impl Session {
         }
         let slot = &mut ch.slots[index];
         if frame_type == FrameType::Ans {
-            slot.next_ansno = if ansno == MAX_31BIT { 0 } else { ansno + 1 };
+            slot.next_ansno = if ansno.0 == MAX_31BIT { 0 } else { ansno.0 + 1 };
         }
         slot.started = Some(frame_type);
         // A fed RPY completes its slot with its last piece.
@@ -509,7 +510,7 @@ fn release_completed_slots(ch: &mut Channel) -> (usize, usize, usize) {
         if !front.complete {
             break;
         }
-        ch.unanswered.remove(&front.msgno);
+        ch.unanswered.remove(&front.msgno.0);
         ch.slots.pop_front();
         answered += 1;
     }

@@ -59,7 +59,7 @@ fn rfc3080_2_2_1_2_sequence_and_message_numbers_wrap_mid_conversation() {
             body,
         ));
     }
-    let msgnos: Vec<u32> = sent.iter().map(|(m, _)| *m).collect();
+    let msgnos: Vec<u32> = sent.iter().map(|(m, _)| m.0).collect();
     assert_eq!(&msgnos[..4], &[MAX_31BIT - 2, MAX_31BIT - 1, MAX_31BIT, 0]);
     let mut replies = Vec::new();
     for _ in 0..50 {
