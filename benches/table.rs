@@ -8,6 +8,13 @@ pub fn selected(label: &str) -> bool {
     only.is_none_or(|text| label.contains(&text))
 }
 
+/// True unless `--side raw` or `--side beep` names the other side: one
+/// side alone, for `perf stat` / `perf record` of just that side.
+pub fn runs(side: &str) -> bool {
+    let only = std::env::args().skip_while(|a| a != "--side").nth(1);
+    only.is_none_or(|wanted| wanted == side)
+}
+
 /// The number after `name` on the command line.
 pub fn arg(name: &str) -> Option<f64> {
     std::env::args()
@@ -18,7 +25,18 @@ pub fn arg(name: &str) -> Option<f64> {
 
 /// Prints medians and the median ratio with its range over the rounds.
 pub fn row(label: &str, raws: &[f64], beeps: &[f64]) {
-    if raws.is_empty() {
+    if raws.is_empty() || beeps.is_empty() {
+        // One side only (`--side`), or the row was not selected.
+        let cell = |v: &[f64]| {
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.0}", median(v))
+            }
+        };
+        if !(raws.is_empty() && beeps.is_empty()) {
+            println!("| {label} | {} | {} | - |", cell(raws), cell(beeps));
+        }
         return;
     }
     let ratios: Vec<f64> = raws.iter().zip(beeps).map(|(r, b)| b / r).collect();

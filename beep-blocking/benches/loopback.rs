@@ -3,7 +3,8 @@
 //! Run: `cargo bench -p beep-blocking --bench loopback` (add `-- --seconds
 //! N` for the time of each measurement, 1 by default, and `--rounds R` for
 //! how often raw TCP and beep alternate on each row, 3 by default; `--only TEXT`
-//! runs the rows whose label contains TEXT). Prints one table of medians:
+//! runs the rows whose label contains TEXT, `--side raw` or `--side beep`
+//! one side only, e.g. under `perf stat`). Prints one table of medians:
 //!
 //! * ping-pong: 100-byte request, echoed, one at a time (round trips/s);
 //! * pipelined: 100-byte messages echoed with many in flight (messages/s);
@@ -22,7 +23,7 @@ use beep_proto::{Config, Message};
 
 #[path = "../../benches/table.rs"]
 mod table;
-use table::{arg, row, selected};
+use table::{arg, row, runs, selected};
 
 const ECHO: &str = "http://example.org/beep/echo";
 const SINK: &str = "http://example.org/beep/sink";
@@ -52,7 +53,15 @@ fn main() {
         if !selected(label) {
             return;
         }
-        let (raws, beeps): (Vec<f64>, Vec<f64>) = (0..rounds).map(|_| (raw(), beep())).unzip();
+        let (mut raws, mut beeps) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            if runs("raw") {
+                raws.push(raw());
+            }
+            if runs("beep") {
+                beeps.push(beep());
+            }
+        }
         row(label, &raws, &beeps);
     };
     measure(

@@ -3,7 +3,8 @@
 //! Run: `cargo bench -p beep-tokio --bench loopback` (add `-- --seconds N`
 //! for the time of each measurement, 1 by default, and `--rounds R` for how
 //! often raw TCP and beep alternate on each row, 3 by default; `--only TEXT` runs
-//! the rows whose label contains TEXT). Prints one table of medians:
+//! the rows whose label contains TEXT, `--side raw` or `--side beep` one
+//! side only, e.g. under `perf stat`). Prints one table of medians:
 //!
 //! * ping-pong: 100-byte request, echoed, one at a time (round trips/s);
 //! * pipelined: 100-byte messages echoed with up to 4096 in flight
@@ -23,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[path = "../../benches/table.rs"]
 mod table;
-use table::{arg, row, selected};
+use table::{arg, row, runs, selected};
 
 const ECHO: &str = "http://example.org/beep/echo";
 const SINK: &str = "http://example.org/beep/sink";
@@ -54,14 +55,22 @@ fn main() {
         // Raw and beep alternate, so a slow stretch of the machine hits both.
         let (mut raws, mut beeps) = (Vec::new(), Vec::new());
         for _ in 0..rounds * usize::from(selected("ping-pong")) {
-            raws.push(raw_pingpong(run).await);
-            beeps.push(beep_pingpong(&Options::default(), run).await);
+            if runs("raw") {
+                raws.push(raw_pingpong(run).await);
+            }
+            if runs("beep") {
+                beeps.push(beep_pingpong(&Options::default(), run).await);
+            }
         }
         row("ping-pong 100 B (round trips/s)", &raws, &beeps);
         let (mut raws, mut beeps) = (Vec::new(), Vec::new());
         for _ in 0..rounds * usize::from(selected("pipelined")) {
-            raws.push(raw_pipelined(run).await);
-            beeps.push(beep_pipelined(&tuned, run).await);
+            if runs("raw") {
+                raws.push(raw_pipelined(run).await);
+            }
+            if runs("beep") {
+                beeps.push(beep_pipelined(&tuned, run).await);
+            }
         }
         row("pipelined 100 B (messages/s)", &raws, &beeps);
         for (label, channels) in [
@@ -70,8 +79,12 @@ fn main() {
         ] {
             let (mut raws, mut beeps) = (Vec::new(), Vec::new());
             for _ in 0..rounds * usize::from(selected(label)) {
-                raws.push(raw_bulk(run).await);
-                beeps.push(beep_bulk(&tuned, channels, run).await);
+                if runs("raw") {
+                    raws.push(raw_bulk(run).await);
+                }
+                if runs("beep") {
+                    beeps.push(beep_bulk(&tuned, channels, run).await);
+                }
             }
             row(label, &raws, &beeps);
         }

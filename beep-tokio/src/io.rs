@@ -1,16 +1,15 @@
 //! The reader and writer tasks of a connection, written against
 //! `futures-io` only.
 
-use std::io::IoSlice;
+use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use beep_proto::Role;
-use bytes::Bytes;
 use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::future::{Either, select};
-use futures_util::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use futures_util::io::{AsyncReadExt, ReadHalf};
 
 use crate::error::CloseReason;
 use crate::runtime::{self, Transport};
@@ -26,9 +25,10 @@ pub(crate) fn spawn(shared: &Arc<Shared>, stream: Stream, inbox: UnboundedReceiv
     // The halves share the stream through a lock held only while one of
     // them is polled, so this works for any runtime's stream.
     let (reader, writer) = stream.split();
+    shared.lock_writer().attach(writer);
     let runtime = &shared.runtime;
     runtime.spawn(Box::pin(read_loop(shared.clone(), reader)));
-    runtime.spawn(Box::pin(write_loop(shared.clone(), writer)));
+    runtime.spawn(Box::pin(write_loop(shared.clone())));
     runtime.spawn(Box::pin(crate::dispatch::run(shared.clone(), inbox)));
 }
 
@@ -133,94 +133,63 @@ async fn drain_after_release(shared: &Shared, reader: &mut ReadHalf<Stream>, buf
     let _ = runtime::timeout(&*shared.runtime, limit, select(drain, aborted)).await;
 }
 
-/// Session to stream. A released session flushes its last bytes (the
-/// final `<ok/>`) and closes the stream, within the release timeout from
-/// the end (a peer that stops reading must not keep the task and the
-/// socket for ever); any other end drops it at once, even in the middle of
-/// a write to a peer that stopped reading.
-async fn write_loop(shared: Arc<Shared>, mut writer: WriteHalf<Stream>) {
+/// Session to stream, for what the tasks that produced output could not
+/// write at once (see [`crate::writer`]): waits until the stream takes
+/// it. A released session flushes its last bytes (the final `<ok/>`) and
+/// closes our sending half, within the release timeout from the end (a
+/// peer that stops reading must not keep the task and the socket for
+/// ever); any other end drops the stream at once, even in the middle of a
+/// write to a peer that stopped reading.
+async fn write_loop(shared: Arc<Shared>) {
+    /// However the task ends, the connection's half of the stream goes
+    /// with it: handles that outlive the connection do not keep it open.
+    struct Detach<'a>(&'a Shared);
+    impl Drop for Detach<'_> {
+        fn drop(&mut self) {
+            self.0.lock_writer().detach();
+        }
+    }
+    let _detach = Detach(&shared);
     let give_up = pin!(async {
         shared.wait_flag(&shared.ended).await;
         runtime::sleep(&*shared.runtime, shared.options.release_timeout).await;
     });
     let aborted = pin!(shared.wait_flag(&shared.aborted));
     let mut stop = select(aborted, give_up);
-    let mut chunks = Vec::new();
     loop {
-        let (mut more, mut ended) = take_output(&shared, &mut chunks);
-        if !more && !ended {
-            // Listen, then look again, so a wake-up in between is not lost.
-            let wake = shared.output.listen();
-            (more, ended) = take_output(&shared, &mut chunks);
-            if !more && !ended {
-                wake.await;
-                continue;
+        // Listen, then look, so a wake-up in between is not lost. A task
+        // that writes directly wakes this one after each write the stream
+        // did not take whole, also in the middle of a flush: its write may
+        // have replaced this task's waker (in the stream's registration,
+        // or in the lock the halves share) by one that wakes nobody, so
+        // the flush is polled again with this task's own.
+        let wake = shared.output.listen();
+        let flushed = pin!(poll_fn(|cx| shared
+            .lock_writer()
+            .poll_flush_out(&shared, cx)));
+        let rest = match select(flushed, select(wake, &mut stop)).await {
+            Either::Left((Ok(()), rest)) => rest,
+            Either::Left((Err(e), _)) => {
+                shared.finish(CloseReason::Lost(e.to_string()));
+                return;
             }
-        }
-        if ended {
-            let _ = select(pin!(flush_last(&shared, &mut writer, chunks)), stop).await;
-            return;
-        }
-        let written = match select(pin!(write_chunks(&mut writer, &chunks)), &mut stop).await {
-            Either::Left((result, _)) => result,
-            Either::Right(_) => return,
+            Either::Right((Either::Left(_), _)) => continue,
+            Either::Right((Either::Right(_), _)) => return,
         };
-        if let Err(e) = written {
-            shared.finish(CloseReason::Lost(e.to_string()));
+        let ended = {
+            let st = shared.lock();
+            st.core.ended().is_some() || st.core.session().is_ended()
+        };
+        if ended {
+            drop(rest);
+            // Everything is written (the last <ok/> too): end our sending
+            // half; the reader drains the rest (see drain_after_release).
+            let closed = poll_fn(|cx| shared.lock_writer().poll_close(cx));
+            let _ = select(pin!(closed), &mut stop).await;
             return;
         }
-        chunks.clear();
-    }
-}
-
-/// Appends the session's next output to `chunks`: true if there was some,
-/// and true once the session has ended (the output then is the last there
-/// will be).
-fn take_output(shared: &Shared, chunks: &mut Vec<Bytes>) -> (bool, bool) {
-    let mut actions = Vec::new();
-    let (more, done) = {
-        let mut st = shared.lock();
-        let more = st.poll_transmit_vectored(chunks);
-        // poll_transmit can end a session (the last <ok/> left).
-        shared.route(&mut st, &mut actions);
-        let done = st.core.ended().is_some() || st.core.session().is_ended();
-        (more, done)
-    };
-    // Taking bytes made room: wake senders waiting for it (not the writer:
-    // that is the caller).
-    shared.after(actions, false);
-    (more, done)
-}
-
-/// Writes `chunks` and whatever else an ended session still has (its final
-/// `<ok/>`), then closes our sending half (the reader drains the rest: see
-/// [`drain_after_release`]).
-async fn flush_last(shared: &Shared, writer: &mut WriteHalf<Stream>, mut chunks: Vec<Bytes>) {
-    while !chunks.is_empty() {
-        if write_chunks(writer, &chunks).await.is_err() {
+        if let Either::Right(_) = rest.await {
             return;
         }
-        chunks.clear();
-        take_output(shared, &mut chunks);
     }
-    let _ = writer.close().await;
-}
-
-/// Writes `chunks` in order with vectored writes (large payloads go to the
-/// stream from the application's own buffers).
-async fn write_chunks(writer: &mut WriteHalf<Stream>, chunks: &[Bytes]) -> std::io::Result<()> {
-    if let [only] = chunks {
-        return writer.write_all(only).await;
-    }
-    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
-    let mut left = &mut slices[..];
-    while !left.is_empty() {
-        match writer.write_vectored(left).await {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut left, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

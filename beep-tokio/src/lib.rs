@@ -76,6 +76,7 @@ mod pool;
 mod profile;
 pub mod runtime;
 mod shared;
+mod writer;
 
 pub use channel::Channel;
 pub use connection::Connection;

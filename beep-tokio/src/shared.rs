@@ -6,10 +6,12 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use beep_proto::Session;
 use beep_proto::dispatch::{self, Done, Driver, Layer, Room};
+use bytes::Bytes;
 use event_listener::Event;
 use futures_channel::{mpsc, oneshot};
 
@@ -17,6 +19,7 @@ use crate::error::{CloseReason, Error};
 use crate::options::Options;
 use crate::profile::{CloseHandler, FrameHandler, MessageHandler, Registry};
 use crate::runtime::{self, Runtime};
+use crate::writer::Writer;
 
 /// Where a waiting caller gets its result: an awaiting future or a callback.
 pub(crate) type Notify = dispatch::Notify<Wake>;
@@ -48,8 +51,11 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Notified whenever the session changed: results, room, closure.
     changed: Event,
-    /// Wakes the writer.
+    /// Wakes the writer task.
     pub(crate) output: Event,
+    /// The stream's writing half, written by whichever task has output
+    /// (see [`crate::writer`]).
+    pub(crate) writer: Mutex<Writer>,
     /// Set once the connection has ended, for any reason: the reader stops.
     pub(crate) ended: AtomicBool,
     /// Set when the stream must be dropped without flushing (any end but a
@@ -79,6 +85,7 @@ impl Shared {
             state: Mutex::new(named(State::new(session), peer)),
             changed: Event::new(),
             output: Event::new(),
+            writer: Mutex::new(Writer::default()),
             ended: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
             stopped: Event::new(),
@@ -205,15 +212,15 @@ impl Shared {
         }
     }
 
-    /// Wakes waiters (and the writer if `transmit`: only then, since a
-    /// wake-up with nothing to write is a wasted task switch), and hands
-    /// actions to the dispatcher.
+    /// Wakes waiters, gets the output on its way if `transmit` (only
+    /// then: a look at the stream with nothing to write is wasted), and
+    /// hands actions to the dispatcher.
     pub(crate) fn after(&self, actions: Vec<Action>, transmit: bool) {
         if transmit {
             if cork::holds(self) {
                 self.output_held.store(true, Ordering::Relaxed);
             } else {
-                self.output.notify(usize::MAX);
+                self.push_output();
             }
         }
         self.changed.notify(usize::MAX);
@@ -223,6 +230,60 @@ impl Shared {
         for action in actions {
             let _ = self.actions.unbounded_send(action);
         }
+    }
+
+    /// The writer if no other task holds it.
+    fn try_lock_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        match self.writer.try_lock() {
+            Ok(writer) => Some(writer),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// The writer, locked for one poll.
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the session's output from the calling task if the stream
+    /// takes it now; else (the stream is full, or another task is writing)
+    /// wakes the writer task, which waits for the stream. An ended
+    /// connection's last bytes and closing are the writer task's.
+    pub(crate) fn push_output(&self) {
+        if !self.ended.load(Ordering::Acquire)
+            && let Some(mut writer) = self.try_lock_writer()
+        {
+            let mut cx = Context::from_waker(Waker::noop());
+            match writer.poll_flush_out(self, &mut cx) {
+                // Written. If that was an ended session's last output
+                // (its <ok/>), the writer task closes the stream.
+                Poll::Ready(Ok(())) if !self.ended.load(Ordering::Acquire) => return,
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => {
+                    drop(writer);
+                    self.finish(CloseReason::Lost(e.to_string()));
+                    return;
+                }
+                // The writer task polls again, with a waker of its own.
+                Poll::Pending => {}
+            }
+        }
+        self.output.notify(usize::MAX);
+    }
+
+    /// Appends the session's next output to `chunks` (nothing if it has
+    /// none), and lets senders waiting for room go on.
+    pub(crate) fn take_output(&self, chunks: &mut Vec<Bytes>) {
+        let mut actions = Vec::new();
+        {
+            let mut st = self.lock();
+            st.poll_transmit_vectored(chunks);
+            // Taking output can end a session (the last <ok/> left).
+            self.route(&mut st, &mut actions);
+        }
+        // Room was made: wake senders waiting for it (not the writer).
+        self.after(actions, false);
     }
 
     /// Turns session events into results for waiters and work for the
@@ -348,7 +409,7 @@ pub(crate) mod cork {
             CORKED.set(std::ptr::null());
         }
         if shared.output_held.swap(false, Ordering::Relaxed) {
-            shared.output.notify(usize::MAX);
+            shared.push_output();
         }
     }
 }
