@@ -9,7 +9,7 @@ use std::sync::Arc;
 use beep_proto::dispatch::Done;
 use beep_proto::xml::{Greeting, Profile};
 use beep_proto::{Role, Session};
-use futures_channel::{mpsc, oneshot};
+use futures_channel::oneshot;
 
 use crate::channel::Channel;
 use crate::error::{CloseReason, Error};
@@ -233,11 +233,8 @@ impl Connection {
             Role::Initiator => Session::initiator(options.config.clone()),
             Role::Listener => Session::listener(options.config.clone()),
         };
-        let (actions, inbox) = mpsc::unbounded();
-        let shared = Arc::new(Shared::new(
-            session, peer, registry, options, runtime, actions,
-        ));
-        io::spawn(&shared, stream, inbox);
+        let shared = Arc::new(Shared::new(session, peer, registry, options, runtime));
+        io::spawn(&shared, stream);
         Connection::internal(shared)
     }
 

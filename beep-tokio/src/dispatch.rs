@@ -8,17 +8,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, MutexGuard};
 
 use beep_proto::dispatch::{Delivery, Handled, Host, Profiles, Step};
-use futures_channel::mpsc::UnboundedReceiver;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 
 use crate::channel::Channel;
 use crate::connection::Connection;
 use crate::profile::{FrameHandler, Handler, Hooks, MessageHandler};
-use crate::shared::{Action, Shared, State, Wake, cork};
+use crate::shared::{Shared, State, Wake, cork};
 
-pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Action>) {
+pub(crate) async fn run(shared: Arc<Shared>) {
     let host = Dispatcher(Connection::internal(shared));
-    while let Some(first) = inbox.next().await {
+    loop {
+        let first = host.0.shared.inbox.next().await;
         // Everything already queued runs as one batch whose writer
         // wake-ups are held (see `cork`) and released when it ends.
         let batch = cork::batch(&host.0.shared);
@@ -32,7 +32,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Action
                 Step::Message(delivery) => run_handler(&host, delivery).await,
                 Step::Frame(delivery) => run_handler(&host, delivery).await,
             }
-            next = inbox.try_recv().ok();
+            next = host.0.shared.inbox.pop();
         }
         drop(batch);
     }

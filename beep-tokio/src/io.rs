@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beep_proto::Role;
-use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::future::{Either, select};
 use futures_util::io::{AsyncReadExt, ReadHalf};
 
 use crate::error::CloseReason;
 use crate::runtime::{self, Transport};
-use crate::shared::{Action, Shared};
+use crate::shared::Shared;
 
 type Stream = Box<dyn Transport>;
 
@@ -21,7 +20,7 @@ type Stream = Box<dyn Transport>;
 const READ_BUFFER: usize = 64 * 1024;
 
 /// Starts the reader, the writer and the handler dispatcher.
-pub(crate) fn spawn(shared: &Arc<Shared>, stream: Stream, inbox: UnboundedReceiver<Action>) {
+pub(crate) fn spawn(shared: &Arc<Shared>, stream: Stream) {
     // The halves share the stream through a lock held only while one of
     // them is polled, so this works for any runtime's stream.
     let (reader, writer) = stream.split();
@@ -29,7 +28,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, stream: Stream, inbox: UnboundedReceiv
     let runtime = &shared.runtime;
     runtime.spawn(Box::pin(read_loop(shared.clone(), reader)));
     runtime.spawn(Box::pin(write_loop(shared.clone())));
-    runtime.spawn(Box::pin(crate::dispatch::run(shared.clone(), inbox)));
+    runtime.spawn(Box::pin(crate::dispatch::run(shared.clone())));
 }
 
 /// Stream to session. Never waits on anything but the stream and the

@@ -68,6 +68,7 @@ mod connection;
 mod dispatch;
 mod error;
 mod feeder;
+mod inbox;
 mod incoming;
 mod io;
 mod listener;

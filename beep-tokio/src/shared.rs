@@ -13,9 +13,10 @@ use beep_proto::Session;
 use beep_proto::dispatch::{self, Done, Driver, Layer, Room};
 use bytes::Bytes;
 use event_listener::Event;
-use futures_channel::{mpsc, oneshot};
+use futures_channel::oneshot;
 
 use crate::error::{CloseReason, Error};
+use crate::inbox::Inbox;
 use crate::options::Options;
 use crate::profile::{CloseHandler, FrameHandler, MessageHandler, Registry};
 use crate::runtime::{self, Runtime};
@@ -69,7 +70,11 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) options: Options,
     pub(crate) runtime: Arc<dyn Runtime>,
-    actions: mpsc::UnboundedSender<Action>,
+    /// The dispatcher's queue.
+    pub(crate) inbox: Inbox,
+    /// Results for waiting callers, routed under the lock and sent after
+    /// it (see [`Shared::after`]).
+    wakes: Mutex<Vec<(Wake, Result<Done, Error>)>>,
 }
 
 impl Shared {
@@ -79,7 +84,6 @@ impl Shared {
         registry: Registry,
         options: Options,
         runtime: Arc<dyn Runtime>,
-        actions: mpsc::UnboundedSender<Action>,
     ) -> Self {
         Shared {
             state: Mutex::new(named(State::new(session), peer)),
@@ -94,7 +98,8 @@ impl Shared {
             registry,
             options,
             runtime,
-            actions,
+            inbox: Inbox::default(),
+            wakes: Mutex::new(Vec::new()),
         }
     }
 
@@ -143,10 +148,23 @@ impl Shared {
         f: impl FnOnce(&mut State) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let room = self.room();
-        let full = room.full(&self.lock().core);
-        if full {
-            self.wait_until(|st| room.made(&st.core)).await;
+        {
+            // The common case, room at once, takes the lock once.
+            let mut st = self.lock();
+            if !room.full(&st.core) {
+                if let Err(failure) = st.core.live() {
+                    return Err(failure.into());
+                }
+                let mut actions = Vec::new();
+                let result = f(&mut st);
+                self.route(&mut st, &mut actions);
+                let transmit = wants_writer(&st);
+                drop(st);
+                self.after(actions, transmit);
+                return result;
+            }
         }
+        self.wait_until(|st| room.made(&st.core)).await;
         self.with_session(f)
     }
 
@@ -215,7 +233,15 @@ impl Shared {
     /// Wakes waiters, gets the output on its way if `transmit` (only
     /// then: a look at the stream with nothing to write is wasted), and
     /// hands actions to the dispatcher.
-    pub(crate) fn after(&self, actions: Vec<Action>, transmit: bool) {
+    pub(crate) fn after(&self, mut actions: Vec<Action>, transmit: bool) {
+        // Results and work routed under the lock go out now that it is
+        // let go: a task woken under it would run straight into it.
+        let woken = std::mem::take(&mut *self.wakes.lock().unwrap_or_else(|p| p.into_inner()));
+        for (tx, result) in woken {
+            let _ = tx.send(result);
+        }
+        self.inbox.push(&mut actions);
+        self.inbox.wake();
         if transmit {
             if cork::holds(self) {
                 self.output_held.store(true, Ordering::Relaxed);
@@ -226,9 +252,6 @@ impl Shared {
         self.changed.notify(usize::MAX);
         if self.ended.load(Ordering::Acquire) {
             self.stopped.notify(usize::MAX);
-        }
-        for action in actions {
-            let _ = self.actions.unbounded_send(action);
         }
     }
 
@@ -273,17 +296,20 @@ impl Shared {
     }
 
     /// Appends the session's next output to `chunks` (nothing if it has
-    /// none), and lets senders waiting for room go on.
-    pub(crate) fn take_output(&self, chunks: &mut Vec<Bytes>) {
+    /// none), and lets senders waiting for room go on. True if more
+    /// output is ready after this (the session frames in batches).
+    pub(crate) fn take_output(&self, chunks: &mut Vec<Bytes>) -> bool {
         let mut actions = Vec::new();
-        {
+        let more = {
             let mut st = self.lock();
             st.poll_transmit_vectored(chunks);
             // Taking output can end a session (the last <ok/> left).
             self.route(&mut st, &mut actions);
-        }
+            st.core.session().wants_transmit()
+        };
         // Room was made: wake senders waiting for it (not the writer).
         self.after(actions, false);
+        more
     }
 
     /// Turns session events into results for waiters and work for the
@@ -331,9 +357,13 @@ impl Driver for Shared {
     type Wait = Wake;
     type Handlers = ChannelHandlers;
 
-    /// An awaiting caller is woken at once.
+    /// An awaiting caller is woken once the lock is let go (see
+    /// [`Shared::after`]).
     fn wake(&self, tx: Wake, result: Result<Done, Error>) {
-        let _ = tx.send(result);
+        self.wakes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((tx, result));
     }
 
     fn ended(&self, reason: &CloseReason) {
@@ -346,9 +376,7 @@ impl Driver for Shared {
     }
 
     fn dispatch(&self, _: &State, actions: &mut Vec<Action>) {
-        for action in actions.drain(..) {
-            let _ = self.actions.unbounded_send(action);
-        }
+        self.inbox.push(actions);
     }
 }
 

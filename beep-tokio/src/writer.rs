@@ -57,10 +57,17 @@ impl Writer {
         let Some(half) = self.half.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
+        // Whether the session may have more than was taken. Output a task
+        // adds while this one writes is not missed without a second look:
+        // that task finds the writer busy and wakes the writer task.
+        let mut more = true;
         loop {
             if self.unwritten.is_empty() {
+                if !more {
+                    return Poll::Ready(Ok(()));
+                }
                 let mut chunks = Vec::new();
-                shared.take_output(&mut chunks);
+                more = shared.take_output(&mut chunks);
                 if chunks.is_empty() {
                     return Poll::Ready(Ok(()));
                 }
