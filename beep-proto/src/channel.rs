@@ -176,7 +176,9 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    pub(crate) fn new(number: u32, window: u32) -> Self {
+    /// A channel whose receive window starts at `window` and may grow by
+    /// itself up to `max` (see `RecvWindow::growth_wanted`).
+    pub(crate) fn new(number: u32, window: u32, max: u32) -> Self {
         Channel {
             number,
             profile: String::new(),
@@ -184,7 +186,7 @@ impl Channel {
             open: false,
             send_enabled: false,
             send: SendWindow::new(),
-            recv: RecvWindow::new(window),
+            recv: RecvWindow::new(window, max),
             queue: VecDeque::new(),
             scheduled: false,
             next_msgno: 0,
@@ -265,7 +267,7 @@ mod tests {
 
     #[test]
     fn hardening_msgno_wraps_to_zero() {
-        let mut ch = Channel::new(1, 4096);
+        let mut ch = Channel::new(1, 4096, 4096);
         ch.next_msgno = MAX_31BIT;
         assert_eq!(ch.allocate_msgno(), MsgNo::MAX);
         assert_eq!(ch.allocate_msgno(), MsgNo(0));

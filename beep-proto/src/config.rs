@@ -32,11 +32,29 @@ pub struct Config {
     /// `<close>`; `None` means `i-default`. Sent as `xml:lang` unless it is
     /// the peer's first `localize` choice (RFC 3080 2.3.1.5, RFC 3080 2.3.1.3).
     pub diagnostic_language: Option<String>,
-    /// Receive window per channel (4096 to 2^31-1); advertised with SEQ
-    /// when larger than 4096.
+    /// Receive window each channel starts with (4096 to 2^31-1); advertised
+    /// with SEQ when larger than 4096, the window of RFC 3081 3.1.1. It
+    /// grows by itself up to [`Config::max_receive_window`].
     pub receive_window: u32,
+    /// The size a channel's receive window may grow to by itself. Each
+    /// time the peer sends everything the window allows (it is waiting for
+    /// our SEQ: the window, not the application, is what limits it), the
+    /// window doubles, within [`Config::receive_budget`]; a window large
+    /// enough for the path is never used up and stays as it is, so request
+    /// and reply traffic keeps 4096. Default 1 MiB; set it to
+    /// `receive_window` for fixed windows. `Session::set_receive_window`
+    /// fixes one channel's.
+    pub max_receive_window: u32,
+    /// The receive windows of all channels of a session together may not
+    /// grow beyond this many octets (a channel's first window always
+    /// counts). It bounds what a peer can make us hold: the default, 4 MiB,
+    /// is what 1,024 channels of 4096 octets allowed before windows grew.
+    pub receive_budget: usize,
     /// Largest payload of a frame we send. Messages are split to fit this
-    /// and the peer's window.
+    /// and the peer's window, so a frame is never larger than what the
+    /// peer allows. Default 64 KiB: with a peer's large window, bulk data
+    /// goes in few frames; with the usual 4096-octet window, frames are
+    /// that size.
     pub max_frame_size: u32,
     /// Largest header line we accept, CRLF included.
     pub max_header_len: usize,
@@ -123,7 +141,9 @@ impl Default for Config {
             localize: None,
             diagnostic_language: None,
             receive_window: DEFAULT_WINDOW,
-            max_frame_size: DEFAULT_WINDOW,
+            max_receive_window: 1 << 20,
+            receive_budget: 4 << 20,
+            max_frame_size: 64 << 10,
             max_header_len: DEFAULT_MAX_HEADER_LEN,
             max_message_size: 16 << 20,
             max_reassembly: 64 << 20,

@@ -82,8 +82,13 @@ impl SendWindow {
 /// the application never exceed the window, whatever the peer does.
 #[derive(Debug, Clone)]
 pub(crate) struct RecvWindow {
-    /// The configured window size.
+    /// The window size now.
     window: u32,
+    /// The size the window may grow to by itself (see
+    /// [`RecvWindow::growth_wanted`]).
+    max: u32,
+    /// The peer pressed on the window (see [`RecvWindow::consumed`]).
+    exhausted: bool,
     /// Seqno of the next octet we expect.
     next: u32,
     /// Octets before this position have been given back.
@@ -93,9 +98,12 @@ pub(crate) struct RecvWindow {
 }
 
 impl RecvWindow {
-    pub(crate) fn new(window: u32) -> Self {
+    pub(crate) fn new(window: u32, max: u32) -> Self {
+        let window = window.clamp(1, MAX_31BIT);
         RecvWindow {
-            window: window.clamp(1, MAX_31BIT),
+            window,
+            max: max.clamp(window, MAX_31BIT),
+            exhausted: false,
             next: 0,
             consumed: 0,
             advertised: DEFAULT_WINDOW,
@@ -107,6 +115,8 @@ impl RecvWindow {
     pub(crate) fn starting_at(next: u32, window: u32) -> Self {
         RecvWindow {
             window,
+            max: window,
+            exhausted: false,
             next,
             consumed: next,
             advertised: next.wrapping_add(DEFAULT_WINDOW),
@@ -138,6 +148,8 @@ impl RecvWindow {
         advertise: bool,
     ) -> Option<SeqFrame> {
         self.window = window.clamp(1, MAX_31BIT);
+        // The application chose this size: it no longer grows by itself.
+        self.max = self.window;
         if !advertise {
             return None;
         }
@@ -168,14 +180,49 @@ impl RecvWindow {
     /// Records `n` octets received; callers checked [`Self::available`].
     pub(crate) fn received(&mut self, n: u32) {
         self.next = self.next.wrapping_add(n);
+        // The peer pressed on the window: it got into the last quarter
+        // before our SEQ (which reopens half a window at a time) came back,
+        // or it sends frames so large that few fit (a bulk transfer).
+        if n > 0 && (self.available() < self.window / 4 || n > self.window / 8) {
+            self.exhausted = true;
+        }
+    }
+
+    /// The window size now.
+    pub(crate) fn window(&self) -> u32 {
+        self.window
+    }
+
+    /// True if the window may grow at the next [`RecvWindow::consumed`]:
+    /// the peer pressed on it, and it is below its maximum.
+    pub(crate) fn may_grow(&self) -> bool {
+        self.exhausted && self.window < self.max
     }
 
     /// The application gave back `n` octets. Returns the SEQ to send once
     /// at least half a window can be reopened (RFC 3081 3.1: fewer, larger
     /// updates, and the peer never runs below half a window for our sake).
-    pub(crate) fn consumed(&mut self, channel: u32, n: u32) -> Option<SeqFrame> {
+    ///
+    /// The window grows first, by up to `room` octets (what the session's
+    /// budget has left), when the peer pressed on it since the last time:
+    /// it got into the last quarter before our SEQ came back (a SEQ
+    /// reopens half a window at a time, so the window did not turn over
+    /// fast enough), or it sent a frame larger than an eighth of the
+    /// window (a bulk transfer, which wants several frames in flight). It
+    /// doubles, up to its maximum: from 4096 octets to 1 MiB in eight
+    /// steps. Request and reply traffic, small messages answered one by
+    /// one, never presses and keeps 4096. No clock is needed: how the
+    /// peer uses the window is the signal. The window grows only as the
+    /// application gives octets back: one that takes nothing keeps the
+    /// peer at the first window.
+    pub(crate) fn consumed(&mut self, channel: u32, n: u32, room: u32) -> Option<SeqFrame> {
+        let exhausted = std::mem::take(&mut self.exhausted);
         let held = self.next.wrapping_sub(self.consumed);
         self.consumed = self.consumed.wrapping_add(n.min(held));
+        if exhausted && self.window < self.max {
+            let wanted = self.window.saturating_mul(2).min(self.max) - self.window;
+            self.window += wanted.min(room);
+        }
         let edge = self.consumed.wrapping_add(self.window);
         let growth = edge.wrapping_sub(self.advertised);
         if growth > MAX_31BIT || growth < (self.window / 2).max(1) {
@@ -198,7 +245,7 @@ mod tests {
     fn rfc3081_3_1_1_channels_start_with_4096() {
         let send = SendWindow::new();
         assert_eq!((send.next(), send.available()), (0, 4096));
-        let recv = RecvWindow::new(4096);
+        let recv = RecvWindow::new(4096, 4096);
         assert_eq!((recv.expected(), recv.available()), (0, 4096));
     }
 
@@ -234,11 +281,11 @@ mod tests {
 
     #[test]
     fn rfc3081_3_1_seq_after_half_a_window() {
-        let mut recv = RecvWindow::new(4096);
+        let mut recv = RecvWindow::new(4096, 4096);
         recv.received(1000);
-        assert_eq!(recv.consumed(3, 1000), None);
+        assert_eq!(recv.consumed(3, 1000, 0), None);
         recv.received(1100);
-        let seq = recv.consumed(3, 1100).unwrap();
+        let seq = recv.consumed(3, 1100, 0).unwrap();
         assert_eq!(
             seq,
             SeqFrame {
@@ -252,17 +299,17 @@ mod tests {
 
     #[test]
     fn held_octets_shrink_the_advertised_window() {
-        let mut recv = RecvWindow::new(4096);
+        let mut recv = RecvWindow::new(4096, 4096);
         recv.received(4096);
         assert_eq!(recv.available(), 0);
         // 3000 consumed, 1096 still held by the application.
-        let seq = recv.consumed(1, 3000).unwrap();
+        let seq = recv.consumed(1, 3000, 0).unwrap();
         assert_eq!((seq.ackno, seq.window), (4096, 3000));
     }
 
     #[test]
     fn large_windows_are_announced_first() {
-        let mut recv = RecvWindow::new(1 << 20);
+        let mut recv = RecvWindow::new(1 << 20, 1 << 20);
         assert_eq!(
             recv.initial_seq(5),
             Some(SeqFrame {
@@ -272,7 +319,53 @@ mod tests {
             })
         );
         assert_eq!(recv.available(), 1 << 20);
-        assert_eq!(RecvWindow::new(4096).initial_seq(5), None);
+        assert_eq!(RecvWindow::new(4096, 4096).initial_seq(5), None);
+    }
+
+    #[test]
+    fn a_window_the_peer_uses_up_doubles_up_to_its_maximum() {
+        let mut recv = RecvWindow::new(4096, 16384);
+        assert!(!recv.may_grow(), "nothing received yet");
+        for expected in [8192, 16384, 16384] {
+            // The peer sends all it may and runs dry; the application
+            // takes it all at once.
+            recv.received(recv.available());
+            let seq = recv
+                .consumed(1, u32::MAX, u32::MAX)
+                .expect("a SEQ after a whole window");
+            assert_eq!((recv.window(), seq.window), (expected, expected));
+        }
+    }
+
+    #[test]
+    fn growth_stops_at_the_room_the_session_has_left() {
+        let mut recv = RecvWindow::new(4096, 1 << 20);
+        recv.received(4096);
+        recv.consumed(1, 4096, 1000);
+        assert_eq!(recv.window(), 5096);
+        recv.received(recv.available());
+        recv.consumed(1, u32::MAX, 0);
+        assert_eq!(recv.window(), 5096);
+    }
+
+    #[test]
+    fn a_window_the_peer_does_not_use_up_stays() {
+        let mut recv = RecvWindow::new(4096, 1 << 20);
+        for _ in 0..100 {
+            // Requests of 100 octets, answered before the next.
+            recv.received(100);
+            assert!(!recv.may_grow());
+            recv.consumed(1, 100, u32::MAX);
+        }
+        assert_eq!(recv.window(), 4096);
+    }
+
+    #[test]
+    fn a_window_the_application_sets_no_longer_grows() {
+        let mut recv = RecvWindow::new(4096, 1 << 20);
+        recv.resize(1, 8192, true);
+        recv.received(recv.available());
+        assert!(!recv.may_grow());
     }
 
     proptest::proptest! {
@@ -281,11 +374,11 @@ mod tests {
             window in 4096u32..100_000, start: u32,
             steps in proptest::collection::vec((0u32..70_000, 0u32..70_000), 1..50),
         ) {
-            let mut recv = RecvWindow { window, next: start, consumed: start, advertised: start.wrapping_add(window) };
+            let mut recv = RecvWindow { window, max: window, exhausted: false, next: start, consumed: start, advertised: start.wrapping_add(window) };
             for (got, used) in steps {
                 let got = got.min(recv.available());
                 recv.received(got);
-                recv.consumed(0, used);
+                recv.consumed(0, used, 0);
                 let held = recv.next.wrapping_sub(recv.consumed);
                 proptest::prop_assert!(held <= window);
                 proptest::prop_assert!(held as u64 + recv.available() as u64 <= window as u64);

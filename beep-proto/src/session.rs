@@ -224,7 +224,7 @@ impl Session {
         config.receive_window = config.receive_window.clamp(DEFAULT_WINDOW, MAX_31BIT);
         config.max_frame_size = config.max_frame_size.clamp(1, MAX_31BIT);
         config.transmit_batch = config.transmit_batch.max(1);
-        let mut zero = Channel::new(0, DEFAULT_WINDOW);
+        let mut zero = Channel::new(0, DEFAULT_WINDOW, DEFAULT_WINDOW);
         zero.open = true;
         zero.send_enabled = true;
         // The peer's greeting answers an implicit MSG 0 of ours (RFC 3080 2.4).
@@ -617,8 +617,7 @@ impl Session {
         }
         let offered = profiles.iter().map(|p| p.uri.clone()).collect();
         let body = channel_zero::start_body(number, server_name, profiles);
-        self.channels
-            .insert(number, Channel::new(number, self.config.receive_window));
+        self.channels.insert(number, self.new_channel(number));
         self.request(
             Request::Start {
                 channel: number,
@@ -666,7 +665,7 @@ impl Session {
         if self.server_name.is_none() {
             self.server_name = server_name;
         }
-        let mut ch = Channel::new(channel, self.config.receive_window);
+        let mut ch = self.new_channel(channel);
         ch.open = true;
         ch.profile = profile.uri.clone();
         self.channels.insert(channel, ch);
@@ -1093,11 +1092,41 @@ impl Session {
     }
 
     fn return_window(&mut self, channel: u32, octets: u32) {
+        let room = self.window_room(channel);
         if let Some(ch) = self.channels.get_mut(&channel)
-            && let Some(seq) = ch.recv.consumed(channel, octets)
+            && let Some(seq) = ch.recv.consumed(channel, octets, room)
         {
             seq.encode(&mut self.out);
         }
+    }
+
+    /// A channel with the configured window, which may grow by itself up
+    /// to `max_receive_window`.
+    fn new_channel(&self, number: u32) -> Channel {
+        let window = self.config.receive_window;
+        Channel::new(number, window, self.config.max_receive_window.max(window))
+    }
+
+    /// How much `channel`'s receive window may grow now (see
+    /// `RecvWindow::consumed`): what the session's `receive_budget` has
+    /// left over the windows of all channels, which bounds what a peer can
+    /// make us hold. Counted only when the window may grow, which happens
+    /// a few times per channel.
+    fn window_room(&self, channel: u32) -> u32 {
+        if !self
+            .channels
+            .get(&channel)
+            .is_some_and(|ch| ch.recv.may_grow())
+        {
+            return 0;
+        }
+        let windows: u64 = self
+            .channels
+            .values()
+            .map(|ch| u64::from(ch.recv.window()))
+            .sum();
+        let left = (self.config.receive_budget as u64).saturating_sub(windows);
+        u32::try_from(left).unwrap_or(u32::MAX)
     }
 
     fn reply(

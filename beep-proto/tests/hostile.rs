@@ -143,7 +143,11 @@ fn unfinished_messages_on_many_channels_share_one_budget() {
         max_reassembly: budget,
         ..Config::default()
     };
-    let mut client = Session::initiator(Config::default());
+    // Frames of 4096 octets, so the three messages interleave.
+    let mut client = Session::initiator(Config {
+        max_frame_size: 4096,
+        ..Config::default()
+    });
     let mut server = Session::listener(listener);
     let pump = |a: &mut Session, b: &mut Session| -> Result<(), ProtocolError> {
         loop {

@@ -10,7 +10,7 @@
 //! * pipelined: 100-byte messages echoed with up to 4096 in flight
 //!   (messages/s);
 //! * bulk: 64 KiB messages to a sink (MiB/s) on 1 and 8 channels, with
-//!   1 MiB windows and 64 KiB frames.
+//!   1 MiB windows and 64 KiB frames, and with the default configuration.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,9 +73,12 @@ fn main() {
             }
         }
         row("pipelined 100 B (messages/s)", &raws, &beeps);
-        for (label, channels) in [
-            ("bulk 64 KiB, 1 channel, 1 MiB window (MiB/s)", 1),
-            ("bulk 64 KiB, 8 channels, 1 MiB window (MiB/s)", 8),
+        let defaults = Options::default();
+        for (label, options, channels) in [
+            ("bulk 64 KiB, 1 channel, 1 MiB window (MiB/s)", &tuned, 1),
+            ("bulk 64 KiB, 8 channels, 1 MiB window (MiB/s)", &tuned, 8),
+            ("bulk 64 KiB, 1 channel, defaults (MiB/s)", &defaults, 1),
+            ("bulk 64 KiB, 8 channels, defaults (MiB/s)", &defaults, 8),
         ] {
             let (mut raws, mut beeps) = (Vec::new(), Vec::new());
             for _ in 0..rounds * usize::from(selected(label)) {
@@ -83,7 +86,7 @@ fn main() {
                     raws.push(raw_bulk(run).await);
                 }
                 if runs("beep") {
-                    beeps.push(beep_bulk(&tuned, channels, run).await);
+                    beeps.push(beep_bulk(options, channels, run).await);
                 }
             }
             row(label, &raws, &beeps);

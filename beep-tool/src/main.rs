@@ -18,7 +18,7 @@ use beep_blocking::{
     CloseReason, Connection, Error, Listener, Options, ProfileHandler, Registry, Reply,
 };
 use beep_proto::xml::Profile;
-use beep_proto::{Config, Message};
+use beep_proto::Message;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod verbose;
@@ -47,9 +47,10 @@ enum Command {
         /// A profile URI that answers every MSG with an empty RPY.
         #[arg(long)]
         sink: Vec<String>,
-        /// Receive window per channel, in octets.
-        #[arg(long, default_value_t = 4096)]
-        window: u32,
+        /// A fixed receive window per channel, in octets (default: the
+        /// library's, 4096 octets growing to 1 MiB as the traffic needs).
+        #[arg(long)]
+        window: Option<u32>,
         /// Print each peer's frames to stderr (`PEER > ` sent, `PEER < `
         /// received), and its channels opening and closing (`PEER * `).
         #[arg(short, long)]
@@ -94,9 +95,10 @@ enum Command {
         /// Seconds to run.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
-        /// Receive window per channel, in octets.
-        #[arg(long, default_value_t = 4096)]
-        window: u32,
+        /// A fixed receive window per channel, in octets (default: the
+        /// library's, 4096 octets growing to 1 MiB as the traffic needs).
+        #[arg(long)]
+        window: Option<u32>,
     },
     /// A listener and a client on loopback, showing a real exchange.
     Demo,
@@ -182,15 +184,14 @@ fn secs_to_duration(seconds: f64) -> Duration {
     Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX)
 }
 
-fn options(window: u32) -> Options {
-    Options {
-        config: Config {
-            receive_window: window,
-            max_frame_size: window.clamp(4096, 64 << 10),
-            ..Config::default()
-        },
-        ..Options::default()
+/// The library's options, or with `--window`, fixed windows of that size.
+fn options(window: Option<u32>) -> Options {
+    let mut options = Options::default();
+    if let Some(window) = window {
+        options.config.receive_window = window;
+        options.config.max_receive_window = window;
     }
+    options
 }
 
 fn echo_handler() -> ProfileHandler {
@@ -205,7 +206,12 @@ fn sink_handler() -> ProfileHandler {
     })
 }
 
-fn serve(listen: &[String], echo: &[String], sink: &[String], window: u32) -> Result<(), Error> {
+fn serve(
+    listen: &[String],
+    echo: &[String],
+    sink: &[String],
+    window: Option<u32>,
+) -> Result<(), Error> {
     let mut registry = Registry::new();
     for uri in echo {
         registry.register(uri.clone(), echo_handler());
@@ -335,7 +341,7 @@ fn bench(
     size: usize,
     channels: usize,
     seconds: f64,
-    window: u32,
+    window: Option<u32>,
 ) -> Result<(), Error> {
     let conn = Connection::connect(addr, options(window))?;
     let payload = Message::new(vec![b'x'; size]);
