@@ -81,6 +81,24 @@ pub struct Options {
     /// # drop(options);
     /// ```
     pub greeting_timeout: Duration,
+    /// How long a connection may stay idle before it is ended with
+    /// [`CloseReason::Lost`] ("idle for 600 s"): nothing received and
+    /// nothing sent, and nothing under way (no request of either side
+    /// awaiting its reply, however long a handler takes: see
+    /// `beep_proto::Session::is_quiet`). Default `Duration::MAX`: never,
+    /// as in LibVortex, whose applications keep idle connections in pools;
+    /// a listener facing the open network sets it (and bounds the number
+    /// of connections: see [`Listener`](crate::Listener)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = beep_blocking::Options {
+    ///     idle_timeout: Duration::from_secs(600),
+    ///     ..Default::default()
+    /// };
+    /// # drop(options);
+    /// ```
+    pub idle_timeout: Duration,
     /// Octets of unsent output above which sending calls wait (from the
     /// application's threads), so a peer that stops reading cannot make us
     /// buffer without bound.
@@ -95,6 +113,7 @@ impl Default for Options {
             channel_timeout: Duration::from_secs(10),
             release_timeout: Duration::from_secs(10),
             greeting_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::MAX,
             max_queued_output: 4 << 20,
         }
     }
@@ -169,6 +188,9 @@ pub(crate) struct Shared {
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) registry: Registry,
     pub(crate) options: Options,
+    /// When the connection started, and when it last moved a byte (see
+    /// [`Options::idle_timeout`]).
+    pub(crate) activity: Activity,
 }
 
 /// A BEEP session over TCP, or over any stream (PyVortex `Connection`).
@@ -392,6 +414,7 @@ impl Connection {
             peer,
             registry,
             options,
+            activity: Activity::new(),
         });
         if let Err(e) = io::spawn(&shared) {
             // The threads that did start end with the connection.
@@ -929,6 +952,7 @@ impl Shared {
                     self.finish(CloseReason::Lost(e.to_string()));
                     return;
                 }
+                self.activity.touch();
                 chunks.clear();
             }
             drop(writing);
@@ -1099,6 +1123,36 @@ fn named(mut state: State, peer: Option<SocketAddr>) -> State {
         state.name_peer(&peer);
     }
     state
+}
+
+/// When a connection last moved a byte, for its idle timeout: nanoseconds
+/// since it started, in an atomic, so reading and writing threads note it
+/// without a lock.
+pub(crate) struct Activity {
+    started: std::time::Instant,
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: std::time::Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes moved now.
+    pub(crate) fn touch(&self) {
+        let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// When the connection becomes idle for `limit` if nothing moves
+    /// (`None`: never, for a limit too long for an `Instant`).
+    pub(crate) fn idle_at(&self, limit: Duration) -> Option<std::time::Instant> {
+        let last = Duration::from_nanos(self.last.load(Ordering::Relaxed));
+        self.started.checked_add(last)?.checked_add(limit)
+    }
 }
 
 #[cfg(test)]

@@ -138,7 +138,10 @@ fn read_once(shared: &Arc<Shared>) -> bool {
             shared.eof();
             return true;
         }
-        Ok(n) => n,
+        Ok(n) => {
+            shared.activity.touch();
+            n
+        }
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return false,
         // A read timeout a waiting thread set: it looks at its deadline,
         // and a worker clears it (it reads without one).
@@ -197,6 +200,13 @@ fn drain_after_release(shared: &Shared) {
     }
 }
 
+/// Why a connection idle for `limit` ([`Options::idle_timeout`]) ends.
+///
+/// [`Options::idle_timeout`]: crate::Options::idle_timeout
+fn idle(limit: Duration) -> CloseReason {
+    CloseReason::Lost(format!("idle for {} s", limit.as_secs_f64()))
+}
+
 /// Why a listener ends a connection whose peer did not greet within
 /// `limit` ([`Options::greeting_timeout`](crate::Options::greeting_timeout)).
 fn no_greeting(limit: Duration) -> CloseReason {
@@ -223,6 +233,9 @@ fn write_loop(shared: &Arc<Shared>) {
     }
     let _stopped = Stopped(shared);
     let greeting_timeout = shared.options.greeting_timeout;
+    let idle_timeout = shared.options.idle_timeout;
+    // None without an idle timeout (Duration::MAX: never).
+    let idle_limit = crate::deadline::after(idle_timeout).map(|_| idle_timeout);
     // None once greeted (and for an initiator, or without a deadline).
     let mut greeting_due = match shared.lock().core.session().role() {
         Role::Listener => crate::deadline::after(greeting_timeout),
@@ -246,8 +259,7 @@ fn write_loop(shared: &Arc<Shared>) {
                 if st.core.session().peer_greeting().is_some() {
                     greeting_due = None;
                 }
-                let left = crate::deadline::left(greeting_due);
-                if crate::deadline::passed(left) {
+                if crate::deadline::passed(crate::deadline::left(greeting_due)) {
                     // Ended here; the next look sees it and closes.
                     drop(st);
                     shared.finish(no_greeting(greeting_timeout));
@@ -255,6 +267,26 @@ fn write_loop(shared: &Arc<Shared>) {
                     st = shared.lock();
                     continue;
                 }
+                let idle_due = idle_limit.and_then(|limit| shared.activity.idle_at(limit));
+                if crate::deadline::passed(crate::deadline::left(idle_due)) {
+                    if st.core.session().is_quiet() {
+                        drop(st);
+                        shared.finish(idle(idle_timeout));
+                        st = shared.lock();
+                        continue;
+                    }
+                    // Something is under way (a handler working on its
+                    // reply, the peer on ours): not idle; look again later.
+                    shared.activity.touch();
+                }
+                let next = match (
+                    greeting_due,
+                    idle_limit.and_then(|l| shared.activity.idle_at(l)),
+                ) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let left = crate::deadline::left(next);
                 shared.writer_idle.store(true, Ordering::SeqCst);
                 st = match left {
                     None => shared.output.wait(st).unwrap_or_else(|p| p.into_inner()),
@@ -285,6 +317,7 @@ fn write_loop(shared: &Arc<Shared>) {
                 shared.finish(CloseReason::Lost(e.to_string()));
                 return;
             }
+            shared.activity.touch();
             chunks.clear();
         }
     }

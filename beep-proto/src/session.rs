@@ -284,6 +284,37 @@ impl Session {
         &self.config
     }
 
+    /// True when nothing is under way: no message of either side awaits
+    /// its reply, none is half received, and nothing waits to be sent.
+    /// What an idle timeout waits for, so that a long request (a handler
+    /// still working on its reply, or the peer on ours) is never taken
+    /// for silence.
+    ///
+    /// ```
+    /// use beep_proto::Session;
+    /// let mut a = Session::initiator(Default::default());
+    /// let mut b = Session::listener(Default::default());
+    /// assert!(!a.is_quiet(), "the greetings are under way");
+    /// while let Some(bytes) = a.poll_transmit() {
+    ///     b.handle_input(&bytes).unwrap();
+    /// }
+    /// while let Some(bytes) = b.poll_transmit() {
+    ///     a.handle_input(&bytes).unwrap();
+    /// }
+    /// assert!(a.is_quiet() && b.is_quiet());
+    /// ```
+    pub fn is_quiet(&self) -> bool {
+        self.unanswered_total == 0
+            && self.reassembling == 0
+            && self.held == 0
+            && !self.wants_transmit()
+            && self.queued_output() == 0
+            && self
+                .channels
+                .values()
+                .all(|ch| ch.awaiting.is_empty() && ch.in_progress.is_none())
+    }
+
     /// What the output the application has handed over, not yet written,
     /// costs: its octets, plus 128 per message still queued (an empty
     /// message costs memory too, so many of them count). A driver bounds

@@ -54,7 +54,10 @@ async fn read_loop(shared: Arc<Shared>, mut reader: ReadHalf<Stream>) {
                 shared.finish(CloseReason::Lost("the peer closed the connection".into()));
                 return;
             }
-            Either::Left((Ok(n), _)) => n,
+            Either::Left((Ok(n), _)) => {
+                shared.activity.touch();
+                n
+            }
             Either::Left((Err(e), _)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Either::Left((Err(e), _)) => {
                 shared.finish(CloseReason::Lost(e.to_string()));
@@ -81,26 +84,60 @@ fn no_greeting(limit: Duration) -> CloseReason {
     CloseReason::Lost(format!("no greeting within {} s", limit.as_secs_f64()))
 }
 
-/// Completes once the connection has ended. As the listener, it first
-/// ends the connection itself if the peer has not greeted within the
-/// greeting timeout: the timer runs in the reader, with no task of its
-/// own.
+/// Completes once the connection has ended. Meanwhile it keeps the
+/// greeting timeout (as the listener) and the idle timeout: the timers run
+/// in the reader, with no task of their own.
 async fn until_ended(shared: &Shared) {
+    let greeting = pin!(end_without_greeting(shared));
+    let idle = pin!(end_when_idle(shared));
+    let ended = pin!(shared.wait_flag(&shared.ended));
+    let _ = select(select(greeting, idle), ended).await;
+}
+
+/// As the listener, ends the connection if the peer has not greeted
+/// within the greeting timeout. Never completes otherwise.
+async fn end_without_greeting(shared: &Shared) {
     let role = shared.lock().core.session().role();
     if role == Role::Listener {
         let limit = shared.options.greeting_timeout;
-        let ended = shared.wait_flag(&shared.ended);
-        if runtime::timeout(&*shared.runtime, limit, ended)
-            .await
-            .is_none()
-        {
-            let greeted = shared.lock().core.session().peer_greeting().is_some();
-            if !greeted {
-                shared.finish(no_greeting(limit));
-            }
+        runtime::sleep(&*shared.runtime, limit).await;
+        let greeted = shared.lock().core.session().peer_greeting().is_some();
+        if !greeted {
+            shared.finish(no_greeting(limit));
         }
     }
-    shared.wait_flag(&shared.ended).await;
+    std::future::pending::<()>().await;
+}
+
+/// Ends the connection once it has been idle for
+/// [`Options::idle_timeout`](crate::Options::idle_timeout): nothing moved
+/// and nothing under way. Never completes otherwise.
+async fn end_when_idle(shared: &Shared) {
+    let limit = shared.options.idle_timeout;
+    loop {
+        let Some(due) = shared.activity.idle_at(limit) else {
+            // No idle timeout (or one too long for a clock).
+            std::future::pending::<()>().await;
+            return;
+        };
+        let left = due.saturating_duration_since(std::time::Instant::now());
+        if !left.is_zero() {
+            runtime::sleep(&*shared.runtime, left).await;
+            continue;
+        }
+        if shared.lock().core.session().is_quiet() {
+            shared.finish(idle(limit));
+            return;
+        }
+        // Something is under way (a handler working on its reply, the
+        // peer on ours): not idle; look again a period later.
+        shared.activity.touch();
+    }
+}
+
+/// Why a connection idle for `limit` ends.
+fn idle(limit: Duration) -> CloseReason {
+    CloseReason::Lost(format!("idle for {} s", limit.as_secs_f64()))
 }
 
 /// After a release, the writer flushes everything (the final `<ok/>` too)

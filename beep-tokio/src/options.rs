@@ -67,6 +67,25 @@ pub struct Options {
     /// # drop(options);
     /// ```
     pub greeting_timeout: Duration,
+    /// How long a connection may stay idle before it is ended with
+    /// [`CloseReason::Lost`](crate::CloseReason::Lost) ("idle for 600 s"):
+    /// nothing received and nothing sent, and nothing under way (no
+    /// request of either side awaiting its reply, however long a handler
+    /// takes: see `beep_proto::Session::is_quiet`). Default
+    /// `Duration::MAX`: never, as in LibVortex, whose applications keep
+    /// idle connections in pools; a listener facing the open network sets
+    /// it (and bounds the number of connections: see
+    /// [`Listener`](crate::Listener)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = beep_tokio::Options {
+    ///     idle_timeout: Duration::from_secs(600),
+    ///     ..Default::default()
+    /// };
+    /// # drop(options);
+    /// ```
+    pub idle_timeout: Duration,
     /// Octets of unsent output above which sending calls wait, so a peer
     /// that stops reading cannot make us buffer without bound.
     pub max_queued_output: usize,
@@ -84,6 +103,7 @@ impl Default for Options {
             channel_timeout: Duration::from_secs(10),
             release_timeout: Duration::from_secs(10),
             greeting_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::MAX,
             max_queued_output: 4 << 20,
             runtime: None,
         }

@@ -75,6 +75,9 @@ pub(crate) struct Shared {
     /// Results for waiting callers, routed under the lock and sent after
     /// it (see [`Shared::after`]).
     wakes: Mutex<Vec<(Wake, Result<Done, Error>)>>,
+    /// When the connection last moved a byte (see
+    /// [`Options::idle_timeout`]).
+    pub(crate) activity: Activity,
 }
 
 impl Shared {
@@ -100,6 +103,7 @@ impl Shared {
             runtime,
             inbox: Inbox::default(),
             wakes: Mutex::new(Vec::new()),
+            activity: Activity::new(),
         }
     }
 
@@ -377,6 +381,35 @@ impl Driver for Shared {
 
     fn dispatch(&self, _: &State, actions: &mut Vec<Action>) {
         self.inbox.push(actions);
+    }
+}
+
+/// When a connection last moved a byte, for its idle timeout: nanoseconds
+/// since it started, in an atomic, so its tasks note it without a lock.
+pub(crate) struct Activity {
+    started: std::time::Instant,
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: std::time::Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes moved now.
+    pub(crate) fn touch(&self) {
+        let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// When the connection becomes idle for `limit` if nothing moves
+    /// (`None`: never, for a limit too long for an `Instant`).
+    pub(crate) fn idle_at(&self, limit: Duration) -> Option<std::time::Instant> {
+        let last = Duration::from_nanos(self.last.load(Ordering::Relaxed));
+        self.started.checked_add(last)?.checked_add(limit)
     }
 }
 

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use beep_blocking::{
     CloseReason, Connection, Error, Listener, Options, ProfileHandler, Registry, Reply,
 };
-use beep_proto::xml::Profile;
 use beep_proto::Message;
+use beep_proto::xml::Profile;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod verbose;
@@ -51,6 +51,10 @@ enum Command {
         /// library's, 4096 octets growing to 1 MiB as the traffic needs).
         #[arg(long)]
         window: Option<u32>,
+        /// End a connection idle (nothing moving, nothing under way) for
+        /// this many seconds (default: never).
+        #[arg(long)]
+        idle_timeout: Option<f64>,
         /// Print each peer's frames to stderr (`PEER > ` sent, `PEER < `
         /// received), and its channels opening and closing (`PEER * `).
         #[arg(short, long)]
@@ -138,12 +142,17 @@ fn main() -> ExitCode {
             echo,
             sink,
             window,
+            idle_timeout,
             verbose,
         } => {
             if verbose {
                 verbose::install(true);
             }
-            report(serve(&listen, &echo, &sink, window))
+            let mut options = options(window);
+            if let Some(secs) = idle_timeout {
+                options.idle_timeout = secs_to_duration(secs);
+            }
+            report(serve(&listen, &echo, &sink, options))
         }
         Command::Send {
             addr,
@@ -210,7 +219,7 @@ fn serve(
     listen: &[String],
     echo: &[String],
     sink: &[String],
-    window: Option<u32>,
+    options: Options,
 ) -> Result<(), Error> {
     let mut registry = Registry::new();
     for uri in echo {
@@ -223,7 +232,7 @@ fn serve(
     for a in listen {
         addrs.extend(std::net::ToSocketAddrs::to_socket_addrs(a.as_str())?);
     }
-    let mut listener = Listener::bind_all(&addrs, registry, options(window))?;
+    let mut listener = Listener::bind_all(&addrs, registry, options)?;
     // Why a peer was dropped (a violation, a message above the limit, no
     // greeting in time) is said on stderr; releases and our own shutdown
     // are not news.
