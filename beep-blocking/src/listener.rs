@@ -150,6 +150,24 @@ impl Listener {
         self.stop.addrs.clone()
     }
 
+    /// Serves at most `total` connections at once, and at most
+    /// `per_address` from one source address (defaults 10,000 and 256:
+    /// `beep_proto::dispatch::DEFAULT_MAX_CONNECTIONS` and
+    /// `DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`). A peer beyond either is
+    /// answered with an `<error>` (421, naming the limit) in place of a
+    /// greeting (RFC 3080 2.4) and disconnected; it is not reported to
+    /// [`Listener::on_connection_end`], since it was never served.
+    ///
+    /// ```no_run
+    /// # use beep_blocking::{Listener, Options, Registry};
+    /// let mut listener = Listener::bind("127.0.0.1:0", Registry::new(), Options::default())?;
+    /// listener.set_max_connections(1_000, 16);
+    /// # Ok::<(), beep_blocking::Error>(())
+    /// ```
+    pub fn set_max_connections(&mut self, total: usize, per_address: usize) {
+        self.hooks.set_limits(total, per_address);
+    }
+
     /// Accepts only the connections for which `filter` returns true.
     pub fn set_accept_filter(
         &mut self,
@@ -280,17 +298,39 @@ impl Accepting<'_> {
             if !hooks.accepts(peer) {
                 continue;
             }
+            let admission = match hooks.admit(peer) {
+                Ok(admission) => admission,
+                Err(refused) => {
+                    refuse(stream, &refused);
+                    continue;
+                }
+            };
             // The listening socket is non-blocking (see `wakeup`); some
             // systems pass that on to accepted sockets.
             if stream.set_nonblocking(false).is_err() {
                 continue;
             }
             if let Ok(conn) = Connection::accept(stream, registry.clone(), options.clone()) {
-                // Forgotten as it ends: its socket and buffers go with it.
+                // Forgotten as it ends: its socket and buffers go with it,
+                // and it stops counting against the limits.
                 let ended = hooks.serve(served, conn.clone(), peer);
-                conn.on_close(ended);
+                conn.on_close(move |reason| {
+                    drop(admission);
+                    ended(reason);
+                });
             }
         }
+    }
+}
+
+/// Answers a peer beyond the listener's limits with an `<error>` in place
+/// of a greeting and closes: without blocking the accepting thread (the
+/// few octets fit in a fresh socket's buffer, or are not sent at all).
+fn refuse(stream: std::net::TcpStream, refused: &beep_proto::dispatch::Refusal) {
+    use std::io::Write;
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = (&stream).write(&beep_proto::dispatch::refusal(refused));
+        let _ = stream.shutdown(std::net::Shutdown::Write);
     }
 }
 

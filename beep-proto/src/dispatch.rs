@@ -38,7 +38,10 @@ pub use self::host::{
 pub use self::layer::{Action, ChannelHandlers, CloseCallback, Driver, Handlers, Layer, Notify};
 pub use self::pool::{PoolState, Take};
 pub use self::room::Room;
-pub use self::served::{AcceptBackoff, ListenerHooks, Served};
+pub use self::served::{
+    AcceptBackoff, Admission, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    ListenerHooks, Refusal, Served, refusal,
+};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};
 use crate::mime::Message;

@@ -154,6 +154,23 @@ impl Listener {
         self.addrs.clone()
     }
 
+    /// Serves at most `total` connections at once, and at most
+    /// `per_address` from one source address (defaults 10,000 and 256:
+    /// `beep_proto::dispatch::DEFAULT_MAX_CONNECTIONS` and
+    /// `DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`). A peer beyond either is
+    /// answered with an `<error>` (421, naming the limit) in place of a
+    /// greeting (RFC 3080 2.4) and disconnected; it is not reported to
+    /// [`Listener::on_connection_end`], since it was never served.
+    ///
+    /// ```no_run
+    /// # fn run(mut listener: beep_tokio::Listener) {
+    /// listener.set_max_connections(1_000, 16);
+    /// # }
+    /// ```
+    pub fn set_max_connections(&mut self, total: usize, per_address: usize) {
+        self.hooks.set_limits(total, per_address);
+    }
+
     /// Accepts only the connections for which `filter` returns true; the
     /// others are closed at once.
     ///
@@ -261,6 +278,14 @@ impl Listener {
             if !self.hooks.accepts(peer) {
                 continue;
             }
+            let admission = match self.hooks.admit(peer) {
+                Ok(admission) => admission,
+                Err(refused) => {
+                    self.runtime
+                        .spawn(Box::pin(refuse(stream, refused, self.runtime.clone())));
+                    continue;
+                }
+            };
             let conn = Connection::accept(
                 stream,
                 peer,
@@ -268,9 +293,29 @@ impl Listener {
                 self.options.clone(),
                 self.runtime.clone(),
             );
-            // Forgotten as it ends: its socket and buffers go with it.
+            // Forgotten as it ends: its socket and buffers go with it, and
+            // it stops counting against the limits.
             let ended = self.hooks.serve(served, conn.clone(), peer);
-            conn.on_close(ended);
+            conn.on_close(move |reason| {
+                drop(admission);
+                ended(reason);
+            });
         }
     }
+}
+
+/// Answers a peer beyond the listener's limits with an `<error>` in place
+/// of a greeting (RFC 3080 2.4) and closes, within a second.
+async fn refuse(
+    mut stream: Box<dyn runtime::Transport>,
+    refused: beep_proto::dispatch::Refusal,
+    runtime: Arc<dyn Runtime>,
+) {
+    use futures_util::io::AsyncWriteExt;
+    let bytes = beep_proto::dispatch::refusal(&refused);
+    let answer = async {
+        let _ = stream.write_all(&bytes).await;
+        let _ = stream.close().await;
+    };
+    let _ = runtime::timeout(&*runtime, std::time::Duration::from_secs(1), answer).await;
 }

@@ -167,6 +167,63 @@ impl<C> Served<C> {
 pub struct ListenerHooks<R> {
     filter: Option<Arc<AcceptFilter>>,
     on_end: Option<Arc<EndObserver<R>>>,
+    admitted: Arc<Mutex<Admitted>>,
+}
+
+/// The connections a listener serves, in all and by source address, with
+/// their limits (see [`ListenerHooks::admit`]).
+#[derive(Debug)]
+struct Admitted {
+    max_total: usize,
+    max_per_address: usize,
+    total: usize,
+    by_address: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+/// The most connections a listener serves at once, by default: enough
+/// for any BEEP deployment seen (LibVortex's own tests use a few hundred),
+/// and a bound on what idle connections cost (a blocking listener's
+/// 10,000 take about 450 MB and 30,000 threads).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// The most connections a listener serves at once from one source
+/// address, by default: one host cannot take the whole listener, while a
+/// gateway with many clients behind it still gets 256.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+
+/// A connection counted by [`ListenerHooks::admit`]; dropping it (when the
+/// connection ends) makes room for another.
+#[derive(Debug)]
+#[must_use = "the connection stops counting when this is dropped"]
+pub struct Admission {
+    admitted: Arc<Mutex<Admitted>>,
+    address: std::net::IpAddr,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
+        admitted.total = admitted.total.saturating_sub(1);
+        if let std::collections::hash_map::Entry::Occupied(mut entry) =
+            admitted.by_address.entry(self.address)
+        {
+            *entry.get_mut() -= 1;
+            if *entry.get() == 0 {
+                entry.remove();
+            }
+        }
+    }
+}
+
+/// Why [`ListenerHooks::admit`] refused a connection: the reply code and
+/// text of the `<error>` the driver sends in place of a greeting (RFC 3080
+/// 2.4), with [`refusal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// 421: the service is not available (to this peer, now).
+    pub code: crate::reply_code::ReplyCode,
+    /// Which limit it was.
+    pub text: String,
 }
 
 type AcceptFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
@@ -177,6 +234,12 @@ impl<R> Default for ListenerHooks<R> {
         ListenerHooks {
             filter: None,
             on_end: None,
+            admitted: Arc::new(Mutex::new(Admitted {
+                max_total: DEFAULT_MAX_CONNECTIONS,
+                max_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+                total: 0,
+                by_address: std::collections::HashMap::new(),
+            })),
         }
     }
 }
@@ -186,6 +249,7 @@ impl<R> Clone for ListenerHooks<R> {
         ListenerHooks {
             filter: self.filter.clone(),
             on_end: self.on_end.clone(),
+            admitted: self.admitted.clone(),
         }
     }
 }
@@ -219,6 +283,68 @@ impl<R: 'static> ListenerHooks<R> {
     /// ```
     pub fn set_on_end(&mut self, f: impl Fn(SocketAddr, &R) + Send + Sync + 'static) {
         self.on_end = Some(Arc::new(f));
+    }
+
+    /// Sets the most connections served at once, in all and from one
+    /// source address (defaults [`DEFAULT_MAX_CONNECTIONS`] and
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`]).
+    ///
+    /// ```
+    /// let mut hooks: beep_proto::dispatch::ListenerHooks<()> = Default::default();
+    /// hooks.set_limits(2, 1);
+    /// let a = hooks.admit("127.0.0.1:1".parse().unwrap()).unwrap();
+    /// assert!(hooks.admit("127.0.0.1:2".parse().unwrap()).is_err(), "one per address");
+    /// let b = hooks.admit("127.0.0.2:1".parse().unwrap()).unwrap();
+    /// assert!(hooks.admit("127.0.0.3:1".parse().unwrap()).is_err(), "two in all");
+    /// drop(a);
+    /// assert!(hooks.admit("127.0.0.1:3".parse().unwrap()).is_ok());
+    /// # drop(b);
+    /// ```
+    pub fn set_limits(&mut self, max_total: usize, max_per_address: usize) {
+        let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
+        admitted.max_total = max_total;
+        admitted.max_per_address = max_per_address;
+    }
+
+    /// Counts a connection from `peer`, or refuses it when the listener
+    /// serves its most connections already, in all or from that address.
+    /// The connection counts until the [`Admission`] is dropped.
+    ///
+    /// ```
+    /// let hooks: beep_proto::dispatch::ListenerHooks<()> = Default::default();
+    /// let admission = hooks.admit("127.0.0.1:1".parse().unwrap());
+    /// assert!(admission.is_ok());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`Refusal`] (421) naming the limit.
+    pub fn admit(&self, peer: SocketAddr) -> Result<Admission, Refusal> {
+        let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
+        let address = peer.ip();
+        let from_address = admitted.by_address.get(&address).copied().unwrap_or(0);
+        let refuse = |text: String| Refusal {
+            code: crate::reply_code::ReplyCode::SERVICE_NOT_AVAILABLE,
+            text,
+        };
+        if admitted.total >= admitted.max_total {
+            return Err(refuse(format!(
+                "too many connections: {} at most",
+                admitted.max_total
+            )));
+        }
+        if from_address >= admitted.max_per_address {
+            return Err(refuse(format!(
+                "too many connections from {address}: {} at most",
+                admitted.max_per_address
+            )));
+        }
+        admitted.total += 1;
+        *admitted.by_address.entry(address).or_insert(0) += 1;
+        Ok(Admission {
+            admitted: self.admitted.clone(),
+            address,
+        })
     }
 
     /// True if a connection from `peer` is to be served.
@@ -326,6 +452,26 @@ impl AcceptBackoff {
     pub fn succeeded(&mut self) {
         self.failures = 0;
     }
+}
+
+/// The bytes a listener sends a peer it refuses before serving it: an
+/// `<error>` in place of its greeting (RFC 3080 2.4), after which it closes
+/// the connection.
+///
+/// ```
+/// use beep_proto::dispatch::{Refusal, refusal};
+/// use beep_proto::reply_code::ReplyCode;
+/// let bytes = refusal(&Refusal { code: ReplyCode::SERVICE_NOT_AVAILABLE, text: "busy".into() });
+/// assert!(bytes.starts_with(b"ERR 0 0 . 0 "));
+/// ```
+pub fn refusal(refused: &Refusal) -> Vec<u8> {
+    let mut session =
+        crate::Session::refusing(crate::Config::default(), refused.code, &refused.text);
+    let mut bytes = Vec::new();
+    while let Some(chunk) = session.poll_transmit() {
+        bytes.extend_from_slice(&chunk);
+    }
+    bytes
 }
 
 #[cfg(test)]
