@@ -174,7 +174,8 @@ pub(crate) struct Shared {
     /// The right to write to the socket. Whoever holds it polls and
     /// writes, so bytes reach the socket in the order the session produced
     /// them. (A lock, not a second descriptor: one connection costs one.)
-    pub(crate) writer: Mutex<()>,
+    /// It holds the chunk list a write is made of, kept between writes.
+    pub(crate) writer: Mutex<Vec<bytes::Bytes>>,
     /// The workers' roles and the actions they run.
     pub(crate) workers: Workers,
     /// The reading thread's buffer.
@@ -406,7 +407,7 @@ impl Connection {
             output: Condvar::new(),
             writer_idle: AtomicBool::new(false),
             writer_done: AtomicBool::new(false),
-            writer: Mutex::new(()),
+            writer: Mutex::new(Vec::new()),
             workers: Workers::new(app_reads),
             read_buf: Mutex::new(Vec::new()),
             read_timeout: AtomicU64::new(0),
@@ -930,15 +931,15 @@ impl Shared {
     /// the socket busy is never stranded.
     fn flush_direct(self: &Arc<Self>) {
         loop {
-            let Ok(writing) = self.writer.try_lock() else {
+            let Ok(mut writing) = self.writer.try_lock() else {
                 return;
             };
-            let mut chunks = Vec::new();
+            let chunks = &mut *writing;
             loop {
                 let mut actions = Vec::new();
                 let (more, roomy) = {
                     let mut st = self.lock();
-                    let more = st.poll_transmit_vectored(&mut chunks);
+                    let more = st.poll_transmit_vectored(chunks);
                     self.route(&mut st, &mut actions);
                     (more, self.roomy(&st))
                 };
@@ -947,7 +948,8 @@ impl Shared {
                 if !more {
                     break;
                 }
-                if let Err(e) = io::write_chunks(&*self.stream, &self.workers, &chunks) {
+                if let Err(e) = io::write_chunks(&*self.stream, &self.workers, chunks) {
+                    chunks.clear();
                     drop(writing);
                     self.finish(CloseReason::Lost(e.to_string()));
                     return;

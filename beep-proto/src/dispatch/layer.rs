@@ -339,6 +339,9 @@ pub struct Layer<T, H> {
     pub channels: HashMap<u32, H>,
     on_close: Vec<CloseCallback>,
     trace: Trace,
+    /// Outcomes being applied, kept between calls: routing is done for
+    /// every message, and its list need not be allocated each time.
+    scratch: Vec<Outcome<Notify<T>>>,
 }
 
 impl<T, H> std::fmt::Debug for Layer<T, H> {
@@ -365,6 +368,7 @@ impl<T, H: Handlers> Layer<T, H> {
             channels: HashMap::new(),
             on_close: Vec::new(),
             trace: Trace::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -597,9 +601,10 @@ impl<T, H: Handlers> Layer<T, H> {
     where
         D: Driver<Wait = T, Handlers = H>,
     {
-        let mut outcomes = Vec::new();
+        let mut outcomes = std::mem::take(&mut self.scratch);
         self.core.route(&mut outcomes);
-        self.apply(outcomes, driver, actions);
+        self.apply_all(&mut outcomes, driver, actions);
+        self.scratch = outcomes;
     }
 
     /// Feeds input from the peer, and applies what it caused.
@@ -624,10 +629,11 @@ impl<T, H: Handlers> Layer<T, H> {
     where
         D: Driver<Wait = T, Handlers = H>,
     {
-        let mut outcomes = Vec::new();
+        let mut outcomes = std::mem::take(&mut self.scratch);
         self.trace.received(bytes);
         self.core.handle_input(bytes, &mut outcomes);
-        self.apply(outcomes, driver, actions);
+        self.apply_all(&mut outcomes, driver, actions);
+        self.scratch = outcomes;
     }
 
     /// The peer closed its side: the session ends as the core decides (a
@@ -652,9 +658,10 @@ impl<T, H: Handlers> Layer<T, H> {
     where
         D: Driver<Wait = T, Handlers = H>,
     {
-        let mut outcomes = Vec::new();
+        let mut outcomes = std::mem::take(&mut self.scratch);
         self.core.handle_eof(&mut outcomes);
-        self.apply(outcomes, driver, actions);
+        self.apply_all(&mut outcomes, driver, actions);
+        self.scratch = outcomes;
     }
 
     /// Ends the connection once (see [`Core::end`]): every waiter gets the
@@ -679,9 +686,10 @@ impl<T, H: Handlers> Layer<T, H> {
     where
         D: Driver<Wait = T, Handlers = H>,
     {
-        let mut outcomes = Vec::new();
+        let mut outcomes = std::mem::take(&mut self.scratch);
         self.core.end(reason, &mut outcomes);
-        self.apply(outcomes, driver, actions);
+        self.apply_all(&mut outcomes, driver, actions);
+        self.scratch = outcomes;
     }
 
     /// Applies the core's outcomes: waiters are woken (callbacks queued),
@@ -717,7 +725,21 @@ impl<T, H: Handlers> Layer<T, H> {
     ) where
         D: Driver<Wait = T, Handlers = H>,
     {
-        for outcome in outcomes {
+        let mut outcomes = outcomes;
+        self.apply_all(&mut outcomes, driver, actions);
+    }
+
+    /// [`Layer::apply`], draining `outcomes` (left empty, its allocation
+    /// kept for the next call).
+    fn apply_all<D>(
+        &mut self,
+        outcomes: &mut Vec<Outcome<Notify<T>>>,
+        driver: &D,
+        actions: &mut Vec<Action>,
+    ) where
+        D: Driver<Wait = T, Handlers = H>,
+    {
+        for outcome in outcomes.drain(..) {
             match outcome {
                 Outcome::Complete(notify, result) => {
                     if let Ok(Done::Opened { channel, profile }) = &result {
