@@ -99,6 +99,21 @@ pub struct Options {
     /// # drop(options);
     /// ```
     pub idle_timeout: Duration,
+    /// A budget for unfinished messages shared by connections (see
+    /// [`beep_proto::Session::share_reassembly_budget`]), beside each
+    /// session's own `config.max_reassembly`. A listener gives its
+    /// connections one of [`DEFAULT_LISTENER_REASSEMBLY`] (256 MiB) when
+    /// this is `None`, so that many connections, each within its own
+    /// limit, cannot add up to more; clients may share one too.
+    ///
+    /// ```
+    /// let options = beep_blocking::Options {
+    ///     shared_reassembly: Some(beep_proto::SharedBudget::new(64 << 20)),
+    ///     ..Default::default()
+    /// };
+    /// # drop(options);
+    /// ```
+    pub shared_reassembly: Option<beep_proto::SharedBudget>,
     /// Octets of unsent output above which sending calls wait (from the
     /// application's threads), so a peer that stops reading cannot make us
     /// buffer without bound.
@@ -114,10 +129,18 @@ impl Default for Options {
             release_timeout: Duration::from_secs(10),
             greeting_timeout: Duration::from_secs(30),
             idle_timeout: Duration::MAX,
+            shared_reassembly: None,
             max_queued_output: 4 << 20,
         }
     }
 }
+
+/// What a listener's connections may hold in unfinished messages all
+/// together, unless [`Options::shared_reassembly`] says otherwise: four
+/// times one session's `max_reassembly`, so a few peers sending large
+/// messages at once are served, while 10,000 connections cannot hold
+/// 64 MiB each.
+pub const DEFAULT_LISTENER_REASSEMBLY: usize = 256 << 20;
 
 /// Where a waiting caller gets its result: a blocked thread
 /// ([`Waiter::pair`]) or a callback.
@@ -393,10 +416,13 @@ impl Connection {
         // past the limit by one message, as documented: the session's own
         // refusal, meant for embedders, must not turn that into an error.
         options.config.max_queued_output = usize::MAX;
-        let session = match role {
+        let mut session = match role {
             Role::Initiator => Session::initiator(options.config.clone()),
             Role::Listener => Session::listener(options.config.clone()),
         };
+        if let Some(budget) = &options.shared_reassembly {
+            session.share_reassembly_budget(budget.clone());
+        }
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             state: Mutex::new(named(State::new(session), peer)),
@@ -1207,8 +1233,11 @@ mod tests {
         );
         let (ours, theirs) = UnixStream::pair().unwrap();
         let peer_options = Options {
+            // The peer's window stays at 4096 (it would grow as the handler
+            // takes messages), so each token drains a message or two.
             config: Config {
                 receive_window: 4096,
+                max_receive_window: 4096,
                 ..Config::default()
             },
             ..Options::default()

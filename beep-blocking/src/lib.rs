@@ -57,7 +57,7 @@ mod roles;
 pub mod transport;
 
 pub use channel::Channel;
-pub use connection::{Connection, Options};
+pub use connection::{Connection, DEFAULT_LISTENER_REASSEMBLY, Options};
 pub use error::{CloseReason, Error};
 pub use feeder::{Feeder, RequestFeeder};
 pub use incoming::Incoming;

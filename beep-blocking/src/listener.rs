@@ -118,9 +118,13 @@ impl Listener {
     pub fn bind_all(
         addrs: &[SocketAddr],
         registry: Registry,
-        options: Options,
+        mut options: Options,
     ) -> Result<Self, Error> {
         options.config.validate()?;
+        // One budget for all the connections it serves.
+        options.shared_reassembly.get_or_insert_with(|| {
+            beep_proto::SharedBudget::new(crate::connection::DEFAULT_LISTENER_REASSEMBLY)
+        });
         let sockets = addrs
             .iter()
             .map(TcpListener::bind)

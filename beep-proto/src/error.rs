@@ -164,6 +164,16 @@ pub enum ProtocolError {
         /// The configured budget.
         limit: usize,
     },
+    /// Unfinished messages of all the sessions sharing a budget (a
+    /// listener's connections) held more than its limit (see
+    /// [`Session::share_reassembly_budget`](crate::Session::share_reassembly_budget)).
+    #[error(
+        "unfinished messages of all connections hold more than the shared {limit}-octet budget"
+    )]
+    SharedReassemblyBudgetExceeded {
+        /// The shared budget's limit.
+        limit: usize,
+    },
     /// More MSGs awaiting our reply on all channels together than
     /// [`Config::max_pipelined_total`](crate::Config::max_pipelined_total).
     #[error("more than {limit} MSGs awaiting our reply on all channels")]

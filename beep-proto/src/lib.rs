@@ -36,6 +36,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod budget;
 mod channel;
 pub mod config;
 pub mod dispatch;
@@ -57,6 +58,7 @@ pub mod session;
 mod trace;
 pub mod xml;
 
+pub use budget::SharedBudget;
 /// The `bytes` crate, whose [`Bytes`](bytes::Bytes) is in this crate's API.
 pub use bytes;
 pub use config::Config;

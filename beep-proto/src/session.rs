@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 
 use bytes::BytesMut;
 
+use crate::budget::SharedBudget;
 use crate::channel::{AfterSend, Awaiting, Channel, OurClose, Outgoing};
 use crate::config::{Config, DEFAULT_WINDOW};
 use crate::error::UsageError;
@@ -139,6 +140,9 @@ pub struct Session {
     output_blocked: bool,
     /// Octets held by unfinished messages on all channels.
     reassembling: usize,
+    /// A budget for unfinished messages shared with other sessions (a
+    /// listener's), counted with `reassembling`.
+    shared_reassembly: Option<SharedBudget>,
     /// Messages in the channels' send queues (each costs memory beyond
     /// its octets: see [`crate::channel::ENTRY_COST`]).
     queued_entries: usize,
@@ -257,6 +261,7 @@ impl Session {
             unwritten: bytes::Bytes::new(),
             peer_finished: false,
             reassembling: 0,
+            shared_reassembly: None,
             queued_entries: 0,
             unanswered_total: 0,
             feeds: feed::Feeds::default(),
@@ -282,6 +287,40 @@ impl Session {
     /// ```
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Counts this session's unfinished messages in `budget` too, beside
+    /// its own [`Config::max_reassembly`]: a peer whose unfinished
+    /// messages would take the sessions sharing it past its limit ends
+    /// its session with [`ProtocolError::SharedReassemblyBudgetExceeded`](crate::ProtocolError::SharedReassemblyBudgetExceeded).
+    /// The drivers' listeners give all their connections one (so that
+    /// many connections each under their own limit cannot add up to
+    /// more). What the session holds is given back as its messages
+    /// complete, its channels close, and when it is dropped.
+    ///
+    /// ```
+    /// use beep_proto::{Session, SharedBudget};
+    /// let budget = SharedBudget::new(1 << 20);
+    /// let mut a = Session::listener(Default::default());
+    /// let mut b = Session::listener(Default::default());
+    /// a.share_reassembly_budget(budget.clone());
+    /// b.share_reassembly_budget(budget.clone());
+    /// assert_eq!(budget.used(), 0);
+    /// ```
+    pub fn share_reassembly_budget(&mut self, budget: SharedBudget) {
+        if let Some(old) = self.shared_reassembly.take() {
+            old.update(self.reassembling, 0);
+        }
+        budget.update(0, self.reassembling);
+        self.shared_reassembly = Some(budget);
+    }
+
+    /// Sets what unfinished messages hold, in the shared budget too.
+    pub(crate) fn set_reassembling(&mut self, octets: usize) {
+        if let Some(shared) = &self.shared_reassembly {
+            shared.update(self.reassembling, octets);
+        }
+        self.reassembling = octets;
     }
 
     /// True when nothing is under way: no message of either side awaits
@@ -1249,3 +1288,13 @@ impl Session {
 
 #[cfg(test)]
 mod tests;
+
+impl Drop for Session {
+    /// What this session's unfinished messages held goes back to a shared
+    /// budget.
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared_reassembly {
+            shared.update(self.reassembling, 0);
+        }
+    }
+}

@@ -351,3 +351,77 @@ fn messages_awaiting_our_reply_are_bounded_on_all_channels_together() {
         Err(ProtocolError::TooManyPipelinedTotal { limit: 150 })
     );
 }
+
+/// Sessions sharing a reassembly budget (a listener's connections) are
+/// bounded together: each below its own budget, the one whose unfinished
+/// message takes the total past the shared limit ends, and what a session
+/// held goes back when its message completes or the session is dropped.
+#[test]
+fn sessions_sharing_a_budget_are_bounded_together() {
+    use beep_proto::{Event, Message, ProtocolError, SessionEnd, SharedBudget};
+    let shared = SharedBudget::new(100_000);
+    let server_config = || Config {
+        profiles: vec!["http://example.org/p".into()],
+        ..Config::default()
+    };
+    // A client and a server session, the server's counted in `shared`;
+    // the client's frames are 4096 octets, so a large MSG arrives in many.
+    let pair = || {
+        let mut client = Session::initiator(Config {
+            max_frame_size: 4096,
+            ..Config::default()
+        });
+        let mut server = Session::listener(server_config());
+        server.share_reassembly_budget(shared.clone());
+        let channel = client
+            .open_channel(
+                vec![beep_proto::xml::Profile::new("http://example.org/p")],
+                None,
+            )
+            .unwrap();
+        (client, server, channel)
+    };
+    // Moves what fits both ways, accepting starts; an error ends the pump.
+    let pump = |a: &mut Session, b: &mut Session| -> Result<(), ProtocolError> {
+        for _ in 0..64 {
+            while let Some(bytes) = a.poll_transmit() {
+                b.handle_input(&bytes)?;
+            }
+            while let Some(e) = b.poll_event() {
+                if let Event::StartRequested(r) = e {
+                    b.accept_start(r.channel, r.profiles[0].clone()).unwrap();
+                }
+            }
+            while let Some(bytes) = b.poll_transmit() {
+                a.handle_input(&bytes).unwrap();
+            }
+            while a.poll_event().is_some() {}
+        }
+        Ok(())
+    };
+    let (mut c1, mut s1, ch1) = pair();
+    let (mut c2, mut s2, ch2) = pair();
+    pump(&mut c1, &mut s1).unwrap();
+    pump(&mut c2, &mut s2).unwrap();
+    // 60,000 octets unfinished on the first: within the shared 100,000.
+    let f1 = c1.open_msg(ch1, Message::verbatim("")).unwrap();
+    c1.feed(f1, vec![b'a'; 60_000], false).unwrap();
+    pump(&mut c1, &mut s1).unwrap();
+    assert!(shared.used() >= 56_000, "{}", shared.used());
+    // 60,000 more on the second: past the shared limit, though well
+    // within its own 64 MiB.
+    let f2 = c2.open_msg(ch2, Message::verbatim("")).unwrap();
+    c2.feed(f2, vec![b'b'; 60_000], false).unwrap();
+    let err = pump(&mut c2, &mut s2).unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::SharedReassemblyBudgetExceeded { limit: 100_000 }
+    );
+    assert_eq!(s2.end_reason(), Some(&SessionEnd::Violation(err)));
+    // The first completes its message: what it held goes back; dropping
+    // the second gives back the rest.
+    c1.feed(f1, "", true).unwrap();
+    pump(&mut c1, &mut s1).unwrap();
+    drop(s2);
+    assert_eq!(shared.used(), 0);
+}

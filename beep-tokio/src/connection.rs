@@ -229,10 +229,13 @@ impl Connection {
         // past the limit by one message, as documented: the session's own
         // refusal, meant for embedders, must not turn that into an error.
         options.config.max_queued_output = usize::MAX;
-        let session = match role {
+        let mut session = match role {
             Role::Initiator => Session::initiator(options.config.clone()),
             Role::Listener => Session::listener(options.config.clone()),
         };
+        if let Some(budget) = &options.shared_reassembly {
+            session.share_reassembly_budget(budget.clone());
+        }
         let shared = Arc::new(Shared::new(session, peer, registry, options, runtime));
         io::spawn(&shared, stream);
         Connection::internal(shared)

@@ -85,7 +85,7 @@ pub use error::{CloseReason, Error};
 pub use feeder::{Feeder, RequestFeeder};
 pub use incoming::Incoming;
 pub use listener::{Listener, ShutdownHandle};
-pub use options::Options;
+pub use options::{DEFAULT_LISTENER_REASSEMBLY, Options};
 pub use pool::{ChannelPool, PooledChannel};
 pub use profile::{CloseDecision, CloseRequest, ProfileHandler, Registry, StartDecision};
 pub use runtime::{Addrs, ToAddrs};

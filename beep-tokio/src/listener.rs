@@ -116,9 +116,13 @@ impl Listener {
     pub async fn bind(
         addrs: impl ToAddrs,
         registry: Registry,
-        options: Options,
+        mut options: Options,
     ) -> Result<Self, Error> {
         options.config.validate()?;
+        // One budget for all the connections it serves.
+        options.shared_reassembly.get_or_insert_with(|| {
+            beep_proto::SharedBudget::new(crate::options::DEFAULT_LISTENER_REASSEMBLY)
+        });
         let runtime = options.resolve_runtime()?;
         let addrs = addrs.to_addrs().resolve(&*runtime).await?;
         let mut sockets = Vec::with_capacity(addrs.len());

@@ -86,6 +86,21 @@ pub struct Options {
     /// # drop(options);
     /// ```
     pub idle_timeout: Duration,
+    /// A budget for unfinished messages shared by connections (see
+    /// [`beep_proto::Session::share_reassembly_budget`]), beside each
+    /// session's own `config.max_reassembly`. A listener gives its
+    /// connections one of [`DEFAULT_LISTENER_REASSEMBLY`] (256 MiB) when
+    /// this is `None`, so that many connections, each within its own
+    /// limit, cannot add up to more; clients may share one too.
+    ///
+    /// ```
+    /// let options = beep_tokio::Options {
+    ///     shared_reassembly: Some(beep_proto::SharedBudget::new(64 << 20)),
+    ///     ..Default::default()
+    /// };
+    /// # drop(options);
+    /// ```
+    pub shared_reassembly: Option<beep_proto::SharedBudget>,
     /// Octets of unsent output above which sending calls wait, so a peer
     /// that stops reading cannot make us buffer without bound.
     pub max_queued_output: usize,
@@ -104,11 +119,19 @@ impl Default for Options {
             release_timeout: Duration::from_secs(10),
             greeting_timeout: Duration::from_secs(30),
             idle_timeout: Duration::MAX,
+            shared_reassembly: None,
             max_queued_output: 4 << 20,
             runtime: None,
         }
     }
 }
+
+/// What a listener's connections may hold in unfinished messages all
+/// together, unless [`Options::shared_reassembly`] says otherwise: four
+/// times one session's `max_reassembly`, so a few peers sending large
+/// messages at once are served, while 10,000 connections cannot hold
+/// 64 MiB each.
+pub const DEFAULT_LISTENER_REASSEMBLY: usize = 256 << 20;
 
 impl Options {
     /// These options on a specific runtime.

@@ -527,9 +527,12 @@ mod tests {
             }),
         );
         let (ours, theirs) = tokio::io::duplex(64 << 10);
+        // The peer's window stays at 4096 (it would grow as the handler
+        // takes messages), so each token drains a message or two.
         let peer_options = Options {
             config: Config {
                 receive_window: 4096,
+                max_receive_window: 4096,
                 ..Config::default()
             },
             ..Options::default()

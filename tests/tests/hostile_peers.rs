@@ -3,7 +3,10 @@
 //! echo, a release) while hostile peers attack it, and ends every hostile
 //! connection and reports it through `Listener::on_connection_end`:
 //! slowloris greetings, an idle crowd beside a flooder that never reads,
-//! resets at every stage of a session, garbage, and a burst of starts.
+//! resets at every stage of a session, garbage, a burst of starts,
+//! greeting floods, malformed headers, SEQ abuse, a peer that never reads
+//! large replies, partial messages on many channels, starts for unknown
+//! profiles, and a thousand connections at once beside a flooder.
 //!
 //! Each scenario is written once, for a [`Driver`]; the honest peer is a
 //! `beep_blocking::Connection` against both listeners, the hostile peers
@@ -14,12 +17,14 @@ use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use beep_proto::Message;
 use beep_proto::dispatch::{EndReason, Reply};
+use beep_proto::frame::{Field, FrameError};
 use beep_proto::xml::Profile;
+use beep_proto::{Message, ProtocolError};
 
 mod serving;
 
@@ -40,6 +45,9 @@ struct Limits {
     greeting_timeout: Duration,
     receive_window: u32,
     max_queued_output: usize,
+    /// `Config::max_reassembly`: what unfinished messages of one session
+    /// may hold.
+    max_reassembly: usize,
 }
 
 impl Default for Limits {
@@ -48,8 +56,23 @@ impl Default for Limits {
             greeting_timeout: Duration::from_secs(30),
             receive_window: beep_proto::config::DEFAULT_WINDOW,
             max_queued_output: 4 << 20,
+            max_reassembly: beep_proto::Config::default().max_reassembly,
         }
     }
+}
+
+/// The scenarios that measure this process's memory run alone (the
+/// others would add their own); every other scenario shares.
+static MEMORY: RwLock<()> = RwLock::new(());
+
+/// For a scenario that does not measure memory.
+fn sharing() -> RwLockReadGuard<'static, ()> {
+    MEMORY.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// For a scenario that measures memory: no other runs meanwhile.
+fn alone() -> RwLockWriteGuard<'static, ()> {
+    MEMORY.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What `on_connection_end` reported, in order.
@@ -133,6 +156,7 @@ fn listen(driver: Driver, limits: Limits) -> Listening {
     let ends = Arc::new(Ends::default());
     let config = beep_proto::Config {
         receive_window: limits.receive_window,
+        max_reassembly: limits.max_reassembly,
         ..Default::default()
     };
     let running = match driver {
@@ -235,13 +259,64 @@ fn echo_on(conn: &beep_blocking::Connection, text: &str) -> Result<(), String> {
     }
 }
 
+/// An honest peer exchanging on new connections, again and again, while
+/// an attack goes on (see [`HonestLoop::finish`]).
+struct HonestLoop {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<usize, String>>,
+}
+
+impl HonestLoop {
+    /// Starts the loop against `server`; its first exchange starts now.
+    fn start(server: &Listening, when: &'static str) -> HonestLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let addr = server.addr;
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut done = 0;
+            loop {
+                honest_exchange(addr, when).map_err(|e| format!("exchange {done}: {e}"))?;
+                done += 1;
+                if stopped.load(Ordering::Relaxed) {
+                    return Ok(done);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        HonestLoop { stop, thread }
+    }
+
+    /// Stops the loop: every exchange must have succeeded (at least one,
+    /// begun while the attack went on).
+    fn finish(self, driver: Driver, when: &str) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.join().expect("honest peer") {
+            Ok(done) => done,
+            Err(e) => panic!("{driver:?}: an honest peer was not served {when}: {e}"),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------
 // Hostile peers: raw sockets writing frames by hand.
 
 /// A data frame (RFC 3080 2.2.1): header, payload, trailer.
 fn data_frame(keyword: &str, channel: u32, msgno: u32, seqno: u32, payload: &[u8]) -> Vec<u8> {
+    data_frame_more(keyword, channel, msgno, false, seqno, payload)
+}
+
+/// A data frame, with `*` (more to come) if `more` (RFC 3080 2.2.1.1).
+fn data_frame_more(
+    keyword: &str,
+    channel: u32,
+    msgno: u32,
+    more: bool,
+    seqno: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let more = if more { '*' } else { '.' };
     let mut frame = format!(
-        "{keyword} {channel} {msgno} . {seqno} {}\r\n",
+        "{keyword} {channel} {msgno} {more} {seqno} {}\r\n",
         payload.len()
     )
     .into_bytes();
@@ -400,6 +475,26 @@ impl Peer {
 
     fn write(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Writes unless the listener closed the connection.
+    fn try_write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// The next frame of an unfinished message (`*`) on `channel`,
+    /// sequenced.
+    fn partial_frame(
+        &mut self,
+        keyword: &str,
+        channel: u32,
+        msgno: u32,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let seqno = self.sent.entry(channel).or_insert(0);
+        let frame = data_frame_more(keyword, channel, msgno, true, *seqno, payload);
+        *seqno += payload.len() as u32;
+        frame
     }
 
     fn greet(&mut self) {
@@ -588,6 +683,51 @@ impl Peer {
     }
 }
 
+/// A flooder: connects with a 4096-octet receive buffer, opens an echo
+/// channel (on a listener whose window is `window`), gives the listener a
+/// window larger than all the echoes (RFC 3081 3.1.3: what holds them
+/// back is TCP), and on a thread sends MSGs of `size` octets as fast as
+/// it can, up to the window the listener announced (RFC 3081 3.1.2: a
+/// peer never sends beyond it), never reading. The thread returns the
+/// peer and the number of MSGs sent.
+fn flood(addr: SocketAddr, window: u32, size: usize) -> std::thread::JoinHandle<(Peer, u32)> {
+    let mut flooder = Peer::connect_small_buffer(addr, 4096);
+    flooder.greet();
+    flooder.reply(0, 0);
+    flooder.open_echo(1, window);
+    let seq = flooder.seq_frame(1, 4 * window);
+    flooder.write(&seq);
+    let mut payload = b"\r\n".to_vec();
+    payload.resize(size, b'f');
+    std::thread::spawn(move || {
+        let mut sent = 0u32;
+        while flooder.room(1) as usize >= payload.len() {
+            flooder.send_msg(1, &payload);
+            sent += 1;
+        }
+        (flooder, sent)
+    })
+}
+
+/// The flooder reads at last: an echo for every one of its `sent` MSGs
+/// of `size` octets, in order (RFC 3080 2.6.1).
+fn read_back(driver: Driver, flooder: &mut Peer, sent: u32, size: usize) {
+    flooder.set_receive_buffer(4 << 20);
+    let reading = Instant::now();
+    for msgno in 0..sent {
+        match flooder.try_reply(1, msgno, BOUND) {
+            Ok((kind, body)) => {
+                assert_eq!(kind, Kind::Rpy, "{driver:?}: msgno {msgno}");
+                assert_eq!(body.len(), size, "{driver:?}: msgno {msgno}");
+            }
+            Err(e) => panic!(
+                "{driver:?}: the flooder got {msgno} of its {sent} echoes in {:?}, then: {e}",
+                reading.elapsed()
+            ),
+        }
+    }
+}
+
 /// The resident memory of this process (listener and peers), in KiB.
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
@@ -606,6 +746,7 @@ fn rss_kib() -> u64 {
 /// do not keep an honest peer out, and are each cut off after the
 /// listener's greeting timeout (0.5 s), not before, and reported.
 fn slowloris(driver: Driver) {
+    let _shared = sharing();
     const PEERS: usize = 50;
     const GREETING: Duration = Duration::from_millis(500);
     let server = listen(
@@ -703,6 +844,7 @@ fn rfc3080_2_4_tokio_listener_cuts_off_slowloris_greetings_and_serves_honest_pee
 /// echo (the stalled connection was held, not dropped or corrupted); and
 /// all 301 connections are reported ended once they leave.
 fn idle_crowd_and_flooder(driver: Driver) {
+    let _alone = alone();
     const IDLE: usize = 300;
     const WINDOW: u32 = 8 << 20;
     const CHUNK: usize = 4000;
@@ -718,23 +860,7 @@ fn idle_crowd_and_flooder(driver: Driver) {
     let idle: Vec<Peer> = (0..IDLE).map(|_| Peer::greeted(server.addr)).collect();
     server.serves(&format!("beside {IDLE} idle connections"));
 
-    let mut flooder = Peer::connect_small_buffer(server.addr, 4096);
-    flooder.greet();
-    flooder.reply(0, 0);
-    flooder.open_echo(1, WINDOW);
-    // Room for every echo in our window: what holds them back is TCP.
-    let seq = flooder.seq_frame(1, 4 * WINDOW);
-    flooder.write(&seq);
-    let mut payload = b"\r\n".to_vec();
-    payload.resize(CHUNK, b'f');
-    let flood = std::thread::spawn(move || {
-        let mut sent = 0u32;
-        while flooder.room(1) as usize >= payload.len() {
-            flooder.send_msg(1, &payload);
-            sent += 1;
-        }
-        (flooder, sent)
-    });
+    let flood = flood(server.addr, WINDOW, CHUNK);
     let mut during = 0;
     while !flood.is_finished() || during == 0 {
         server.serves("during a flood");
@@ -752,22 +878,7 @@ fn idle_crowd_and_flooder(driver: Driver) {
         "{driver:?}: the process grew by {grown} KiB under the flood"
     );
 
-    // The flooder reads at last: an echo for every MSG, in order (RFC 3080
-    // 2.6.1).
-    flooder.set_receive_buffer(4 << 20);
-    let reading = Instant::now();
-    for msgno in 0..sent {
-        match flooder.try_reply(1, msgno, BOUND) {
-            Ok((kind, body)) => {
-                assert_eq!(kind, Kind::Rpy, "{driver:?}: msgno {msgno}");
-                assert_eq!(body.len(), CHUNK, "{driver:?}: msgno {msgno}");
-            }
-            Err(e) => panic!(
-                "{driver:?}: the flooder got {msgno} of its {sent} echoes in {:?}, then: {e}",
-                reading.elapsed()
-            ),
-        }
-    }
+    read_back(driver, &mut flooder, sent, CHUNK);
 
     let mut locals: Vec<SocketAddr> = idle.iter().map(|p| p.local).collect();
     locals.push(flooder.local);
@@ -892,6 +1003,7 @@ fn reset_at(addr: SocketAddr, stage: Stage) -> SocketAddr {
 /// connection ended, as lost, within a bound (so none hangs, or leaks a
 /// handler waiting to write), and stops cleanly afterwards.
 fn resets(driver: Driver) {
+    let _shared = sharing();
     let server = listen(
         driver,
         Limits {
@@ -982,6 +1094,7 @@ fn garbage_is_cut_off(server: &Listening, what: &str, greet_first: bool, garbage
 /// 3080 2.3.1.3) and the session goes on. An honest connection made
 /// before the garbage is served after each, and new ones after all.
 fn garbage(driver: Driver) {
+    let _shared = sharing();
     let server = listen(driver, Limits::default());
     let honest = beep_blocking::Connection::connect(server.addr, honest_options())
         .expect("an honest peer connects");
@@ -1038,20 +1151,28 @@ fn rfc3080_2_2_1_tokio_listener_closes_connections_that_send_garbage() {
 struct Answers {
     opened: usize,
     refused: usize,
-    refused_421: usize,
+    /// Refusals by the code of their `<error>` (RFC 3080 2.3.1.2).
+    codes: std::collections::BTreeMap<u16, usize>,
 }
 
-/// One peer asks for 10,000 echo channels at once (odd numbers, RFC 3080
-/// 2.3.1.2), pipelined on channel 0 as fast as channel 0's window allows
+/// The `code` attribute of an `<error>` element, if any.
+fn error_code(text: &str) -> Option<u16> {
+    let at = text.find("code=")? + "code=".len();
+    text.get(at + 1..at + 4)?.parse().ok()
+}
+
+/// One peer sends `starts` start requests (`start(n)` is the payload of
+/// the n-th), pipelined on channel 0 as fast as channel 0's window allows
 /// (RFC 3081 3.1.2), reading the answers on another thread and
 /// acknowledging them (RFC 3081 3.1.3: a peer that does not stalls only
-/// itself, once channel 0's answers fill the window). Every start
-/// is answered; no more than `max_channels` (1024) open, the rest are
-/// refused with an error; an honest peer is served during the burst and
-/// after, and the burst's connection is reported ended when it leaves.
-fn start_burst(driver: Driver) {
-    const STARTS: u32 = 10_000;
-    let server = listen(driver, Limits::default());
+/// itself, once channel 0's answers fill the window). Every start must be
+/// answered; returns the peer (still connected) and the answers.
+fn burst_of_starts(
+    server: &Listening,
+    starts: u32,
+    start: impl Fn(u32) -> String,
+) -> (Peer, Answers) {
+    let driver = server.driver;
     let mut peer = Peer::greeted(server.addr);
     let mut reader = Peer::from_stream(peer.stream.try_clone().expect("clone"));
     reader.inbox = std::mem::take(&mut peer.inbox);
@@ -1065,7 +1186,7 @@ fn start_burst(driver: Driver) {
         std::thread::spawn(move || {
             let mut answers = Answers::default();
             let deadline = Instant::now() + 3 * BOUND;
-            while answers.opened + answers.refused < STARTS as usize {
+            while answers.opened + answers.refused < starts as usize {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match reader.frame(left) {
                     Ok(Frame::Seq(0, ackno, window)) => {
@@ -1085,9 +1206,8 @@ fn start_burst(driver: Driver) {
                             Kind::Rpy => answers.opened += 1,
                             Kind::Err => {
                                 answers.refused += 1;
-                                if text.contains("'421'") || text.contains("\"421\"") {
-                                    answers.refused_421 += 1;
-                                }
+                                let code = error_code(&text).unwrap_or(0);
+                                *answers.codes.entry(code).or_insert(0) += 1;
                             }
                             other => panic!("{other:?} on channel 0: {text}"),
                         }
@@ -1099,13 +1219,8 @@ fn start_burst(driver: Driver) {
             Ok(answers)
         })
     };
-    let addr = server.addr;
-    let honest = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
-        honest_exchange(addr, "during a burst of starts")
-    });
-    for n in 0..STARTS {
-        let (_, frame) = peer.msg_frame(0, start_payload(2 * n + 1).as_bytes());
+    for n in 0..starts {
+        let (_, frame) = peer.msg_frame(0, start(n).as_bytes());
         let sent_after = peer.sent[&0];
         let (lock, changed) = &*allowed;
         let guard = lock.lock().unwrap();
@@ -1129,10 +1244,27 @@ fn start_burst(driver: Driver) {
         let _guard = writing.lock().unwrap();
         peer.write(&frame);
     }
-    let answers = match answers.join().expect("reader") {
-        Ok(answers) => answers,
+    match answers.join().expect("reader") {
+        Ok(answers) => (peer, answers),
         Err((answers, e)) => panic!("{driver:?}: not every start was answered: {e}; {answers:?}"),
-    };
+    }
+}
+
+/// One peer asks for 10,000 echo channels at once (odd numbers, RFC 3080
+/// 2.3.1.2; see [`burst_of_starts`]). Every start is answered; no more
+/// than `max_channels` (1024) open, the rest are refused with an error
+/// (421); an honest peer is served during the burst and after, and the
+/// burst's connection is reported ended when it leaves.
+fn start_burst(driver: Driver) {
+    let _shared = sharing();
+    const STARTS: u32 = 10_000;
+    let server = listen(driver, Limits::default());
+    let addr = server.addr;
+    let honest = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        honest_exchange(addr, "during a burst of starts")
+    });
+    let (peer, answers) = burst_of_starts(&server, STARTS, |n| start_payload(2 * n + 1));
     if let Err(e) = honest.join().expect("honest peer") {
         panic!("{driver:?}: an honest peer was not served during a burst of starts: {e}");
     }
@@ -1141,9 +1273,11 @@ fn start_burst(driver: Driver) {
         "{driver:?}: {answers:?}"
     );
     assert_eq!(
-        answers.refused, answers.refused_421,
+        answers.codes.get(&421).copied(),
+        Some(answers.refused),
         "{driver:?}: {answers:?}"
     );
+    let local = peer.local;
     drop(peer);
     server.ends.all_ended(driver, "start burst", &[local]);
     server.serves("after a burst of starts");
@@ -1158,4 +1292,748 @@ fn rfc3080_2_3_1_2_blocking_listener_refuses_a_burst_of_10000_starts_beyond_its_
 #[test]
 fn rfc3080_2_3_1_2_tokio_listener_refuses_a_burst_of_10000_starts_beyond_its_limits() {
     start_burst(Driver::Tokio);
+}
+
+// ---------------------------------------------------------------------
+// 6. Greeting floods.
+
+/// Sends `*` frames of `keyword` on each `(channel, msgno)` of `targets`,
+/// with payloads from `next(room)`, as fast as the windows allow (RFC 3081
+/// 3.1.2: never beyond them), reading the listener's SEQs (RFC 3081 3.1.3)
+/// for more room, and never finishing a message, until the listener
+/// closes the connection: Ok with the octets sent then. An error if the
+/// connection is open after [`BOUND`] or the windows stay closed.
+fn pour(
+    peer: &mut Peer,
+    keyword: &str,
+    targets: &[(u32, u32)],
+    mut next: impl FnMut(usize) -> Vec<u8>,
+) -> Result<usize, String> {
+    let deadline = Instant::now() + BOUND;
+    let mut poured = 0;
+    loop {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "still connected after {BOUND:?} and {poured} octets"
+            ));
+        }
+        let mut wrote = false;
+        for &(channel, msgno) in targets {
+            let room = peer.room(channel).min(64 << 10) as usize;
+            if room == 0 {
+                continue;
+            }
+            let payload = next(room);
+            let frame = peer.partial_frame(keyword, channel, msgno, &payload);
+            if peer.try_write(&frame).is_err() {
+                return Ok(poured);
+            }
+            poured += payload.len();
+            wrote = true;
+        }
+        // Take in the listener's SEQs; wait for one when out of room.
+        let wait = if wrote {
+            Duration::from_millis(1)
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
+        loop {
+            match peer.frame(wait) {
+                Ok(_) if wrote => continue,
+                Ok(_) => break,
+                Err(e) if e.kind() == ErrorKind::TimedOut => {
+                    if wrote {
+                        break;
+                    }
+                    return Err(format!("the windows stayed closed after {poured} octets"));
+                }
+                Err(_) => return Ok(poured),
+            }
+        }
+    }
+}
+
+/// The payloads of an endless message: `head`, then `element(i)` for
+/// i = 0, 1, 2..., cut to the room each frame has.
+fn endless(head: String, mut element: impl FnMut(usize) -> String) -> impl FnMut(usize) -> Vec<u8> {
+    let mut pending = head.into_bytes();
+    let mut i = 0;
+    move |room| {
+        while pending.len() < room {
+            pending.extend_from_slice(element(i).as_bytes());
+            i += 1;
+        }
+        pending.drain(..room).collect()
+    }
+}
+
+/// The reason the listener reported for `peer`, which must have been
+/// closed within the bound.
+fn ended_as(server: &Listening, what: &str, peer: &mut Peer) -> EndReason {
+    if peer.closed_within(BOUND).is_none() {
+        panic!(
+            "{:?}: a peer sending {what} is still connected after {BOUND:?}",
+            server.driver
+        );
+    }
+    server.ends.all_ended(server.driver, what, &[peer.local])[0].clone()
+}
+
+/// RFC 3080 2.3.1.1: a greeting is one message, which the listener holds
+/// until it is complete; `max_greeting` (16 KiB) bounds it. Three peers
+/// flood it while an honest peer exchanges again and again on new
+/// connections (and once after):
+/// * a header announcing a 2^31-1 octet greeting, then octets forever:
+///   the header alone is a violation, of channel 0's window (RFC 3081
+///   3.1.2; the window is checked before the greeting's size, so the
+///   reason names the window, not the greeting);
+/// * a greeting sent in `*` frames within the window, filler forever:
+///   ended as `GreetingTooLarge` once beyond 16 KiB;
+/// * a greeting of endless `<profile>` elements, likewise.
+fn greeting_flood(driver: Driver) {
+    let _shared = sharing();
+    let server = listen(driver, Limits::default());
+    let honest = HonestLoop::start(&server, "during greeting floods");
+
+    let mut peer = Peer::connect(server.addr);
+    peer.write(b"RPY 0 0 . 0 2147483647\r\n");
+    let filler = vec![b'g'; 64 << 10];
+    let started = Instant::now();
+    while peer.try_write(&filler).is_ok() {
+        assert!(
+            started.elapsed() < BOUND,
+            "{driver:?}: a 2^31-1 octet greeting still read after {BOUND:?}"
+        );
+    }
+    let reason = ended_as(&server, "a 2^31-1 octet greeting", &mut peer);
+    assert!(
+        matches!(
+            reason,
+            EndReason::Violation(ProtocolError::WindowExceeded {
+                channel: 0,
+                size: 2147483647,
+                ..
+            })
+        ),
+        "{driver:?}: a 2^31-1 octet greeting: {reason:?}"
+    );
+
+    let head = format!("{XML}<greeting>\r\n");
+    let floods: [(&str, Box<dyn FnMut(usize) -> String>); 2] = [
+        (
+            "an endless greeting",
+            Box::new(|_| "<!-- filler -->\r\n".into()),
+        ),
+        (
+            "a greeting of endless profiles",
+            Box::new(|i| format!("<profile uri='http://example.org/beep/p{i}' />\r\n")),
+        ),
+    ];
+    for (what, element) in floods {
+        let mut peer = Peer::connect(server.addr);
+        let poured = pour(&mut peer, "RPY", &[(0, 0)], endless(head.clone(), element))
+            .unwrap_or_else(|e| panic!("{driver:?}: {what}: {e}"));
+        let reason = ended_as(&server, what, &mut peer);
+        assert!(
+            matches!(
+                &reason,
+                EndReason::Violation(ProtocolError::GreetingTooLarge { limit: 16384 })
+            ) && reason.to_string().contains("greeting"),
+            "{driver:?}: {what} ({poured} octets sent): {reason:?}"
+        );
+    }
+
+    honest.finish(driver, "during greeting floods");
+    server.serves("after greeting floods");
+    server.stop();
+}
+
+#[test]
+fn rfc3080_2_3_1_1_blocking_listener_ends_sessions_whose_greeting_floods_it() {
+    greeting_flood(Driver::Blocking);
+}
+
+#[test]
+fn rfc3080_2_3_1_1_tokio_listener_ends_sessions_whose_greeting_floods_it() {
+    greeting_flood(Driver::Tokio);
+}
+
+// ---------------------------------------------------------------------
+// 7. Malformed headers.
+
+/// Header lines the core rejects (beep-proto's tests/malformed.rs), each
+/// after a greeting, where the next octet on channel 0 is `seqno`: a
+/// name, the octets, and the error they must end the session with.
+fn malformed_headers(seqno: usize) -> Vec<(&'static str, Vec<u8>, FrameError)> {
+    let line = |text: String| text.into_bytes();
+    let mut endless = format!("MSG 0 1 . {seqno} ").into_bytes();
+    endless.resize(200, b'1');
+    vec![
+        (
+            "a bad keyword",
+            line(format!("MSX 0 1 . {seqno} 0\r\n")),
+            FrameError::UnknownKeyword,
+        ),
+        (
+            "a non-numeric msgno",
+            line(format!("MSG 0 x . {seqno} 0\r\n")),
+            FrameError::Malformed {
+                field: Field::Msgno,
+            },
+        ),
+        (
+            "a size of 2^31",
+            line(format!("MSG 0 1 . {seqno} 2147483648\r\n")),
+            FrameError::OutOfRange {
+                field: Field::Size,
+                max: 2147483647,
+            },
+        ),
+        (
+            "a header that never ends",
+            endless,
+            FrameError::HeaderTooLong { limit: 128 },
+        ),
+        (
+            "a negative msgno",
+            line(format!("MSG 0 -1 . {seqno} 0\r\n")),
+            FrameError::Malformed {
+                field: Field::Msgno,
+            },
+        ),
+        (
+            "two spaces after the keyword",
+            line(format!("MSG  0 1 . {seqno} 0\r\n")),
+            FrameError::Malformed {
+                field: Field::Channel,
+            },
+        ),
+        (
+            "a space before the CRLF",
+            line(format!("MSG 0 1 . {seqno} 0 \r\n")),
+            FrameError::TrailingJunk { after: Field::Size },
+        ),
+    ]
+}
+
+/// RFC 3080 2.2.1.1: a poorly-formed header ends the session. Each header
+/// of [`malformed_headers`] is sent by a greeted peer all at once, and by
+/// another one octet per segment (the listener sees it piecemeal); each
+/// connection is closed and reported ended with that header's error. An
+/// honest connection made before is served after each, and honest peers
+/// on new connections throughout and after.
+fn malformed_header_lines(driver: Driver) {
+    let _shared = sharing();
+    let server = listen(driver, Limits::default());
+    let honest = HonestLoop::start(&server, "during malformed headers");
+    let kept = beep_blocking::Connection::connect(server.addr, honest_options())
+        .expect("an honest peer connects");
+    for (what, header, expected) in malformed_headers(greeting_payload().len()) {
+        for piecemeal in [false, true] {
+            let mut peer = Peer::greeted(server.addr);
+            if piecemeal {
+                peer.stream.set_nodelay(true).expect("nodelay");
+                for octet in &header {
+                    if peer.try_write(std::slice::from_ref(octet)).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            } else {
+                peer.write(&header);
+            }
+            let what = format!("{what} (piecemeal: {piecemeal})");
+            let reason = ended_as(&server, &what, &mut peer);
+            assert_eq!(
+                reason,
+                EndReason::Violation(ProtocolError::Frame(expected.clone())),
+                "{driver:?}: {what}"
+            );
+            if let Err(e) = echo_on(&kept, "between malformed headers") {
+                panic!("{driver:?}: an honest peer was not served after {what}: {e}");
+            }
+        }
+    }
+    kept.close().expect("the honest peer releases");
+    honest.finish(driver, "during malformed headers");
+    server.serves("after malformed headers");
+    server.stop();
+}
+
+#[test]
+fn rfc3080_2_2_1_1_blocking_listener_ends_sessions_on_malformed_headers_however_split() {
+    malformed_header_lines(Driver::Blocking);
+}
+
+#[test]
+fn rfc3080_2_2_1_1_tokio_listener_ends_sessions_on_malformed_headers_however_split() {
+    malformed_header_lines(Driver::Tokio);
+}
+
+// ---------------------------------------------------------------------
+// 8. SEQ abuse.
+
+/// RFC 3081 3.1.3: a SEQ acknowledging octets the listener never sent
+/// (on channel 0 one past its greeting, on an echo channel where it sent
+/// nothing) is a violation, and so is a window beyond 2^31-1 (RFC 3081
+/// 3.1.3's range, a header error). Each ends its session, reported with
+/// that error, while honest peers are served.
+fn seq_violations(driver: Driver) {
+    let _shared = sharing();
+    let server = listen(driver, Limits::default());
+    let honest = HonestLoop::start(&server, "during SEQ violations");
+
+    let mut peer = Peer::greeted(server.addr);
+    let greeting = peer.received[&0];
+    peer.write(format!("SEQ 0 {} 4096\r\n", greeting + 1).as_bytes());
+    let reason = ended_as(&server, "a SEQ acknowledging octets never sent", &mut peer);
+    assert_eq!(
+        reason,
+        EndReason::Violation(ProtocolError::AckBeyondSent {
+            channel: 0,
+            ackno: greeting + 1,
+            sent: greeting
+        }),
+        "{driver:?}"
+    );
+
+    let mut peer = Peer::greeted(server.addr);
+    peer.open_echo(1, beep_proto::config::DEFAULT_WINDOW);
+    peer.write(b"SEQ 1 1000 4096\r\n");
+    let reason = ended_as(&server, "a SEQ acknowledging octets never sent", &mut peer);
+    assert_eq!(
+        reason,
+        EndReason::Violation(ProtocolError::AckBeyondSent {
+            channel: 1,
+            ackno: 1000,
+            sent: 0
+        }),
+        "{driver:?}"
+    );
+
+    let mut peer = Peer::greeted(server.addr);
+    peer.open_echo(1, beep_proto::config::DEFAULT_WINDOW);
+    peer.write(b"SEQ 1 0 2147483648\r\n");
+    let reason = ended_as(&server, "a SEQ window of 2^31", &mut peer);
+    assert_eq!(
+        reason,
+        EndReason::Violation(ProtocolError::Frame(FrameError::OutOfRange {
+            field: Field::Window,
+            max: 2147483647
+        })),
+        "{driver:?}"
+    );
+
+    honest.finish(driver, "during SEQ violations");
+    server.serves("after SEQ violations");
+    server.stop();
+}
+
+#[test]
+fn rfc3081_3_1_3_blocking_listener_ends_sessions_on_seqs_beyond_what_was_sent_or_allowed() {
+    seq_violations(Driver::Blocking);
+}
+
+#[test]
+fn rfc3081_3_1_3_tokio_listener_ends_sessions_on_seqs_beyond_what_was_sent_or_allowed() {
+    seq_violations(Driver::Tokio);
+}
+
+/// RFC 3081 3.1.3: a peer may keep its window shut. It opens an echo
+/// channel, sends SEQ with window 0 (which cannot take back the 4096
+/// octets of RFC 3081 3.1.1), and sends 40 requests of 1000 octets
+/// (reading, and acknowledging with window 0, whatever comes): only the
+/// echoes that fit in 4096 octets arrive, the others wait. Its session
+/// stays (it is within the rules) while honest peers are served; when it
+/// opens its window at last, every echo arrives; when it leaves, it is
+/// reported lost.
+fn window_held_shut(driver: Driver) {
+    let _shared = sharing();
+    const REQUESTS: usize = 40;
+    const SIZE: usize = 1000;
+    let server = listen(driver, Limits::default());
+    let honest = HonestLoop::start(&server, "beside a window held shut");
+    let mut peer = Peer::greeted(server.addr);
+    peer.open_echo(1, beep_proto::config::DEFAULT_WINDOW);
+    peer.write(b"SEQ 1 0 0\r\n");
+    let mut payload = b"\r\n".to_vec();
+    payload.resize(SIZE, b'w');
+    let mut echoes = 0;
+    // Acknowledges an echo's frame with window 0; 1 for a whole echo.
+    let take = |peer: &mut Peer, frame: Frame| match frame {
+        Frame::Data(h, _) if h.channel == 1 => {
+            assert_eq!(h.kind, Kind::Rpy, "{driver:?}");
+            let seq = peer.seq_frame(1, 0);
+            peer.write(&seq);
+            usize::from(!h.more)
+        }
+        _ => 0,
+    };
+    let mut sent = 0;
+    while sent < REQUESTS {
+        if peer.room(1) as usize >= SIZE {
+            peer.send_msg(1, &payload);
+            sent += 1;
+        } else {
+            let frame = peer
+                .frame(BOUND)
+                .expect("the listener's SEQ for more requests");
+            echoes += take(&mut peer, frame);
+        }
+    }
+    // What the listener may send arrives; then nothing more.
+    while let Ok(frame) = peer.frame(Duration::from_millis(500)) {
+        echoes += take(&mut peer, frame);
+    }
+    assert!(
+        echoes <= 4096 / SIZE,
+        "{driver:?}: {echoes} echoes of {SIZE} octets came through a 4096-octet window"
+    );
+    server.serves("beside a window held shut");
+    assert!(
+        server.ends.wait_for(&[peer.local], Duration::ZERO).is_err(),
+        "{driver:?}: the session of a peer holding its window shut was ended"
+    );
+
+    let seq = peer.seq_frame(1, 1 << 20);
+    peer.write(&seq);
+    let deadline = Instant::now() + BOUND;
+    while echoes < REQUESTS {
+        match peer.frame(deadline.saturating_duration_since(Instant::now())) {
+            Ok(frame) => echoes += take(&mut peer, frame),
+            Err(e) => panic!(
+                "{driver:?}: {echoes} of {REQUESTS} echoes once the window opened, then: {e}"
+            ),
+        }
+    }
+    let local = peer.local;
+    drop(peer);
+    let reason = server.ends.all_ended(driver, "window held shut", &[local]);
+    assert!(
+        matches!(reason[0], EndReason::Lost(_)),
+        "{driver:?}: {:?}",
+        reason[0]
+    );
+    honest.finish(driver, "beside a window held shut");
+    server.serves("after a window held shut");
+    server.stop();
+}
+
+#[test]
+fn rfc3081_3_1_3_blocking_listener_holds_replies_for_a_window_held_shut_and_serves_others() {
+    window_held_shut(Driver::Blocking);
+}
+
+#[test]
+fn rfc3081_3_1_3_tokio_listener_holds_replies_for_a_window_held_shut_and_serves_others() {
+    window_held_shut(Driver::Tokio);
+}
+
+// ---------------------------------------------------------------------
+// 9. A peer that never reads large replies.
+
+/// The flooder of [`idle_crowd_and_flooder`] with large messages and the
+/// default output bound: on a listener whose window is 16 MiB (a peer
+/// that reads nothing learns no SEQ, so the window it was given is all it
+/// can send: RFC 3081 3.1.2) and whose `max_queued_output` is the default
+/// 4 MiB, it sends 64 echo requests of 256 KiB each, without reading,
+/// behind a 4096-octet receive buffer. Honest peers are served
+/// throughout; the process (listener and peers) grows by less than
+/// 64 MiB (the window it gave, what it may queue, and slack for copies;
+/// about 20 MiB is usual); and once the flooder reads, every echo
+/// arrives whole.
+fn never_reads_large_replies(driver: Driver) {
+    let _alone = alone();
+    const WINDOW: u32 = 16 << 20;
+    const SIZE: usize = 256 << 10;
+    let server = listen(
+        driver,
+        Limits {
+            receive_window: WINDOW,
+            ..Default::default()
+        },
+    );
+    server.serves("before a flood of large requests");
+    let before = rss_kib();
+    let mut peak = before;
+    let flood = flood(server.addr, WINDOW, SIZE);
+    let mut during = 0;
+    while !flood.is_finished() || during == 0 {
+        server.serves("during a flood of large requests");
+        peak = peak.max(rss_kib());
+        during += 1;
+    }
+    let (mut flooder, sent) = flood.join().expect("flooder");
+    assert!(
+        sent as usize >= WINDOW as usize / SIZE - 1,
+        "{driver:?}: sent {sent}"
+    );
+    for _ in 0..5 {
+        server.serves("with large replies backed up");
+        peak = peak.max(rss_kib());
+    }
+    let grown = peak.saturating_sub(before);
+    eprintln!("{driver:?}: {sent} requests of {SIZE} octets, the process grew by {grown} KiB");
+    assert!(
+        grown < 64 << 10,
+        "{driver:?}: the process grew by {grown} KiB under {sent} requests of {SIZE} octets"
+    );
+    read_back(driver, &mut flooder, sent, SIZE);
+    let local = flooder.local;
+    drop(flooder);
+    server.ends.all_ended(driver, "large flood", &[local]);
+    server.serves("after a flood of large requests");
+    server.stop();
+}
+
+#[test]
+fn rfc3081_3_1_blocking_listener_bounds_its_memory_for_a_peer_that_never_reads_large_replies() {
+    never_reads_large_replies(Driver::Blocking);
+}
+
+#[test]
+fn rfc3081_3_1_tokio_listener_bounds_its_memory_for_a_peer_that_never_reads_large_replies() {
+    never_reads_large_replies(Driver::Tokio);
+}
+
+// ---------------------------------------------------------------------
+// 10. Partial messages on many channels.
+
+/// The reassembly budget of the partial-message scenario's listener.
+const REASSEMBLY: usize = 1 << 20;
+
+/// `Config::max_reassembly` bounds what unfinished messages hold in a
+/// session. A peer opens 64 echo channels and on each starts a MSG in `*`
+/// frames (RFC 3080 2.2.1.1) that it never finishes, as fast as the
+/// windows allow (4096 octets each to start, RFC 3081 3.1.1). The windows
+/// do not stop it: credit for the frames of an unfinished message goes
+/// back at once while the application keeps up (the message-size limit
+/// bounds each one), so the listener keeps reopening them; what stops it
+/// is the budget (1 MiB here, 64 MiB by default): the session ends with
+/// `ReassemblyBudgetExceeded`, once the peer has sent about that much.
+/// Honest peers are served throughout and after.
+fn partial_messages(driver: Driver) {
+    let _shared = sharing();
+    const CHANNELS: u32 = 64;
+    let server = listen(
+        driver,
+        Limits {
+            max_reassembly: REASSEMBLY,
+            ..Default::default()
+        },
+    );
+    let honest = HonestLoop::start(&server, "beside partial messages");
+    let mut peer = Peer::greeted(server.addr);
+    let targets: Vec<(u32, u32)> = (0..CHANNELS).map(|i| (2 * i + 1, 0)).collect();
+    for &(channel, _) in &targets {
+        peer.open_echo(channel, beep_proto::config::DEFAULT_WINDOW);
+        // Room for the next start's answer (RFC 3081 3.1.3).
+        let seq = peer.seq_frame(0, beep_proto::config::DEFAULT_WINDOW);
+        peer.write(&seq);
+    }
+    let mut first = true;
+    let poured = pour(&mut peer, "MSG", &targets, |room| {
+        let mut payload = if first { b"\r\n".to_vec() } else { Vec::new() };
+        first = false;
+        payload.resize(room, b'p');
+        payload
+    })
+    .unwrap_or_else(|e| panic!("{driver:?}: partial messages on {CHANNELS} channels: {e}"));
+    let reason = ended_as(&server, "partial messages", &mut peer);
+    assert_eq!(
+        reason,
+        EndReason::Violation(ProtocolError::ReassemblyBudgetExceeded { limit: REASSEMBLY }),
+        "{driver:?}: after {poured} octets"
+    );
+    assert!(
+        poured > REASSEMBLY / 2,
+        "{driver:?}: ended after {poured} octets only"
+    );
+    honest.finish(driver, "beside partial messages");
+    server.serves("after partial messages");
+    server.stop();
+}
+
+#[test]
+fn rfc3080_2_2_1_1_blocking_listener_ends_sessions_whose_partial_messages_exceed_its_budget() {
+    partial_messages(Driver::Blocking);
+}
+
+#[test]
+fn rfc3080_2_2_1_1_tokio_listener_ends_sessions_whose_partial_messages_exceed_its_budget() {
+    partial_messages(Driver::Tokio);
+}
+
+// ---------------------------------------------------------------------
+// 11. Starts for unknown profiles.
+
+/// RFC 3080 2.3.1.2: a start none of whose profiles the listener supports
+/// is refused with 550. A peer sends 2,000 of them in a burst (see
+/// [`burst_of_starts`]): every one is answered with an `<error>` of code
+/// 550, none opens, the session goes on (an echo channel opens on it
+/// afterwards), and honest peers are served throughout and after.
+fn unknown_profiles(driver: Driver) {
+    let _shared = sharing();
+    const STARTS: u32 = 2_000;
+    let server = listen(driver, Limits::default());
+    let honest = HonestLoop::start(&server, "during starts for unknown profiles");
+    let (mut peer, answers) = burst_of_starts(&server, STARTS, |n| {
+        format!(
+            "{XML}<start number='{}'>\r\n<profile uri='http://example.org/beep/none-{n}' />\r\n</start>\r\n",
+            2 * n + 1
+        )
+    });
+    assert_eq!(answers.opened, 0, "{driver:?}: {answers:?}");
+    assert_eq!(
+        answers.codes.get(&550).copied(),
+        Some(STARTS as usize),
+        "{driver:?}: {answers:?}"
+    );
+    peer.open_echo(1, beep_proto::config::DEFAULT_WINDOW);
+    let msgno = peer.send_msg(1, b"\r\nafter 2,000 refusals");
+    assert_eq!(peer.reply(1, msgno).0, Kind::Rpy, "{driver:?}");
+    honest.finish(driver, "during starts for unknown profiles");
+    let local = peer.local;
+    drop(peer);
+    server.ends.all_ended(driver, "unknown profiles", &[local]);
+    server.serves("after starts for unknown profiles");
+    server.stop();
+}
+
+#[test]
+fn rfc3080_2_3_1_2_blocking_listener_refuses_a_burst_of_starts_for_unknown_profiles_with_550() {
+    unknown_profiles(Driver::Blocking);
+}
+
+#[test]
+fn rfc3080_2_3_1_2_tokio_listener_refuses_a_burst_of_starts_for_unknown_profiles_with_550() {
+    unknown_profiles(Driver::Tokio);
+}
+
+// ---------------------------------------------------------------------
+// 12. A thousand connections at once.
+
+/// One request and its echo on each of `count` connections of the async
+/// client, all open at once: every one connects and opens its channel,
+/// then every one asks, then every one releases. The errors, by
+/// connection.
+fn crowd_of_clients(addr: SocketAddr, count: usize) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let options = || beep_tokio::Options {
+        connect_timeout: 3 * BOUND,
+        channel_timeout: 3 * BOUND,
+        release_timeout: 3 * BOUND,
+        ..Default::default()
+    };
+    runtime.block_on(async move {
+        let mut errors = Vec::new();
+        let opening: Vec<_> = (0..count)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let conn = beep_tokio::Connection::connect(addr, options())
+                        .await
+                        .map_err(|e| format!("connect: {e}"))?;
+                    let channel = conn
+                        .open_channel(Profile::new(ECHO), None)
+                        .await
+                        .map_err(|e| format!("open echo: {e}"))?;
+                    Ok::<_, String>((conn, channel))
+                })
+            })
+            .collect();
+        let mut open = Vec::new();
+        for (i, task) in opening.into_iter().enumerate() {
+            match task.await.expect("client task") {
+                Ok(both) => open.push((i, both)),
+                Err(e) => errors.push(format!("client {i}: {e}")),
+            }
+        }
+        let asking: Vec<_> = open
+            .into_iter()
+            .map(|(i, (conn, channel))| {
+                tokio::spawn(async move {
+                    let text = format!("client {i} of a crowd");
+                    let reply = channel.request(Message::new(text.clone()), 3 * BOUND).await;
+                    let result = match reply {
+                        Ok(Reply::Rpy(m)) if m.body()[..] == *text.as_bytes() => Ok(()),
+                        Ok(other) => Err(format!("unexpected reply {other:?}")),
+                        Err(e) => Err(format!("request: {e}")),
+                    };
+                    (i, conn, result)
+                })
+            })
+            .collect();
+        let mut asked = Vec::new();
+        for task in asking {
+            let (i, conn, result) = task.await.expect("client task");
+            match result {
+                Ok(()) => asked.push((i, conn)),
+                Err(e) => errors.push(format!("client {i}: {e}")),
+            }
+        }
+        let releasing: Vec<_> = asked
+            .into_iter()
+            .map(|(i, conn)| {
+                tokio::spawn(async move {
+                    conn.close()
+                        .await
+                        .map_err(|e| format!("client {i}: release: {e}"))
+                })
+            })
+            .collect();
+        for task in releasing {
+            if let Err(e) = task.await.expect("client task") {
+                errors.push(e);
+            }
+        }
+        errors
+    })
+}
+
+/// 1,000 honest clients of the async driver, all connected at once,
+/// each echo a request while a flooder (as in [`idle_crowd_and_flooder`])
+/// sends MSGs it never reads the echoes of: all 1,000 are served, and
+/// an honest peer after them.
+fn thousand_clients_beside_a_flooder(driver: Driver) {
+    let _shared = sharing();
+    const CLIENTS: usize = 1_000;
+    const WINDOW: u32 = 8 << 20;
+    const CHUNK: usize = 4000;
+    let server = listen(
+        driver,
+        Limits {
+            receive_window: WINDOW,
+            max_queued_output: 64 << 10,
+            ..Default::default()
+        },
+    );
+    let flood = flood(server.addr, WINDOW, CHUNK);
+    let errors = crowd_of_clients(server.addr, CLIENTS);
+    assert!(
+        errors.is_empty(),
+        "{driver:?}: {} of {CLIENTS} clients failed beside a flooder; first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+    let (flooder, sent) = flood.join().expect("flooder");
+    assert!(sent > 0, "{driver:?}: the flooder sent nothing");
+    let local = flooder.local;
+    drop(flooder);
+    server.ends.all_ended(driver, "flooder", &[local]);
+    server.serves("after a thousand clients");
+    server.stop();
+}
+
+#[test]
+fn tokio_listener_serves_a_thousand_concurrent_clients_beside_a_flooder() {
+    thousand_clients_beside_a_flooder(Driver::Tokio);
+}
+
+#[test]
+fn blocking_listener_serves_a_thousand_concurrent_clients_beside_a_flooder() {
+    thousand_clients_beside_a_flooder(Driver::Blocking);
 }

@@ -49,9 +49,10 @@ impl Session {
         self.queued = self.queued.saturating_sub(queued);
         self.queued_entries = self.queued_entries.saturating_sub(ch.queue.len());
         self.unanswered_total = self.unanswered_total.saturating_sub(ch.slots.len());
-        self.reassembling = self
+        let reassembling = self
             .reassembling
             .saturating_sub(ch.partial.len() + ch.partial_ans_len);
+        self.set_reassembling(reassembling);
         self.note_room();
         Some(ch)
     }

@@ -316,6 +316,14 @@ impl Session {
         if h.more && self.reassembling + h.size as usize > budget {
             return Err(ProtocolError::ReassemblyBudgetExceeded { limit: budget });
         }
+        if h.more
+            && let Some(shared) = &self.shared_reassembly
+            && !shared.fits(h.size as usize)
+        {
+            return Err(ProtocolError::SharedReassemblyBudgetExceeded {
+                limit: shared.limit(),
+            });
+        }
         Ok(())
     }
 
@@ -402,8 +410,12 @@ impl Session {
             Some(ch.partial.finish(payload))
         };
         // Session-wide, what unfinished messages hold (see `check_frame`).
-        self.reassembling =
+        let reassembling =
             (self.reassembling + ch.partial.len() + ch.partial_ans_len).saturating_sub(held_before);
+        if let Some(shared) = &self.shared_reassembly {
+            shared.update(self.reassembling, reassembling);
+        }
+        self.reassembling = reassembling;
         ch.in_progress = in_progress_after(ch, &h);
         let Some(entity) = entity else {
             // Octets of an unfinished message are credited at once while
