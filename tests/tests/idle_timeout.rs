@@ -68,7 +68,10 @@ fn check(addr: std::net::SocketAddr, ends: &mpsc::Receiver<EndReason>) {
         .expect("the listener ends an idle connection");
     // The listener counts from its last write, a little before the reply
     // reached us: not much less than the timeout, never at once.
-    assert!(quiet_since.elapsed() >= IDLE / 2, "ended before the timeout");
+    assert!(
+        quiet_since.elapsed() >= IDLE / 2,
+        "ended before the timeout"
+    );
     assert!(
         !matches!(reason, beep_blocking::CloseReason::Released),
         "{reason:?}"
