@@ -1379,6 +1379,9 @@ fn ended_as(server: &Listening, what: &str, peer: &mut Peer) -> EndReason {
     server.ends.all_ended(server.driver, what, &[peer.local])[0].clone()
 }
 
+/// Makes the `n`th piece of a greeting flood.
+type FloodMaker = Box<dyn FnMut(usize) -> String>;
+
 /// RFC 3080 2.3.1.1: a greeting is one message, which the listener holds
 /// until it is complete; `max_greeting` (16 KiB) bounds it. Three peers
 /// flood it while an honest peer exchanges again and again on new
@@ -1419,7 +1422,7 @@ fn greeting_flood(driver: Driver) {
     );
 
     let head = format!("{XML}<greeting>\r\n");
-    let floods: [(&str, Box<dyn FnMut(usize) -> String>); 2] = [
+    let floods: [(&str, FloodMaker); 2] = [
         (
             "an endless greeting",
             Box::new(|_| "<!-- filler -->\r\n".into()),
