@@ -218,9 +218,16 @@ async fn write_loop(shared: Arc<Shared>) {
         };
         if ended {
             drop(rest);
-            // Everything is written (the last <ok/> too): end our sending
+            // The session may have ended after the flush above, with its
+            // last output (the final <ok/>) queued in between: flush again
+            // (nothing can be added after the end), then end our sending
             // half; the reader drains the rest (see drain_after_release).
-            let closed = poll_fn(|cx| shared.lock_writer().poll_close(cx));
+            let closed = async {
+                let flushed = poll_fn(|cx| shared.lock_writer().poll_flush_out(&shared, cx));
+                if flushed.await.is_ok() {
+                    let _ = poll_fn(|cx| shared.lock_writer().poll_close(cx)).await;
+                }
+            };
             let _ = select(pin!(closed), &mut stop).await;
             return;
         }
