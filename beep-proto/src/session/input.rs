@@ -80,16 +80,9 @@ impl Session {
         }
         self.inbuf = BytesMut::new();
         self.reading = None;
-        // The peer's release awaits our answer, or was accepted with the
-        // <ok/> not queued yet (that happens at the next transmit).
-        let release_asked = self.pending_closes.contains_key(&0)
-            || self
-                .channels
-                .get(&0)
-                .is_some_and(|zero| zero.close_accepted.is_some());
         if self.releasing {
             self.end(SessionEnd::Released);
-        } else if release_asked && self.quiet_without_peer() {
+        } else if self.pending_closes.contains_key(&0) && self.quiet_without_peer() {
             self.peer_finished = true;
         } else {
             self.end(SessionEnd::TransportClosed);
