@@ -966,6 +966,11 @@ impl Shared {
                 let (more, roomy) = {
                     let mut st = self.lock();
                     let more = st.poll_transmit_vectored(chunks);
+                    if more {
+                        // Under the lock, with the output taken: the idle
+                        // timer never sees a quiet session with stale activity.
+                        self.activity.touch();
+                    }
                     self.route(&mut st, &mut actions);
                     (more, self.roomy(&st))
                 };

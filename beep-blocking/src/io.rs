@@ -304,6 +304,10 @@ fn write_loop(shared: &Arc<Shared>) {
             let (more, roomy) = {
                 let mut st = shared.lock();
                 let more = st.poll_transmit_vectored(&mut chunks);
+                if more {
+                    // Under the lock, with the output taken (see flush_direct).
+                    shared.activity.touch();
+                }
                 shared.route(&mut st, &mut actions);
                 (more, shared.roomy(&st))
             };

@@ -306,7 +306,11 @@ impl Shared {
         let mut actions = Vec::new();
         let more = {
             let mut st = self.lock();
-            st.poll_transmit_vectored(chunks);
+            if st.poll_transmit_vectored(chunks) {
+                // Under the lock, with the output taken: the idle timer
+                // never sees a quiet session with stale activity.
+                self.activity.touch();
+            }
             // Taking output can end a session (the last <ok/> left).
             self.route(&mut st, &mut actions);
             st.core.session().wants_transmit()
