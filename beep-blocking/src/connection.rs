@@ -214,7 +214,7 @@ pub(crate) struct Shared {
     pub(crate) options: Options,
     /// When the connection started, and when it last moved a byte (see
     /// [`Options::idle_timeout`]).
-    pub(crate) activity: Activity,
+    pub(crate) activity: dispatch::Activity,
 }
 
 /// A BEEP session over TCP, or over any stream (PyVortex `Connection`).
@@ -423,6 +423,7 @@ impl Connection {
         if let Some(budget) = &options.shared_reassembly {
             session.share_reassembly_budget(budget.clone());
         }
+        let activity = dispatch::Activity::new(std::time::Instant::now(), options.idle_timeout);
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             state: Mutex::new(named(State::new(session), peer)),
@@ -441,7 +442,7 @@ impl Connection {
             peer,
             registry,
             options,
-            activity: Activity::new(),
+            activity,
         });
         if let Err(e) = io::spawn(&shared) {
             // The threads that did start end with the connection.
@@ -969,7 +970,7 @@ impl Shared {
                     if more {
                         // Under the lock, with the output taken: the idle
                         // timer never sees a quiet session with stale activity.
-                        self.activity.touch();
+                        self.activity.touch(std::time::Instant::now);
                     }
                     self.route(&mut st, &mut actions);
                     (more, self.roomy(&st))
@@ -985,7 +986,6 @@ impl Shared {
                     self.finish(CloseReason::Lost(e.to_string()));
                     return;
                 }
-                self.activity.touch();
                 chunks.clear();
             }
             drop(writing);
@@ -1156,36 +1156,6 @@ fn named(mut state: State, peer: Option<SocketAddr>) -> State {
         state.name_peer(&peer);
     }
     state
-}
-
-/// When a connection last moved a byte, for its idle timeout: nanoseconds
-/// since it started, in an atomic, so reading and writing threads note it
-/// without a lock.
-pub(crate) struct Activity {
-    started: std::time::Instant,
-    last: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            started: std::time::Instant::now(),
-            last: AtomicU64::new(0),
-        }
-    }
-
-    /// Bytes moved now.
-    pub(crate) fn touch(&self) {
-        let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::Relaxed);
-    }
-
-    /// When the connection becomes idle for `limit` if nothing moves
-    /// (`None`: never, for a limit too long for an `Instant`).
-    pub(crate) fn idle_at(&self, limit: Duration) -> Option<std::time::Instant> {
-        let last = Duration::from_nanos(self.last.load(Ordering::Relaxed));
-        self.started.checked_add(last)?.checked_add(limit)
-    }
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ fn read_once(shared: &Arc<Shared>) -> bool {
             return true;
         }
         Ok(n) => {
-            shared.activity.touch();
+            shared.activity.touch(std::time::Instant::now);
             n
         }
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return false,
@@ -200,13 +200,6 @@ fn drain_after_release(shared: &Shared) {
     }
 }
 
-/// Why a connection idle for `limit` ([`Options::idle_timeout`]) ends.
-///
-/// [`Options::idle_timeout`]: crate::Options::idle_timeout
-fn idle(limit: Duration) -> CloseReason {
-    CloseReason::Lost(format!("idle for {} s", limit.as_secs_f64()))
-}
-
 /// Why a listener ends a connection whose peer did not greet within
 /// `limit` ([`Options::greeting_timeout`](crate::Options::greeting_timeout)).
 fn no_greeting(limit: Duration) -> CloseReason {
@@ -233,9 +226,6 @@ fn write_loop(shared: &Arc<Shared>) {
     }
     let _stopped = Stopped(shared);
     let greeting_timeout = shared.options.greeting_timeout;
-    let idle_timeout = shared.options.idle_timeout;
-    // None without an idle timeout (Duration::MAX: never).
-    let idle_limit = crate::deadline::after(idle_timeout).map(|_| idle_timeout);
     // None once greeted (and for an initiator, or without a deadline).
     let mut greeting_due = match shared.lock().core.session().role() {
         Role::Listener => crate::deadline::after(greeting_timeout),
@@ -267,22 +257,19 @@ fn write_loop(shared: &Arc<Shared>) {
                     st = shared.lock();
                     continue;
                 }
-                let idle_due = idle_limit.and_then(|limit| shared.activity.idle_at(limit));
+                let idle_due = shared.activity.idle_at();
                 if crate::deadline::passed(crate::deadline::left(idle_due)) {
                     if st.core.session().is_quiet() {
                         drop(st);
-                        shared.finish(idle(idle_timeout));
+                        shared.finish(shared.activity.reason());
                         st = shared.lock();
                         continue;
                     }
                     // Something is under way (a handler working on its
                     // reply, the peer on ours): not idle; look again later.
-                    shared.activity.touch();
+                    shared.activity.touch(std::time::Instant::now);
                 }
-                let next = match (
-                    greeting_due,
-                    idle_limit.and_then(|l| shared.activity.idle_at(l)),
-                ) {
+                let next = match (greeting_due, shared.activity.idle_at()) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
@@ -306,7 +293,7 @@ fn write_loop(shared: &Arc<Shared>) {
                 let more = st.poll_transmit_vectored(&mut chunks);
                 if more {
                     // Under the lock, with the output taken (see flush_direct).
-                    shared.activity.touch();
+                    shared.activity.touch(std::time::Instant::now);
                 }
                 shared.route(&mut st, &mut actions);
                 (more, shared.roomy(&st))
@@ -321,7 +308,6 @@ fn write_loop(shared: &Arc<Shared>) {
                 shared.finish(CloseReason::Lost(e.to_string()));
                 return;
             }
-            shared.activity.touch();
             chunks.clear();
         }
     }

@@ -15,6 +15,7 @@
 //! return, wrapping those two with the failures only a driver has (I/O,
 //! timeouts, a vanished connection).
 
+mod activity;
 mod core;
 mod error;
 mod host;
@@ -26,6 +27,7 @@ mod served;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use self::activity::Activity;
 pub use self::core::{
     CloseDecision, CloseRequest, Core, Done, EndReason, Failure, Handled, HandlerResult,
     MessageDone, Outcome, StartDecision,

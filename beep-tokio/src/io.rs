@@ -55,7 +55,7 @@ async fn read_loop(shared: Arc<Shared>, mut reader: ReadHalf<Stream>) {
                 return;
             }
             Either::Left((Ok(n), _)) => {
-                shared.activity.touch();
+                shared.activity.touch(std::time::Instant::now);
                 n
             }
             Either::Left((Err(e), _)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -113,9 +113,8 @@ async fn end_without_greeting(shared: &Shared) {
 /// [`Options::idle_timeout`](crate::Options::idle_timeout): nothing moved
 /// and nothing under way. Never completes otherwise.
 async fn end_when_idle(shared: &Shared) {
-    let limit = shared.options.idle_timeout;
     loop {
-        let Some(due) = shared.activity.idle_at(limit) else {
+        let Some(due) = shared.activity.idle_at() else {
             // No idle timeout (or one too long for a clock).
             std::future::pending::<()>().await;
             return;
@@ -126,18 +125,13 @@ async fn end_when_idle(shared: &Shared) {
             continue;
         }
         if shared.lock().core.session().is_quiet() {
-            shared.finish(idle(limit));
+            shared.finish(shared.activity.reason());
             return;
         }
         // Something is under way (a handler working on its reply, the
         // peer on ours): not idle; look again a period later.
-        shared.activity.touch();
+        shared.activity.touch(std::time::Instant::now);
     }
-}
-
-/// Why a connection idle for `limit` ends.
-fn idle(limit: Duration) -> CloseReason {
-    CloseReason::Lost(format!("idle for {} s", limit.as_secs_f64()))
 }
 
 /// After a release, the writer flushes everything (the final `<ok/>` too)

@@ -75,9 +75,11 @@ pub(crate) struct Shared {
     /// Results for waiting callers, routed under the lock and sent after
     /// it (see [`Shared::after`]).
     wakes: Mutex<Vec<(Wake, Result<Done, Error>)>>,
+    /// `wakes` has some.
+    has_wakes: AtomicBool,
     /// When the connection last moved a byte (see
     /// [`Options::idle_timeout`]).
-    pub(crate) activity: Activity,
+    pub(crate) activity: dispatch::Activity,
 }
 
 impl Shared {
@@ -88,6 +90,7 @@ impl Shared {
         options: Options,
         runtime: Arc<dyn Runtime>,
     ) -> Self {
+        let activity = dispatch::Activity::new(std::time::Instant::now(), options.idle_timeout);
         Shared {
             state: Mutex::new(named(State::new(session), peer)),
             changed: Event::new(),
@@ -103,7 +106,8 @@ impl Shared {
             runtime,
             inbox: Inbox::default(),
             wakes: Mutex::new(Vec::new()),
-            activity: Activity::new(),
+            has_wakes: AtomicBool::new(false),
+            activity,
         }
     }
 
@@ -240,9 +244,13 @@ impl Shared {
     pub(crate) fn after(&self, mut actions: Vec<Action>, transmit: bool) {
         // Results and work routed under the lock go out now that it is
         // let go: a task woken under it would run straight into it.
-        let woken = std::mem::take(&mut *self.wakes.lock().unwrap_or_else(|p| p.into_inner()));
-        for (tx, result) in woken {
-            let _ = tx.send(result);
+        // (Looked at only when some were routed: this runs after every
+        // session call.)
+        if self.has_wakes.swap(false, Ordering::Acquire) {
+            let woken = std::mem::take(&mut *self.wakes.lock().unwrap_or_else(|p| p.into_inner()));
+            for (tx, result) in woken {
+                let _ = tx.send(result);
+            }
         }
         self.inbox.push(&mut actions);
         self.inbox.wake();
@@ -309,7 +317,7 @@ impl Shared {
             if st.poll_transmit_vectored(chunks) {
                 // Under the lock, with the output taken: the idle timer
                 // never sees a quiet session with stale activity.
-                self.activity.touch();
+                self.activity.touch(std::time::Instant::now);
             }
             // Taking output can end a session (the last <ok/> left).
             self.route(&mut st, &mut actions);
@@ -372,6 +380,7 @@ impl Driver for Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((tx, result));
+        self.has_wakes.store(true, Ordering::Release);
     }
 
     fn ended(&self, reason: &CloseReason) {
@@ -385,35 +394,6 @@ impl Driver for Shared {
 
     fn dispatch(&self, _: &State, actions: &mut Vec<Action>) {
         self.inbox.push(actions);
-    }
-}
-
-/// When a connection last moved a byte, for its idle timeout: nanoseconds
-/// since it started, in an atomic, so its tasks note it without a lock.
-pub(crate) struct Activity {
-    started: std::time::Instant,
-    last: std::sync::atomic::AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            started: std::time::Instant::now(),
-            last: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    /// Bytes moved now.
-    pub(crate) fn touch(&self) {
-        let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::Relaxed);
-    }
-
-    /// When the connection becomes idle for `limit` if nothing moves
-    /// (`None`: never, for a limit too long for an `Instant`).
-    pub(crate) fn idle_at(&self, limit: Duration) -> Option<std::time::Instant> {
-        let last = Duration::from_nanos(self.last.load(Ordering::Relaxed));
-        self.started.checked_add(last)?.checked_add(limit)
     }
 }
 

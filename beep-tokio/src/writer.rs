@@ -86,10 +86,7 @@ impl Writer {
             };
             match written {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => {
-                    shared.activity.touch();
-                    advance(&mut self.unwritten, n);
-                }
+                Poll::Ready(Ok(n)) => advance(&mut self.unwritten, n),
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
