@@ -6,11 +6,12 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use crate::flow::{RecvWindow, SendWindow};
-use crate::frame::{FrameType, MAX_31BIT};
+use crate::frame::{FrameType, MAX_31BIT, SeqFrame};
 use crate::idmap::IdSet;
 use crate::mime::Message;
 use crate::numbers::{AnsNo, MsgNo};
 use crate::pieces::Pieces;
+use crate::session::ChannelState;
 
 /// Something to do once a message's last frame has been written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,19 +116,6 @@ pub(crate) struct Awaiting {
     pub(crate) awaited: bool,
 }
 
-/// Where our own request to close this channel stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum OurClose {
-    None,
-    /// Waiting for our MSGs to be flushed and acknowledged (RFC 3080 2.3.1.3).
-    Wanted {
-        code: u16,
-        text: String,
-    },
-    /// `<close>` sent; waiting for `<ok/>` or `<error>`.
-    Sent,
-}
-
 /// What one queued message costs beyond its payload octets (its queue
 /// entry, the message and its buffers' headers): counted in the output
 /// limits, so many empty messages cannot hide behind their size.
@@ -139,10 +127,9 @@ pub(crate) struct Channel {
     pub(crate) profile: String,
     /// Content the peer piggybacked on its reply to our start request.
     pub(crate) start_reply: Option<bytes::Bytes>,
-    /// False while our start request awaits its reply.
-    pub(crate) open: bool,
-    /// May transmit: false until the start reply has been written.
-    pub(crate) send_enabled: bool,
+    /// Where the channel stands: starting, open, closing (see
+    /// [`ChannelState`] for its transitions).
+    pub(crate) state: ChannelState,
     pub(crate) send: SendWindow,
     pub(crate) recv: RecvWindow,
     pub(crate) queue: VecDeque<Outgoing>,
@@ -169,10 +156,12 @@ pub(crate) struct Channel {
     /// message after message beyond the window.
     pub(crate) deferred_credit: u32,
     pub(crate) streaming: bool,
-    pub(crate) our_close: OurClose,
-    /// The peer asked to close and the application agreed: `<ok/>` goes
-    /// out once the channel is quiet.
-    pub(crate) close_accepted: Option<MsgNo>,
+    /// The SEQ due on this channel, not yet written: only the newest is
+    /// kept, since each advertises a window edge at or past the previous
+    /// one's (RFC 3081 3.1.3). While set, the channel is on the session's
+    /// list of channels with a SEQ due, and `Session::write_seqs` writes
+    /// it.
+    pub(crate) pending_seq: Option<SeqFrame>,
 }
 
 impl Channel {
@@ -183,8 +172,7 @@ impl Channel {
             number,
             profile: String::new(),
             start_reply: None,
-            open: false,
-            send_enabled: false,
+            state: ChannelState::Starting,
             send: SendWindow::new(),
             recv: RecvWindow::new(window, max),
             queue: VecDeque::new(),
@@ -200,8 +188,7 @@ impl Channel {
             unconsumed: 0,
             deferred_credit: 0,
             streaming: false,
-            our_close: OurClose::None,
-            close_accepted: None,
+            pending_seq: None,
         }
     }
 
@@ -214,8 +201,9 @@ impl Channel {
     }
 
     /// True if the next queued message can put a frame on the wire now.
+    #[inline]
     pub(crate) fn can_send(&self) -> bool {
-        self.send_enabled
+        self.state.may_send()
             && self
                 .queue
                 .front()

@@ -9,6 +9,17 @@ pub(crate) fn serial_le(a: u32, b: u32) -> bool {
     b.wrapping_sub(a) <= MAX_31BIT
 }
 
+/// The octets `seq` takes on the wire (`SeqFrame::encode`): a SEQ due
+/// but not yet written counts in the session's queued output as it did
+/// when it was encoded at once.
+#[inline]
+pub(crate) fn seq_len(seq: &SeqFrame) -> usize {
+    fn digits(n: u32) -> usize {
+        n.checked_ilog10().map_or(1, |d| d as usize + 1)
+    }
+    "SEQ".len() + 3 + digits(seq.channel) + digits(seq.ackno) + digits(seq.window) + 2
+}
+
 /// What we may send on a channel: octets `next .. limit`.
 #[derive(Debug, Clone)]
 pub(crate) struct SendWindow {
@@ -240,6 +251,20 @@ impl RecvWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seq_len_is_what_encode_writes() {
+        for (channel, ackno, window) in [(0, 0, 0), (3, 4096, 4096), (MAX_31BIT, u32::MAX, 9)] {
+            let seq = SeqFrame {
+                channel,
+                ackno,
+                window,
+            };
+            let mut out = bytes::BytesMut::new();
+            seq.encode(&mut out);
+            assert_eq!(seq_len(&seq), out.len());
+        }
+    }
 
     #[test]
     fn rfc3081_3_1_1_channels_start_with_4096() {

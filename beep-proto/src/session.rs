@@ -9,16 +9,18 @@ mod channel_zero;
 mod close;
 mod feed;
 mod input;
+mod lifecycle;
 mod output;
 
 pub use feed::FeedId;
+pub(crate) use lifecycle::ChannelState;
 
 use std::collections::VecDeque;
 
 use bytes::BytesMut;
 
 use crate::budget::SharedBudget;
-use crate::channel::{AfterSend, Awaiting, Channel, OurClose, Outgoing};
+use crate::channel::{AfterSend, Awaiting, Channel, Outgoing};
 use crate::config::{Config, DEFAULT_WINDOW};
 use crate::error::UsageError;
 use crate::event::{Event, SessionEnd};
@@ -30,6 +32,7 @@ use crate::reply_code::ReplyCode;
 use crate::xml::{ErrorElement, Greeting, Profile};
 
 use channel_zero::Request;
+use lifecycle::SessionState;
 
 /// Which end of the connection we are (RFC 3080 2.1).
 ///
@@ -43,13 +46,6 @@ pub enum Role {
     Initiator,
     /// We accepted the connection; our channels have even numbers.
     Listener,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
-    Active,
-    /// Over, for this reason ([`Event::SessionEnded`] was queued once).
-    Ended(SessionEnd),
 }
 
 /// A peer's start request that the application has not answered yet.
@@ -106,10 +102,15 @@ struct PendingStart {
 pub struct Session {
     role: Role,
     config: Config,
-    state: State,
+    /// Where the session stands (see [`SessionState`] for its
+    /// transitions).
+    state: SessionState,
     channels: IdMap<Channel>,
     /// Channels with a frame ready to go, in round-robin order.
     ready: VecDeque<u32>,
+    /// Channels with a SEQ due (`Channel::pending_seq`), written before
+    /// any data frame by [`Session::write_seqs`].
+    seqs_due: output::SeqsDue,
     out: BytesMut,
     /// Payload octets queued but not yet framed.
     queued: usize,
@@ -126,16 +127,18 @@ pub struct Session {
     requests: VecDeque<Request>,
     /// Channel-0 requests held until the peer's greeting has arrived.
     deferred: Vec<(Request, Vec<u8>)>,
-    /// Peer start requests awaiting the application, by channel.
+    /// Peer start requests awaiting the application, by channel: no
+    /// channel yet, until `accept_start` makes it `Accepted`.
     pending_starts: IdMap<PendingStart>,
     /// Peer close requests awaiting the application: channel -> msgno.
+    /// The channel's close state stays `Idle` meanwhile (see
+    /// [`ChannelState`]); 0 is the peer's release of the session.
     pending_closes: IdMap<MsgNo>,
-    /// Channels with close work in progress (ours wanted, or theirs accepted).
+    /// Channels with close work in progress: our close `Wanted`, or
+    /// theirs `Agreed` or `Crossed` and not answered yet.
     closing: Vec<u32>,
     next_channel: u32,
     server_name: Option<String>,
-    /// We agreed to release the session; our `<ok/>` is queued.
-    releasing: bool,
     /// A send was refused for lack of room; [`Event::Writable`] is due.
     output_blocked: bool,
     /// Octets held by unfinished messages on all channels.
@@ -148,9 +151,6 @@ pub struct Session {
     queued_entries: usize,
     /// The peer's MSGs awaiting our reply, on all channels.
     unanswered_total: usize,
-    /// The transport ended while the peer's release awaited our answer
-    /// ([`Session::handle_eof`]).
-    peer_finished: bool,
     /// Handed out by `poll_transmit` inside [`Session::write_to`] and not
     /// yet written: sent first next time.
     unwritten: bytes::Bytes,
@@ -229,8 +229,7 @@ impl Session {
         config.max_frame_size = config.max_frame_size.clamp(1, MAX_31BIT);
         config.transmit_batch = config.transmit_batch.max(1);
         let mut zero = Channel::new(0, DEFAULT_WINDOW, DEFAULT_WINDOW);
-        zero.open = true;
-        zero.send_enabled = true;
+        zero.state = ChannelState::channel_zero();
         // The peer's greeting answers an implicit MSG 0 of ours (RFC 3080 2.4).
         zero.awaiting.push_back(Awaiting {
             msgno: MsgNo(0),
@@ -239,9 +238,10 @@ impl Session {
         });
         Session {
             role,
-            state: State::Active,
+            state: SessionState::Greeting,
             channels: IdMap::from_iter([(0, zero)]),
             ready: VecDeque::new(),
+            seqs_due: output::SeqsDue::default(),
             out: BytesMut::new(),
             queued: 0,
             held: 0,
@@ -256,10 +256,8 @@ impl Session {
             closing: Vec::new(),
             next_channel: if role == Role::Initiator { 1 } else { 2 },
             server_name: None,
-            releasing: false,
             output_blocked: false,
             unwritten: bytes::Bytes::new(),
-            peer_finished: false,
             reassembling: 0,
             shared_reassembly: None,
             queued_entries: 0,
@@ -372,6 +370,7 @@ impl Session {
     pub fn queued_output(&self) -> usize {
         self.queued
             + self.queued_entries * crate::channel::ENTRY_COST
+            + self.seqs_due.octets()
             + self.out.len()
             + self.unwritten.len()
     }
@@ -404,7 +403,7 @@ impl Session {
     /// assert!(!beep_proto::Session::initiator(Default::default()).is_ended());
     /// ```
     pub fn is_ended(&self) -> bool {
-        self.state != State::Active
+        self.state.is_ended()
     }
 
     /// Why the session ended, once it has (the reason
@@ -419,20 +418,8 @@ impl Session {
     /// ```
     pub fn end_reason(&self) -> Option<&SessionEnd> {
         match &self.state {
-            State::Active => None,
-            State::Ended(end) => Some(end),
-        }
-    }
-
-    /// Ends the session once, queueing [`Event::SessionEnded`] as its last
-    /// event.
-    fn end(&mut self, end: SessionEnd) {
-        if self.state == State::Active {
-            self.events.push_back(Event::SessionEnded(end.clone()));
-            self.state = State::Ended(end);
-            if !self.feeds.is_empty() {
-                self.drop_fed_pieces();
-            }
+            SessionState::Ended(end) => Some(end),
+            _ => None,
         }
     }
 
@@ -444,7 +431,9 @@ impl Session {
     /// assert!(!s.is_channel_open(1));
     /// ```
     pub fn is_channel_open(&self, channel: u32) -> bool {
-        self.channels.get(&channel).is_some_and(|c| c.open)
+        self.channels
+            .get(&channel)
+            .is_some_and(|c| c.state.is_open())
     }
 
     /// The profile URI running on an open channel.
@@ -456,7 +445,7 @@ impl Session {
     pub fn channel_profile(&self, channel: u32) -> Option<&str> {
         self.channels
             .get(&channel)
-            .filter(|c| c.open && channel != 0)
+            .filter(|c| c.state.is_open() && channel != 0)
             .map(|c| c.profile.as_str())
     }
 
@@ -543,9 +532,9 @@ impl Session {
             .get_mut(&channel)
             .ok_or(UsageError::UnknownChannel { channel })?;
         // Before the channel runs, its first SEQ (initial_seq) carries it.
-        let running = ch.open && ch.send_enabled;
+        let running = ch.state.may_send();
         if let Some(seq) = ch.recv.resize(channel, window, running) {
-            seq.encode(&mut self.out);
+            self.seqs_due.add(ch, seq);
         }
         Ok(())
     }
@@ -736,7 +725,7 @@ impl Session {
             self.server_name = server_name;
         }
         let mut ch = self.new_channel(channel);
-        ch.open = true;
+        ch.state.accepted();
         ch.profile = profile.uri.clone();
         self.channels.insert(channel, ch);
         let body = channel_zero::profile_body(profile);
@@ -801,11 +790,7 @@ impl Session {
         self.ensure_active()?;
         check_size(&message)?;
         self.ensure_room()?;
-        let agreed = self
-            .channels
-            .get(&0)
-            .is_some_and(|z| z.close_accepted.is_some());
-        if self.releasing || agreed {
+        if self.release_agreed() {
             // We agreed to release the session: nothing new goes out.
             return Err(UsageError::ChannelClosing { channel: 0 });
         }
@@ -814,7 +799,7 @@ impl Session {
         if channel == 0 {
             return Err(UsageError::UnknownChannel { channel });
         }
-        if ch.our_close != OurClose::None {
+        if ch.state.we_close() {
             return Err(UsageError::ChannelClosing { channel });
         }
         if ch.awaiting.len() >= limit {
@@ -950,13 +935,10 @@ impl Session {
             return Ok(());
         }
         let ch = self.open_channel_mut(channel)?;
-        if ch.our_close != OurClose::None || ch.close_accepted.is_some() {
+        if ch.state.is_closing() {
             return Err(UsageError::ChannelClosing { channel });
         }
-        ch.our_close = OurClose::Wanted {
-            code: code.get(),
-            text: text.to_owned(),
-        };
+        ch.state.want_close(code.get(), text.to_owned());
         self.mark_closing(channel);
         self.progress_closes();
         Ok(())
@@ -1029,8 +1011,8 @@ impl Session {
             channel_zero::error_body(code, self.diagnostic_lang(text), text),
             None,
         );
-        if channel == 0 && self.peer_finished {
-            self.end(SessionEnd::TransportClosed);
+        if channel == 0 {
+            self.release_refused();
         }
         Ok(())
     }
@@ -1075,7 +1057,7 @@ impl Session {
         }
         let limit = self.config.max_queued_output;
         if self.output_blocked
-            && self.state == State::Active
+            && !self.state.is_ended()
             && self.queued_output() <= limit - limit / 4
         {
             self.output_blocked = false;
@@ -1084,16 +1066,16 @@ impl Session {
     }
 
     fn ensure_active(&self) -> Result<(), UsageError> {
-        match self.state {
-            State::Active => Ok(()),
-            State::Ended(_) => Err(UsageError::SessionClosed),
+        if self.state.is_ended() {
+            return Err(UsageError::SessionClosed);
         }
+        Ok(())
     }
 
     fn open_channel_mut(&mut self, channel: u32) -> Result<&mut Channel, UsageError> {
         self.channels
             .get_mut(&channel)
-            .filter(|c| c.open)
+            .filter(|c| c.state.is_open())
             .ok_or(UsageError::UnknownChannel { channel })
     }
 
@@ -1133,7 +1115,6 @@ impl Session {
         }
     }
 
-    /// Opens `octets` of receive window to the peer (a SEQ when worth it).
     /// True while our unsent channel-0 output (answers to the peer's
     /// requests, mostly) is above [`Config::max_queued_channel0`].
     pub(super) fn channel_zero_backlogged(&self) -> bool {
@@ -1161,12 +1142,14 @@ impl Session {
         }
     }
 
+    /// Opens `octets` of receive window to the peer: a SEQ becomes due
+    /// when worth it (see `RecvWindow::consumed`).
     fn return_window(&mut self, channel: u32, octets: u32) {
         let room = self.window_room(channel);
         if let Some(ch) = self.channels.get_mut(&channel)
             && let Some(seq) = ch.recv.consumed(channel, octets, room)
         {
-            seq.encode(&mut self.out);
+            self.seqs_due.add(ch, seq);
         }
     }
 
@@ -1247,7 +1230,7 @@ impl Session {
 
     /// Sends (or defers until the greeting) a channel-0 request.
     fn request(&mut self, request: Request, body: Vec<u8>) {
-        if self.peer_greeting.is_none() {
+        if self.state.awaits_greeting() {
             self.deferred.push((request, body));
             return;
         }

@@ -2,7 +2,6 @@
 //! close, ok and error, in both directions.
 
 use super::{PendingStart, Role, Session};
-use crate::channel::OurClose;
 use crate::config::Config;
 use crate::error::ProtocolError;
 use crate::event::{Event, MessageKind, SessionEnd, StartRequest};
@@ -219,21 +218,21 @@ impl Session {
 
     fn on_close(&mut self, msgno: MsgNo, close: Close) {
         let number = close.number;
-        let Some(ch) = self.channels.get(&number).filter(|c| c.open) else {
+        let Some(ch) = self.channels.get(&number).filter(|c| c.state.is_open()) else {
             return self.refuse(
                 msgno,
                 ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
                 "no such channel",
             );
         };
-        if self.pending_closes.contains_key(&number) || ch.close_accepted.is_some() {
+        if self.pending_closes.contains_key(&number) || ch.state.close_agreed().is_some() {
             return self.refuse(
                 msgno,
                 ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
                 "close already requested",
             );
         }
-        if ch.our_close != OurClose::None {
+        if ch.state.we_close() {
             // Close in transit (RFC 3080 2.3.1.3): both want it closed, so agree
             // without asking the application; the channel closes once.
             return self.close_accepted(number, msgno);
@@ -258,6 +257,7 @@ impl Session {
         match (request, kind, reply) {
             (Request::Greeting, MessageKind::Rpy, ChannelZeroMessage::Greeting(greeting)) => {
                 self.peer_greeting = Some(greeting.clone());
+                self.greeted();
                 self.events.push_back(Event::Greeting(greeting));
                 self.flush_deferred();
             }
@@ -292,7 +292,10 @@ impl Session {
                 } else if let Some(ch) = self.remove_channel(channel) {
                     // Their own close of it, agreed or not yet answered,
                     // still gets its <ok/> (close in transit, RFC 3080 2.3.1.3).
-                    let theirs = ch.close_accepted.or(self.pending_closes.remove(&channel));
+                    let theirs = ch
+                        .state
+                        .close_agreed()
+                        .or(self.pending_closes.remove(&channel));
                     if let Some(msgno) = theirs {
                         self.reply_zero(msgno, FrameType::Rpy, ok_body(), None);
                     }
@@ -303,9 +306,8 @@ impl Session {
                 // Refused, but if we agreed to their close the channel is
                 // closing anyway: report only that.
                 if let Some(ch) = self.channels.get_mut(&channel)
-                    && ch.close_accepted.is_none()
+                    && ch.state.close_refused()
                 {
-                    ch.our_close = OurClose::None;
                     self.events
                         .push_back(Event::CloseRefused { channel, error });
                 }
@@ -321,17 +323,17 @@ impl Session {
     }
 
     /// Our start request succeeded: the channel opens, announces its
-    /// window before any message (RFC 3081 3.1.4), and may send.
+    /// window before any message (RFC 3081 3.1.4: its SEQ is due, and
+    /// `transmit` writes due SEQs before any data frame), and may send.
     fn channel_started(&mut self, channel: u32, profile: Profile) {
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;
         };
-        ch.open = true;
-        ch.send_enabled = true;
+        ch.state.started();
         ch.profile = profile.uri.clone();
         ch.start_reply = profile.content.clone();
         if let Some(seq) = ch.recv.initial_seq(channel) {
-            seq.encode(&mut self.out);
+            self.seqs_due.add(ch, seq);
         }
         self.events
             .push_back(Event::ChannelOpened { channel, profile });

@@ -2,10 +2,10 @@
 //! the conditions under which our `<close>` and our `<ok/>` may go out,
 //! and close in transit.
 
-use super::{Session, State, channel_zero};
-use crate::channel::{AfterSend, Channel, OurClose, Outgoing};
+use super::{Session, channel_zero};
+use crate::channel::{AfterSend, Channel, Outgoing};
 use crate::error::UsageError;
-use crate::event::{Event, SessionEnd};
+use crate::event::Event;
 use crate::frame::FrameType;
 use crate::numbers::MsgNo;
 
@@ -26,18 +26,20 @@ impl Session {
             self.reply_zero(msgno, FrameType::Rpy, channel_zero::ok_body(), None);
             return;
         };
-        ch.close_accepted = Some(msgno);
-        // Our own close, if not yet sent, is superseded by theirs.
-        if matches!(ch.our_close, OurClose::Wanted { .. }) {
-            ch.our_close = OurClose::None;
-        }
+        // Our own close, if not yet sent, is superseded by theirs; one
+        // already sent crossed it.
+        ch.state.agree_close(msgno);
         self.mark_closing(channel);
         self.progress_closes();
     }
 
-    /// Forgets a closed channel, with whatever output it still held.
+    /// Forgets a closed channel, with whatever output it still held (a
+    /// SEQ due on it included: the peer forgets the channel too).
     pub(super) fn remove_channel(&mut self, channel: u32) -> Option<Channel> {
         let ch = self.channels.remove(&channel)?;
+        if let Some(seq) = ch.pending_seq {
+            self.seqs_due.drop_seq(&seq);
+        }
         let held: usize = ch
             .slots
             .iter()
@@ -60,10 +62,7 @@ impl Session {
     /// After we asked for, or agreed to, a session release, no new channel
     /// business may start (RFC 3080 2.3.1.3).
     pub(super) fn ensure_not_releasing(&self) -> Result<(), UsageError> {
-        let zero = self.channels.get(&0);
-        let closing =
-            zero.is_some_and(|z| z.our_close != OurClose::None || z.close_accepted.is_some());
-        if closing || self.releasing {
+        if self.release_under_way() {
             return Err(UsageError::ChannelClosing { channel: 0 });
         }
         Ok(())
@@ -74,7 +73,7 @@ impl Session {
         let mut i = 0;
         while i < self.closing.len() {
             let number = self.closing[i];
-            if self.state != State::Active {
+            if self.state.is_ended() {
                 return;
             }
             let done = self.progress_close(number);
@@ -96,24 +95,19 @@ impl Session {
         let Some(ch) = self.channels.get_mut(&number) else {
             return true;
         };
-        if let Some(msgno) = ch.close_accepted {
+        if let Some(msgno) = ch.state.close_agreed() {
             if !quiet {
                 return false;
             }
-            ch.close_accepted = None;
+            ch.state.agreed_close_answered();
             if number == 0 {
-                self.releasing = true;
                 self.reply_zero(
                     msgno,
                     FrameType::Rpy,
                     channel_zero::ok_body(),
                     Some(AfterSend::Release),
                 );
-                if self.peer_finished {
-                    // The peer asked, then closed its side: nothing more
-                    // will come, and the <ok/> still goes out.
-                    self.end(SessionEnd::Released);
-                }
+                self.release_ok_queued();
             } else {
                 self.remove_channel(number);
                 self.reply_zero(msgno, FrameType::Rpy, channel_zero::ok_body(), None);
@@ -122,18 +116,18 @@ impl Session {
             }
             return true;
         }
-        match &ch.our_close {
-            OurClose::Wanted { code, text } if ch.may_request_close() => {
-                let (code, text) = (*code, text.clone());
-                ch.our_close = OurClose::Sent;
-                let body =
-                    channel_zero::close_body(number, code, self.diagnostic_lang(&text), &text);
-                self.request(Request::Close { channel: number }, body);
-                true
-            }
-            OurClose::Wanted { .. } => false,
-            _ => true,
+        if !ch.state.close_wanted() {
+            return true;
         }
+        if !ch.may_request_close() {
+            return false;
+        }
+        let Some((code, text)) = ch.state.close_sent() else {
+            return true;
+        };
+        let body = channel_zero::close_body(number, code, self.diagnostic_lang(&text), &text);
+        self.request(Request::Close { channel: number }, body);
+        true
     }
 
     /// The session may be released: every channel quiet, and on channel 0

@@ -262,7 +262,7 @@ impl Feeds {
         };
         match self.of_ref(ch.number, msg) {
             None => ch.can_send(),
-            Some(_) if !ch.send_enabled => false,
+            Some(_) if !ch.state.may_send() => false,
             Some(f) if f.is_abandoned(&ch.awaiting) => true,
             Some(f) if msg.remaining() + f.pending_len == 0 => false,
             Some(_) => ch.send.available() > 0,
@@ -598,7 +598,7 @@ impl Session {
         let ch = self
             .channels
             .get_mut(&channel)
-            .filter(|c| c.open)
+            .filter(|c| c.state.is_open())
             .ok_or(UsageError::UnknownChannel { channel })?;
         let f = self.feeds.get_mut(feed).ok_or(no_such.clone())?;
         match f.stage {

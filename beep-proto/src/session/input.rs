@@ -3,7 +3,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{Session, State};
+use super::Session;
 use crate::channel::{Channel, ReplySlot};
 use crate::error::ProtocolError;
 use crate::event::{Event, IncomingFrame, IncomingMessage, MessageKind, SessionEnd};
@@ -28,7 +28,7 @@ impl Session {
     /// assert!(s.is_ended());
     /// ```
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
-        if self.state != State::Active || self.peer_finished {
+        if !self.state.takes_input() {
             // Whatever ended it, late bytes (a crossing <ok/>, a SEQ, the
             // rest of a bad frame) are moot; the end was reported once.
             // (After the end of the transport, nothing can arrive.)
@@ -41,7 +41,7 @@ impl Session {
         if let Err(e) = &result {
             self.end(SessionEnd::Violation(e.clone()));
         }
-        if self.state != State::Active {
+        if self.state.is_ended() {
             self.inbuf = BytesMut::new();
             self.reading = None;
         }
@@ -75,18 +75,12 @@ impl Session {
     /// assert!(s.poll_transmit().is_some());
     /// ```
     pub fn handle_eof(&mut self) {
-        if self.state != State::Active {
+        if self.state.is_ended() {
             return;
         }
         self.inbuf = BytesMut::new();
         self.reading = None;
-        if self.releasing {
-            self.end(SessionEnd::Released);
-        } else if self.pending_closes.contains_key(&0) && self.quiet_without_peer() {
-            self.peer_finished = true;
-        } else {
-            self.end(SessionEnd::TransportClosed);
-        }
+        self.input_ended();
     }
 
     /// True if the session can become quiet with nothing more from the
@@ -94,7 +88,7 @@ impl Session {
     /// which theirs supersedes) and no message of the peer's is half
     /// received. Otherwise a release asked for before the end of input
     /// could never complete.
-    fn quiet_without_peer(&self) -> bool {
+    pub(super) fn quiet_without_peer(&self) -> bool {
         self.channels
             .iter()
             .all(|(&n, ch)| ch.in_progress.is_none() && (n == 0 || ch.awaiting.is_empty()))
@@ -105,7 +99,7 @@ impl Session {
     }
 
     fn parse_frames(&mut self) -> Result<(), ProtocolError> {
-        while self.state == State::Active {
+        while !self.state.is_ended() {
             let Some(header) = self.reading else {
                 let Some((header, used)) = parse_header(&self.inbuf, self.config.max_header_len)?
                 else {
@@ -186,7 +180,7 @@ impl Session {
     /// decides (RFC 3080 2.2.1.1, RFC 3080 2.2.1, RFC 3080 2.3.1.1, RFC 3081 3.1.2).
     fn check_frame(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
         let channel = h.channel;
-        if self.peer_greeting.is_none()
+        if self.state.awaits_greeting()
             && (h.channel != 0
                 || h.msgno != MsgNo(0)
                 || !matches!(h.frame_type, FrameType::Rpy | FrameType::Err))
@@ -196,7 +190,7 @@ impl Session {
         let ch = self
             .channels
             .get(&channel)
-            .filter(|c| c.open)
+            .filter(|c| c.state.is_open())
             .ok_or(ProtocolError::ChannelNotOpen { channel })?;
         if h.seqno != ch.recv.expected() {
             return Err(ProtocolError::UnexpectedSeqno {

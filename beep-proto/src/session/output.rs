@@ -3,12 +3,14 @@
 
 use bytes::Bytes;
 
+use super::Session;
 use super::feed::{self, FeedId, Front};
-use super::{Session, State};
+use super::lifecycle::SessionState;
 use crate::channel::{AfterSend, Channel, Outgoing};
 use crate::error::UsageError;
 use crate::event::SessionEnd;
-use crate::frame::{FrameHeader, FrameType, MAX_31BIT, TRAILER};
+use crate::flow::seq_len;
+use crate::frame::{FrameHeader, FrameType, MAX_31BIT, SeqFrame, TRAILER};
 use crate::mime::Message;
 use crate::numbers::{AnsNo, MsgNo};
 
@@ -18,6 +20,52 @@ use crate::numbers::{AnsNo, MsgNo};
 /// give write vector entries of their own, and a transport without real
 /// vectored writes then still writes a batch at once.
 const ZERO_COPY_MIN: usize = 8 << 10;
+
+/// The channels with a SEQ due (`Channel::pending_seq`), in the order
+/// they became due, and what those SEQs take on the wire. A SEQ is never
+/// encoded where it is made: it waits here for [`Session::write_seqs`],
+/// the one place SEQ frames leave, so that output can be held back as a
+/// whole (RFC 3080 3.1.3.1: after `<ready/>`, nothing goes out).
+///
+/// Every number listed has a channel with a SEQ due, and no number is
+/// listed twice: a newer SEQ replaces the older one on its channel, and a
+/// channel removed takes its SEQ off the list.
+#[derive(Debug, Default)]
+pub(super) struct SeqsDue {
+    channels: Vec<u32>,
+    /// Octets of the SEQs due, counted in [`Session::queued_output`].
+    octets: usize,
+}
+
+impl SeqsDue {
+    /// Makes `seq` the SEQ due on `ch`, replacing an older one not yet
+    /// written (`RecvWindow` moved its advertised edge, so the newer one
+    /// says all the older did, RFC 3081 3.1.3). O(1).
+    #[inline]
+    pub(super) fn add(&mut self, ch: &mut Channel, seq: SeqFrame) {
+        self.octets += seq_len(&seq);
+        match ch.pending_seq.replace(seq) {
+            Some(old) => self.octets -= seq_len(&old),
+            None => self.channels.push(ch.number),
+        }
+    }
+
+    /// Takes `seq`, the SEQ due on a channel being removed, off the list.
+    pub(super) fn drop_seq(&mut self, seq: &SeqFrame) {
+        self.octets -= seq_len(seq);
+        self.channels.retain(|&n| n != seq.channel);
+    }
+
+    #[inline]
+    pub(super) fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+
+    #[inline]
+    pub(super) fn octets(&self) -> usize {
+        self.octets
+    }
+}
 
 impl Session {
     /// Bytes to write to the peer, in order, or `None` when there is
@@ -83,6 +131,8 @@ impl Session {
         if !self.feeds.is_empty() {
             self.schedule_abandoned_feeds();
         }
+        // A channel's SEQ goes before its messages (RFC 3081 3.1.4).
+        self.write_seqs();
         let mut emitted = 0;
         loop {
             emitted = self.write_frames(chunks.as_deref_mut(), emitted);
@@ -95,7 +145,30 @@ impl Session {
         }
         self.note_room();
         self.release_channel_zero_credit();
+        // The channel-0 credit just given back goes out with this batch.
+        self.write_seqs();
         emitted > 0 || !self.out.is_empty()
+    }
+
+    /// Writes the SEQ frames due into `out`, in the order they became due:
+    /// the one place SEQ frames leave the session. `out` is flushed into
+    /// the chunks before any payload chunk, so they keep their place in a
+    /// vectored write too.
+    #[inline]
+    pub(super) fn write_seqs(&mut self) {
+        if self.seqs_due.is_empty() {
+            return;
+        }
+        for number in self.seqs_due.channels.drain(..) {
+            if let Some(seq) = self
+                .channels
+                .get_mut(&number)
+                .and_then(|ch| ch.pending_seq.take())
+            {
+                seq.encode(&mut self.out);
+            }
+        }
+        self.seqs_due.octets = 0;
     }
 
     /// True exactly when [`Session::poll_transmit`] (or
@@ -116,6 +189,7 @@ impl Session {
         }
         !self.unwritten.is_empty()
             || !self.out.is_empty()
+            || !self.seqs_due.is_empty()
             || self
                 .ready
                 .iter()
@@ -167,7 +241,7 @@ impl Session {
 
     /// True once the peer broke a rule: nothing more is sent.
     fn violated(&self) -> bool {
-        matches!(self.state, State::Ended(SessionEnd::Violation(_)))
+        matches!(self.state, SessionState::Ended(SessionEnd::Violation(_)))
     }
 
     /// Puts `out` at the end of `channel`'s queue and schedules the channel.
@@ -315,7 +389,6 @@ impl Session {
         self.unanswered_total = self.unanswered_total.saturating_sub(answered);
     }
 
-    /// Frames queued messages until the batch is full or nothing can move.
     /// Frames queued messages, round robin, until `batch` octets are out
     /// (`emitted` of them already in `chunks`); returns the new `emitted`.
     fn write_frames(&mut self, mut chunks: Option<&mut Vec<Bytes>>, mut emitted: usize) -> usize {
@@ -474,11 +547,15 @@ impl Session {
         match action {
             AfterSend::Activate(number) => {
                 if let Some(ch) = self.channels.get_mut(&number) {
-                    ch.send_enabled = true;
+                    ch.state.activated();
                     if let Some(seq) = ch.recv.initial_seq(number) {
-                        seq.encode(&mut self.out);
+                        self.seqs_due.add(ch, seq);
                     }
                 }
+                // Right behind the start reply, before any frame of the
+                // channel (RFC 3081 3.1.4): this runs inside
+                // `write_frames`, which may frame the channel next.
+                self.write_seqs();
                 self.schedule(number);
             }
             AfterSend::Release => {

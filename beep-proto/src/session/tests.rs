@@ -144,3 +144,142 @@ fn rfc3081_3_1_4_an_awaited_reply_larger_than_the_window_passes_a_held_message()
     assert_eq!(reply.len(), 1, "the whole reply arrived");
     assert_eq!(reply[0].message.body().len(), 20_000);
 }
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &str) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+}
+
+/// Everything `s` has to send, through the vectored path.
+fn drain_vectored(s: &mut Session) -> Vec<u8> {
+    let mut chunks = Vec::new();
+    while s.poll_transmit_vectored(&mut chunks) {}
+    chunks.concat()
+}
+
+/// RFC 3081 3.1.4: the SEQ announcing a large window on a channel we
+/// accepted goes right behind our start reply, before the channel's
+/// first frame, even when that frame was queued before the reply went.
+#[test]
+fn rfc3081_3_1_4_an_accepted_channels_seq_goes_before_its_first_frame() {
+    const P: &str = "http://example.org/p";
+    let mut a = Session::initiator(Config::default());
+    let mut b = Session::listener(Config {
+        profiles: vec![P.into()],
+        receive_window: 1 << 20,
+        ..Config::default()
+    });
+    let channel = a.open_channel(vec![Profile::new(P)], None).unwrap();
+    pump(&mut a, &mut b);
+    while let Some(e) = b.poll_event() {
+        if let Event::StartRequested(r) = e {
+            b.accept_start(r.channel, Profile::new(P)).unwrap();
+        }
+    }
+    // Accepted, not yet open for sending: the MSG waits for the reply.
+    b.send_msg(channel, Message::new("early")).unwrap();
+    let wire = drain_vectored(&mut b);
+    let profile = find(&wire, "<profile").expect("the start reply");
+    let seq = find(&wire, "SEQ 1 0 1048576\r\n").expect("the channel's SEQ");
+    let msg = find(&wire, "MSG 1 0 ").expect("the channel's MSG");
+    assert!(
+        profile < seq && seq < msg,
+        "{}",
+        String::from_utf8_lossy(&wire)
+    );
+}
+
+/// RFC 3081 3.1.4: on a channel we started, the SEQ made when the
+/// peer's `<profile>` arrives goes before the first MSG sent on it.
+#[test]
+fn rfc3081_3_1_4_a_started_channels_seq_goes_before_its_first_frame() {
+    const P: &str = "http://example.org/p";
+    let mut a = Session::initiator(Config {
+        receive_window: 1 << 20,
+        ..Config::default()
+    });
+    let mut b = Session::listener(Config {
+        profiles: vec![P.into()],
+        ..Config::default()
+    });
+    let channel = a.open_channel(vec![Profile::new(P)], None).unwrap();
+    pump(&mut a, &mut b);
+    while let Some(e) = b.poll_event() {
+        if let Event::StartRequested(r) = e {
+            b.accept_start(r.channel, Profile::new(P)).unwrap();
+        }
+    }
+    while let Some(bytes) = b.poll_transmit() {
+        a.handle_input(&bytes).unwrap();
+    }
+    assert!(a.wants_transmit(), "the SEQ is due");
+    a.send_msg(channel, Message::new(vec![7u8; 3000])).unwrap();
+    let wire = drain_vectored(&mut a);
+    let seq = find(&wire, "SEQ 1 0 1048576\r\n").expect("the channel's SEQ");
+    let msg = find(&wire, "MSG 1 0 ").expect("the channel's MSG");
+    assert!(seq < msg);
+    assert!(!a.wants_transmit());
+}
+
+/// RFC 3081 3.1.3: a newer SEQ for a channel replaces one not yet
+/// written (its window edge is at or past the older one's); the one due
+/// counts as queued output and makes the session want to transmit.
+#[test]
+fn rfc3081_3_1_3_a_newer_seq_replaces_the_one_due() {
+    let (mut a, mut b, channel) = open_pair(Config {
+        auto_credit: false,
+        ..Config::default()
+    });
+    b.send_msg(channel, Message::verbatim(vec![1u8; 2100]))
+        .unwrap();
+    pump(&mut a, &mut b);
+    assert_eq!(messages(&mut a).len(), 1);
+    assert!(!a.wants_transmit());
+    a.consumed(channel, 2100);
+    assert!(a.wants_transmit(), "a SEQ is due");
+    assert_eq!(a.queued_output(), "SEQ 1 2100 4096\r\n".len());
+    a.set_receive_window(channel, 8192).unwrap();
+    assert_eq!(a.queued_output(), "SEQ 1 2100 8192\r\n".len());
+    let wire = a.poll_transmit().unwrap();
+    assert_eq!(&wire[..], b"SEQ 1 2100 8192\r\n");
+    assert!(!a.wants_transmit() && a.queued_output() == 0);
+}
+
+/// A SEQ due on a channel that closes before it is written is dropped
+/// with the channel.
+#[test]
+fn a_closed_channels_seq_due_is_dropped() {
+    let (mut a, mut b, channel) = open_pair(Config {
+        auto_credit: false,
+        ..Config::default()
+    });
+    let msgno = a.send_msg(channel, Message::new("ask")).unwrap();
+    pump(&mut a, &mut b);
+    let asked = messages(&mut b);
+    b.send_rpy(channel, asked[0].msgno, Message::verbatim(vec![2u8; 2100]))
+        .unwrap();
+    b.close_channel(channel, ReplyCode::SUCCESS, "").unwrap();
+    pump(&mut a, &mut b);
+    let reply = std::iter::from_fn(|| a.poll_event())
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .next()
+        .unwrap();
+    assert_eq!(reply.msgno, msgno);
+    a.consumed(channel, reply.credit);
+    assert!(a.wants_transmit(), "a SEQ is due");
+    a.accept_close(channel).unwrap();
+    assert!(!a.is_channel_open(channel));
+    let wire = a.poll_transmit().unwrap();
+    assert!(
+        find(&wire, "SEQ").is_none(),
+        "{}",
+        String::from_utf8_lossy(&wire)
+    );
+    assert!(find(&wire, "<ok").is_some());
+    assert!(!a.wants_transmit() && a.queued_output() == 0);
+}
