@@ -20,6 +20,10 @@ pub(crate) enum AfterSend {
     Activate(u32),
     /// Our `<ok/>` to a session release is out: the session is over.
     Release,
+    /// Our `<ready/>` is out: we are silent until its answer (RFC 3080 3.1.3.1).
+    ReadyWritten,
+    /// Our `<proceed/>` is out: TLS begins (RFC 3080 3.1.3.2).
+    Proceed,
 }
 
 /// A message (or the rest of one) waiting to be framed.
@@ -125,6 +129,9 @@ pub(crate) const ENTRY_COST: usize = 128;
 pub(crate) struct Channel {
     pub(crate) number: u32,
     pub(crate) profile: String,
+    /// Runs the TLS profile: its messages are the session's business
+    /// (`<ready/>`, `<proceed/>`), not the application's.
+    pub(crate) tls: bool,
     /// Content the peer piggybacked on its reply to our start request.
     pub(crate) start_reply: Option<bytes::Bytes>,
     /// Where the channel stands: starting, open, closing (see
@@ -171,6 +178,7 @@ impl Channel {
         Channel {
             number,
             profile: String::new(),
+            tls: false,
             start_reply: None,
             state: ChannelState::Starting,
             send: SendWindow::new(),

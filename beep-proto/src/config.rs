@@ -21,8 +21,21 @@ pub const DEFAULT_WINDOW: u32 = 4096;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Profile URIs advertised in our greeting.
+    /// Profile URIs advertised in our greeting. Put
+    /// [`TLS_URI`](crate::tls::TLS_URI) here to offer TLS (RFC 3080 3.1):
+    /// the session then answers a `<ready/>` with
+    /// [`Event::TlsRequested`](crate::Event::TlsRequested), and TLS is no
+    /// longer advertised once active.
     pub profiles: Vec<String>,
+    /// Profiles advertised and started only once TLS is active: before,
+    /// a start of one of them is refused with 538 without asking the
+    /// application.
+    pub tls_profiles: Vec<String>,
+    /// Requires TLS for the whole session: until TLS is active only
+    /// [`TLS_URI`](crate::tls::TLS_URI) is advertised, and a start of any
+    /// other profile is refused with 538 (RFC 3080 9: a peer may require
+    /// privacy).
+    pub require_tls: bool,
     /// The `features` attribute of our greeting: space-separated tokens;
     /// unregistered ones must start with `x-` (RFC 3080 5.2).
     pub features: Option<String>,
@@ -137,6 +150,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             profiles: Vec::new(),
+            tls_profiles: Vec::new(),
+            require_tls: false,
             features: None,
             localize: None,
             diagnostic_language: None,

@@ -215,6 +215,10 @@ pub enum ProtocolError {
     /// A channel-0 body that is not valid beep+xml where a reply is due.
     #[error("invalid beep+xml on channel 0: {0}")]
     Xml(#[from] XmlError),
+    /// TLS failed (RFC 3080 3.1): the session ends with
+    /// [`SessionEnd::TlsFailed`](crate::SessionEnd::TlsFailed).
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A call the application made that cannot be done in the session's
@@ -360,6 +364,23 @@ pub enum UsageError {
     /// The session is closing or has ended.
     #[error("the session is closing or has ended")]
     SessionClosed,
+    /// TLS cannot begin now (RFC 3080 3): it is active already, a tuning
+    /// is under way, channels are open, or it is not offered.
+    #[error("TLS cannot begin: {reason}")]
+    TuningNotPossible {
+        /// Why.
+        reason: &'static str,
+    },
+    /// A TLS negotiation is under way (RFC 3080 3.1.3): nothing new may
+    /// start until it ends.
+    #[error("a TLS negotiation is under way")]
+    TuningInProgress,
+    /// No TLS request of the peer's awaits an answer on this channel.
+    #[error("no TLS request awaits an answer on channel {channel}")]
+    NoPendingTls {
+        /// The channel named.
+        channel: u32,
+    },
     /// Nothing is being fed through this
     /// [`FeedId`](crate::FeedId): its message was finished (its last
     /// piece was given), or it is another session's.

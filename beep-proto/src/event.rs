@@ -87,6 +87,26 @@ pub enum Event {
     /// [`Session::poll_transmit`](crate::Session::poll_transmit) (or a
     /// channel close that dropped queued output).
     Writable,
+    /// The peer asks to begin TLS (RFC 3080 3.1). Answer with
+    /// [`Session::accept_tls`](crate::Session::accept_tls) or
+    /// [`Session::deny_tls`](crate::Session::deny_tls); meanwhile no new
+    /// channel or MSG of ours may start.
+    TlsRequested(TlsRequest),
+    /// The peer refused our request to begin TLS (its `<error>`); the
+    /// session goes on in plain.
+    TlsRefused {
+        /// The TLS channel.
+        channel: u32,
+        /// The peer's reason.
+        error: ErrorElement,
+    },
+    /// A tuning profile succeeded (RFC 3080 3, 3.1.3.2): every channel,
+    /// channel 0 included, is closed without a word, what was waiting on
+    /// them is gone, and new greetings follow. Channel numbers start over.
+    TuningReset,
+    /// The TLS handshake is over: what follows is encrypted, and the
+    /// peer's new greeting will come over it.
+    TlsActive(crate::tls::TlsInfo),
     /// The session is over, and why; always the last event, and exactly
     /// one per session, whatever ended it (a release, a refusal, a
     /// violation, the end of the transport). Send what
@@ -108,6 +128,11 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionEnd {
+    /// The TLS negotiation failed (RFC 3080 3.1): a refused certificate,
+    /// an alert from the peer, bytes that are not TLS, or the end of the
+    /// transport during the handshake. What rustls still has to say (its
+    /// alert) may be sent.
+    TlsFailed(crate::tls::TlsError),
     /// Released by mutual agreement: channel 0 was closed (RFC 3080 2.3.1.3,
     /// 2.4). What is still queued (our `<ok/>`) goes out.
     Released,
@@ -134,8 +159,30 @@ impl std::fmt::Display for SessionEnd {
             SessionEnd::Refused(e) => write!(f, "session refused: {} {}", e.code, e.text),
             SessionEnd::Violation(e) => write!(f, "protocol violation: {e}"),
             SessionEnd::TransportClosed => f.write_str("the transport closed before a release"),
+            SessionEnd::TlsFailed(e) => write!(f, "TLS failed: {e}"),
         }
     }
+}
+
+/// The peer's request to begin TLS (RFC 3080 3.1): answer it with
+/// [`Session::accept_tls`](crate::Session::accept_tls) (choosing the
+/// certificate for `server_name`) or
+/// [`Session::deny_tls`](crate::Session::deny_tls).
+///
+/// ```
+/// let r = beep_proto::TlsRequest { channel: 1, server_name: None, version: None };
+/// assert_eq!(r.channel, 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsRequest {
+    /// The TLS channel (its start, or the channel the `<ready/>` came on).
+    pub channel: u32,
+    /// The `serverName` of the start, or the one bound to the session
+    /// (RFC 3080 2.3.1.2): the certificate to present is chosen by it.
+    pub server_name: Option<String>,
+    /// The `<ready>` element's `version`: the earliest TLS version the
+    /// peer accepts ("1", the default, when absent).
+    pub version: Option<String>,
 }
 
 /// A request from the peer to start a channel (RFC 3080 2.3.1.2).

@@ -55,6 +55,7 @@ pub mod numbers;
 mod pieces;
 pub mod reply_code;
 pub mod session;
+pub mod tls;
 mod trace;
 pub mod xml;
 
@@ -63,7 +64,9 @@ pub use budget::SharedBudget;
 pub use bytes;
 pub use config::Config;
 pub use error::{ProtocolError, UsageError};
-pub use event::{Event, IncomingFrame, IncomingMessage, MessageKind, SessionEnd, StartRequest};
+pub use event::{
+    Event, IncomingFrame, IncomingMessage, MessageKind, SessionEnd, StartRequest, TlsRequest,
+};
 pub use mime::Message;
 pub use numbers::{AnsNo, MsgNo};
 pub use reply_code::ReplyCode;

@@ -11,6 +11,7 @@ mod feed;
 mod input;
 mod lifecycle;
 mod output;
+mod tuning;
 
 pub use feed::FeedId;
 pub(crate) use lifecycle::ChannelState;
@@ -157,6 +158,17 @@ pub struct Session {
     /// Messages being fed in pieces ([`Session::feed`]): empty unless the
     /// application uses the feeder.
     feeds: feed::Feeds,
+    /// Where a TLS negotiation stands (`session/tuning.rs`).
+    tuning: tuning::Tuning,
+    /// TLS: the rustls layer and its buffers.
+    tls: tuning::TlsState,
+    /// Nothing more is written until the tuning moves on: our `<ready/>`
+    /// is out (RFC 3080 3.1.3.1).
+    hold: bool,
+    /// The tuning reset happened while output was being framed: what was
+    /// framed before it goes out plain, the rest waits for the next
+    /// (encrypted) call.
+    switched: bool,
 }
 
 impl Session {
@@ -219,7 +231,7 @@ impl Session {
 
     fn new(role: Role, config: Config) -> Self {
         let mut session = Self::bare(role, config);
-        let greeting = channel_zero::greeting_body(&session.config);
+        let greeting = channel_zero::greeting_body(session.advertised_profiles(), &session.config);
         session.queue_greeting(FrameType::Rpy, greeting);
         session
     }
@@ -263,6 +275,10 @@ impl Session {
             queued_entries: 0,
             unanswered_total: 0,
             feeds: feed::Feeds::default(),
+            tuning: tuning::Tuning::None,
+            tls: tuning::TlsState::default(),
+            hold: false,
+            switched: false,
             config,
         }
     }
@@ -373,6 +389,7 @@ impl Session {
             + self.seqs_due.octets()
             + self.out.len()
             + self.unwritten.len()
+            + self.tls.cipher.len()
     }
 
     /// The peer's greeting, once it has arrived.
@@ -615,6 +632,7 @@ impl Session {
         server_name: Option<String>,
     ) -> Result<u32, UsageError> {
         self.ensure_active()?;
+        self.ensure_not_tuning()?;
         let number = self.allocate_channel()?;
         self.start_channel(number, profiles, server_name)
     }
@@ -641,6 +659,7 @@ impl Session {
         server_name: Option<String>,
     ) -> Result<u32, UsageError> {
         self.ensure_active()?;
+        self.ensure_not_tuning()?;
         let parity = if self.role == Role::Initiator { 1 } else { 0 };
         if number == 0
             || number > MAX_31BIT
@@ -726,6 +745,7 @@ impl Session {
         }
         let mut ch = self.new_channel(channel);
         ch.state.accepted();
+        ch.tls = profile.uri == crate::tls::TLS_URI;
         ch.profile = profile.uri.clone();
         self.channels.insert(channel, ch);
         let body = channel_zero::profile_body(profile);
@@ -788,6 +808,7 @@ impl Session {
     /// ```
     pub fn send_msg(&mut self, channel: u32, message: Message) -> Result<MsgNo, UsageError> {
         self.ensure_active()?;
+        self.ensure_not_tuning()?;
         check_size(&message)?;
         self.ensure_room()?;
         if self.release_agreed() {
@@ -1243,8 +1264,10 @@ impl Session {
             reply: None,
             awaited: false,
         });
+        let after_send = self.after_send_of(&request);
         self.requests.push_back(request);
-        let out = Outgoing::new(FrameType::Msg, msgno, AnsNo(0), Message::beep_xml(body));
+        let mut out = Outgoing::new(FrameType::Msg, msgno, AnsNo(0), Message::beep_xml(body));
+        out.after_send = after_send;
         self.enqueue(0, out);
     }
 

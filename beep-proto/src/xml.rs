@@ -435,13 +435,7 @@ impl ChannelZeroMessage {
     /// # Ok::<(), beep_proto::xml::XmlError>(())
     /// ```
     pub fn parse(body: &[u8]) -> Result<Self, XmlError> {
-        let text = std::str::from_utf8(body).map_err(|e| XmlError::NotUtf8 {
-            valid_up_to: e.valid_up_to(),
-        })?;
-        if let Some(c) = text.chars().find(|&c| !is_xml_char(c)) {
-            return Err(XmlError::IllegalCharacter { code: c.into() });
-        }
-        Parser::new(text).document()
+        Parser::new(checked_text(body)?).document(Parser::root)
     }
 
     /// Appends the serialized body (no MIME headers) to `out`.
@@ -532,9 +526,84 @@ impl ChannelZeroMessage {
     }
 }
 
+/// The messages of the TLS profile (RFC 3080 3.1.2, 7.2): `<ready>` asks
+/// for TLS, `<proceed>` or `<error>` answers. They travel as profile
+/// content piggybacked on a start and its reply, or as MSG and RPY/ERR on
+/// the TLS channel.
+///
+/// ```
+/// use beep_proto::xml::TlsElement;
+/// assert_eq!(TlsElement::parse(b"<ready />"), Ok(TlsElement::Ready { version: None }));
+/// assert_eq!(TlsElement::parse(b"<proceed/>\r\n"), Ok(TlsElement::Proceed));
+/// assert_eq!(TlsElement::Proceed.to_vec(), b"<proceed />\r\n");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsElement {
+    /// Asks to begin TLS; `version` is the earliest version acceptable
+    /// ("1", the default, when absent).
+    Ready {
+        /// The `version` attribute.
+        version: Option<String>,
+    },
+    /// Agrees: the TLS handshake follows the reply.
+    Proceed,
+    /// Refuses, with a reason.
+    Error(ErrorElement),
+}
+
+impl TlsElement {
+    /// Parses a TLS profile message.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelZeroMessage::parse`]; [`XmlError::UnknownRoot`] for
+    /// another element.
+    ///
+    /// ```
+    /// use beep_proto::xml::TlsElement;
+    /// let ready = TlsElement::parse(b"<ready version='1' />").unwrap();
+    /// assert_eq!(ready, TlsElement::Ready { version: Some("1".into()) });
+    /// assert!(TlsElement::parse(b"<greeting />").is_err());
+    /// ```
+    pub fn parse(body: &[u8]) -> Result<Self, XmlError> {
+        Parser::new(checked_text(body)?).document(Parser::tls_root)
+    }
+
+    /// The serialized element, CRLF-terminated.
+    ///
+    /// ```
+    /// use beep_proto::xml::TlsElement;
+    /// assert_eq!(TlsElement::Ready { version: None }.to_vec(), b"<ready />\r\n");
+    /// ```
+    pub fn to_vec(&self) -> Vec<u8> {
+        match self {
+            TlsElement::Ready { version: None } => b"<ready />\r\n".to_vec(),
+            TlsElement::Ready { version: Some(v) } => {
+                let mut out = b"<ready".to_vec();
+                push_attr(&mut out, "version", v);
+                out.extend_from_slice(b" />\r\n");
+                out
+            }
+            TlsElement::Proceed => b"<proceed />\r\n".to_vec(),
+            TlsElement::Error(e) => ChannelZeroMessage::Error(e.clone()).to_vec(),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Parsing
 // ---------------------------------------------------------------------------
+
+/// `body` as text, if it is UTF-8 made of XML characters only.
+fn checked_text(body: &[u8]) -> Result<&str, XmlError> {
+    let text = std::str::from_utf8(body).map_err(|e| XmlError::NotUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
+    if let Some(c) = text.chars().find(|&c| !is_xml_char(c)) {
+        return Err(XmlError::IllegalCharacter { code: c.into() });
+    }
+    Ok(text)
+}
 
 /// XML 1.0 `Char` production (surrogates cannot occur in a `char`).
 fn is_xml_char(c: char) -> bool {
@@ -631,8 +700,12 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// The whole body: prolog, exactly one root element, epilogue.
-    fn document(mut self) -> Result<ChannelZeroMessage, XmlError> {
+    /// The whole body: prolog, exactly one root element (read by `root`),
+    /// epilogue.
+    fn document<T>(
+        mut self,
+        mut root_element: impl FnMut(&mut Self, &BytesStart<'a>, bool) -> Result<T, XmlError>,
+    ) -> Result<T, XmlError> {
         let mut root = None;
         let mut first = true;
         loop {
@@ -663,8 +736,8 @@ impl<'a> Parser<'a> {
                         name: lossy(e.name().as_ref()),
                     });
                 }
-                Event::Start(e) => root = Some(self.root(&e, false)?),
-                Event::Empty(e) => root = Some(self.root(&e, true)?),
+                Event::Start(e) => root = Some(root_element(&mut self, &e, false)?),
+                Event::Empty(e) => root = Some(root_element(&mut self, &e, true)?),
                 Event::End(e) => {
                     let name = lossy(e.name().as_ref());
                     return Err(self.malformed(format!("unmatched end tag </{name}>")));
@@ -682,18 +755,42 @@ impl<'a> Parser<'a> {
             b"close" => ChannelZeroMessage::Close(self.close(e, empty)?),
             b"ok" => {
                 self.attributes(e, [])?;
-                if !empty && let Some((child, _)) = self.next_child("ok")? {
-                    return Err(XmlError::UnexpectedElement {
-                        parent: "ok",
-                        element: lossy(child.name().as_ref()),
-                    });
-                }
+                self.no_children("ok", empty)?;
                 ChannelZeroMessage::Ok
             }
             b"error" => ChannelZeroMessage::Error(self.error(e, empty)?),
             b"profile" => ChannelZeroMessage::Profile(self.profile(e, empty)?),
             other => return Err(XmlError::UnknownRoot { name: lossy(other) }),
         })
+    }
+
+    /// A TLS profile message's element (RFC 3080 7.2).
+    fn tls_root(&mut self, e: &BytesStart<'a>, empty: bool) -> Result<TlsElement, XmlError> {
+        Ok(match e.name().as_ref() {
+            b"ready" => {
+                let [version] = self.attributes(e, ["version"])?;
+                self.no_children("ready", empty)?;
+                TlsElement::Ready { version }
+            }
+            b"proceed" => {
+                self.attributes(e, [])?;
+                self.no_children("proceed", empty)?;
+                TlsElement::Proceed
+            }
+            b"error" => TlsElement::Error(self.error(e, empty)?),
+            other => return Err(XmlError::UnknownRoot { name: lossy(other) }),
+        })
+    }
+
+    /// Refuses any child element of an element declared empty.
+    fn no_children(&mut self, parent: &'static str, empty: bool) -> Result<(), XmlError> {
+        if !empty && let Some((child, _)) = self.next_child(parent)? {
+            return Err(XmlError::UnexpectedElement {
+                parent,
+                element: lossy(child.name().as_ref()),
+            });
+        }
+        Ok(())
     }
 
     /// The values of the attributes `names` of `e`, in that order. Other

@@ -198,8 +198,8 @@ impl Transcript {
         }
     }
 
-    /// Drops everything from the first chunk that is a TLS record on (TLS
-    /// is not implemented yet; its records are not BEEP frames).
+    /// Drops everything from the first chunk that is a TLS record on: the
+    /// records are encrypted with LibVortex's keys, which no replay has.
     fn until_tls(mut self) -> Self {
         let is_tls = |b: &[u8]| b.len() >= 5 && (0x14..=0x17).contains(&b[0]) && b[1] == 0x03;
         let cut = self
@@ -786,8 +786,22 @@ fn vortex_listener(session: &mut Session, event: &Event) {
             }
         }
         Event::CloseRequested { channel, .. } => session.accept_close(*channel).unwrap(),
+        Event::TlsRequested(req) => session
+            .accept_tls(req.channel, vortex_tls_server())
+            .unwrap(),
         _ => {}
     }
+}
+
+/// The listener's certificate in the TLS replays (generated once per run:
+/// no private key is committed).
+fn vortex_tls_server() -> &'static beep_proto::tls::TlsServer {
+    static SERVER: std::sync::OnceLock<beep_proto::tls::TlsServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let key = cert.signing_key.serialize_pem();
+        beep_proto::tls::TlsServer::from_pem(cert.cert.pem().as_bytes(), key.as_bytes()).unwrap()
+    })
 }
 
 /// An initiator that has asked (as LibVortex's does, once the greeting is
@@ -1356,21 +1370,113 @@ fn sasl_plain_initiator_rfc3080_2_3_1_2() {
 // tls.txt: up to <proceed />
 // ---------------------------------------------------------------------------
 
-/// RFC 3080 2.3.1.2, RFC 3080 3.1: `<ready />` piggybacked in the start arrives as
-/// profile content; our reply piggybacks `<proceed />`. The replay stops
-/// at LibVortex's ClientHello (the TLS profile is not implemented yet).
+/// RFC 3080 3.1, RFC 3080 3.1.3.2: LibVortex's `<start>` piggybacks
+/// `<ready />` in the TLS profile content; the session asks the
+/// application ([`Event::TlsRequested`], with the start's serverName),
+/// which accepts: our reply piggybacks `<proceed />` (exactly, as
+/// LibVortex compares it, conformance item 67), every channel is gone
+/// ([`Event::TuningReset`]) and nothing plain follows it. The replay stops
+/// at LibVortex's ClientHello ([`tls_listener_answers_vortex_client_hello`]
+/// takes it).
 #[test]
 fn tls_listener_up_to_proceed_rfc3080_3_1() {
     let t = Transcript::load("tls").until_tls();
     let expected = [
         greeting(&[]),
-        start_requested(
-            3,
-            Some("127.0.0.1"),
-            Profile::new(TLS).with_content("<ready />"),
-        ),
+        Event::TlsRequested(beep_proto::TlsRequest {
+            channel: 3,
+            server_name: Some("127.0.0.1".into()),
+            version: None,
+        }),
+        Event::TuningReset,
     ];
-    listener_case(&t, &expected, false);
+    let outcome = listener_case(&t, &expected, false);
+    let proceed = b"<![CDATA[<proceed />]]>";
+    assert!(
+        outcome.sent.ends_with(b"]]></profile>\r\nEND\r\n")
+            && outcome.sent.windows(proceed.len()).any(|w| w == proceed),
+        "tls: our reply must end the plain stream with <proceed />"
+    );
+}
+
+/// RFC 3080 3.1.3.2: after our `<proceed />`, LibVortex's ClientHello (an
+/// OpenSSL 3 TLS 1.3 hello) goes to rustls inside the session, which
+/// answers with its ServerHello: the byte path switched in the right
+/// place, whatever the split.
+#[test]
+fn tls_listener_answers_vortex_client_hello() {
+    let full = Transcript::load("tls");
+    let plain = Transcript::load("tls").until_tls();
+    let hello = &full.chunks[plain.chunks.len()];
+    assert_eq!(
+        (hello.dir, hello.bytes[0]),
+        (Dir::C, 0x16),
+        "the ClientHello"
+    );
+    for split in [Split::Recorded, Split::Bytewise, Split::Random(3)] {
+        let mut input = pieces(&plain, Dir::C, split);
+        input.push(hello.bytes.clone());
+        let (outcome, log) = replay(vortex_listener_session(), &input, &vortex_listener);
+        assert_eq!(outcome.error, None, "{split:?}");
+        let Some(Step::Out(last)) = log.last() else {
+            panic!("{split:?}: no answer to the ClientHello")
+        };
+        assert_eq!(
+            &last[..3],
+            &[0x16, 0x03, 0x03],
+            "{split:?}: a TLS handshake record"
+        );
+        assert!(
+            !outcome
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::SessionEnded(_)))
+        );
+    }
+}
+
+/// RFC 3080 3.1, RFC 3080 3.1.3.1, RFC 3080 3.1.3.2: our
+/// [`Session::start_tls`] against LibVortex's listener bytes: the start
+/// piggybacks `<ready />` exactly as LibVortex's does, nothing is sent
+/// after it until the answer, and LibVortex's `<proceed />` (with its
+/// `<profile uri='...' >` spacing) switches the session: every channel
+/// gone, and then only TLS records leave (our ClientHello first, the new
+/// greeting inside TLS).
+#[test]
+fn tls_initiator_start_tls_switches_at_vortex_proceed_rfc3080_3_1_3_2() {
+    let t = Transcript::load("tls").until_tls();
+    for split in [Split::Recorded, Split::Bytewise, Split::Random(5)] {
+        let mut session = Session::initiator(fixed_windows());
+        let client = beep_proto::tls::TlsClient::dangerous_accept_any_certificate("127.0.0.1");
+        session.start_tls(client.unwrap()).unwrap();
+        let (outcome, log) = replay(session, &pieces(&t, Dir::S, split), &|_, _| {});
+        assert_eq!(outcome.error, None, "{split:?}");
+        assert_eq!(
+            outcome.events[1..],
+            [Event::TuningReset],
+            "{split:?}: {:?}",
+            outcome.events
+        );
+        let outs: Vec<&Vec<u8>> = log
+            .iter()
+            .filter_map(|s| match s {
+                Step::Out(b) => Some(b),
+                Step::In(_) => None,
+            })
+            .collect();
+        // Our greeting, our start with <ready />, then the ClientHello.
+        let plain: Vec<u8> = outs[..outs.len() - 1]
+            .iter()
+            .flat_map(|b| b.iter().copied())
+            .collect();
+        assert!(plain.ends_with(b"<![CDATA[<ready />]]></profile>\r\n</start>\r\nEND\r\n"));
+        let hello = outs.last().unwrap();
+        assert_eq!(&hello[..3], &[0x16, 0x03, 0x01], "{split:?}: a ClientHello");
+        assert!(
+            !hello.windows(8).any(|w| w == b"greeting"),
+            "greeting sent in plain"
+        );
+    }
 }
 
 /// RFC 3080 3.1, RFC 3080 3.1.3.1, RFC 3080 3.1.3.2, conformance item 67: our `<ready />` start is byte-identical to

@@ -44,6 +44,9 @@ pub enum EndReason {
     /// We shut it down without a release.
     #[error("shut down locally")]
     Shutdown,
+    /// TLS failed (RFC 3080 3.1): see [`TlsError`](crate::tls::TlsError).
+    #[error("TLS failed: {0}")]
+    Tls(crate::tls::TlsError),
 }
 
 /// What a waiter was waiting for.
@@ -117,6 +120,10 @@ pub enum Failure {
     /// The connection ended.
     #[error("the connection ended: {0}")]
     Ended(EndReason),
+    /// A tuning profile (TLS) closed every channel (RFC 3080 3) before
+    /// the answer came.
+    #[error("every channel closed for a tuning reset (TLS began)")]
+    TuningReset,
 }
 
 /// A start handler's answer.
@@ -968,11 +975,29 @@ impl<W> Core<W> {
                     SessionEnd::TransportClosed => {
                         EndReason::Lost("the peer closed the connection".into())
                     }
+                    SessionEnd::TlsFailed(e) => EndReason::Tls(e),
                 };
                 self.end(reason, out);
             }
             // Drivers read the greeting from the session when they need it.
             Event::Greeting(_) => {}
+            // TLS is not configured on the drivers yet: refused, the
+            // session goes on in plain.
+            Event::TlsRequested(request) => {
+                let text = "TLS is not configured here";
+                let code = ReplyCode::REQUESTED_ACTION_NOT_TAKEN;
+                let _ = self.session.deny_tls(request.channel, code, text);
+            }
+            Event::TlsRefused { .. } | Event::TlsActive(_) => {}
+            // Every channel is gone: whoever waited on one learns why.
+            Event::TuningReset => {
+                for w in self.requests.drain() {
+                    out.push(Outcome::Complete(w, Err(Failure::TuningReset)));
+                }
+                for (_, w) in self.opens.drain().chain(self.closes.drain()) {
+                    out.push(Outcome::Complete(w, Err(Failure::TuningReset)));
+                }
+            }
             // Drivers bound their output by waiting for room before they
             // send, and turn the session's own limit off.
             Event::Writable => {}

@@ -63,6 +63,10 @@ pub enum Error {
     /// The connection is closed (released, lost, or broken).
     #[error("the connection is closed: {0}")]
     Closed(EndReason),
+    /// TLS began (RFC 3080 3): every channel closed before the reply
+    /// came.
+    #[error("every channel closed for a tuning reset (TLS began)")]
+    TuningReset,
     /// An async driver found no runtime to run on (name one in its
     /// options, or call from inside one).
     #[error("no async runtime: call from inside one, or name one in the options")]
@@ -85,6 +89,7 @@ impl From<Failure> for Error {
             Failure::ChannelClosed => Error::ChannelClosed,
             Failure::ReplyTooLarge { limit } => Error::ReplyTooLarge { limit },
             Failure::Ended(reason) => Error::Closed(reason),
+            Failure::TuningReset => Error::TuningReset,
         }
     }
 }

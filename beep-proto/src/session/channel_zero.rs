@@ -34,9 +34,9 @@ fn body(message: ChannelZeroMessage) -> Vec<u8> {
     out
 }
 
-pub(super) fn greeting_body(config: &Config) -> Vec<u8> {
+pub(super) fn greeting_body(profiles: Vec<String>, config: &Config) -> Vec<u8> {
     body(ChannelZeroMessage::Greeting(Greeting {
-        profiles: config.profiles.clone(),
+        profiles,
         features: config.features.clone(),
         localize: config.localize.clone(),
     }))
@@ -133,7 +133,7 @@ impl Session {
         }
     }
 
-    fn refuse(&mut self, msgno: MsgNo, code: ReplyCode, text: &str) {
+    pub(super) fn refuse(&mut self, msgno: MsgNo, code: ReplyCode, text: &str) {
         // Diagnostics may quote the peer (a parse error names the bad
         // value): never at length, or each small request would buy a large
         // answer.
@@ -160,7 +160,7 @@ impl Session {
         (!text.is_empty() && !ours.eq_ignore_ascii_case(theirs)).then(|| ours.to_owned())
     }
 
-    fn on_start(&mut self, msgno: MsgNo, start: Start) {
+    fn on_start(&mut self, msgno: MsgNo, mut start: Start) {
         let number = start.number;
         let peer_parity = if self.role == Role::Listener { 1 } else { 0 };
         if number % 2 != peer_parity {
@@ -199,6 +199,9 @@ impl Session {
                 ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
                 "session is closing",
             );
+        }
+        if self.screen_start(msgno, &mut start) {
+            return;
         }
         let offered = start.profiles.iter().map(|p| p.uri.clone()).collect();
         self.pending_starts.insert(
@@ -275,7 +278,9 @@ impl Session {
                         profile.uri
                     )));
                 }
-                self.channel_started(channel, profile);
+                if !self.tls_start_answered(channel, &profile)? {
+                    self.channel_started(channel, profile);
+                }
             }
             (
                 Request::Start { channel, .. },
@@ -283,6 +288,7 @@ impl Session {
                 ChannelZeroMessage::Error(error),
             ) => {
                 self.remove_channel(channel);
+                self.tls_start_refused(channel, &error);
                 self.events
                     .push_back(Event::ChannelRefused { channel, error });
             }
@@ -330,6 +336,7 @@ impl Session {
             return;
         };
         ch.state.started();
+        ch.tls = profile.uri == crate::tls::TLS_URI;
         ch.profile = profile.uri.clone();
         ch.start_reply = profile.content.clone();
         if let Some(seq) = ch.recv.initial_seq(channel) {

@@ -34,6 +34,16 @@ impl Session {
             // (After the end of the transport, nothing can arrive.)
             return Ok(());
         }
+        if self.tls.layer.is_some() {
+            return self.handle_tls_input(data);
+        }
+        self.handle_plain_input(data)?;
+        // A <proceed/> may have switched the byte path mid-input.
+        self.after_plain_input()
+    }
+
+    /// BEEP input, received plain or decrypted.
+    pub(super) fn handle_plain_input(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
         self.inbuf.extend_from_slice(data);
         let result = self.parse_frames();
         // Replies that arrived may let a waiting <close> or <ok/> go out.
@@ -80,6 +90,9 @@ impl Session {
         }
         self.inbuf = BytesMut::new();
         self.reading = None;
+        if self.eof_in_handshake() {
+            return;
+        }
         self.input_ended();
     }
 
@@ -332,6 +345,7 @@ impl Session {
             return Err(ProtocolError::ChannelNotOpen { channel: number });
         };
         ch.recv.received(h.size);
+        let tls_channel = ch.tls;
         let kind = match h.frame_type {
             FrameType::Msg => MessageKind::Msg,
             FrameType::Rpy => MessageKind::Rpy,
@@ -447,6 +461,9 @@ impl Session {
                 self.return_window(0, credit);
             }
             return self.on_channel_zero(kind, h.msgno, message);
+        }
+        if tls_channel {
+            return self.on_tls_message(number, kind, h.msgno, &message, credit);
         }
         self.events.push_back(Event::Message(IncomingMessage {
             channel: number,

@@ -85,7 +85,17 @@ impl Session {
             // What `write_to` could not write goes first.
             return Some(std::mem::take(&mut self.unwritten));
         }
-        if !self.transmit(None) {
+        if self.tls.layer.is_some() {
+            return self.transmit_tls();
+        }
+        let produced = self.transmit(None);
+        if self.switched {
+            // TLS began with this batch: what was framed up to
+            // <proceed/> went to `unwritten`, plain; the rest waits.
+            self.switched = false;
+            return (!self.unwritten.is_empty()).then(|| std::mem::take(&mut self.unwritten));
+        }
+        if !produced {
             return None;
         }
         Some(self.out.split().freeze())
@@ -112,8 +122,22 @@ impl Session {
         if !self.unwritten.is_empty() && !self.violated() {
             chunks.push(std::mem::take(&mut self.unwritten));
         }
-        if self.transmit(Some(chunks)) && !self.out.is_empty() {
-            chunks.push(self.out.split().freeze());
+        if self.tls.layer.is_some() {
+            // Encryption copies anyway: one chunk of ciphertext.
+            if let Some(cipher) = self.transmit_tls() {
+                chunks.push(cipher);
+            }
+        } else {
+            let produced = self.transmit(Some(chunks));
+            if self.switched {
+                // As in `poll_transmit`: the plain rest, then TLS.
+                self.switched = false;
+                if !self.unwritten.is_empty() {
+                    chunks.push(std::mem::take(&mut self.unwritten));
+                }
+            } else if produced && !self.out.is_empty() {
+                chunks.push(self.out.split().freeze());
+            }
         }
         chunks.len() > before
     }
@@ -121,12 +145,17 @@ impl Session {
     /// Frames what may go now into `out`, and with `chunks`, large payload
     /// pieces as chunks of their own (after flushing `out` into `chunks`,
     /// to keep the order). True if anything was produced.
-    fn transmit(&mut self, mut chunks: Option<&mut Vec<Bytes>>) -> bool {
+    pub(super) fn transmit(&mut self, mut chunks: Option<&mut Vec<Bytes>>) -> bool {
         if self.violated() {
             // RFC 3080 2.2.1.1: a violation ends the session without a word.
             self.out.clear();
             self.unwritten.clear();
             return false;
+        }
+        if self.hold || self.switched {
+            // Silent after our <ready/> (RFC 3080 3.1.3.1); after the
+            // switch, until the next (encrypted) call.
+            return !self.out.is_empty();
         }
         if !self.feeds.is_empty() {
             self.schedule_abandoned_feeds();
@@ -146,7 +175,9 @@ impl Session {
         self.note_room();
         self.release_channel_zero_credit();
         // The channel-0 credit just given back goes out with this batch.
-        self.write_seqs();
+        if !(self.hold || self.switched) {
+            self.write_seqs();
+        }
         emitted > 0 || !self.out.is_empty()
     }
 
@@ -187,9 +218,13 @@ impl Session {
         if self.violated() {
             return false;
         }
-        !self.unwritten.is_empty()
-            || !self.out.is_empty()
-            || !self.seqs_due.is_empty()
+        if !self.unwritten.is_empty() || !self.out.is_empty() || self.tls_wants_write() {
+            return true;
+        }
+        if self.hold {
+            return false;
+        }
+        !self.seqs_due.is_empty()
             || self
                 .ready
                 .iter()
@@ -394,7 +429,7 @@ impl Session {
     fn write_frames(&mut self, mut chunks: Option<&mut Vec<Bytes>>, mut emitted: usize) -> usize {
         let batch = self.config.transmit_batch;
         let max_frame = self.config.max_frame_size as usize;
-        while emitted + self.out.len() < batch {
+        while emitted + self.out.len() < batch && !(self.hold || self.switched) {
             let Some(number) = self.ready.pop_front() else {
                 break;
             };
@@ -558,6 +593,8 @@ impl Session {
                 self.write_seqs();
                 self.schedule(number);
             }
+            AfterSend::ReadyWritten => self.ready_written(),
+            AfterSend::Proceed => self.proceed_written(),
             AfterSend::Release => {
                 // The peer's <ok/> to our own release may have crossed ours
                 // (RFC 3080 2.3.1.3): the session ends once.
