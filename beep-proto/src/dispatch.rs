@@ -23,6 +23,7 @@ mod layer;
 mod pool;
 mod room;
 mod served;
+mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub use self::served::{
     AcceptBackoff, Admission, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     ListenerHooks, Refusal, Served, refusal,
 };
+pub use self::tls::{TlsAcceptor, TlsChooser};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};
 use crate::mime::Message;
@@ -297,6 +299,12 @@ const UNSERVED: (ReplyCode, &str) = (
 pub struct Profiles<H> {
     registered: Vec<(String, H)>,
     unknown: Option<Arc<UnknownProfileHandler>>,
+    /// Registered profiles served only over TLS (see
+    /// [`Config::tls_profiles`](crate::Config::tls_profiles)).
+    tls_only: Vec<String>,
+    /// How TLS requests are answered; none: TLS is not offered.
+    tls: Option<TlsAcceptor>,
+    require_tls: bool,
 }
 
 impl<H> Default for Profiles<H> {
@@ -304,6 +312,9 @@ impl<H> Default for Profiles<H> {
         Profiles {
             registered: Vec::new(),
             unknown: None,
+            tls_only: Vec::new(),
+            tls: None,
+            require_tls: false,
         }
     }
 }
@@ -313,6 +324,9 @@ impl<H: std::fmt::Debug> std::fmt::Debug for Profiles<H> {
         f.debug_struct("Profiles")
             .field("registered", &self.registered)
             .field("unknown", &self.unknown.is_some())
+            .field("tls_only", &self.tls_only)
+            .field("tls", &self.tls.is_some())
+            .field("require_tls", &self.require_tls)
             .finish()
     }
 }
@@ -367,7 +381,62 @@ impl<H> Profiles<H> {
             .map(|(_, h)| h)
     }
 
-    /// The URIs to advertise in the greeting.
+    /// Registers (or replaces) the handler of `uri`, a profile served
+    /// only once TLS is active: not advertised before, and a start of it
+    /// refused with 538 (see [`Config::tls_profiles`](crate::Config::tls_profiles)).
+    ///
+    /// ```
+    /// let mut p = beep_proto::dispatch::Profiles::default();
+    /// p.register_tls_only("secret", ());
+    /// assert!(p.uris().is_empty());
+    /// assert_eq!(p.tls_uris(), vec!["secret".to_string()]);
+    /// ```
+    pub fn register_tls_only(&mut self, uri: impl Into<String>, handler: H) {
+        let uri = uri.into();
+        if !self.tls_only.contains(&uri) {
+            self.tls_only.push(uri.clone());
+        }
+        self.register(uri, handler);
+    }
+
+    /// Offers TLS (RFC 3080 3.1): requests are answered as `acceptor`
+    /// says.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::{Profiles, TlsAcceptor};
+    /// let mut p: Profiles<()> = Profiles::default();
+    /// p.set_tls(TlsAcceptor::with(|_| None));
+    /// assert_eq!(p.uris(), vec![beep_proto::tls::TLS_URI.to_string()]);
+    /// ```
+    pub fn set_tls(&mut self, acceptor: TlsAcceptor) {
+        self.tls = Some(acceptor);
+    }
+
+    /// How TLS requests are answered, when TLS is offered.
+    ///
+    /// ```
+    /// assert!(beep_proto::dispatch::Profiles::<()>::default().tls().is_none());
+    /// ```
+    pub fn tls(&self) -> Option<&TlsAcceptor> {
+        self.tls.as_ref()
+    }
+
+    /// Requires TLS for the whole session (see
+    /// [`Config::require_tls`](crate::Config::require_tls)).
+    ///
+    /// ```
+    /// let mut p = beep_proto::dispatch::Profiles::<()>::default();
+    /// p.require_tls(true);
+    /// let mut config = beep_proto::Config::default();
+    /// p.configure(&mut config);
+    /// assert!(config.require_tls);
+    /// ```
+    pub fn require_tls(&mut self, required: bool) {
+        self.require_tls = required;
+    }
+
+    /// The URIs to advertise in the greeting before TLS: the registered
+    /// ones but those served only over TLS, and TLS when it is offered.
     ///
     /// ```
     /// let mut p = beep_proto::dispatch::Profiles::default();
@@ -375,7 +444,40 @@ impl<H> Profiles<H> {
     /// assert_eq!(p.uris(), vec!["a".to_string()]);
     /// ```
     pub fn uris(&self) -> Vec<String> {
-        self.registered.iter().map(|(u, _)| u.clone()).collect()
+        let plain = self
+            .registered
+            .iter()
+            .map(|(u, _)| u)
+            .filter(|u| !self.tls_only.contains(u));
+        let tls = self.tls.as_ref().map(|_| crate::tls::TLS_URI.to_owned());
+        plain.cloned().chain(tls).collect()
+    }
+
+    /// The URIs served only over TLS.
+    ///
+    /// ```
+    /// assert!(beep_proto::dispatch::Profiles::<()>::default().tls_uris().is_empty());
+    /// ```
+    pub fn tls_uris(&self) -> Vec<String> {
+        self.tls_only.clone()
+    }
+
+    /// Sets what `config` advertises and requires from these profiles:
+    /// [`Config::profiles`](crate::Config::profiles),
+    /// [`Config::tls_profiles`](crate::Config::tls_profiles) and
+    /// [`Config::require_tls`](crate::Config::require_tls).
+    ///
+    /// ```
+    /// let mut p = beep_proto::dispatch::Profiles::default();
+    /// p.register("a", ());
+    /// let mut config = beep_proto::Config::default();
+    /// p.configure(&mut config);
+    /// assert_eq!(config.profiles, vec!["a".to_string()]);
+    /// ```
+    pub fn configure(&self, config: &mut crate::Config) {
+        config.profiles = self.uris();
+        config.tls_profiles = self.tls_uris();
+        config.require_tls = self.require_tls;
     }
 
     /// Decides a start request: the first offered profile we serve, its

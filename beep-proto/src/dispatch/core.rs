@@ -68,6 +68,8 @@ pub enum Done {
     Replied(Reply),
     /// The channel (0: the session) we asked to close is closed.
     Closed,
+    /// TLS is active ([`Core::start_tls`]): the handshake is over.
+    TlsActive(crate::tls::TlsInfo),
 }
 
 impl Done {
@@ -88,6 +90,28 @@ impl Done {
     pub fn into_reply(self) -> Result<Reply, super::Error> {
         match self {
             Done::Replied(reply) => Ok(reply),
+            other => Err(super::Error::Closed(EndReason::Lost(format!(
+                "unexpected {other:?}"
+            )))),
+        }
+    }
+
+    /// What a TLS waiter waited for; anything else ends the wait as a
+    /// lost connection, as [`Done::into_reply`] does.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Done;
+    /// let info = beep_proto::tls::TlsInfo::default();
+    /// assert_eq!(Done::TlsActive(info.clone()).into_tls_info().unwrap(), info);
+    /// assert!(Done::Closed.into_tls_info().is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](super::Error::Closed) for anything but TLS.
+    pub fn into_tls_info(self) -> Result<crate::tls::TlsInfo, super::Error> {
+        match self {
+            Done::TlsActive(info) => Ok(info),
             other => Err(super::Error::Closed(EndReason::Lost(format!(
                 "unexpected {other:?}"
             )))),
@@ -352,6 +376,14 @@ pub enum Outcome<W> {
     CloseRequested(CloseRequest),
     /// A channel closed (either side asked); forget its handlers.
     ChannelClosed(u32),
+    /// The peer asks to begin TLS: ask the listener's
+    /// [`TlsAcceptor`](super::TlsAcceptor) and answer with
+    /// [`Core::answer_tls`].
+    TlsRequested(crate::event::TlsRequest),
+    /// TLS began (RFC 3080 3): every channel is gone, their handlers too.
+    TuningReset,
+    /// The TLS handshake is over (either side).
+    TlsActive(crate::tls::TlsInfo),
     /// The connection ended; reported once.
     Ended(EndReason),
 }
@@ -376,6 +408,8 @@ pub struct Core<W> {
     requests: Requests<W>,
     opens: HashMap<u32, W>,
     closes: HashMap<u32, W>,
+    /// Who waits for TLS ([`Core::start_tls`]).
+    tls: Option<W>,
     ended: Option<EndReason>,
 }
 
@@ -390,6 +424,7 @@ impl<W> Core<W> {
             requests: Requests::default(),
             opens: HashMap::new(),
             closes: HashMap::new(),
+            tls: None,
             ended: None,
         }
     }
@@ -403,6 +438,56 @@ impl<W> Core<W> {
     #[cfg(test)]
     pub(crate) fn session_mut(&mut self) -> &mut Session {
         &mut self.session
+    }
+
+    /// Asks the peer to begin TLS (see [`Session::start_tls`]); `waiter`
+    /// gets [`Done::TlsActive`] once the handshake is over, or the
+    /// refusal, or how the session ended.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// use beep_proto::tls::TlsClient;
+    /// let mut core: Core<&str> = Core::new(beep_proto::Session::initiator(Default::default()));
+    /// let client = TlsClient::dangerous_accept_any_certificate("localhost").unwrap();
+    /// assert_eq!(core.start_tls(client, "tls"), Ok(1));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::start_tls`].
+    pub fn start_tls(
+        &mut self,
+        client: crate::tls::TlsClient,
+        waiter: W,
+    ) -> Result<u32, UsageError> {
+        let channel = self.session.start_tls(client)?;
+        self.tls = Some(waiter);
+        Ok(channel)
+    }
+
+    /// Answers the peer's TLS request on `channel`: with `server`'s
+    /// certificate, or (`None`) a refusal. A request that cannot be
+    /// accepted yet (replies to the peer's messages are still owed, RFC
+    /// 3080 3.1.3.1) is refused with 450.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
+    /// core.answer_tls(1, None); // nobody asked: nothing happens
+    /// ```
+    pub fn answer_tls(&mut self, channel: u32, server: Option<crate::tls::TlsServer>) {
+        let refused = match server {
+            Some(server) => match self.session.accept_tls(channel, &server) {
+                Err(UsageError::TuningNotPossible { reason }) => {
+                    Some((ReplyCode::ACTION_NOT_TAKEN, reason))
+                }
+                _ => None,
+            },
+            None => Some((ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "TLS refused")),
+        };
+        if let Some((code, text)) = refused {
+            let _ = self.session.deny_tls(channel, code, text);
+        }
     }
 
     /// Sends a MSG nobody waits for (see [`Session::send_msg`]; a request
@@ -981,14 +1066,18 @@ impl<W> Core<W> {
             }
             // Drivers read the greeting from the session when they need it.
             Event::Greeting(_) => {}
-            // TLS is not configured on the drivers yet: refused, the
-            // session goes on in plain.
-            Event::TlsRequested(request) => {
-                let text = "TLS is not configured here";
-                let code = ReplyCode::REQUESTED_ACTION_NOT_TAKEN;
-                let _ = self.session.deny_tls(request.channel, code, text);
+            Event::TlsRequested(request) => out.push(Outcome::TlsRequested(request)),
+            Event::TlsRefused { error, .. } => {
+                if let Some(w) = self.tls.take() {
+                    out.push(Outcome::Complete(w, Err(Failure::Refused(error))));
+                }
             }
-            Event::TlsRefused { .. } | Event::TlsActive(_) => {}
+            Event::TlsActive(info) => {
+                if let Some(w) = self.tls.take() {
+                    out.push(Outcome::Complete(w, Ok(Done::TlsActive(info.clone()))));
+                }
+                out.push(Outcome::TlsActive(info));
+            }
             // Every channel is gone: whoever waited on one learns why.
             Event::TuningReset => {
                 for w in self.requests.drain() {
@@ -997,6 +1086,7 @@ impl<W> Core<W> {
                 for (_, w) in self.opens.drain().chain(self.closes.drain()) {
                     out.push(Outcome::Complete(w, Err(Failure::TuningReset)));
                 }
+                out.push(Outcome::TuningReset);
             }
             // Drivers bound their output by waiting for room before they
             // send, and turn the session's own limit off.
@@ -1026,6 +1116,9 @@ impl<W> Core<W> {
             out.push(Outcome::Complete(w, failure()));
         }
         for (_, w) in self.opens.drain() {
+            out.push(Outcome::Complete(w, failure()));
+        }
+        if let Some(w) = self.tls.take() {
             out.push(Outcome::Complete(w, failure()));
         }
         for (channel, w) in self.closes.drain() {
@@ -1089,6 +1182,66 @@ mod tests {
                 return;
             }
         }
+    }
+
+    /// RFC 3080 3.1.3.2: TLS through the dispatch core: the listener's
+    /// outcome asks for a certificate, the initiator's waiter gets the TLS
+    /// information, and a request waiting when the channels went fails
+    /// with the tuning reset.
+    #[test]
+    fn rfc3080_3_1_tls_waiter_and_tuning_reset() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key = cert.signing_key.serialize_pem();
+        let server =
+            crate::tls::TlsServer::from_pem(cert.cert.pem().as_bytes(), key.as_bytes()).unwrap();
+        let mut a: Core<u8> = Core::new(Session::initiator(Config::default()));
+        let mut b: Core<u8> = Core::new(Session::listener(Config {
+            profiles: vec!["p".into(), crate::tls::TLS_URI.into()],
+            ..Config::default()
+        }));
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        let client = crate::tls::TlsClient::dangerous_accept_any_certificate("localhost").unwrap();
+        a.start_tls(client, 7).unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        let Some(Outcome::TlsRequested(request)) = out_b.pop() else {
+            panic!("{out_b:?}")
+        };
+        assert_eq!(request.server_name.as_deref(), Some("localhost"));
+        b.answer_tls(request.channel, Some(server));
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        assert!(
+            out_b.iter().any(|o| matches!(o, Outcome::TuningReset)),
+            "{out_b:?}"
+        );
+        let active = out_a.iter().find_map(|o| match o {
+            Outcome::Complete(7, Ok(Done::TlsActive(info))) => Some(info),
+            _ => None,
+        });
+        assert!(
+            active.is_some_and(|i| !i.peer_certificates.is_empty()),
+            "{out_a:?}"
+        );
+        assert!(a.session().is_tls_active() && b.session().is_tls_active());
+
+        // Refused: the waiter gets the listener's code.
+        let mut a: Core<u8> = Core::new(Session::initiator(Config::default()));
+        let mut b: Core<u8> = Core::new(Session::listener(Config {
+            profiles: vec![crate::tls::TLS_URI.into()],
+            ..Config::default()
+        }));
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        let client = crate::tls::TlsClient::dangerous_accept_any_certificate("localhost").unwrap();
+        a.start_tls(client, 8).unwrap();
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        let Some(Outcome::TlsRequested(request)) = out_b.pop() else {
+            panic!("{out_b:?}")
+        };
+        b.answer_tls(request.channel, None);
+        pump(&mut a, &mut b, &mut out_a, &mut out_b);
+        assert!(out_a.iter().any(|o| matches!(
+            o,
+            Outcome::Complete(8, Err(Failure::Refused(e))) if e.code == ReplyCode::REQUESTED_ACTION_NOT_TAKEN
+        )), "{out_a:?}");
     }
 
     #[test]

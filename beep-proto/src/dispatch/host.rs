@@ -270,8 +270,17 @@ pub trait Host: Sized {
             Action::Message(m) => return self.deliver(m),
             Action::Frame(f) => return self.deliver_frame(f),
             Action::CloseRequested(request) => self.answer_close(request),
+            Action::TlsRequested(request) => self.answer_tls(&request),
         }
         Step::Done
+    }
+
+    /// Asks the profiles' [`TlsAcceptor`](super::TlsAcceptor) (outside the
+    /// lock) for the certificate to answer a TLS request with; refuses
+    /// when TLS is not offered or the acceptor says no.
+    fn answer_tls(&self, request: &crate::event::TlsRequest) {
+        let server = self.profiles().tls().and_then(|a| a.choose(request));
+        self.update(|layer| layer.core.answer_tls(request.channel, server));
     }
 
     /// Picks the first offered profile we serve and asks its start hook

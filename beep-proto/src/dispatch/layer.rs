@@ -46,6 +46,10 @@ pub enum Action {
     /// and diagnostic: ask the channel's close handler
     /// ([`CloseRequest::decide`]) and answer ([`Core::answer_close`]).
     CloseRequested(CloseRequest),
+    /// The peer asks to begin TLS: ask the listener's
+    /// [`TlsAcceptor`](super::TlsAcceptor) and answer
+    /// ([`Core::answer_tls`]).
+    TlsRequested(crate::event::TlsRequest),
     /// Application code to run (a callback, or dropping closures that
     /// must not be dropped under the driver's lock).
     Run(Box<dyn FnOnce() + Send>),
@@ -62,6 +66,7 @@ impl std::fmt::Debug for Action {
             Action::CloseRequested(request) => {
                 f.debug_tuple("CloseRequested").field(request).finish()
             }
+            Action::TlsRequested(request) => f.debug_tuple("TlsRequested").field(request).finish(),
             Action::Run(_) => f.write_str("Run(..)"),
             Action::Exit => f.write_str("Exit"),
         }
@@ -756,6 +761,14 @@ impl<T, H: Handlers> Layer<T, H> {
                 Outcome::Message(m) => actions.push(Action::Message(m)),
                 Outcome::Frame(f) => actions.push(Action::Frame(f)),
                 Outcome::CloseRequested(request) => actions.push(Action::CloseRequested(request)),
+                Outcome::TlsRequested(request) => actions.push(Action::TlsRequested(request)),
+                Outcome::TuningReset => {
+                    // Every channel is gone (RFC 3080 3): their handlers
+                    // go too, on the dispatcher, never under the lock.
+                    let handlers = std::mem::take(&mut self.channels);
+                    actions.push(Action::Run(Box::new(move || drop(handlers))));
+                }
+                Outcome::TlsActive(_) => {}
                 Outcome::ChannelClosed(channel) => {
                     self.trace.closed(channel);
                     // Application closures are dropped on the dispatcher,
