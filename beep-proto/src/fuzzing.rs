@@ -781,6 +781,126 @@ impl Wire {
     }
 }
 
+// ---------------------------------------------------------------------------
+// TLS: whatever arrives after <proceed/>
+// ---------------------------------------------------------------------------
+
+/// Most output a session may have queued after fuzz input: its new
+/// greeting and TLS records (with an alert) are a few KiB; anything near
+/// this means the input made it pile up.
+const MAX_TLS_OUTPUT: usize = 1 << 20;
+
+/// Fuzzes the byte path after `<proceed/>` (RFC 3080 3.1.3.2): the first
+/// byte chooses the role (bit 0: initiator) and the chunk sizes (as
+/// [`Options::max_chunk`], bits 1-3); a session of that role is brought
+/// past `<proceed/>` with scripted peer bytes (the listener presenting
+/// `server`'s certificate; the initiator trusting any), then `data[1..]`
+/// arrives as the peer's TLS records, in chunks. Checked: no panic; an
+/// input error ends the session (typed: TLS failed, or a BEEP violation
+/// inside TLS) and later input is ignored; output stays bounded; polling
+/// settles; the tuning reset was reported once, before anything TLS.
+pub fn tls_after_proceed(data: &[u8], server: &crate::tls::TlsServer) {
+    let Some((&first, input)) = data.split_first() else {
+        return;
+    };
+    let initiator = first & 1 != 0;
+    let options = Options::from_byte(first >> 1);
+    let mut session = if initiator {
+        proceeded_initiator()
+    } else {
+        proceeded_listener(server)
+    };
+    assert!(session.is_tls_active(), "the switch happened");
+    let mut failed = false;
+    for chunk in options.chunks(input) {
+        let result = session.handle_input(chunk);
+        if failed {
+            assert!(result.is_ok(), "input after the end is ignored");
+        }
+        if let Err(e) = result {
+            failed = true;
+            assert!(session.is_ended(), "an input error ends the session: {e}");
+        }
+        for _ in 0..MAX_PUMP_ROUNDS {
+            if session.poll_event().is_none() {
+                break;
+            }
+        }
+        drain_transmit(&mut session);
+        assert!(
+            session.queued_output() <= MAX_TLS_OUTPUT,
+            "output piles up: {}",
+            session.queued_output()
+        );
+    }
+    session.handle_eof();
+    assert!(session.is_ended());
+    drain_transmit(&mut session);
+}
+
+/// A listener that offered TLS, was asked for it by a scripted initiator
+/// (`<ready />` piggybacked, as LibVortex does) and wrote `<proceed />`.
+fn proceeded_listener(server: &crate::tls::TlsServer) -> Session {
+    let mut s = Session::listener(Config {
+        profiles: vec![PROFILE.into(), crate::tls::TLS_URI.into()],
+        ..Config::default()
+    });
+    drain_transmit(&mut s);
+    let greeting = format!("{BEEP_XML}<greeting />\r\n");
+    let start = format!(
+        "{BEEP_XML}<start number='1'>\r\n   <profile uri='{}'><![CDATA[<ready />]]></profile>\r\n</start>\r\n",
+        crate::tls::TLS_URI
+    );
+    let mut bytes = frame(FrameType::Rpy, 0, MsgNo(0), 0, greeting.as_bytes());
+    let seqno = greeting.len() as u32;
+    bytes.extend(frame(FrameType::Msg, 0, MsgNo(0), seqno, start.as_bytes()));
+    s.handle_input(&bytes).expect("TLS preamble");
+    let events = drain_events(&mut s);
+    assert!(
+        matches!(&events[..], [Event::Greeting(_), Event::TlsRequested(r)] if r.channel == 1),
+        "TLS preamble gave {events:?}"
+    );
+    s.accept_tls(1, server).expect("accept_tls");
+    drain_transmit(&mut s);
+    assert_eq!(drain_events(&mut s), [Event::TuningReset]);
+    s
+}
+
+/// An initiator that asked for TLS and got LibVortex-style `<proceed />`.
+fn proceeded_initiator() -> Session {
+    let mut s = Session::initiator(Config::default());
+    let client = crate::tls::TlsClient::dangerous_accept_any_certificate("localhost")
+        .expect("client configuration");
+    s.start_tls(client).expect("start_tls");
+    drain_transmit(&mut s);
+    let greeting = format!(
+        "{BEEP_XML}<greeting><profile uri='{}' /></greeting>\r\n",
+        crate::tls::TLS_URI
+    );
+    let proceed = format!(
+        "{BEEP_XML}<profile uri='{}' ><![CDATA[<proceed />]]></profile>\r\n",
+        crate::tls::TLS_URI
+    );
+    // Our start goes out once the greeting is in: the greeting first.
+    s.handle_input(&frame(FrameType::Rpy, 0, MsgNo(0), 0, greeting.as_bytes()))
+        .expect("greeting");
+    drain_transmit(&mut s);
+    s.handle_input(&frame(
+        FrameType::Rpy,
+        0,
+        MsgNo(0),
+        greeting.len() as u32,
+        proceed.as_bytes(),
+    ))
+    .expect("proceed");
+    let events = drain_events(&mut s);
+    assert!(
+        matches!(&events[..], [Event::Greeting(_), Event::TuningReset]),
+        "TLS preamble gave {events:?}"
+    );
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

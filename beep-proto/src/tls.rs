@@ -102,6 +102,31 @@ impl TlsClient {
         Self::new(Arc::new(config), server_name)
     }
 
+    /// Verifies the listener against the system's trusted CAs (the
+    /// platform's certificate store; on Linux the CA bundle, or the file
+    /// `SSL_CERT_FILE` names).
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::Config`]: no usable certificate in the store, or a bad
+    /// `server_name`.
+    ///
+    /// ```no_run
+    /// let client = beep_proto::tls::TlsClient::with_system_roots("beep.example.org").unwrap();
+    /// ```
+    pub fn with_system_roots(server_name: &str) -> Result<Self, TlsError> {
+        let found = rustls_native_certs::load_native_certs();
+        let mut roots = RootCertStore::empty();
+        let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            let why = found.errors.first().map(|e| e.to_string()).unwrap_or_default();
+            return Err(TlsError::Config(format!(
+                "no trusted CA certificate in the system store {why}"
+            )));
+        }
+        Self::with_roots(roots, server_name)
+    }
+
     /// Verifies the listener against the CA certificates in `pem`.
     ///
     /// # Errors

@@ -60,3 +60,22 @@ fn session_initiator_corpus() {
 fn channel_zero_xml_corpus() {
     replay("channel_zero_xml", fuzzing::channel_zero_xml);
 }
+
+#[test]
+fn tls_after_proceed_corpus() {
+    // The listener's certificate, generated here as the fuzz target does.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let key = cert.signing_key.serialize_pem();
+    let server =
+        beep_proto::tls::TlsServer::from_pem(cert.cert.pem().as_bytes(), key.as_bytes()).unwrap();
+    for path in corpus("tls_after_proceed") {
+        let data =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| {
+            fuzzing::tls_after_proceed(&data, &server)
+        })) {
+            eprintln!("fuzz corpus file {} fails", path.display());
+            resume_unwind(panic);
+        }
+    }
+}

@@ -609,3 +609,103 @@ fn rfc3080_3_1_1_ready_as_a_message_on_the_tls_channel() {
         pair.a_events
     );
 }
+
+/// RFC 3080 2 (one tuning channel at a time): while a peer's TLS request
+/// awaits its answer, a second one is refused (450) without asking the
+/// application.
+#[test]
+fn rfc3080_2_one_tuning_at_a_time() {
+    let mut b = Session::listener(listener_config());
+    while b.poll_transmit().is_some() {}
+    let xml = "Content-Type: application/beep+xml\r\n\r\n";
+    let greeting = format!("{xml}<greeting />\r\n");
+    let start = |n: u32| {
+        format!(
+            "{xml}<start number='{n}'><profile uri='{TLS_URI}'><![CDATA[<ready />]]></profile></start>\r\n"
+        )
+    };
+    let (s1, s3) = (start(1), start(3));
+    let mut input = format!("RPY 0 0 . 0 {}\r\n{greeting}END\r\n", greeting.len());
+    let mut seqno = greeting.len();
+    for (msgno, body) in [(0, &s1), (1, &s3)] {
+        input += &format!("MSG 0 {msgno} . {seqno} {}\r\n{body}END\r\n", body.len());
+        seqno += body.len();
+    }
+    b.handle_input(input.as_bytes()).unwrap();
+    let requests: Vec<_> = std::iter::from_fn(|| b.poll_event())
+        .filter_map(|e| match e {
+            Event::TlsRequested(r) => Some(r.channel),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requests, [1]);
+    // The refusal of the second waits for the answer to the first (replies
+    // in order, RFC 3080 2.6.1).
+    assert!(b.poll_transmit().is_none());
+    b.deny_tls(1, beep_proto::ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "not now")
+        .unwrap();
+    let out: Vec<u8> = std::iter::from_fn(|| b.poll_transmit()).flatten().collect();
+    let out = String::from_utf8_lossy(&out);
+    let (first, second) = (out.find("ERR 0 0 ").unwrap(), out.find("ERR 0 1 ").unwrap());
+    assert!(first < second && out.contains("code='450'"), "{out}");
+}
+
+/// RFC 3080 3.1.3.1: the receiver of `<ready/>` first finishes the
+/// replies it owes: `accept_tls` is refused while a MSG of the peer's
+/// awaits its reply, and goes through once it is answered (the reply
+/// leaves before `<proceed/>`).
+#[test]
+fn rfc3080_3_1_3_1_proceed_waits_for_owed_replies() {
+    let pki = pki(&["localhost"]);
+    let mut a = Session::initiator(Config::default());
+    let mut b = Session::listener(listener_config());
+    let pump = |a: &mut Session, b: &mut Session| loop {
+        let mut moved = false;
+        while let Some(bytes) = a.poll_transmit() {
+            b.handle_input(&bytes).unwrap();
+            moved = true;
+        }
+        while let Some(bytes) = b.poll_transmit() {
+            a.handle_input(&bytes).unwrap();
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    };
+    pump(&mut a, &mut b);
+    let ch = a.open_channel(vec![Profile::new(ECHO)], None).unwrap();
+    pump(&mut a, &mut b);
+    b.accept_start(ch, Profile::new(ECHO)).unwrap();
+    pump(&mut a, &mut b);
+    a.send_msg(ch, Message::new("owed")).unwrap();
+    // A TLS start while the MSG is unanswered (a plain start carrying
+    // <ready/>, as a peer that does not wait would send it).
+    a.open_channel(vec![Profile::new(TLS_URI).with_content("<ready />")], None)
+        .unwrap();
+    pump(&mut a, &mut b);
+    let mut msg = None;
+    let mut tls = None;
+    while let Some(e) = b.poll_event() {
+        match e {
+            Event::Message(m) => msg = Some(m),
+            Event::TlsRequested(r) => tls = Some(r),
+            _ => {}
+        }
+    }
+    let (msg, tls) = (msg.unwrap(), tls.unwrap());
+    assert!(matches!(
+        b.accept_tls(tls.channel, &pki.server()),
+        Err(UsageError::TuningNotPossible { .. })
+    ));
+    b.send_rpy(msg.channel, msg.msgno, Message::new("paid")).unwrap();
+    b.accept_tls(tls.channel, &pki.server()).unwrap();
+    let mut plain = Vec::new();
+    while let Some(bytes) = b.poll_transmit() {
+        plain.extend_from_slice(&bytes);
+    }
+    let plain = String::from_utf8_lossy(&plain);
+    let (reply, proceed) = (plain.find("paid").unwrap(), plain.find("<proceed />").unwrap());
+    assert!(reply < proceed, "{plain}");
+    assert!(b.is_tls_active());
+}
