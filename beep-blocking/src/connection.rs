@@ -12,6 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use beep_proto::dispatch::{self, Done, Driver, Layer, Room};
+use beep_proto::tls::{TlsClient, TlsInfo};
 use beep_proto::xml::{Greeting, Profile};
 use beep_proto::{Config, Role, Session};
 
@@ -37,13 +38,16 @@ use crate::transport::Transport;
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The session configuration (windows, limits, greeting extras). A
-    /// listener's greeting profiles come from its registry.
+    /// listener's greeting profiles, those it serves only over TLS and
+    /// whether it requires TLS come from its registry.
     pub config: Config,
     /// Longest wait for the TCP connection and, as the initiator, for the
     /// peer's greeting.
     pub connect_timeout: Duration,
-    /// Longest wait for the peer's answer to a channel start or close
-    /// (then [`Error::Timeout`](crate::Error::Timeout)). Default 10 s.
+    /// Longest wait for the peer's answer to a channel start or close,
+    /// and for TLS ([`Connection::start_tls`]: the handshake and the new
+    /// greeting) (then [`Error::Timeout`](crate::Error::Timeout)).
+    /// Default 10 s.
     ///
     /// ```
     /// let patient = beep_blocking::Options {
@@ -58,7 +62,8 @@ pub struct Options {
     /// for the peer to close its side (our last bytes flushed, its
     /// remaining input read) before the connection is dropped. Also bounds
     /// the wait for our answer when the peer asks for a release and closes
-    /// its sending side at once. Default 10 s.
+    /// its sending side at once. Also bounds the flush of the TLS alert
+    /// sent when a handshake fails (RFC 3080 3.1). Default 10 s.
     pub release_timeout: Duration,
     /// As the listener ([`Listener`](crate::Listener),
     /// [`Connection::accept_transport`]): how long a connected peer may
@@ -237,7 +242,8 @@ pub(crate) struct Shared {
 /// handlers receive do not keep it alive. A closure the connection keeps
 /// that captures a handle keeps it alive as long as the closure lives: a
 /// message handler for ever (use the `&Channel` it is given instead), an
-/// `on_close`, `open_channel_with` or `request_with` callback until it ran.
+/// `on_close`, `open_channel_with`, `start_tls_with` or `request_with`
+/// callback until it ran.
 #[derive(Clone)]
 pub struct Connection {
     pub(crate) shared: Arc<Shared>,
@@ -406,7 +412,10 @@ impl Connection {
         // A stream without read timeouts is read by the workers alone.
         let app_reads = stream.set_read_timeout(None).is_ok();
         if role == Role::Listener {
-            options.config.profiles = registry.uris();
+            // The greeting's profiles, and what TLS changes in it (RFC 3080
+            // 3.1): profiles served only over TLS, and whether the whole
+            // session requires it.
+            registry.profiles.configure(&mut options.config);
         }
         // Credit goes back when a handler has finished with a message, so
         // a slow handler slows its peer instead of filling our memory.
@@ -651,6 +660,134 @@ impl Connection {
                 .core
                 .start_channel(number, profiles, server_name, notify)?)
         })
+    }
+
+    /// Asks the peer to begin TLS (RFC 3080 3.1) and waits until the
+    /// handshake is over and the peer has greeted again over it (PyVortex
+    /// `vortex.tls.start_tls` without a `tls_notify`): what `client` says
+    /// decides whether the listener's certificate is trusted. The wait is
+    /// bounded by [`Options::channel_timeout`], like
+    /// [`Connection::open_channel`].
+    ///
+    /// TLS is an initial tuning (RFC 3080 3): call it while no channel is
+    /// open. Once it begins every channel is gone and both peers greet
+    /// again, so [`Connection::peer_greeting`] then lists what the peer
+    /// offers over TLS (profiles it serves only over TLS included). This
+    /// handle, its clones, and the bytes the driver moves stay the same:
+    /// the session encrypts and decrypts them.
+    ///
+    /// Returns what the handshake settled ([`TlsInfo`]): the listener's
+    /// certificate chain, the TLS version and cipher suite.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::Refused`]: the peer refused TLS; the session goes on in
+    ///   plain.
+    /// * [`Error::Closed`] with [`CloseReason::Tls`]: the handshake failed
+    ///   (e.g. [`TlsError::Certificate`](beep_proto::tls::TlsError::Certificate)
+    ///   for a certificate `client` does not trust, or one not valid for
+    ///   its server name); a half-negotiated session cannot go on in
+    ///   plain, so the connection is closed.
+    /// * [`Error::Usage`]: nothing was sent, because
+    ///   [`UsageError::TuningNotPossible`](beep_proto::UsageError::TuningNotPossible)
+    ///   (channels are open, TLS is active already, or the peer's greeting
+    ///   does not offer it) or
+    ///   [`UsageError::TuningInProgress`](beep_proto::UsageError::TuningInProgress).
+    /// * [`Error::Timeout`]: no answer, or no new greeting, in time.
+    ///
+    /// ```no_run
+    /// use beep_blocking::{Connection, Options, TlsClient};
+    /// use beep_proto::xml::Profile;
+    ///
+    /// let conn = Connection::connect("127.0.0.1:10288", Options::default())?;
+    /// let ca = std::fs::read("/etc/beep/ca.pem")?;
+    /// let info = conn.start_tls(TlsClient::with_ca_pem(&ca, "beep.example.org")?)?;
+    /// println!("{:?}, {} certificates", info.protocol_version, info.peer_certificates.len());
+    /// // Channels opened from now on run over TLS.
+    /// let channel = conn.open_channel(Profile::new("http://example.org/beep/echo"), None)?;
+    /// # drop(channel);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_tls(&self, client: TlsClient) -> Result<TlsInfo, Error> {
+        let (notify, waiter) = Waiter::pair();
+        self.start_tls_notify(client, notify)?;
+        wait(&self.shared, waiter, self.shared.options.channel_timeout)?.into_tls_info()
+    }
+
+    /// Asks the peer to begin TLS without waiting: `done` runs on the
+    /// connection's dispatcher with what [`Connection::start_tls`] would
+    /// return, once the handshake is over and the peer has greeted again,
+    /// or with the refusal or failure (PyVortex `vortex.tls.start_tls`
+    /// with its `tls_notify`). Errors that prevent sending the request
+    /// are returned at once, as [`Connection::start_tls`]'s
+    /// [`Error::Usage`]; `done` is then not called.
+    ///
+    /// `done` keeps the connection alive until it ran (see
+    /// [`Connection`]). No timeout applies: the answer, or the end of the
+    /// connection, calls it.
+    ///
+    /// ```no_run
+    /// use beep_blocking::{Connection, Options, TlsClient};
+    ///
+    /// let conn = Connection::connect("127.0.0.1:10288", Options::default())?;
+    /// let ca = std::fs::read("/etc/beep/ca.pem")?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// conn.start_tls_with(TlsClient::with_ca_pem(&ca, "beep.example.org")?, move |result| {
+    ///     let _ = tx.send(result.map(|info| info.protocol_version));
+    /// })?;
+    /// // ... other work; then:
+    /// println!("TLS: {:?}", rx.recv()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_tls_with(
+        &self,
+        client: TlsClient,
+        done: impl FnOnce(Result<TlsInfo, Error>) + Send + 'static,
+    ) -> Result<(), Error> {
+        let notify = Notify::Call(Box::new(move |result| {
+            done(result.and_then(Done::into_tls_info))
+        }));
+        self.start_tls_notify(client, notify)
+    }
+
+    fn start_tls_notify(&self, client: TlsClient, notify: Notify) -> Result<(), Error> {
+        self.shared
+            .with_session(|st| Ok(st.core.start_tls(client, notify).map(drop)?))
+    }
+
+    /// True once TLS protects the session (PyVortex `tls.is_enabled`):
+    /// from the `<proceed/>` on, nothing goes out unencrypted, the
+    /// handshake may still be running. On both sides of the connection.
+    ///
+    /// ```no_run
+    /// # fn run(conn: beep_blocking::Connection) {
+    /// if !conn.is_tls_active() {
+    ///     eprintln!("refusing to send secrets in the clear");
+    /// }
+    /// # }
+    /// ```
+    pub fn is_tls_active(&self) -> bool {
+        self.shared.lock().core.session().is_tls_active()
+    }
+
+    /// What the TLS handshake settled, once it is over: the peer's
+    /// certificate chain (leaf first; empty on a listener whose initiator
+    /// sent none), the TLS version, the cipher suite and, on the
+    /// listener, the name the initiator asked for (SNI). `None` before
+    /// TLS. A listener reads it from its handlers'
+    /// [`Channel::connection`].
+    ///
+    /// ```no_run
+    /// # fn run(conn: beep_blocking::Connection) {
+    /// if let Some(info) = conn.tls_info() {
+    ///     let leaf = info.peer_certificates.first();
+    ///     println!("{:?} with {:?}, peer presented {:?} octets", info.protocol_version,
+    ///         info.cipher_suite, leaf.map(|der| der.len()));
+    /// }
+    /// # }
+    /// ```
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        self.shared.lock().core.session().tls_info().cloned()
     }
 
     /// Releases the session (RFC 3080 2.4): waits for the peer's `<ok/>`
@@ -1076,8 +1213,10 @@ impl Driver for Shared {
     }
 
     fn ended(&self, reason: &CloseReason) {
-        if *reason == CloseReason::Released {
-            // The writer flushes the final <ok/>, then closes, within a
+        if matches!(reason, CloseReason::Released | CloseReason::Tls(_)) {
+            // The writer flushes the final <ok/>, or the TLS alert that
+            // tells the peer why its handshake failed (a certificate we
+            // refused, bytes that are not TLS), then closes, within a
             // bound.
             self.linger();
         } else {

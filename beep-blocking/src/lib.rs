@@ -21,6 +21,13 @@
 //! [`Connection::connect`] is released when the last handle to it is
 //! dropped.
 //!
+//! TLS (RFC 3080 3.1) runs inside the session: a listener offers it with
+//! [`Registry::set_tls`] (and may serve profiles only over it,
+//! [`Registry::register_tls_only`], or require it,
+//! [`Registry::require_tls`]); an initiator asks for it with
+//! [`Connection::start_tls`]. The same connection then carries encrypted
+//! bytes; [`Connection::tls_info`] tells the peer's certificate.
+//!
 //! Besides TCP, a connection runs over any [`transport::Transport`]: a
 //! Unix socket as it is, or any blocking reader and writer as a
 //! [`transport::Split`] ([`Connection::connect_transport`],
@@ -66,6 +73,23 @@ pub use pool::{ChannelPool, PooledChannel};
 pub use profile::{CloseDecision, CloseRequest, ProfileHandler, Registry, StartDecision};
 
 pub use beep_proto::dispatch::{HandlerResult, Reply};
+
+/// TLS (RFC 3080 3.1), run by the session itself: a listener offers it
+/// with a [`TlsAcceptor`] ([`Registry::set_tls`]), an initiator asks for
+/// it with a [`TlsClient`] ([`Connection::start_tls`]), and both read
+/// what the handshake settled ([`TlsInfo`], [`Connection::tls_info`]).
+///
+/// ```
+/// use beep_blocking::{TlsAcceptor, TlsClient, TlsError};
+/// // A listener's: the certificate for each request (here none: refused).
+/// let refuse_all = TlsAcceptor::with(|_request| None);
+/// # drop(refuse_all);
+/// // An initiator's: the authorities it trusts, and the name it asks for.
+/// let client = TlsClient::with_ca_pem(b"not PEM", "beep.example.org");
+/// assert!(matches!(client, Err(TlsError::Config(_))));
+/// ```
+pub use beep_proto::dispatch::TlsAcceptor;
+pub use beep_proto::tls::{CertificateProblem, TlsClient, TlsError, TlsInfo, TlsServer};
 
 /// Compiles and runs the README's examples as doc tests, so they cannot rot.
 #[doc = include_str!("../../README.md")]

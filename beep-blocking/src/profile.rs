@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use beep_proto::ReplyCode;
-use beep_proto::dispatch::{CloseHook, Handled, HandlerResult, ProfileHooks, Profiles};
+use beep_proto::dispatch::{
+    CloseHook, Handled, HandlerResult, ProfileHooks, Profiles, TlsAcceptor,
+};
 use beep_proto::xml::Profile;
 use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 
@@ -298,7 +300,82 @@ impl Registry {
         self
     }
 
-    /// The URIs advertised in the greeting.
+    /// Offers TLS (RFC 3080 3.1): the TLS profile is advertised in the
+    /// greeting, and each peer's request is answered as `acceptor` says,
+    /// with the certificate it chooses for the request's `serverName`,
+    /// or refused (550) when it gives none. It is PyVortex's
+    /// `vortex.tls.accept_tls` with its accept, certificate and key
+    /// handlers in one ([`TlsAcceptor::with`] decides per request). The
+    /// acceptor runs on the connection's dispatcher, like start handlers.
+    ///
+    /// Once the handshake is over every channel is gone and both peers
+    /// greet again (RFC 3080 3.1.3.2); the connection stays the same
+    /// [`Connection`](crate::Connection), whose
+    /// [`tls_info`](crate::Connection::tls_info) tells the peer's
+    /// certificate.
+    ///
+    /// ```
+    /// use beep_blocking::{Registry, TlsAcceptor, TlsServer};
+    /// let mut registry = Registry::new();
+    /// // Read at each request, so a renewed certificate is used at once.
+    /// registry.set_tls(TlsAcceptor::with(|_request| {
+    ///     TlsServer::from_pem_files("/etc/beep/cert.pem", "/etc/beep/key.pem").ok()
+    /// }));
+    /// assert_eq!(registry.uris(), vec![beep_proto::tls::TLS_URI.to_string()]);
+    /// ```
+    pub fn set_tls(&mut self, acceptor: TlsAcceptor) -> &mut Self {
+        self.profiles.set_tls(acceptor);
+        self
+    }
+
+    /// Serves `uri` with `handler` only once TLS is active (RFC 3080
+    /// 3.1): it is left out of the greeting before TLS, and a start of
+    /// it is refused with 538 ("requires encryption"); the greeting sent
+    /// over TLS advertises it. Offer TLS too ([`Registry::set_tls`]), or
+    /// the profile can never be started.
+    ///
+    /// ```
+    /// use beep_blocking::{ProfileHandler, Registry, TlsAcceptor};
+    /// let mut registry = Registry::new();
+    /// registry.set_tls(TlsAcceptor::with(|_| None));
+    /// registry.register_tls_only("http://example.org/beep/secret", ProfileHandler::new(|ch, m| {
+    ///     let _ = ch.reply_rpy(m.msgno, m.message);
+    /// }));
+    /// // Before TLS, only TLS itself is advertised.
+    /// assert_eq!(registry.uris(), vec![beep_proto::tls::TLS_URI.to_string()]);
+    /// ```
+    pub fn register_tls_only(
+        &mut self,
+        uri: impl Into<String>,
+        handler: ProfileHandler,
+    ) -> &mut Self {
+        self.profiles.register_tls_only(uri, handler.hooks);
+        self
+    }
+
+    /// Requires TLS for the whole session (`true`): before TLS the
+    /// greeting advertises TLS alone and a start of any other profile is
+    /// refused with 538; after it, every registered profile is served.
+    /// For peers that must not exchange anything in the clear (RFC 3080
+    /// 3.1). Offer TLS too ([`Registry::set_tls`]).
+    ///
+    /// ```
+    /// use beep_blocking::{ProfileHandler, Registry, TlsAcceptor};
+    /// let mut registry = Registry::new();
+    /// registry
+    ///     .register("http://example.org/beep/echo", ProfileHandler::new(|_, _| {}))
+    ///     .set_tls(TlsAcceptor::with(|_| None))
+    ///     .require_tls(true);
+    /// ```
+    pub fn require_tls(&mut self, required: bool) -> &mut Self {
+        self.profiles.require_tls(required);
+        self
+    }
+
+    /// The URIs advertised in the greeting before TLS: the registered
+    /// ones but those served only over TLS, and TLS itself when it is
+    /// offered. (With [`Registry::require_tls`] the greeting narrows this
+    /// to TLS.)
     ///
     /// ```
     /// assert!(beep_blocking::Registry::new().uris().is_empty());

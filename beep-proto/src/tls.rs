@@ -119,7 +119,11 @@ impl TlsClient {
         let mut roots = RootCertStore::empty();
         let (added, _ignored) = roots.add_parsable_certificates(found.certs);
         if added == 0 {
-            let why = found.errors.first().map(|e| e.to_string()).unwrap_or_default();
+            let why = found
+                .errors
+                .first()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             return Err(TlsError::Config(format!(
                 "no trusted CA certificate in the system store {why}"
             )));
@@ -409,6 +413,8 @@ impl From<rustls::Error> for TlsError {
 #[derive(Debug)]
 pub(crate) struct TlsLayer {
     conn: rustls::Connection,
+    /// The name the initiator asked for (and verified), on its side.
+    asked: Option<String>,
     /// Reported once, when the handshake ends.
     active_reported: bool,
 }
@@ -416,7 +422,9 @@ pub(crate) struct TlsLayer {
 impl TlsLayer {
     pub(crate) fn client(client: &TlsClient) -> Result<Self, TlsError> {
         let conn = ClientConnection::new(client.config.clone(), client.server_name.clone())?;
-        Ok(Self::wrap(conn.into()))
+        let mut layer = Self::wrap(conn.into());
+        layer.asked = Some(client.server_name());
+        Ok(layer)
     }
 
     pub(crate) fn server(server: &TlsServer) -> Result<Self, TlsError> {
@@ -431,6 +439,7 @@ impl TlsLayer {
         conn.set_buffer_limit(None);
         TlsLayer {
             conn,
+            asked: None,
             active_reported: false,
         }
     }
@@ -507,7 +516,7 @@ impl TlsLayer {
     pub(crate) fn info(&self) -> TlsInfo {
         let server_name = match &self.conn {
             rustls::Connection::Server(s) => s.server_name().map(str::to_owned),
-            rustls::Connection::Client(_) => None,
+            rustls::Connection::Client(_) => self.asked.clone(),
         };
         TlsInfo {
             peer_certificates: self

@@ -252,6 +252,11 @@ fn tls_then_echo(split: Split) {
     let client_view = tls_active(&pair.a_events).unwrap();
     assert_eq!(client_view.peer_certificates[0].as_ref(), &pki.leaf_der[..]);
     assert!(client_view.protocol_version.is_some() && client_view.cipher_suite.is_some());
+    assert_eq!(
+        client_view.server_name.as_deref(),
+        Some("localhost"),
+        "verified"
+    );
     let server_view = tls_active(&pair.b_events).unwrap();
     assert_eq!(server_view.server_name.as_deref(), Some("localhost"), "SNI");
     assert!(pair.a.is_tls_active() && pair.b.is_tls_active());
@@ -642,8 +647,12 @@ fn rfc3080_2_one_tuning_at_a_time() {
     // The refusal of the second waits for the answer to the first (replies
     // in order, RFC 3080 2.6.1).
     assert!(b.poll_transmit().is_none());
-    b.deny_tls(1, beep_proto::ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "not now")
-        .unwrap();
+    b.deny_tls(
+        1,
+        beep_proto::ReplyCode::REQUESTED_ACTION_NOT_TAKEN,
+        "not now",
+    )
+    .unwrap();
     let out: Vec<u8> = std::iter::from_fn(|| b.poll_transmit()).flatten().collect();
     let out = String::from_utf8_lossy(&out);
     let (first, second) = (out.find("ERR 0 0 ").unwrap(), out.find("ERR 0 1 ").unwrap());
@@ -698,14 +707,18 @@ fn rfc3080_3_1_3_1_proceed_waits_for_owed_replies() {
         b.accept_tls(tls.channel, &pki.server()),
         Err(UsageError::TuningNotPossible { .. })
     ));
-    b.send_rpy(msg.channel, msg.msgno, Message::new("paid")).unwrap();
+    b.send_rpy(msg.channel, msg.msgno, Message::new("paid"))
+        .unwrap();
     b.accept_tls(tls.channel, &pki.server()).unwrap();
     let mut plain = Vec::new();
     while let Some(bytes) = b.poll_transmit() {
         plain.extend_from_slice(&bytes);
     }
     let plain = String::from_utf8_lossy(&plain);
-    let (reply, proceed) = (plain.find("paid").unwrap(), plain.find("<proceed />").unwrap());
+    let (reply, proceed) = (
+        plain.find("paid").unwrap(),
+        plain.find("<proceed />").unwrap(),
+    );
     assert!(reply < proceed, "{plain}");
     assert!(b.is_tls_active());
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use beep_proto::dispatch::Done;
+use beep_proto::tls::{TlsClient, TlsInfo};
 use beep_proto::xml::{Greeting, Profile};
 use beep_proto::{Role, Session};
 use futures_channel::oneshot;
@@ -219,7 +220,9 @@ impl Connection {
         runtime: Arc<dyn Runtime>,
     ) -> Connection {
         if role == Role::Listener {
-            options.config.profiles = registry.uris();
+            // The greeting, the profiles served only over TLS and whether
+            // TLS is required all come from the registry (RFC 3080 3.1).
+            registry.profiles.configure(&mut options.config);
         }
         // Credit goes back when a handler has finished with a message, so
         // a slow handler slows its peer instead of filling our memory.
@@ -481,6 +484,136 @@ impl Connection {
                 .core
                 .start_channel(number, profiles, server_name, notify)?)
         })
+    }
+
+    /// Asks the peer to begin TLS (RFC 3080 3.1, PyVortex
+    /// `vortex.tls.enable_tls`) and waits until it protects the session:
+    /// `<ready/>` goes out on a new TLS channel, and once the peer answers
+    /// `<proceed/>` every channel is gone (the tuning reset, RFC 3080 3),
+    /// the handshake runs inside the session, and both peers greet again
+    /// over TLS. Returns once the handshake is over and the peer's new
+    /// greeting has arrived, so [`Connection::peer_greeting`] then lists
+    /// what it offers over TLS; bounded by
+    /// [`Options::channel_timeout`](crate::Options::channel_timeout).
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::Usage`] at once, nothing sent: the peer does not offer
+    ///   TLS, TLS is active already, or channels are open
+    ///   ([`UsageError::TuningNotPossible`](beep_proto::UsageError::TuningNotPossible):
+    ///   TLS is an initial tuning), or a negotiation is under way.
+    /// * [`Error::Refused`]: the peer said no; the session goes on in
+    ///   plain.
+    /// * [`Error::Closed`] with [`CloseReason::Tls`]: the handshake failed
+    ///   (the certificate was refused, say); the connection has ended.
+    /// * [`Error::Timeout`]: no answer in time. The connection is shut
+    ///   down: after `<ready/>` nothing may be sent until the answer
+    ///   (RFC 3080 3.1.3.1), so a session left waiting is of no use.
+    ///
+    /// ```no_run
+    /// use beep_tokio::{Connection, Options, TlsClient};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let conn = Connection::connect("beep.example.org:10288", Options::default()).await?;
+    /// let client = TlsClient::with_ca_pem(&std::fs::read("ca.pem")?, "beep.example.org")?;
+    /// let info = conn.start_tls(client).await?;
+    /// println!("TLS {:?}, {} certificates", info.protocol_version, info.peer_certificates.len());
+    /// assert!(conn.is_tls_active());
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_tls(&self, client: TlsClient) -> Result<TlsInfo, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.start_tls_notify(client, Notify::Wait(tx))?;
+        self.tls_ready(rx).await
+    }
+
+    /// Like [`Connection::start_tls`], without waiting (PyVortex
+    /// `enable_tls` with `tls_notify`): `done` runs on the dispatcher
+    /// with the outcome once the handshake is over and the peer's new
+    /// greeting has arrived (or with the refusal, or the failure; no
+    /// timeout applies). Errors found at once (see `start_tls`) are
+    /// returned here, and `done` is not called. The connection is kept
+    /// alive until `done` has run.
+    ///
+    /// ```no_run
+    /// use beep_tokio::TlsClient;
+    /// # fn run(conn: beep_tokio::Connection) -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = TlsClient::with_ca_pem(&std::fs::read("ca.pem")?, "beep.example.org")?;
+    /// conn.start_tls_with(client, |result| match result {
+    ///     Ok(info) => println!("TLS is on: {:?}", info.cipher_suite),
+    ///     Err(e) => eprintln!("no TLS: {e}"),
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn start_tls_with(
+        &self,
+        client: TlsClient,
+        done: impl FnOnce(Result<TlsInfo, Error>) + Send + 'static,
+    ) -> Result<(), Error> {
+        let notify = Notify::Call(Box::new(move |result| {
+            done(result.and_then(Done::into_tls_info))
+        }));
+        self.start_tls_notify(client, notify)
+    }
+
+    fn start_tls_notify(&self, client: TlsClient, notify: Notify) -> Result<(), Error> {
+        self.shared
+            .with_session(|st| Ok(st.core.start_tls(client, notify).map(drop)?))
+    }
+
+    /// Waits for the outcome of `start_tls` (TLS active and the peer's
+    /// greeting over it, see [`Core::start_tls`](beep_proto::dispatch::Core::start_tls)),
+    /// within the channel timeout; a timeout shuts the connection down
+    /// (see [`Connection::start_tls`]).
+    async fn tls_ready(
+        &self,
+        rx: oneshot::Receiver<Result<Done, Error>>,
+    ) -> Result<TlsInfo, Error> {
+        let shared = &self.shared;
+        let ready = async {
+            let done = match rx.await {
+                Ok(result) => result?,
+                Err(oneshot::Canceled) => return Err(Error::Closed(CloseReason::Shutdown)),
+            };
+            done.into_tls_info()
+        };
+        let limit = shared.options.channel_timeout;
+        match runtime::timeout(&*shared.runtime, limit, ready).await {
+            Some(result) => result,
+            None => {
+                self.shutdown();
+                Err(Error::Timeout)
+            }
+        }
+    }
+
+    /// True once TLS protects the session (RFC 3080 3.1): from the
+    /// tuning reset on, also while the handshake is still running.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection, client: beep_tokio::TlsClient) -> Result<(), beep_tokio::Error> {
+    /// assert!(!conn.is_tls_active());
+    /// conn.start_tls(client).await?;
+    /// assert!(conn.is_tls_active());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_tls_active(&self) -> bool {
+        self.shared.lock().core.session().is_tls_active()
+    }
+
+    /// What the TLS handshake settled, once it is over: the peer's
+    /// certificate chain (leaf first; empty on a listener whose peer sent
+    /// none), the TLS version and cipher suite, and, on the listener, the
+    /// server name the initiator asked for by SNI.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection, client: beep_tokio::TlsClient) -> Result<(), beep_tokio::Error> {
+    /// assert_eq!(conn.tls_info(), None);
+    /// let info = conn.start_tls(client).await?;
+    /// assert_eq!(conn.tls_info(), Some(info));
+    /// # Ok(()) }
+    /// ```
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        self.shared.lock().core.session().tls_info().cloned()
     }
 
     /// Releases the session (RFC 3080 2.4): waits for the peer's `<ok/>`,

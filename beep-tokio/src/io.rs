@@ -101,7 +101,14 @@ async fn end_without_greeting(shared: &Shared) {
     if role == Role::Listener {
         let limit = shared.options.greeting_timeout;
         runtime::sleep(&*shared.runtime, limit).await;
-        let greeted = shared.lock().core.session().peer_greeting().is_some();
+        // A peer that went on to TLS greeted in plain; the greeting it
+        // owes again over TLS may still be on its way (the reset cleared
+        // the first one, RFC 3080 3).
+        let greeted = {
+            let st = shared.lock();
+            let session = st.core.session();
+            session.peer_greeting().is_some() || session.is_tls_active()
+        };
         if !greeted {
             shared.finish(no_greeting(limit));
         }

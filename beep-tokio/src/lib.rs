@@ -31,6 +31,15 @@
 //! another runtime's sockets) go through [`Connection::connect_transport`]
 //! and [`Connection::accept_transport`].
 //!
+//! ## TLS
+//!
+//! The TLS profile (RFC 3080 3.1, PyVortex `vortex.tls`) runs inside the
+//! session: a listener offers it with [`Registry::set_tls`] (and may keep
+//! profiles for TLS sessions only, [`Registry::register_tls_only`], or
+//! require it, [`Registry::require_tls`]); an initiator asks with
+//! [`Connection::start_tls`]. The connection's tasks keep moving bytes,
+//! encrypted from `<proceed/>` on.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use beep_tokio::{Connection, Listener, Options, ProfileHandler, Registry, Reply};
@@ -91,4 +100,27 @@ pub use profile::{CloseDecision, CloseRequest, ProfileHandler, Registry, StartDe
 pub use runtime::{Addrs, ToAddrs};
 
 pub use beep_proto;
+/// TLS (RFC 3080 3.1), run inside the session: the listener's
+/// [`TlsAcceptor`] ([`Registry::set_tls`]) chooses a [`TlsServer`] per
+/// request, the initiator's [`TlsClient`] goes to
+/// [`Connection::start_tls`], and both ends read [`TlsInfo`]
+/// ([`Connection::tls_info`]); a failed handshake ends the connection with
+/// [`CloseReason::Tls`] and a [`TlsError`].
+///
+/// ```no_run
+/// use beep_tokio::{Connection, Listener, Options, Registry, TlsAcceptor, TlsClient, TlsServer};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut registry = Registry::new();
+/// registry.set_tls(TlsAcceptor::new(TlsServer::from_pem_files("server.pem", "server.key")?));
+/// let listener = Listener::bind("127.0.0.1:0", registry, Options::default()).await?;
+/// let addr = listener.local_addrs()[0];
+/// tokio::spawn(listener.serve());
+///
+/// let conn = Connection::connect(addr, Options::default()).await?;
+/// let info = conn.start_tls(TlsClient::with_ca_pem(&std::fs::read("ca.pem")?, "localhost")?).await?;
+/// assert_eq!(conn.tls_info(), Some(info));
+/// # Ok(()) }
+/// ```
+pub use beep_proto::dispatch::TlsAcceptor;
 pub use beep_proto::dispatch::{HandlerResult, Reply};
+pub use beep_proto::tls::{TlsClient, TlsError, TlsInfo, TlsServer};

@@ -22,7 +22,8 @@ use crate::runtime::{self, Runtime};
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The session configuration (windows, limits, greeting extras). A
-    /// listener's greeting profiles come from its registry.
+    /// listener's greeting profiles, the profiles it serves only over TLS
+    /// and whether it requires TLS come from its registry.
     pub config: Config,
     /// Longest wait for the TCP connection and, as the initiator, for the
     /// peer's greeting.

@@ -6,7 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use beep_proto::ReplyCode;
-use beep_proto::dispatch::{CloseHook, Handled, HandlerResult, ProfileHooks, Profiles};
+use beep_proto::dispatch::{
+    CloseHook, Handled, HandlerResult, ProfileHooks, Profiles, TlsAcceptor,
+};
 use beep_proto::xml::Profile;
 use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 
@@ -306,7 +308,66 @@ impl Registry {
         self
     }
 
-    /// The URIs advertised in the greeting.
+    /// Serves `uri` with `handler` only once TLS protects the session
+    /// (PyVortex's profile masks for TLS-only profiles): before, it is
+    /// left out of the greeting and a start of it is refused with 538
+    /// (encryption required); after the TLS handshake the new greeting
+    /// offers it (RFC 3080 3: the greeting after a tuning reset may
+    /// differ). Needs [`Registry::set_tls`] to be reachable at all.
+    ///
+    /// ```
+    /// use beep_tokio::{ProfileHandler, Registry};
+    /// let mut r = Registry::new();
+    /// r.register_tls_only("http://example.org/beep/secret", ProfileHandler::new(|_, _| async {}));
+    /// assert!(r.uris().is_empty(), "not advertised before TLS");
+    /// ```
+    pub fn register_tls_only(
+        &mut self,
+        uri: impl Into<String>,
+        handler: ProfileHandler,
+    ) -> &mut Self {
+        self.profiles.register_tls_only(uri, handler.hooks);
+        self
+    }
+
+    /// Offers TLS (RFC 3080 3.1, PyVortex `vortex.tls.accept_tls`):
+    /// the greeting advertises `http://iana.org/beep/TLS`, and each
+    /// peer's request is answered as `acceptor` decides (the certificate
+    /// for its `serverName`, or a refusal). The handshake itself runs
+    /// inside the session: connections of this registry need nothing
+    /// else.
+    ///
+    /// ```no_run
+    /// use beep_tokio::{Registry, TlsAcceptor, TlsServer};
+    /// let server = TlsServer::from_pem_files("server.pem", "server.key").unwrap();
+    /// let mut r = Registry::new();
+    /// r.set_tls(TlsAcceptor::new(server));
+    /// assert_eq!(r.uris(), vec![beep_proto::tls::TLS_URI.to_string()]);
+    /// ```
+    pub fn set_tls(&mut self, acceptor: TlsAcceptor) -> &mut Self {
+        self.profiles.set_tls(acceptor);
+        self
+    }
+
+    /// Requires TLS before anything else (RFC 3080 3.1): until the
+    /// handshake is over the greeting offers only TLS and every other
+    /// start is refused with 538. Use with [`Registry::set_tls`].
+    ///
+    /// ```
+    /// use beep_tokio::{ProfileHandler, Registry, TlsAcceptor};
+    /// let mut r = Registry::new();
+    /// r.register("http://example.org/beep/echo", ProfileHandler::new(|_, _| async {}))
+    ///     .set_tls(TlsAcceptor::with(|_request| None))
+    ///     .require_tls(true);
+    /// ```
+    pub fn require_tls(&mut self, required: bool) -> &mut Self {
+        self.profiles.require_tls(required);
+        self
+    }
+
+    /// The URIs advertised in the greeting before TLS: the registered
+    /// ones but those served only over TLS, and TLS itself when it is
+    /// offered.
     ///
     /// ```
     /// assert!(beep_tokio::Registry::new().uris().is_empty());

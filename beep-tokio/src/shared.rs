@@ -384,9 +384,11 @@ impl Driver for Shared {
     }
 
     fn ended(&self, reason: &CloseReason) {
-        // Released: the writer flushes the final <ok/>, then closes;
-        // anything else drops the stream at once.
-        if *reason != CloseReason::Released {
+        // Released: the writer flushes the final <ok/>, then closes. A
+        // failed TLS handshake likewise: rustls's alert is the peer's only
+        // word on why (a refused certificate, say). Both are bounded by
+        // the release timeout. Anything else drops the stream at once.
+        if !matches!(reason, CloseReason::Released | CloseReason::Tls(_)) {
             self.aborted.store(true, Ordering::Release);
         }
         self.ended.store(true, Ordering::Release);

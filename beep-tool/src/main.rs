@@ -1,7 +1,9 @@
 //! `beep`: BEEP from the command line.
 //!
-//! * `beep serve --listen ADDR [--echo URI]... [--sink URI]...`
-//! * `beep send ADDR --profile URI [--server-name NAME] [DATA | -]`
+//! * `beep serve --listen ADDR [--echo URI]... [--sink URI]...
+//!   [--tls-cert FILE --tls-key FILE [--require-tls]]`
+//! * `beep send ADDR --profile URI [--server-name NAME]
+//!   [--tls [--ca FILE | --insecure]] [DATA | -]`
 //! * `beep bench ADDR --profile URI --mode pingpong|pipeline|bulk [...]`
 //! * `beep demo`
 //!
@@ -9,6 +11,7 @@
 //! channel, 2 on a connection or protocol failure.
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +21,8 @@ use beep_blocking::{
     CloseReason, Connection, Error, Listener, Options, ProfileHandler, Registry, Reply,
 };
 use beep_proto::Message;
+use beep_proto::dispatch::TlsAcceptor;
+use beep_proto::tls::{TlsClient, TlsError, TlsServer};
 use beep_proto::xml::Profile;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -59,6 +64,16 @@ enum Command {
         /// received), and its channels opening and closing (`PEER * `).
         #[arg(short, long)]
         verbose: bool,
+        /// Offer TLS (RFC 3080 3.1) with this PEM certificate chain (leaf
+        /// first).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of `--tls-cert`.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve nothing but TLS until a peer has started it.
+        #[arg(long, requires = "tls_cert")]
+        require_tls: bool,
     },
     /// Open a channel, send one MSG, print the reply payload.
     Send {
@@ -77,6 +92,19 @@ enum Command {
         /// received), like `curl -v`.
         #[arg(short, long)]
         verbose: bool,
+        /// Start TLS (RFC 3080 3.1) before the channel, verifying the
+        /// listener against the system's CAs (or `--ca`) for the
+        /// `--server-name`, or the host of ADDR.
+        #[arg(long)]
+        tls: bool,
+        /// Verify the listener against the CA certificates in this PEM
+        /// file instead.
+        #[arg(long, requires = "tls")]
+        ca: Option<PathBuf>,
+        /// Accept any listener certificate: no authentication at all, for
+        /// tests only.
+        #[arg(long, requires = "tls", conflicts_with = "ca")]
+        insecure: bool,
         /// The payload, or `-` to read it from stdin.
         data: Option<String>,
     },
@@ -144,6 +172,9 @@ fn main() -> ExitCode {
             window,
             idle_timeout,
             verbose,
+            tls_cert,
+            tls_key,
+            require_tls,
         } => {
             if verbose {
                 verbose::install(true);
@@ -152,7 +183,14 @@ fn main() -> ExitCode {
             if let Some(secs) = idle_timeout {
                 options.idle_timeout = secs_to_duration(secs);
             }
-            report(serve(&listen, &echo, &sink, options))
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => match TlsServer::from_pem_files(cert, key) {
+                    Ok(server) => Some((server, require_tls)),
+                    Err(e) => return report(Err(tls_error(e))),
+                },
+                _ => None,
+            };
+            report(serve(&listen, &echo, &sink, tls, options))
         }
         Command::Send {
             addr,
@@ -160,8 +198,14 @@ fn main() -> ExitCode {
             server_name,
             timeout,
             verbose,
+            tls,
+            ca,
+            insecure,
             data,
-        } => send(&addr, &profile, server_name, timeout, verbose, data),
+        } => {
+            let tls = tls.then_some(TlsChoice { ca, insecure });
+            send(&addr, &profile, server_name, timeout, verbose, tls, data)
+        }
         Command::Bench {
             addr,
             profile,
@@ -184,6 +228,45 @@ fn report(result: Result<(), Error>) -> ExitCode {
             eprintln!("beep: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// A TLS configuration error as the tool's error (it says what was
+/// wrong: a file, a key, a name).
+fn tls_error(e: TlsError) -> Error {
+    std::io::Error::other(e).into()
+}
+
+/// How `send --tls` verifies the listener.
+struct TlsChoice {
+    ca: Option<PathBuf>,
+    insecure: bool,
+}
+
+impl TlsChoice {
+    fn client(&self, name: &str) -> Result<TlsClient, Error> {
+        let client = if let Some(ca) = &self.ca {
+            let pem = std::fs::read(ca)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", ca.display())))?;
+            TlsClient::with_ca_pem(&pem, name)
+        } else if self.insecure {
+            TlsClient::dangerous_accept_any_certificate(name)
+        } else {
+            TlsClient::with_system_roots(name)
+        };
+        client.map_err(tls_error)
+    }
+}
+
+/// The host part of `host:port`, `[v6]:port` or a bare host: the name TLS
+/// asks for when no `--server-name` is given.
+fn host_of(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => addr,
     }
 }
 
@@ -219,6 +302,7 @@ fn serve(
     listen: &[String],
     echo: &[String],
     sink: &[String],
+    tls: Option<(TlsServer, bool)>,
     options: Options,
 ) -> Result<(), Error> {
     let mut registry = Registry::new();
@@ -227,6 +311,10 @@ fn serve(
     }
     for uri in sink {
         registry.register(uri.clone(), sink_handler());
+    }
+    if let Some((server, required)) = tls {
+        registry.set_tls(TlsAcceptor::new(server));
+        registry.require_tls(required);
     }
     let mut addrs = Vec::new();
     for a in listen {
@@ -266,6 +354,7 @@ fn send(
     server_name: Option<String>,
     timeout: f64,
     verbose: bool,
+    tls: Option<TlsChoice>,
     data: Option<String>,
 ) -> ExitCode {
     let timeout = secs_to_duration(timeout).max(Duration::from_millis(1));
@@ -296,6 +385,13 @@ fn send(
         Ok(conn) => conn,
         Err(e) => return failure(&e),
     };
+    if let Some(tls) = tls {
+        let name = server_name.as_deref().unwrap_or_else(|| host_of(addr));
+        let started = tls.client(name).and_then(|client| conn.start_tls(client));
+        if let Err(e) = started {
+            return failure(&e);
+        }
+    }
     let channel = match conn.open_channel(Profile::new(profile), server_name) {
         Ok(channel) => channel,
         Err(e) => return failure(&e),
@@ -417,11 +513,19 @@ fn demo() -> Result<(), Error> {
             let _ = channel.reply_nul(m.msgno);
         }),
     );
+    // TLS with a certificate made for this run (nothing secret on disk),
+    // which the client pins.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])
+        .map_err(std::io::Error::other)?;
+    let key = cert.signing_key.serialize_pem();
+    let server =
+        TlsServer::from_pem(cert.cert.pem().as_bytes(), key.as_bytes()).map_err(tls_error)?;
+    registry.set_tls(TlsAcceptor::new(server));
     let listener = Listener::bind("127.0.0.1:0", registry, Options::default())?;
     let addr = listener.local_addrs()[0];
     let stop = listener.shutdown_handle();
     let server = std::thread::spawn(move || listener.serve());
-    say!("listener: serving {ECHO} and {COUNT} on {addr}");
+    say!("listener: serving {ECHO} and {COUNT} on {addr}, TLS offered");
 
     let conn = Connection::connect(addr, Options::default())?;
     say!(
@@ -456,6 +560,28 @@ fn demo() -> Result<(), Error> {
     say!("client:   channel {} closed", echo.number());
     conn.close()?;
     say!("client:   session released");
+
+    // A second session, secured: TLS first (RFC 3080 3.1), then the echo.
+    let conn = Connection::connect(addr, Options::default())?;
+    let pinned = TlsClient::pinned(cert.cert.der().clone(), "localhost").map_err(tls_error)?;
+    let info = conn.start_tls(pinned)?;
+    say!(
+        "client:   TLS active ({:?}, {:?}), listener certificate as pinned",
+        info.protocol_version
+            .unwrap_or(rustls::ProtocolVersion::Unknown(0)),
+        info.cipher_suite.unwrap_or(rustls::CipherSuite::Unknown(0)),
+    );
+    let echo = conn.open_channel(Profile::new(ECHO), None)?;
+    let reply = echo.request(Message::new("hello over TLS"), Duration::from_secs(5))?;
+    if let Reply::Rpy(m) = reply {
+        say!(
+            "client:   channel {} MSG \"hello over TLS\" -> RPY {:?}",
+            echo.number(),
+            String::from_utf8_lossy(m.body())
+        );
+    }
+    conn.close()?;
+    say!("client:   TLS session released");
     stop.shutdown();
     server
         .join()
@@ -467,6 +593,15 @@ fn demo() -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tls_name_is_the_host_of_the_address() {
+        assert_eq!(host_of("example.org:10288"), "example.org");
+        assert_eq!(host_of("127.0.0.1:1"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:10288"), "::1");
+        assert_eq!(host_of("localhost"), "localhost");
+        assert_eq!(host_of("::1"), "::1");
+    }
 
     #[test]
     fn any_number_of_seconds_becomes_a_duration_without_a_panic() {

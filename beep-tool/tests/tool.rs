@@ -16,6 +16,10 @@ struct Serve {
 
 impl Serve {
     fn start() -> Serve {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Serve {
         let mut child = Command::new(BEEP)
             .args([
                 "serve",
@@ -26,6 +30,7 @@ impl Serve {
                 "--sink",
                 SINK,
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("beep serve starts");
@@ -173,8 +178,115 @@ fn demo_shows_a_whole_exchange() {
         "NUL",
         "closed",
         "session released",
+        "TLS active",
+        "RPY \"hello over TLS\"",
+        "TLS session released",
     ] {
         assert!(text.contains(step), "missing {step:?} in:\n{text}");
+    }
+}
+
+/// A certificate for 127.0.0.1 signed by a CA of this test, written to a
+/// directory of its own: (directory, CA file, chain file, key file).
+fn tls_files(tag: &str) -> (std::path::PathBuf, String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let dir = std::env::temp_dir().join(format!("beep-tool-tls-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("beep tool test CA {tag}"));
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("chain.pem"), leaf.pem()).unwrap();
+    std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
+    let (ca, chain, key) = (path("ca.pem"), path("chain.pem"), path("key.pem"));
+    (dir, ca, chain, key)
+}
+
+/// RFC 3080 3.1: `serve --tls-cert/--tls-key` and `send --tls --ca`: the
+/// echo goes over TLS, verified against the CA; `--insecure` skips the
+/// verification; without `--ca` the system's CAs do not know this one
+/// and the send fails (exit 2) saying why.
+#[test]
+fn serve_and_send_over_tls() {
+    let (dir, ca, chain, key) = tls_files("send");
+    let _serve_dir = Cleanup(dir);
+    let mut serve = Serve::start_with(&["--tls-cert", &chain, "--tls-key", &key]);
+    let out = send(
+        &[
+            &serve.addr,
+            "--profile",
+            ECHO,
+            "--tls",
+            "--ca",
+            &ca,
+            "secret",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"secret");
+    let out = send(
+        &[&serve.addr, "--profile", ECHO, "--tls", "--insecure", "x"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = send(&[&serve.addr, "--profile", ECHO, "--tls", "x"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TLS") && stderr.contains("untrusted"),
+        "{stderr}"
+    );
+    assert!(serve.terminate().success());
+}
+
+/// `serve --require-tls`: a plain start is refused with 538 (exit 1).
+#[test]
+fn serve_require_tls_refuses_plain_channels() {
+    let (dir, _ca, chain, key) = tls_files("require");
+    let _serve_dir = Cleanup(dir);
+    let mut serve = Serve::start_with(&["--tls-cert", &chain, "--tls-key", &key, "--require-tls"]);
+    let out = send(&[&serve.addr, "--profile", ECHO, "plain"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("538"));
+    let out = send(
+        &[&serve.addr, "--profile", ECHO, "--tls", "--insecure", "ok"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"ok");
+    assert!(serve.terminate().success());
+}
+
+/// Removes a test's directory when dropped.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

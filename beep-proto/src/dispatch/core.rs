@@ -410,6 +410,8 @@ pub struct Core<W> {
     closes: HashMap<u32, W>,
     /// Who waits for TLS ([`Core::start_tls`]).
     tls: Option<W>,
+    /// TLS is active; its waiter gets it with the peer's new greeting.
+    tls_done: Option<(W, crate::tls::TlsInfo)>,
     ended: Option<EndReason>,
 }
 
@@ -425,6 +427,7 @@ impl<W> Core<W> {
             opens: HashMap::new(),
             closes: HashMap::new(),
             tls: None,
+            tls_done: None,
             ended: None,
         }
     }
@@ -441,8 +444,10 @@ impl<W> Core<W> {
     }
 
     /// Asks the peer to begin TLS (see [`Session::start_tls`]); `waiter`
-    /// gets [`Done::TlsActive`] once the handshake is over, or the
-    /// refusal, or how the session ended.
+    /// gets [`Done::TlsActive`] once the handshake is over and the peer's
+    /// new greeting has arrived over TLS (RFC 3080 3.1.3.2: the session
+    /// starts over, so what the peer offers is known when the waiter
+    /// wakes), or the refusal, or how the session ended.
     ///
     /// ```
     /// use beep_proto::dispatch::Core;
@@ -1064,8 +1069,13 @@ impl<W> Core<W> {
                 };
                 self.end(reason, out);
             }
-            // Drivers read the greeting from the session when they need it.
-            Event::Greeting(_) => {}
+            // Drivers read the greeting from the session when they need
+            // it; a TLS waiter was waiting for the one after the handshake.
+            Event::Greeting(_) => {
+                if let Some((w, info)) = self.tls_done.take() {
+                    out.push(Outcome::Complete(w, Ok(Done::TlsActive(info))));
+                }
+            }
             Event::TlsRequested(request) => out.push(Outcome::TlsRequested(request)),
             Event::TlsRefused { error, .. } => {
                 if let Some(w) = self.tls.take() {
@@ -1074,7 +1084,9 @@ impl<W> Core<W> {
             }
             Event::TlsActive(info) => {
                 if let Some(w) = self.tls.take() {
-                    out.push(Outcome::Complete(w, Ok(Done::TlsActive(info.clone()))));
+                    // The peer's greeting travels right behind its
+                    // handshake: the waiter wakes with both.
+                    self.tls_done = Some((w, info.clone()));
                 }
                 out.push(Outcome::TlsActive(info));
             }
@@ -1118,7 +1130,8 @@ impl<W> Core<W> {
         for (_, w) in self.opens.drain() {
             out.push(Outcome::Complete(w, failure()));
         }
-        if let Some(w) = self.tls.take() {
+        let tls = self.tls.take().into_iter();
+        for w in tls.chain(self.tls_done.take().map(|(w, _)| w)) {
             out.push(Outcome::Complete(w, failure()));
         }
         for (channel, w) in self.closes.drain() {
@@ -1212,6 +1225,20 @@ mod tests {
         assert!(
             out_b.iter().any(|o| matches!(o, Outcome::TuningReset)),
             "{out_b:?}"
+        );
+        let active = out_a
+            .iter()
+            .position(|o| matches!(o, Outcome::TlsActive(_)));
+        let done = out_a
+            .iter()
+            .position(|o| matches!(o, Outcome::Complete(7, Ok(_))));
+        assert!(
+            active < done,
+            "the waiter wakes after TLS is active: {out_a:?}"
+        );
+        assert!(
+            a.session().peer_greeting().is_some(),
+            "and with the new greeting"
         );
         let active = out_a.iter().find_map(|o| match o {
             Outcome::Complete(7, Ok(Done::TlsActive(info))) => Some(info),
