@@ -693,7 +693,9 @@ impl Connection {
     ///   (channels are open, TLS is active already, or the peer's greeting
     ///   does not offer it) or
     ///   [`UsageError::TuningInProgress`](beep_proto::UsageError::TuningInProgress).
-    /// * [`Error::Timeout`]: no answer, or no new greeting, in time.
+    /// * [`Error::Timeout`]: no answer, or no new greeting, in time. The
+    ///   connection is shut down: after `<ready/>` nothing may be sent
+    ///   until the answer (RFC 3080 3.1.3.1).
     ///
     /// ```no_run
     /// use beep_blocking::{Connection, Options, TlsClient};
@@ -711,7 +713,16 @@ impl Connection {
     pub fn start_tls(&self, client: TlsClient) -> Result<TlsInfo, Error> {
         let (notify, waiter) = Waiter::pair();
         self.start_tls_notify(client, notify)?;
-        wait(&self.shared, waiter, self.shared.options.channel_timeout)?.into_tls_info()
+        match wait(&self.shared, waiter, self.shared.options.channel_timeout) {
+            Ok(done) => done.into_tls_info(),
+            Err(Error::Timeout) => {
+                // After <ready/> nothing may be sent until the answer (RFC
+                // 3080 3.1.3.1): a session left waiting is of no use.
+                self.shutdown();
+                Err(Error::Timeout)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Asks the peer to begin TLS without waiting: `done` runs on the
