@@ -9,7 +9,10 @@
 //! * ping-pong: 100-byte request, echoed, one at a time (round trips/s);
 //! * pipelined: 100-byte messages echoed with many in flight (messages/s);
 //! * bulk: 64 KiB messages to a sink (MiB/s), on 1 and 8 channels, with
-//!   1 MiB windows and 64 KiB frames, and with the default configuration.
+//!   1 MiB windows and 64 KiB frames, and with the default configuration;
+//! * TLS rows: ping-pong and bulk again over TLS (RFC 3080 3.1, started on
+//!   the connection before its channels), beside plain raw TCP: the ratio
+//!   is what TLS and BEEP cost together.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,6 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use beep_blocking::{Connection, Listener, Options, ProfileHandler, Registry};
+use beep_proto::dispatch::TlsAcceptor;
+use beep_proto::tls::{TlsClient, TlsServer};
 use beep_proto::xml::Profile;
 use beep_proto::{Config, Message};
 
@@ -67,7 +72,7 @@ fn main() {
     measure(
         "ping-pong 100 B (round trips/s)",
         &|| raw_pingpong(run),
-        &|| beep_pingpong(&default, run),
+        &|| beep_pingpong(&default, false, run),
     );
     measure(
         "pipelined 100 B (messages/s)",
@@ -81,9 +86,41 @@ fn main() {
         ("bulk 64 KiB, 8 channels, defaults (MiB/s)", &default, 8),
     ] {
         measure(label, &|| raw_bulk(run), &|| {
-            beep_bulk(options, channels, run)
+            beep_bulk(options, channels, false, run)
         });
     }
+    measure(
+        "TLS ping-pong 100 B (round trips/s)",
+        &|| raw_pingpong(run),
+        &|| beep_pingpong(&default, true, run),
+    );
+    measure(
+        "TLS bulk 64 KiB, 1 channel, 1 MiB window (MiB/s)",
+        &|| raw_bulk(run),
+        &|| beep_bulk(&tuned, 1, true, run),
+    );
+}
+
+/// The listener's certificate (generated once per run) and a client that
+/// pins it.
+fn tls() -> &'static (TlsServer, TlsClient) {
+    static TLS: std::sync::OnceLock<(TlsServer, TlsClient)> = std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key = cert.signing_key.serialize_pem();
+        let server = TlsServer::from_pem(cert.cert.pem().as_bytes(), key.as_bytes()).unwrap();
+        let client = TlsClient::pinned(cert.cert.der().clone(), "localhost").unwrap();
+        (server, client)
+    })
+}
+
+/// A connection to `addr`, over TLS when `secure`.
+fn connect(addr: std::net::SocketAddr, options: &Options, secure: bool) -> Connection {
+    let conn = Connection::connect(addr, options.clone()).unwrap();
+    if secure {
+        conn.start_tls(tls().1.clone()).unwrap();
+    }
+    conn
 }
 
 /// A raw TCP echo server answering fixed-size messages.
@@ -190,6 +227,7 @@ fn raw_bulk(run: Duration) -> f64 {
 
 fn beep_server(options: &Options) -> (std::net::SocketAddr, beep_blocking::ShutdownHandle) {
     let mut registry = Registry::new();
+    registry.set_tls(TlsAcceptor::new(tls().0.clone()));
     registry.register(
         ECHO,
         ProfileHandler::new(|channel, m| {
@@ -209,9 +247,9 @@ fn beep_server(options: &Options) -> (std::net::SocketAddr, beep_blocking::Shutd
     (addr, stop)
 }
 
-fn beep_pingpong(options: &Options, run: Duration) -> f64 {
+fn beep_pingpong(options: &Options, secure: bool, run: Duration) -> f64 {
     let (addr, stop) = beep_server(options);
-    let conn = Connection::connect(addr, options.clone()).unwrap();
+    let conn = connect(addr, options, secure);
     let channel = conn.open_channel(Profile::new(ECHO), None).unwrap();
     let msg = Message::new(vec![b'x'; SMALL]);
     let start = Instant::now();
@@ -262,9 +300,9 @@ fn beep_pipelined(options: &Options, run: Duration) -> f64 {
     rate
 }
 
-fn beep_bulk(options: &Options, channels: usize, run: Duration) -> f64 {
+fn beep_bulk(options: &Options, channels: usize, secure: bool, run: Duration) -> f64 {
     let (addr, stop) = beep_server(options);
-    let conn = Connection::connect(addr, options.clone()).unwrap();
+    let conn = connect(addr, options, secure);
     let msg = Message::new(vec![b'x'; BULK]);
     let start = Instant::now();
     let workers: Vec<_> = (0..channels)

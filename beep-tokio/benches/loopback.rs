@@ -10,12 +10,17 @@
 //! * pipelined: 100-byte messages echoed with up to 4096 in flight
 //!   (messages/s);
 //! * bulk: 64 KiB messages to a sink (MiB/s) on 1 and 8 channels, with
-//!   1 MiB windows and 64 KiB frames, and with the default configuration.
+//!   1 MiB windows and 64 KiB frames, and with the default configuration;
+//! * TLS rows: ping-pong and bulk again over TLS (RFC 3080 3.1, started on
+//!   the connection before its channels), beside plain raw TCP: the ratio
+//!   is what TLS and BEEP cost together.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use beep_proto::dispatch::TlsAcceptor;
+use beep_proto::tls::{TlsClient, TlsServer};
 use beep_proto::xml::Profile;
 use beep_proto::{Config, Message};
 use beep_tokio::{Connection, Listener, Options, ProfileHandler, Registry, ShutdownHandle};
@@ -59,7 +64,7 @@ fn main() {
                 raws.push(raw_pingpong(run).await);
             }
             if runs("beep") {
-                beeps.push(beep_pingpong(&Options::default(), run).await);
+                beeps.push(beep_pingpong(&Options::default(), false, run).await);
             }
         }
         row("ping-pong 100 B (round trips/s)", &raws, &beeps);
@@ -86,12 +91,56 @@ fn main() {
                     raws.push(raw_bulk(run).await);
                 }
                 if runs("beep") {
-                    beeps.push(beep_bulk(options, channels, run).await);
+                    beeps.push(beep_bulk(options, channels, false, run).await);
                 }
             }
             row(label, &raws, &beeps);
         }
+        let label = "TLS ping-pong 100 B (round trips/s)";
+        let (mut raws, mut beeps) = (Vec::new(), Vec::new());
+        for _ in 0..rounds * usize::from(selected(label)) {
+            if runs("raw") {
+                raws.push(raw_pingpong(run).await);
+            }
+            if runs("beep") {
+                beeps.push(beep_pingpong(&Options::default(), true, run).await);
+            }
+        }
+        row(label, &raws, &beeps);
+        let label = "TLS bulk 64 KiB, 1 channel, 1 MiB window (MiB/s)";
+        let (mut raws, mut beeps) = (Vec::new(), Vec::new());
+        for _ in 0..rounds * usize::from(selected(label)) {
+            if runs("raw") {
+                raws.push(raw_bulk(run).await);
+            }
+            if runs("beep") {
+                beeps.push(beep_bulk(&tuned, 1, true, run).await);
+            }
+        }
+        row(label, &raws, &beeps);
     });
+}
+
+/// The listener's certificate (generated once per run) and a client that
+/// pins it.
+fn tls() -> &'static (TlsServer, TlsClient) {
+    static TLS: std::sync::OnceLock<(TlsServer, TlsClient)> = std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key = cert.signing_key.serialize_pem();
+        let server = TlsServer::from_pem(cert.cert.pem().as_bytes(), key.as_bytes()).unwrap();
+        let client = TlsClient::pinned(cert.cert.der().clone(), "localhost").unwrap();
+        (server, client)
+    })
+}
+
+/// A connection to `addr`, over TLS when `secure`.
+async fn connect(addr: std::net::SocketAddr, options: &Options, secure: bool) -> Connection {
+    let conn = Connection::connect(addr, options.clone()).await.unwrap();
+    if secure {
+        conn.start_tls(tls().1.clone()).await.unwrap();
+    }
+    conn
 }
 
 async fn raw_echo_server() -> std::net::SocketAddr {
@@ -194,6 +243,7 @@ async fn raw_bulk(run: Duration) -> f64 {
 
 async fn beep_server(options: &Options) -> (std::net::SocketAddr, ShutdownHandle) {
     let mut registry = Registry::new();
+    registry.set_tls(TlsAcceptor::new(tls().0.clone()));
     registry.register(
         ECHO,
         ProfileHandler::new(|channel, m| async move {
@@ -215,9 +265,9 @@ async fn beep_server(options: &Options) -> (std::net::SocketAddr, ShutdownHandle
     (addr, stop)
 }
 
-async fn beep_pingpong(options: &Options, run: Duration) -> f64 {
+async fn beep_pingpong(options: &Options, secure: bool, run: Duration) -> f64 {
     let (addr, stop) = beep_server(options).await;
-    let conn = Connection::connect(addr, options.clone()).await.unwrap();
+    let conn = connect(addr, options, secure).await;
     let channel = conn.open_channel(Profile::new(ECHO), None).await.unwrap();
     let msg = Message::new(vec![b'x'; SMALL]);
     let start = Instant::now();
@@ -275,9 +325,9 @@ async fn beep_pipelined(options: &Options, run: Duration) -> f64 {
     rate
 }
 
-async fn beep_bulk(options: &Options, channels: usize, run: Duration) -> f64 {
+async fn beep_bulk(options: &Options, channels: usize, secure: bool, run: Duration) -> f64 {
     let (addr, stop) = beep_server(options).await;
-    let conn = Connection::connect(addr, options.clone()).await.unwrap();
+    let conn = connect(addr, options, secure).await;
     let msg = Message::new(vec![b'x'; BULK]);
     let start = Instant::now();
     let mut workers = Vec::new();
