@@ -257,17 +257,19 @@ impl ChannelState {
 /// channel may start (`Session::ensure_not_releasing`); from our agreeing
 /// on (or `Releasing`), no MSG may be sent.
 ///
-/// Tuning will add its states between `Open` and a new `Greeting` (RFC
-/// 3080 3 and 4.1: a tuning profile's success closes every channel,
-/// channel 0 included, and both peers greet again):
+/// Tuning runs inside `Open` (RFC 3080 3 and 4.1: a tuning profile's
+/// success closes every channel, channel 0 included, and both peers greet
+/// again); its own states are `session/tuning.rs`'s `Tuning`, with their
+/// table there:
 ///
-/// * tuning requested: `<ready/>` sent or received; its sender stays
-///   silent until it is answered (RFC 3080 3.1.3.1), so nothing more is
-///   written, SEQ frames included (they all leave through
-///   `Session::write_seqs`);
-/// * tuning in progress: the handshake runs on the byte path
-///   (`Session::unparsed_input` hands over what was read past it);
-/// * reset: the session starts over with new greetings, back to
+/// * tuning requested (`ReadyQueued`, `ReadySent`, `ReadyReceived`):
+///   `<ready/>` sent or received; its sender stays silent until it is
+///   answered (RFC 3080 3.1.3.1), so nothing more is written, SEQ frames
+///   included (they all leave through `Session::write_seqs`);
+/// * tuning in progress (`Proceeding`, then the rustls handshake on the
+///   byte path, what was read past `<proceed/>` included);
+/// * reset: the session starts over (a fresh `Session` keeping only its
+///   events, unwritten output, serverName and TLS layer), back to
 ///   `Greeting`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum SessionState {
@@ -277,8 +279,8 @@ pub(super) enum SessionState {
     Greeting,
     /// Greetings exchanged: channels start and close.
     Open,
-    // Tuning goes here (see above): `<ready/>` sent or received, the
-    // handshake, then the reset back to `Greeting`.
+    // Tuning runs inside `Open` (see above and `session/tuning.rs`); its
+    // reset starts over at `Greeting`.
     /// The transport ended while the peer's release awaited the
     /// application's answer ([`Session::handle_eof`]): nothing more comes
     /// in; the answer ends the session.
