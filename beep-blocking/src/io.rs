@@ -212,7 +212,10 @@ fn no_greeting(limit: Duration) -> CloseReason {
 /// listener, it also keeps the greeting timeout: while the peer has not
 /// greeted it waits for output at most until then (no thread of its own
 /// for the timer), and ends the connection if the greeting is still
-/// missing.
+/// missing. TLS starts the session over (RFC 3080 3.1.3.2): from the
+/// reset the peer has the greeting timeout again for its handshake and
+/// its new greeting, so a peer that asks for TLS and goes silent is not
+/// kept for ever.
 fn write_loop(shared: &Arc<Shared>) {
     /// Tells [`Shared::linger`] that the writer stopped.
     struct Stopped<'a>(&'a Shared);
@@ -227,10 +230,14 @@ fn write_loop(shared: &Arc<Shared>) {
     let _stopped = Stopped(shared);
     let greeting_timeout = shared.options.greeting_timeout;
     // None once greeted (and for an initiator, or without a deadline).
-    let mut greeting_due = match shared.lock().core.session().role() {
-        Role::Listener => crate::deadline::after(greeting_timeout),
-        Role::Initiator => None,
+    let listener = shared.lock().core.session().role() == Role::Listener;
+    let mut greeting_due = if listener {
+        crate::deadline::after(greeting_timeout)
+    } else {
+        None
     };
+    // The greeting timer was armed again for the greeting over TLS.
+    let mut tls_armed = false;
     let mut chunks = Vec::new();
     loop {
         {
@@ -246,7 +253,12 @@ fn write_loop(shared: &Arc<Shared>) {
                     shared.stream.shutdown();
                     return;
                 }
-                if st.core.session().peer_greeting().is_some() {
+                let session = st.core.session();
+                if listener && !tls_armed && session.is_tls_active() {
+                    tls_armed = true;
+                    greeting_due = crate::deadline::after(greeting_timeout);
+                }
+                if session.peer_greeting().is_some() {
                     greeting_due = None;
                 }
                 if crate::deadline::passed(crate::deadline::left(greeting_due)) {

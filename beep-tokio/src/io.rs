@@ -100,17 +100,34 @@ async fn end_without_greeting(shared: &Shared) {
     let role = shared.lock().core.session().role();
     if role == Role::Listener {
         let limit = shared.options.greeting_timeout;
-        runtime::sleep(&*shared.runtime, limit).await;
-        // A peer that went on to TLS greeted in plain; the greeting it
-        // owes again over TLS may still be on its way (the reset cleared
-        // the first one, RFC 3080 3).
-        let greeted = {
-            let st = shared.lock();
-            let session = st.core.session();
-            session.peer_greeting().is_some() || session.is_tls_active()
-        };
-        if !greeted {
-            shared.finish(no_greeting(limit));
+        // TLS starts the session over (RFC 3080 3.1.3.2) and the peer owes
+        // a greeting again, over TLS: a look every `limit` finds a peer
+        // that has not greeted since the previous look (the reset came
+        // between them), so its handshake and new greeting get at most
+        // two periods, and a peer that asks for TLS and goes silent is not
+        // kept for ever. One timer per period, not a wake-up per message.
+        let mut looks_without_greeting = 0;
+        loop {
+            runtime::sleep(&*shared.runtime, limit).await;
+            let (greeted, tls) = {
+                let st = shared.lock();
+                let session = st.core.session();
+                (session.peer_greeting().is_some(), session.is_tls_active())
+            };
+            if greeted {
+                looks_without_greeting = 0;
+                if tls {
+                    break; // the greeting over TLS is in: nothing more owed
+                }
+                continue;
+            }
+            looks_without_greeting += 1;
+            // Before TLS the first look is the deadline; after the reset,
+            // the second (the reset fell somewhere in the first period).
+            if !tls || looks_without_greeting > 1 {
+                shared.finish(no_greeting(limit));
+                break;
+            }
         }
     }
     std::future::pending::<()>().await;
