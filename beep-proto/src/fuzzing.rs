@@ -377,6 +377,11 @@ fn setup(side: Side, options: &Options, auto_credit: bool) -> (Session, Vec<u8>)
     let mut out = Vec::new();
     let mut session = match side {
         Side::Listener => {
+            // The listener offers TLS too: the fuzzer reaches the TLS request
+            // paths (the application here refuses them; what follows a
+            // <proceed/> is `tls_after_proceed`'s).
+            let mut config = config;
+            config.profiles.push(crate::tls::TLS_URI.into());
             let mut s = Session::listener(config);
             out.extend(drain_transmit(&mut s));
             if options.preamble {
@@ -637,6 +642,10 @@ impl App {
                 }
                 MessageKind::Ans { .. } => {}
             },
+            Event::TlsRequested(request) => {
+                let r = s.deny_tls(request.channel, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "");
+                usage(s, r, "deny_tls");
+            }
             Event::CloseRequested { channel, .. } => {
                 self.peer_closing.insert(channel);
                 let r = s.accept_close(channel);
@@ -680,11 +689,13 @@ impl App {
     }
 }
 
-/// An application call must succeed while the session is active.
+/// An application call must succeed while the session is active (but
+/// for new work while a peer's TLS request awaits its answer, which the
+/// session refuses on purpose, RFC 3080 3.1.3).
 fn usage<T>(session: &Session, result: Result<T, UsageError>, what: &str) {
     if let Err(e) = result {
         assert!(
-            session.is_ended(),
+            session.is_ended() || e == UsageError::TuningInProgress,
             "{what} failed on an active session: {e:?}"
         );
     }

@@ -54,6 +54,7 @@ pub mod mime;
 pub mod numbers;
 mod pieces;
 pub mod reply_code;
+pub mod sasl;
 pub mod session;
 pub mod tls;
 mod trace;

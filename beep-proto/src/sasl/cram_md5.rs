@@ -1,0 +1,1 @@
+//! CRAM-MD5 (RFC 2195) as an rsasl mechanism.

@@ -1,0 +1,1 @@
+//! DIGEST-MD5 (RFC 2831) as an rsasl mechanism, authentication only.
