@@ -31,6 +31,23 @@ pub struct Config {
     /// a start of one of them is refused with 538 without asking the
     /// application.
     pub tls_profiles: Vec<String>,
+    /// Profiles advertised from the greeting on but started only once the
+    /// peer has authenticated to us (RFC 3080 4, SASL): before, a start of
+    /// one of them is refused with 530 (authentication required) without
+    /// asking the application. They are advertised at once because BEEP
+    /// greets again only after a security layer, which SASL here never
+    /// negotiates. The SASL mechanisms themselves go in
+    /// [`Config::profiles`] (their [`Mechanism::uri`](crate::sasl::Mechanism::uri)).
+    pub auth_profiles: Vec<String>,
+    /// Largest SASL blob (decoded) a peer may send, and so what a
+    /// listener keeps per round of an exchange: a larger one fails the
+    /// exchange. 16 KiB holds any mechanism's message many times over.
+    pub max_sasl_blob: usize,
+    /// Most challenges (client side) or client messages (server side) of
+    /// one SASL exchange (a server-first mechanism's start counts as one):
+    /// SCRAM-SHA-256, CRAM-MD5 and DIGEST-MD5 need two. 0 refuses every
+    /// exchange.
+    pub max_sasl_rounds: usize,
     /// Requires TLS for the whole session: until TLS is active only
     /// [`TLS_URI`](crate::tls::TLS_URI) is advertised, and a start of any
     /// other profile is refused with 538 (RFC 3080 9: a peer may require
@@ -151,6 +168,9 @@ impl Default for Config {
         Config {
             profiles: Vec::new(),
             tls_profiles: Vec::new(),
+            auth_profiles: Vec::new(),
+            max_sasl_blob: 16 << 10,
+            max_sasl_rounds: 8,
             require_tls: false,
             features: None,
             localize: None,
@@ -185,8 +205,9 @@ impl Config {
     /// outside 4096..=2^31-1 (RFC 3081 3.1.1; the session would clamp it),
     /// a zero frame size, and greeting features that are neither registered
     /// nor `x-` prefixed (RFC 3080 5.2, RFC 3080 5.2; no BEEP feature is
-    /// registered, so every token must start with `x-`). Drivers call it
-    /// when connecting and binding.
+    /// registered, so every token must start with `x-`), and a tuning
+    /// profile (TLS, SASL) among [`Config::auth_profiles`], which could
+    /// never start. Drivers call it when connecting and binding.
     ///
     /// ```
     /// use beep_proto::Config;
@@ -204,6 +225,15 @@ impl Config {
         }
         if self.max_frame_size == 0 {
             return invalid("max_frame_size must be at least 1".into());
+        }
+        if let Some(bad) = self
+            .auth_profiles
+            .iter()
+            .find(|p| p.starts_with(crate::sasl::SASL_URI_PREFIX) || *p == crate::tls::TLS_URI)
+        {
+            return invalid(format!(
+                "{bad} cannot need authentication: the tuning profiles are what authenticates"
+            ));
         }
         let features = self.features.as_deref().unwrap_or("");
         if let Some(bad) = features.split_whitespace().find(|f| !f.starts_with("x-")) {
@@ -233,6 +263,22 @@ mod tests {
         assert!(
             matches!(bad.validate(), Err(UsageError::InvalidConfig { reason }) if reason.contains("\"b\""))
         );
+    }
+
+    #[test]
+    fn rfc3080_4_tuning_profiles_cannot_need_authentication() {
+        for uri in [crate::sasl::Mechanism::Plain.uri(), crate::tls::TLS_URI] {
+            let bad = Config {
+                auth_profiles: vec![uri.into()],
+                ..Config::default()
+            };
+            assert!(bad.validate().is_err(), "{uri}");
+        }
+        let good = Config {
+            auth_profiles: vec!["http://example.org/p".into()],
+            ..Config::default()
+        };
+        assert!(good.validate().is_ok());
     }
 
     #[test]

@@ -219,6 +219,13 @@ pub enum ProtocolError {
     /// [`SessionEnd::TlsFailed`](crate::SessionEnd::TlsFailed).
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The SASL server of our authentication answered out of the protocol
+    /// (RFC 3080 4.1): a malformed `<blob>` (base64 included), one over
+    /// [`Config::max_sasl_blob`](crate::Config::max_sasl_blob), more rounds
+    /// than [`Config::max_sasl_rounds`](crate::Config::max_sasl_rounds),
+    /// or a message with no place in the exchange.
+    #[error("SASL: {0}")]
+    Sasl(#[from] crate::sasl::SaslError),
 }
 
 /// A call the application made that cannot be done in the session's
@@ -381,6 +388,46 @@ pub enum UsageError {
         /// The channel named.
         channel: u32,
     },
+    /// SASL authentication cannot begin (RFC 3080 4.1): the peer does not
+    /// offer the mechanism, or it is not available here.
+    #[error("SASL authentication cannot begin: {reason}")]
+    AuthNotPossible {
+        /// Why.
+        reason: &'static str,
+    },
+    /// A SASL exchange is under way: one at a time.
+    #[error("a SASL authentication is under way")]
+    AuthInProgress,
+    /// The session is authenticated already: RFC 3080 4 allows no
+    /// further attempt.
+    #[error("the session is authenticated already (RFC 3080 4)")]
+    AlreadyAuthenticated,
+    /// No authentication request of the peer's awaits an answer on this
+    /// channel (or, for an abort, no exchange of ours runs there).
+    #[error("no SASL authentication awaits an answer on channel {channel}")]
+    NoPendingAuth {
+        /// The channel named.
+        channel: u32,
+    },
+    /// The answer does not fit the request: a secret where a decision
+    /// was asked for, or the reverse. The request still awaits one.
+    #[error("channel {channel}: the authentication request needs {need:?}")]
+    AuthAnswerMismatch {
+        /// The channel.
+        channel: u32,
+        /// What the request needs.
+        need: crate::sasl::AuthNeed,
+    },
+    /// The channel runs a SASL profile: its messages are the session's.
+    #[error("channel {channel} runs a SASL profile: its messages are the session's")]
+    SaslChannel {
+        /// The channel.
+        channel: u32,
+    },
+    /// The SASL mechanism refused our credentials (an empty PLAIN user,
+    /// a NUL in a name).
+    #[error("SASL: {0}")]
+    Sasl(crate::sasl::SaslError),
     /// Nothing is being fed through this
     /// [`FeedId`](crate::FeedId): its message was finished (its last
     /// piece was given), or it is another session's.

@@ -107,6 +107,28 @@ pub enum Event {
     /// The TLS handshake is over: what follows is encrypted, and the
     /// peer's new greeting will come over it.
     TlsActive(crate::tls::TlsInfo),
+    /// The peer asks to authenticate (RFC 3080 4.1) and the session needs
+    /// the application: the decision on the credentials, or the user's
+    /// secret. Answer with
+    /// [`Session::answer_auth`](crate::Session::answer_auth); meanwhile
+    /// the exchange waits, and nothing else does.
+    AuthRequested(crate::sasl::AuthRequest),
+    /// Authentication succeeded (RFC 3080 4), on either side: the identity
+    /// holds for every channel of the session, present and future, and
+    /// no further authentication is allowed. No reset follows (no
+    /// security layer is negotiated).
+    Authenticated(crate::sasl::AuthInfo),
+    /// Our authentication failed (RFC 3080 4.1): the listener's `<error>`
+    /// (to our start, to one of our blobs, or to our abort), or our own
+    /// verdict when its success did not verify (SCRAM). Another attempt
+    /// may start on a new channel.
+    AuthFailed {
+        /// The SASL channel (it may stay open; closing it is ours).
+        channel: u32,
+        /// Why: the listener says only "authentication failure" (535)
+        /// for credentials.
+        error: ErrorElement,
+    },
     /// The session is over, and why; always the last event, and exactly
     /// one per session, whatever ended it (a release, a refusal, a
     /// violation, the end of the transport). Send what

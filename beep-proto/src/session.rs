@@ -11,6 +11,7 @@ mod feed;
 mod input;
 mod lifecycle;
 mod output;
+mod sasl;
 mod tuning;
 
 pub use feed::FeedId;
@@ -169,6 +170,9 @@ pub struct Session {
     /// framed before it goes out plain, the rest waits for the next
     /// (encrypted) call.
     switched: bool,
+    /// SASL: the exchange under way, its channels, who authenticated
+    /// (`session/sasl.rs`).
+    sasl: sasl::SaslState,
 }
 
 impl Session {
@@ -279,6 +283,7 @@ impl Session {
             tls: tuning::TlsState::default(),
             hold: false,
             switched: false,
+            sasl: sasl::SaslState::default(),
             config,
         }
     }
@@ -660,6 +665,13 @@ impl Session {
     ) -> Result<u32, UsageError> {
         self.ensure_active()?;
         self.ensure_not_tuning()?;
+        self.check_channel_number(number)?;
+        self.start_channel(number, profiles, server_name)
+    }
+
+    /// Refuses a channel number that is not ours to start: 0, of the
+    /// peer's parity (RFC 3080 2.3.1.2), above 2^31-1, or in use.
+    fn check_channel_number(&self, number: u32) -> Result<(), UsageError> {
         let parity = if self.role == Role::Initiator { 1 } else { 0 };
         if number == 0
             || number > MAX_31BIT
@@ -669,7 +681,7 @@ impl Session {
         {
             return Err(UsageError::ChannelNumberUnavailable { channel: number });
         }
-        self.start_channel(number, profiles, server_name)
+        Ok(())
     }
 
     fn start_channel(
@@ -724,6 +736,10 @@ impl Session {
     /// ```
     pub fn accept_start(&mut self, channel: u32, profile: Profile) -> Result<(), UsageError> {
         self.ensure_active()?;
+        if self.is_sasl_start(channel) {
+            // The session's own (a SASL exchange): answered by it.
+            return Err(UsageError::NoPendingStart { channel });
+        }
         let pending = self
             .pending_starts
             .get(&channel)
@@ -777,6 +793,9 @@ impl Session {
         text: &str,
     ) -> Result<(), UsageError> {
         self.ensure_active()?;
+        if self.is_sasl_start(channel) {
+            return Err(UsageError::NoPendingStart { channel });
+        }
         let PendingStart { msgno, .. } = self
             .pending_starts
             .remove(&channel)
@@ -814,6 +833,9 @@ impl Session {
         if self.release_agreed() {
             // We agreed to release the session: nothing new goes out.
             return Err(UsageError::ChannelClosing { channel: 0 });
+        }
+        if self.is_sasl_channel(channel) {
+            return Err(UsageError::SaslChannel { channel });
         }
         let limit = self.config.max_outstanding;
         let ch = self.open_channel_mut(channel)?;
@@ -1214,6 +1236,9 @@ impl Session {
         check_size(&message)?;
         if channel == 0 {
             return Err(UsageError::UnknownChannel { channel });
+        }
+        if self.is_sasl_channel(channel) {
+            return Err(UsageError::SaslChannel { channel });
         }
         self.open_channel_mut(channel)?;
         // (`queue_reply` refuses a reply above the output limit.)

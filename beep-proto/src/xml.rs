@@ -2,8 +2,10 @@
 //!
 //! These are the `application/beep+xml` bodies exchanged on channel zero:
 //! `<greeting>`, `<start>`, `<close>`, `<ok>`, `<error>`, and `<profile>` (the
-//! positive reply to a start). This module only deals with the body that
-//! follows the MIME header block; the caller strips and adds the headers.
+//! positive reply to a start); and the messages of the tuning profiles,
+//! TLS's ([`TlsElement`], RFC 3080 3.1) and SASL's ([`SaslElement`], RFC
+//! 3080 4.1). This module only deals with the body that follows the MIME
+//! header block; the caller strips and adds the headers.
 //!
 //! Parsing uses quick-xml and enforces the `application/beep+xml` subset of
 //! XML 1.0 (RFC 3080 section 6.4, RFC 3080 6.4): UTF-8 only, no DOCTYPE, and no
@@ -415,6 +417,13 @@ pub enum XmlError {
         /// What the decoder found wrong.
         reason: String,
     },
+    /// A SASL `<blob>` whose content is not base64 (RFC 3080 4.1.2: the
+    /// content of a blob is always base64).
+    #[error("content of <blob> is not valid base64 (RFC 3080 4.1.2): {reason}")]
+    InvalidBlobBase64 {
+        /// What the decoder found wrong.
+        reason: String,
+    },
 }
 
 impl ChannelZeroMessage {
@@ -586,6 +595,132 @@ impl TlsElement {
             }
             TlsElement::Proceed => b"<proceed />\r\n".to_vec(),
             TlsElement::Error(e) => ChannelZeroMessage::Error(e.clone()).to_vec(),
+        }
+    }
+}
+
+/// The `status` attribute of a SASL `<blob>` (RFC 3080 4.1.3).
+///
+/// ```
+/// use beep_proto::xml::BlobStatus;
+/// assert_eq!(BlobStatus::default(), BlobStatus::Continue);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BlobStatus {
+    /// `continue` (also an absent attribute): a challenge or a response.
+    #[default]
+    Continue,
+    /// `complete`: the server's success, maybe with additional data.
+    Complete,
+    /// `abort`: the client gives up the exchange.
+    Abort,
+}
+
+/// A SASL `<blob>` (RFC 3080 4.1.2, 7.3): octets, base64 on the wire, and
+/// a status.
+///
+/// ```
+/// use beep_proto::xml::{BlobStatus, SaslBlob};
+/// let blob = SaslBlob::new(b"\0bob\0secret".to_vec(), BlobStatus::Continue);
+/// assert_eq!(blob.to_vec(), b"<blob>AGJvYgBzZWNyZXQ=</blob>\r\n");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SaslBlob {
+    /// The octets, decoded.
+    pub content: Vec<u8>,
+    /// What the blob says about the exchange.
+    pub status: BlobStatus,
+}
+
+impl SaslBlob {
+    /// A blob of `content` with `status`.
+    ///
+    /// ```
+    /// use beep_proto::xml::{BlobStatus, SaslBlob};
+    /// assert_eq!(SaslBlob::new(Vec::new(), BlobStatus::Complete).to_vec(), b"<blob status='complete' />\r\n");
+    /// ```
+    pub fn new(content: Vec<u8>, status: BlobStatus) -> Self {
+        SaslBlob { content, status }
+    }
+
+    /// The serialized element, CRLF-terminated: the status attribute
+    /// only when it is not `continue` (LibVortex writes `<blob>...</blob>`
+    /// and `<blob status='complete' />`), the content in base64.
+    ///
+    /// ```
+    /// use beep_proto::xml::{BlobStatus, SaslBlob};
+    /// assert_eq!(SaslBlob::new(Vec::new(), BlobStatus::Abort).to_vec(), b"<blob status='abort' />\r\n");
+    /// ```
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = b"<blob".to_vec();
+        match self.status {
+            BlobStatus::Continue => {}
+            BlobStatus::Complete => out.extend_from_slice(b" status='complete'"),
+            BlobStatus::Abort => out.extend_from_slice(b" status='abort'"),
+        }
+        if self.content.is_empty() {
+            out.extend_from_slice(b" />\r\n");
+        } else {
+            out.push(b'>');
+            out.extend_from_slice(BASE64.encode(&self.content).as_bytes());
+            out.extend_from_slice(b"</blob>\r\n");
+        }
+        out
+    }
+}
+
+/// The messages of the SASL family of profiles (RFC 3080 4.1.2, 7.3): a
+/// `<blob>` carries a challenge, a response or the outcome; an `<error>`
+/// is the server's refusal. They travel as profile content piggybacked on
+/// a start and its reply, or as MSG and RPY/ERR on the SASL channel.
+///
+/// ```
+/// use beep_proto::xml::{BlobStatus, SaslBlob, SaslElement};
+/// let blob = SaslElement::parse(b"<blob>AGJvYgBzZWNyZXQ=</blob>").unwrap();
+/// assert_eq!(blob, SaslElement::Blob(SaslBlob::new(b"\0bob\0secret".to_vec(), BlobStatus::Continue)));
+/// assert!(SaslElement::parse(b"<blob>not base64!</blob>").is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SaslElement {
+    /// `<blob>`.
+    Blob(SaslBlob),
+    /// `<error>`: the exchange failed.
+    Error(ErrorElement),
+}
+
+impl SaslElement {
+    /// Parses a SASL profile message. Whitespace inside the base64 text
+    /// is ignored (RFC 3080 4.1.1 shows a blob broken over two lines).
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelZeroMessage::parse`]; [`XmlError::UnknownRoot`] for
+    /// another element, [`XmlError::InvalidAttribute`] for a status other
+    /// than `continue`, `complete` and `abort`, and
+    /// [`XmlError::InvalidBlobBase64`] for content that is not base64.
+    ///
+    /// ```
+    /// use beep_proto::xml::{BlobStatus, SaslElement, XmlError};
+    /// let SaslElement::Blob(done) = SaslElement::parse(b"<blob status='complete' />").unwrap() else { panic!() };
+    /// assert_eq!(done.status, BlobStatus::Complete);
+    /// assert!(matches!(SaslElement::parse(b"<blob>@@@@</blob>"), Err(XmlError::InvalidBlobBase64 { .. })));
+    /// ```
+    pub fn parse(body: &[u8]) -> Result<Self, XmlError> {
+        Parser::new(checked_text(body)?).document(Parser::sasl_root)
+    }
+
+    /// The serialized element, CRLF-terminated.
+    ///
+    /// ```
+    /// use beep_proto::reply_code::ReplyCode;
+    /// use beep_proto::xml::{ErrorElement, SaslElement};
+    /// let error = SaslElement::Error(ErrorElement::new(ReplyCode::AUTHENTICATION_FAILURE, ""));
+    /// assert_eq!(error.to_vec(), b"<error code='535' />\r\n");
+    /// ```
+    pub fn to_vec(&self) -> Vec<u8> {
+        match self {
+            SaslElement::Blob(blob) => blob.to_vec(),
+            SaslElement::Error(e) => ChannelZeroMessage::Error(e.clone()).to_vec(),
         }
     }
 }
@@ -778,6 +913,42 @@ impl<'a> Parser<'a> {
                 TlsElement::Proceed
             }
             b"error" => TlsElement::Error(self.error(e, empty)?),
+            other => return Err(XmlError::UnknownRoot { name: lossy(other) }),
+        })
+    }
+
+    /// A SASL profile message's element (RFC 3080 7.3).
+    fn sasl_root(&mut self, e: &BytesStart<'a>, empty: bool) -> Result<SaslElement, XmlError> {
+        Ok(match e.name().as_ref() {
+            b"blob" => {
+                let [status] = self.attributes(e, ["status"])?;
+                let status = match status.as_deref() {
+                    None | Some("continue") => BlobStatus::Continue,
+                    Some("complete") => BlobStatus::Complete,
+                    Some("abort") => BlobStatus::Abort,
+                    Some(_) => {
+                        return Err(XmlError::InvalidAttribute {
+                            element: "blob",
+                            attribute: "status",
+                            value: status.unwrap_or_default(),
+                        });
+                    }
+                };
+                let text = if empty {
+                    String::new()
+                } else {
+                    self.text_content("blob")?.all
+                };
+                let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+                let content =
+                    BASE64
+                        .decode(compact)
+                        .map_err(|err| XmlError::InvalidBlobBase64 {
+                            reason: err.to_string(),
+                        })?;
+                SaslElement::Blob(SaslBlob { content, status })
+            }
+            b"error" => SaslElement::Error(self.error(e, empty)?),
             other => return Err(XmlError::UnknownRoot { name: lossy(other) }),
         })
     }

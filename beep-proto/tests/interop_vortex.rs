@@ -48,6 +48,7 @@ use std::path::PathBuf;
 
 use beep_proto::frame::{FrameHeader, FrameType, Header, SeqFrame, TRAILER, parse_header};
 use beep_proto::reply_code::ReplyCode;
+use beep_proto::sasl::{AuthAnswer, AuthInfo, AuthNeed, Mechanism, SaslClient};
 use beep_proto::xml::{ChannelZeroMessage, ContentEncoding, Greeting, Profile};
 use beep_proto::{
     AnsNo, Config, Event, IncomingMessage, Message, MessageKind, MsgNo, ProtocolError, Session,
@@ -750,7 +751,9 @@ fn vortex_listener_session() -> Session {
 }
 
 /// LibVortex's regression listener: accepts every start with the first
-/// profile offered (TLS answers `<proceed />`, SASL PLAIN completes at once);
+/// profile offered (TLS answers `<proceed />`; SASL runs in the session,
+/// and every authentication request is accepted, as LibVortex's
+/// regression listener accepts bob);
 /// the regression profile echoes, except `GET serverName` which answers
 /// the session's serverName; simple-ans-nul answers with 30 copies as ANS
 /// and a NUL; every close is accepted.
@@ -760,7 +763,6 @@ fn vortex_listener(session: &mut Session, event: &Event) {
             let uri = &req.profiles[0].uri;
             let reply = match uri.as_str() {
                 TLS => Profile::new(TLS).with_content("<proceed />"),
-                SASL_PLAIN => Profile::new(SASL_PLAIN).with_content("<blob status='complete' />"),
                 other => Profile::new(other),
             };
             session.accept_start(req.channel, reply).unwrap();
@@ -788,6 +790,9 @@ fn vortex_listener(session: &mut Session, event: &Event) {
         Event::CloseRequested { channel, .. } => session.accept_close(*channel).unwrap(),
         Event::TlsRequested(req) => session
             .accept_tls(req.channel, vortex_tls_server())
+            .unwrap(),
+        Event::AuthRequested(req) => session
+            .answer_auth(req.channel, AuthAnswer::Accept)
             .unwrap(),
         _ => {}
     }
@@ -1280,10 +1285,15 @@ fn close_initiator_rfc3080_2_3_1_3() {
 const SASL_BLOB: &[u8] = b"<blob>AGJvYgBzZWNyZXQ=</blob>";
 const SASL_COMPLETE: &[u8] = b"<blob status='complete' />";
 
-/// RFC 3080 2.3.1.2, RFC 3080 4, RFC 3080 4.1.2: the initial `<blob>` rides in CDATA and is
-/// delivered as profile content; our reply piggybacks
-/// `<blob status='complete' />`. The second start (channel 5) has no
-/// serverName (LibVortex sends it in the first start only).
+/// RFC 3080 4.1, 4.1.1, 4.1.2: LibVortex's initial `<blob>` rides in
+/// CDATA in the start; the session runs SASL PLAIN itself: the start never
+/// reaches the application, which is asked to decide
+/// ([`Event::AuthRequested`], with bob's password) and accepts; our start
+/// reply piggybacks `<blob status='complete' />`, equivalent to
+/// LibVortex's, and both sides know bob ([`Event::Authenticated`]). The
+/// SASL channel stays open, LibVortex closes it later as any other. The
+/// second start (channel 5) has no serverName (LibVortex sends it in the
+/// first start only).
 ///
 /// Our reply `<profile uri='...'><![CDATA[...]]></profile>` is one octet
 /// shorter than LibVortex's `<profile uri='...' ><![CDATA[...]]></profile>`
@@ -1299,13 +1309,31 @@ fn sasl_plain_listener_rfc3080_2_3_1_2() {
     let ours = VORTEX_GREETING_LEN + our_channel0_len(&reply);
     assert_eq!(ours, 2574 + 135);
     t.rewrite_seq_ackno(Dir::C, 0, VORTEX_GREETING_LEN + 136, ours);
+    let (outcome, _) = replay_all_splits(&t, Dir::C, &vortex_listener_session, &vortex_listener);
+    assert_clean_end(&t.name, &outcome, true);
+
+    // The request the application answered: PLAIN's credentials, from
+    // the start that asked for channel 3 with serverName 127.0.0.1.
+    let Some(Event::AuthRequested(request)) = outcome.events.get(1) else {
+        panic!("{}: {:?}", t.name, outcome.events);
+    };
+    assert_eq!(
+        (request.channel, request.mechanism, request.need),
+        (3, Mechanism::Plain, AuthNeed::Decide)
+    );
+    assert_eq!(request.authcid.as_deref(), Some("bob"));
+    assert_eq!(request.password.as_deref(), Some("secret"));
+    assert_eq!(request.authzid, None);
+    assert_eq!(request.server_name.as_deref(), Some("127.0.0.1"));
+    let bob = AuthInfo {
+        mechanism: Mechanism::Plain,
+        authcid: "bob".into(),
+        authzid: None,
+    };
     let expected = [
         greeting(&[]),
-        start_requested(
-            3,
-            Some("127.0.0.1"),
-            Profile::new(SASL_PLAIN).with_content(SASL_BLOB),
-        ),
+        outcome.events[1].clone(),
+        Event::Authenticated(bob),
         start_requested(5, None, Profile::new(REGRESSION)),
         message(5, 0, MessageKind::Msg, b"after sasl", 12),
         close_requested(5),
@@ -1315,25 +1343,30 @@ fn sasl_plain_listener_rfc3080_2_3_1_2() {
         close_requested(0),
         Event::SessionEnded(SessionEnd::Released),
     ];
-    listener_case(&t, &expected, true);
+    assert_eq!(outcome.events, expected, "{}: listener events", t.name);
+    assert_same_greeting(&t, &outcome.sent);
+    assert_listener_equivalent(&t.name, &outcome.sent, &t.stream(Dir::S));
 }
 
-/// RFC 3080 2.3.1.2, RFC 3080 4, RFC 3080 4.1.2: our start with the initial blob in CDATA is
-/// byte-identical to LibVortex's; LibVortex's `<profile uri='...' >` reply
-/// (space before `>`) with `<blob status='complete' />` in CDATA arrives as
-/// profile content; channel 5 then starts without serverName (RFC 3080 2.3.1.2:
-/// only the first start carries it).
+/// RFC 3080 4.1, 4.1.1, 4.1.2: [`Session::start_sasl_number`] with PLAIN
+/// for bob sends a start byte-identical to LibVortex's (the initial
+/// response `AGJvYgBzZWNyZXQ=`, "\0bob\0secret", in CDATA, serverName
+/// 127.0.0.1 on channel 3); LibVortex's `<profile uri='...' >` reply
+/// (space before `>`) with `<blob status='complete' />` in CDATA completes
+/// the exchange: [`Event::Authenticated`] for bob, and no channel event
+/// (the SASL channel is the session's). Channel 5 then starts without
+/// serverName (RFC 3080 2.3.1.2: only the first start carries it).
 #[test]
 fn sasl_plain_initiator_rfc3080_2_3_1_2() {
     let t = Transcript::load("sasl_plain");
     let make = || {
-        initiator_session(
-            Profile::new(SASL_PLAIN).with_content(SASL_BLOB),
-            "127.0.0.1",
-        )
+        let mut session = Session::initiator(fixed_windows());
+        let client = SaslClient::plain("bob", "secret").with_server_name("127.0.0.1");
+        assert_eq!(session.start_sasl_number(3, client), Ok(3));
+        session
     };
     let react = |s: &mut Session, e: &Event| match e {
-        Event::ChannelOpened { channel: 3, .. } => {
+        Event::Authenticated(_) => {
             s.open_channel_number(5, vec![Profile::new(REGRESSION)], None)
                 .unwrap();
         }
@@ -1349,10 +1382,11 @@ fn sasl_plain_initiator_rfc3080_2_3_1_2() {
     };
     let expected = [
         greeting(&VORTEX_PROFILES),
-        Event::ChannelOpened {
-            channel: 3,
-            profile: Profile::new(SASL_PLAIN).with_content(SASL_COMPLETE),
-        },
+        Event::Authenticated(AuthInfo {
+            mechanism: Mechanism::Plain,
+            authcid: "bob".into(),
+            authzid: None,
+        }),
         Event::ChannelOpened {
             channel: 5,
             profile: Profile::new(REGRESSION),
@@ -1364,6 +1398,14 @@ fn sasl_plain_initiator_rfc3080_2_3_1_2() {
     ];
     let (_, seq0) = initiator_case(&t, &make, &react, &expected, true);
     expect_greeting_ack(&t.name, &seq0);
+    // The blob of the transcript is exactly PLAIN's "\0bob\0secret".
+    let start = SaslClient::plain("bob", "secret");
+    assert_eq!(start.mechanism().uri(), SASL_PLAIN);
+    assert!(
+        t.stream(Dir::C)
+            .windows(SASL_BLOB.len())
+            .any(|w| w == SASL_BLOB)
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -1103,6 +1103,15 @@ impl<W> Core<W> {
             // Drivers bound their output by waiting for room before they
             // send, and turn the session's own limit off.
             Event::Writable => {}
+            // SASL is not wired into the drivers yet: a peer's request is
+            // refused (it learns "authentication failure"), as TLS
+            // requests first were.
+            Event::AuthRequested(request) => {
+                let _ = self
+                    .session
+                    .answer_auth(request.channel, crate::sasl::AuthAnswer::Deny);
+            }
+            Event::Authenticated(_) | Event::AuthFailed { .. } => {}
         }
     }
 

@@ -200,7 +200,7 @@ impl Session {
                 "session is closing",
             );
         }
-        if self.screen_start(msgno, &mut start) {
+        if self.screen_start(msgno, &mut start) || self.screen_sasl_start(msgno, &mut start) {
             return;
         }
         let offered = start.profiles.iter().map(|p| p.uri.clone()).collect();
@@ -278,7 +278,9 @@ impl Session {
                         profile.uri
                     )));
                 }
-                if !self.tls_start_answered(channel, &profile)? {
+                if !self.tls_start_answered(channel, &profile)?
+                    && !self.sasl_start_answered(channel, &profile)?
+                {
                     self.channel_started(channel, profile);
                 }
             }
@@ -287,6 +289,8 @@ impl Session {
                 MessageKind::Err,
                 ChannelZeroMessage::Error(error),
             ) => {
+                // (SASL first: removing the channel forgets its exchange.)
+                self.sasl_start_refused(channel, &error);
                 self.remove_channel(channel);
                 self.tls_start_refused(channel, &error);
                 self.events
@@ -332,8 +336,17 @@ impl Session {
     /// window before any message (RFC 3081 3.1.4: its SEQ is due, and
     /// `transmit` writes due SEQs before any data frame), and may send.
     fn channel_started(&mut self, channel: u32, profile: Profile) {
+        if self.open_started_channel(channel, &profile) {
+            self.events
+                .push_back(Event::ChannelOpened { channel, profile });
+        }
+    }
+
+    /// The channel of our start request opens with `profile` (false: it
+    /// is gone).
+    pub(super) fn open_started_channel(&mut self, channel: u32, profile: &Profile) -> bool {
         let Some(ch) = self.channels.get_mut(&channel) else {
-            return;
+            return false;
         };
         ch.state.started();
         ch.tls = profile.uri == crate::tls::TLS_URI;
@@ -342,8 +355,7 @@ impl Session {
         if let Some(seq) = ch.recv.initial_seq(channel) {
             self.seqs_due.add(ch, seq);
         }
-        self.events
-            .push_back(Event::ChannelOpened { channel, profile });
+        true
     }
 }
 

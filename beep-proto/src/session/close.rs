@@ -37,6 +37,7 @@ impl Session {
     /// SEQ due on it included: the peer forgets the channel too).
     pub(super) fn remove_channel(&mut self, channel: u32) -> Option<Channel> {
         let ch = self.channels.remove(&channel)?;
+        self.sasl_channel_removed(channel);
         if let Some(seq) = ch.pending_seq {
             self.seqs_due.drop_seq(&seq);
         }

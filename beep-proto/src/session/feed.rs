@@ -662,6 +662,9 @@ impl Session {
         if channel == 0 {
             return Err(UsageError::UnknownChannel { channel });
         }
+        if self.is_sasl_channel(channel) {
+            return Err(UsageError::SaslChannel { channel });
+        }
         self.open_channel_mut(channel)?;
         let (_, feed) = self.queue_reply_fed(channel, msgno, frame_type, start, None, true)?;
         Ok(feed.expect("a fed reply has a FeedId"))

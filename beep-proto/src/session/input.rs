@@ -346,6 +346,7 @@ impl Session {
         };
         ch.recv.received(h.size);
         let tls_channel = ch.tls;
+        let sasl_channel = self.sasl.owns(number);
         let kind = match h.frame_type {
             FrameType::Msg => MessageKind::Msg,
             FrameType::Rpy => MessageKind::Rpy,
@@ -464,6 +465,9 @@ impl Session {
         }
         if tls_channel {
             return self.on_tls_message(number, kind, h.msgno, &message, credit);
+        }
+        if sasl_channel {
+            return self.on_sasl_message(number, kind, h.msgno, &message, credit);
         }
         self.events.push_back(Event::Message(IncomingMessage {
             channel: number,

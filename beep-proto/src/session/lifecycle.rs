@@ -271,6 +271,10 @@ impl ChannelState {
 /// * reset: the session starts over (a fresh `Session` keeping only its
 ///   events, unwritten output, serverName and TLS layer), back to
 ///   `Greeting`.
+///
+/// SASL authentication (RFC 3080 4.1) runs inside `Open` as well, on a
+/// channel of its own, with its states in `session/sasl.rs`; it never
+/// resets the session (no security layer is negotiated).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum SessionState {
     /// Our greeting (RFC 3080 2.4) is queued; the peer's has not arrived:

@@ -334,7 +334,12 @@ impl Session {
         // completes a reply and must always be possible, and channel-0
         // answers are bounded by `max_queued_channel0` instead.
         let (queued, limit) = (self.queued_output(), self.config.max_queued_output);
-        let full = channel != 0 && frame_type != FrameType::Nul && queued > limit;
+        // The session's own answers on SASL channels are bounded by the
+        // exchange instead (one per client message).
+        let full = channel != 0
+            && frame_type != FrameType::Nul
+            && queued > limit
+            && !self.is_sasl_channel(channel);
         let ch = self
             .channels
             .get_mut(&channel)

@@ -105,6 +105,8 @@ impl Session {
     ///   peer's greeting does not offer it, or channels are open (TLS is
     ///   an initial tuning: it closes every channel, RFC 3080 3).
     /// * [`UsageError::TuningInProgress`]: a negotiation is under way.
+    /// * [`UsageError::TuningNotPossible`] too once SASL authentication
+    ///   succeeded: RFC 3080 4.1, no transport security begins after it.
     ///
     /// ```
     /// use beep_proto::{Session, tls::TlsClient};
@@ -118,6 +120,11 @@ impl Session {
         if self.tls.layer.is_some() {
             return Err(UsageError::TuningNotPossible {
                 reason: "TLS is active already",
+            });
+        }
+        if self.sasl.is_authenticated() {
+            return Err(UsageError::TuningNotPossible {
+                reason: "SASL authentication succeeded: TLS may not begin (RFC 3080 4.1)",
             });
         }
         if self.tuning != Tuning::None {
@@ -326,21 +333,35 @@ impl Session {
     /// configured ones but TLS itself, and those offered only over TLS
     /// (RFC 3080 3: a different greeting after privacy); before, all
     /// configured ones, or only TLS when the session requires it.
+    ///
+    /// Profiles open only to an authenticated peer
+    /// ([`Config::auth_profiles`](crate::Config::auth_profiles)) are
+    /// advertised with the others: no greeting follows SASL (see
+    /// `session/sasl.rs`).
     pub(super) fn advertised_profiles(&self) -> Vec<String> {
         let config = &self.config;
-        if self.tls.layer.is_some() {
+        let mut profiles = if self.tls.layer.is_some() {
             let plain = config.profiles.iter().filter(|p| *p != TLS_URI);
             plain.chain(&config.tls_profiles).cloned().collect()
         } else if config.require_tls {
-            vec![TLS_URI.to_owned()]
+            return vec![TLS_URI.to_owned()];
         } else {
             config.profiles.clone()
+        };
+        for uri in &config.auth_profiles {
+            if !profiles.contains(uri) {
+                profiles.push(uri.clone());
+            }
         }
+        profiles
     }
 
-    /// True if we offer TLS now.
+    /// True if we offer TLS now: not once it is active, nor once SASL
+    /// authentication succeeded (RFC 3080 4.1).
     fn offers_tls(&self) -> bool {
-        self.tls.layer.is_none() && self.config.profiles.iter().any(|p| p == TLS_URI)
+        self.tls.layer.is_none()
+            && !self.sasl.is_authenticated()
+            && self.config.profiles.iter().any(|p| p == TLS_URI)
     }
 
     /// Looks at a peer's start request before the application does:
@@ -368,6 +389,24 @@ impl Session {
             start.profiles.retain(|p| p.uri != TLS_URI);
             if start.profiles.is_empty() {
                 let text = "TLS is active already";
+                self.refuse(msgno, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, text);
+                return true;
+            }
+        }
+        // RFC 3080 4.1: once SASL succeeded, no transport security
+        // begins (and none while an exchange runs: its channel would go).
+        let sasl = if self.sasl.is_authenticated() {
+            Some("SASL authentication succeeded: TLS may not begin (RFC 3080 4.1)")
+        } else if self.sasl.in_progress() {
+            Some("an authentication is under way")
+        } else {
+            None
+        };
+        if let Some(text) = sasl
+            && start.profiles.iter().any(|p| p.uri == TLS_URI)
+        {
+            start.profiles.retain(|p| p.uri != TLS_URI);
+            if start.profiles.is_empty() {
                 self.refuse(msgno, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, text);
                 return true;
             }
