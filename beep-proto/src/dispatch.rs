@@ -305,7 +305,30 @@ pub struct Profiles<H> {
     /// How TLS requests are answered; none: TLS is not offered.
     tls: Option<TlsAcceptor>,
     require_tls: bool,
+    /// The SASL mechanisms offered and who decides (PyVortex's
+    /// `sasl_auth_handler`).
+    sasl: Vec<crate::sasl::Mechanism>,
+    auth: Option<Arc<AuthHandler>>,
+    /// Registered profiles served only to an authenticated peer.
+    auth_only: Vec<String>,
 }
+
+/// An auth handler (PyVortex's `sasl_auth_handler`): decides a peer's
+/// authentication, or gives the stored password of the user it names
+/// ([`AuthNeed::Secret`](crate::sasl::AuthNeed::Secret)).
+///
+/// ```
+/// use beep_proto::dispatch::AuthHandler;
+/// use beep_proto::sasl::{AuthAnswer, AuthNeed};
+/// let handler: Box<AuthHandler> = Box::new(|request| match (request.need, request.authcid.as_deref()) {
+///     (AuthNeed::Secret, Some("bob")) => AuthAnswer::Secret("secret".into()),
+///     (AuthNeed::Decide, Some("bob")) if request.password.as_deref() == Some("secret") => AuthAnswer::Accept,
+///     (AuthNeed::Decide, _) => AuthAnswer::Deny,
+///     _ => AuthAnswer::NoSuchUser,
+/// });
+/// # let _ = handler;
+/// ```
+pub type AuthHandler = dyn Fn(&crate::sasl::AuthRequest) -> crate::sasl::AuthAnswer + Send + Sync;
 
 impl<H> Default for Profiles<H> {
     fn default() -> Self {
@@ -315,6 +338,9 @@ impl<H> Default for Profiles<H> {
             tls_only: Vec::new(),
             tls: None,
             require_tls: false,
+            sasl: Vec::new(),
+            auth: None,
+            auth_only: Vec::new(),
         }
     }
 }
@@ -327,6 +353,9 @@ impl<H: std::fmt::Debug> std::fmt::Debug for Profiles<H> {
             .field("tls_only", &self.tls_only)
             .field("tls", &self.tls.is_some())
             .field("require_tls", &self.require_tls)
+            .field("sasl", &self.sasl)
+            .field("auth", &self.auth.is_some())
+            .field("auth_only", &self.auth_only)
             .finish()
     }
 }
@@ -412,6 +441,60 @@ impl<H> Profiles<H> {
         self.tls = Some(acceptor);
     }
 
+    /// Offers SASL with `mechanisms` (RFC 3080 4.1), each peer's
+    /// authentication decided by `handler` (PyVortex's `accept_mech` and
+    /// `sasl_auth_handler`). Mechanisms this build cannot run are left
+    /// out.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Profiles;
+    /// use beep_proto::sasl::{AuthAnswer, Mechanism};
+    /// let mut p: Profiles<()> = Profiles::default();
+    /// p.set_sasl(&[Mechanism::Plain], |_| AuthAnswer::Deny);
+    /// assert_eq!(p.uris(), vec![Mechanism::Plain.uri().to_string()]);
+    /// ```
+    pub fn set_sasl(
+        &mut self,
+        mechanisms: &[crate::sasl::Mechanism],
+        handler: impl Fn(&crate::sasl::AuthRequest) -> crate::sasl::AuthAnswer + Send + Sync + 'static,
+    ) {
+        self.sasl = mechanisms
+            .iter()
+            .copied()
+            .filter(|m| m.is_available())
+            .collect();
+        self.auth = Some(Arc::new(handler));
+    }
+
+    /// The auth handler, when SASL is offered.
+    ///
+    /// ```
+    /// assert!(beep_proto::dispatch::Profiles::<()>::default().auth().is_none());
+    /// ```
+    pub fn auth(&self) -> Option<&Arc<AuthHandler>> {
+        self.auth.as_ref()
+    }
+
+    /// Registers (or replaces) the handler of `uri`, a profile served only
+    /// to a peer that has authenticated (see
+    /// [`Config::auth_profiles`](crate::Config::auth_profiles): a start
+    /// before is refused with 530).
+    ///
+    /// ```
+    /// let mut p = beep_proto::dispatch::Profiles::default();
+    /// p.register_auth_only("private", ());
+    /// let mut config = beep_proto::Config::default();
+    /// p.configure(&mut config);
+    /// assert_eq!(config.auth_profiles, vec!["private".to_string()]);
+    /// ```
+    pub fn register_auth_only(&mut self, uri: impl Into<String>, handler: H) {
+        let uri = uri.into();
+        if !self.auth_only.contains(&uri) {
+            self.auth_only.push(uri.clone());
+        }
+        self.register(uri, handler);
+    }
+
     /// How TLS requests are answered, when TLS is offered.
     ///
     /// ```
@@ -450,7 +533,8 @@ impl<H> Profiles<H> {
             .map(|(u, _)| u)
             .filter(|u| !self.tls_only.contains(u));
         let tls = self.tls.as_ref().map(|_| crate::tls::TLS_URI.to_owned());
-        plain.cloned().chain(tls).collect()
+        let sasl = self.sasl.iter().map(|m| m.uri().to_owned());
+        plain.cloned().chain(tls).chain(sasl).collect()
     }
 
     /// The URIs served only over TLS.
@@ -478,6 +562,7 @@ impl<H> Profiles<H> {
         config.profiles = self.uris();
         config.tls_profiles = self.tls_uris();
         config.require_tls = self.require_tls;
+        config.auth_profiles = self.auth_only.clone();
     }
 
     /// Decides a start request: the first offered profile we serve, its

@@ -70,6 +70,8 @@ pub enum Done {
     Closed,
     /// TLS is active ([`Core::start_tls`]): the handshake is over.
     TlsActive(crate::tls::TlsInfo),
+    /// We are authenticated ([`Core::start_sasl`]).
+    Authenticated(crate::sasl::AuthInfo),
 }
 
 impl Done {
@@ -90,6 +92,27 @@ impl Done {
     pub fn into_reply(self) -> Result<Reply, super::Error> {
         match self {
             Done::Replied(reply) => Ok(reply),
+            other => Err(super::Error::Closed(EndReason::Lost(format!(
+                "unexpected {other:?}"
+            )))),
+        }
+    }
+
+    /// What an authentication waiter waited for; anything else ends the
+    /// wait as a lost connection, as [`Done::into_reply`] does.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Done;
+    /// assert!(Done::Closed.into_auth_info().is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](super::Error::Closed) for anything but an
+    /// authentication.
+    pub fn into_auth_info(self) -> Result<crate::sasl::AuthInfo, super::Error> {
+        match self {
+            Done::Authenticated(info) => Ok(info),
             other => Err(super::Error::Closed(EndReason::Lost(format!(
                 "unexpected {other:?}"
             )))),
@@ -376,6 +399,10 @@ pub enum Outcome<W> {
     CloseRequested(CloseRequest),
     /// A channel closed (either side asked); forget its handlers.
     ChannelClosed(u32),
+    /// The peer's SASL exchange needs the application (RFC 3080 4.1):
+    /// ask the profiles' auth handler and answer with
+    /// [`Core::answer_auth`].
+    AuthRequested(crate::sasl::AuthRequest),
     /// The peer asks to begin TLS: ask the listener's
     /// [`TlsAcceptor`](super::TlsAcceptor) and answer with
     /// [`Core::answer_tls`].
@@ -412,6 +439,8 @@ pub struct Core<W> {
     tls: Option<W>,
     /// TLS is active; its waiter gets it with the peer's new greeting.
     tls_done: Option<(W, crate::tls::TlsInfo)>,
+    /// Who waits for our authentication ([`Core::start_sasl`]).
+    auth: Option<W>,
     ended: Option<EndReason>,
 }
 
@@ -428,6 +457,7 @@ impl<W> Core<W> {
             closes: HashMap::new(),
             tls: None,
             tls_done: None,
+            auth: None,
             ended: None,
         }
     }
@@ -468,6 +498,45 @@ impl<W> Core<W> {
         let channel = self.session.start_tls(client)?;
         self.tls = Some(waiter);
         Ok(channel)
+    }
+
+    /// Authenticates us to the peer (see [`Session::start_sasl`]);
+    /// `waiter` gets [`Done::Authenticated`], or the peer's refusal
+    /// ([`Failure::Refused`], 535 for bad credentials), or how the
+    /// session ended.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// use beep_proto::sasl::SaslClient;
+    /// let mut core: Core<&str> = Core::new(beep_proto::Session::initiator(Default::default()));
+    /// assert_eq!(core.start_sasl(SaslClient::plain("bob", "secret"), "auth"), Ok(1));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::start_sasl`].
+    pub fn start_sasl(
+        &mut self,
+        client: crate::sasl::SaslClient,
+        waiter: W,
+    ) -> Result<u32, UsageError> {
+        let channel = self.session.start_sasl(client)?;
+        self.auth = Some(waiter);
+        Ok(channel)
+    }
+
+    /// Answers the peer's authentication request on `channel` (see
+    /// [`Session::answer_auth`]); an answer that no longer fits (the
+    /// exchange was aborted meanwhile) is dropped.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// use beep_proto::sasl::AuthAnswer;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::listener(Default::default()));
+    /// core.answer_auth(1, AuthAnswer::Deny); // nobody asked: nothing happens
+    /// ```
+    pub fn answer_auth(&mut self, channel: u32, answer: crate::sasl::AuthAnswer) {
+        let _ = self.session.answer_auth(channel, answer);
     }
 
     /// Answers the peer's TLS request on `channel`: with `server`'s
@@ -1103,15 +1172,17 @@ impl<W> Core<W> {
             // Drivers bound their output by waiting for room before they
             // send, and turn the session's own limit off.
             Event::Writable => {}
-            // SASL is not wired into the drivers yet: a peer's request is
-            // refused (it learns "authentication failure"), as TLS
-            // requests first were.
-            Event::AuthRequested(request) => {
-                let _ = self
-                    .session
-                    .answer_auth(request.channel, crate::sasl::AuthAnswer::Deny);
+            Event::AuthRequested(request) => out.push(Outcome::AuthRequested(request)),
+            Event::Authenticated(info) => {
+                if let Some(w) = self.auth.take() {
+                    out.push(Outcome::Complete(w, Ok(Done::Authenticated(info))));
+                }
             }
-            Event::Authenticated(_) | Event::AuthFailed { .. } => {}
+            Event::AuthFailed { error, .. } => {
+                if let Some(w) = self.auth.take() {
+                    out.push(Outcome::Complete(w, Err(Failure::Refused(error))));
+                }
+            }
         }
     }
 
@@ -1139,7 +1210,7 @@ impl<W> Core<W> {
         for (_, w) in self.opens.drain() {
             out.push(Outcome::Complete(w, failure()));
         }
-        let tls = self.tls.take().into_iter();
+        let tls = self.tls.take().into_iter().chain(self.auth.take());
         for w in tls.chain(self.tls_done.take().map(|(w, _)| w)) {
             out.push(Outcome::Complete(w, failure()));
         }
@@ -1278,6 +1349,48 @@ mod tests {
             o,
             Outcome::Complete(8, Err(Failure::Refused(e))) if e.code == ReplyCode::REQUESTED_ACTION_NOT_TAKEN
         )), "{out_a:?}");
+    }
+
+    /// RFC 3080 4.1 through the dispatch core: the listener's outcome
+    /// asks for a decision, the initiator's waiter gets the identity, and
+    /// a denial reaches it as the peer's 535.
+    #[test]
+    fn rfc3080_4_1_sasl_waiter_and_decision() {
+        use crate::sasl::{AuthAnswer, Mechanism, SaslClient};
+        for (answer, accepted) in [(AuthAnswer::Accept, true), (AuthAnswer::Deny, false)] {
+            let mut a: Core<u8> = Core::new(Session::initiator(Config::default()));
+            let mut b: Core<u8> = Core::new(Session::listener(Config {
+                profiles: vec![Mechanism::Plain.uri().into()],
+                ..Config::default()
+            }));
+            let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+            a.start_sasl(SaslClient::plain("bob", "secret"), 9).unwrap();
+            pump(&mut a, &mut b, &mut out_a, &mut out_b);
+            let Some(Outcome::AuthRequested(request)) = out_b.pop() else {
+                panic!("{out_b:?}")
+            };
+            assert_eq!(request.authcid.as_deref(), Some("bob"));
+            assert_eq!(request.password.as_deref(), Some("secret"));
+            b.answer_auth(request.channel, answer);
+            pump(&mut a, &mut b, &mut out_a, &mut out_b);
+            let result = out_a.iter().find_map(|o| match o {
+                Outcome::Complete(9, r) => Some(r),
+                _ => None,
+            });
+            match result {
+                Some(Ok(Done::Authenticated(info))) if accepted => {
+                    assert_eq!(info.authcid, "bob");
+                    assert_eq!(
+                        b.session().authenticated().map(|i| i.authcid.as_str()),
+                        Some("bob")
+                    );
+                }
+                Some(Err(Failure::Refused(e))) if !accepted => {
+                    assert_eq!(e.code, ReplyCode::AUTHENTICATION_FAILURE);
+                }
+                other => panic!("accepted {accepted}: {other:?}"),
+            }
+        }
     }
 
     #[test]

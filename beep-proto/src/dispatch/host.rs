@@ -271,6 +271,7 @@ pub trait Host: Sized {
             Action::Frame(f) => return self.deliver_frame(f),
             Action::CloseRequested(request) => self.answer_close(request),
             Action::TlsRequested(request) => self.answer_tls(&request),
+            Action::AuthRequested(request) => self.answer_auth(&request),
         }
         Step::Done
     }
@@ -325,6 +326,20 @@ pub trait Host: Sized {
             move |r: &CloseRequest| close(&channel, r)
         }));
         self.update(|layer| layer.core.answer_close(number, decision));
+    }
+
+    /// Asks the profiles' auth handler (outside the lock) about the peer's
+    /// authentication and answers; without one, or when it panics, the
+    /// answer is a denial (the peer learns only "authentication failure").
+    fn answer_auth(&self, request: &crate::sasl::AuthRequest) {
+        let answer = self
+            .profiles()
+            .auth()
+            .map_or(crate::sasl::AuthAnswer::Deny, |handler| {
+                catch_unwind(AssertUnwindSafe(|| handler(request)))
+                    .unwrap_or(crate::sasl::AuthAnswer::Deny)
+            });
+        self.update(|layer| layer.core.answer_auth(request.channel, answer));
     }
 
     /// A message for its channel's handler: the message handler's, or the

@@ -50,6 +50,9 @@ pub enum Action {
     /// [`TlsAcceptor`](super::TlsAcceptor) and answer
     /// ([`Core::answer_tls`]).
     TlsRequested(crate::event::TlsRequest),
+    /// The peer's authentication needs the application: ask the
+    /// profiles' auth handler and answer ([`Core::answer_auth`]).
+    AuthRequested(crate::sasl::AuthRequest),
     /// Application code to run (a callback, or dropping closures that
     /// must not be dropped under the driver's lock).
     Run(Box<dyn FnOnce() + Send>),
@@ -67,6 +70,9 @@ impl std::fmt::Debug for Action {
                 f.debug_tuple("CloseRequested").field(request).finish()
             }
             Action::TlsRequested(request) => f.debug_tuple("TlsRequested").field(request).finish(),
+            Action::AuthRequested(request) => {
+                f.debug_tuple("AuthRequested").field(request).finish()
+            }
             Action::Run(_) => f.write_str("Run(..)"),
             Action::Exit => f.write_str("Exit"),
         }
@@ -762,6 +768,7 @@ impl<T, H: Handlers> Layer<T, H> {
                 Outcome::Frame(f) => actions.push(Action::Frame(f)),
                 Outcome::CloseRequested(request) => actions.push(Action::CloseRequested(request)),
                 Outcome::TlsRequested(request) => actions.push(Action::TlsRequested(request)),
+                Outcome::AuthRequested(request) => actions.push(Action::AuthRequested(request)),
                 Outcome::TuningReset => {
                     // Every channel is gone (RFC 3080 3): their handlers
                     // go too, on the dispatcher, never under the lock.
