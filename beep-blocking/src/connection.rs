@@ -12,6 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use beep_proto::dispatch::{self, Done, Driver, Layer, Room};
+use beep_proto::sasl::{AuthInfo, SaslClient};
 use beep_proto::tls::{TlsClient, TlsInfo};
 use beep_proto::xml::{Greeting, Profile};
 use beep_proto::{Config, Role, Session};
@@ -242,8 +243,8 @@ pub(crate) struct Shared {
 /// handlers receive do not keep it alive. A closure the connection keeps
 /// that captures a handle keeps it alive as long as the closure lives: a
 /// message handler for ever (use the `&Channel` it is given instead), an
-/// `on_close`, `open_channel_with`, `start_tls_with` or `request_with`
-/// callback until it ran.
+/// `on_close`, `open_channel_with`, `start_tls_with`, `start_sasl_with`
+/// or `request_with` callback until it ran.
 #[derive(Clone)]
 pub struct Connection {
     pub(crate) shared: Arc<Shared>,
@@ -799,6 +800,134 @@ impl Connection {
     /// ```
     pub fn tls_info(&self) -> Option<TlsInfo> {
         self.shared.lock().core.session().tls_info().cloned()
+    }
+
+    /// Authenticates to the peer with SASL (RFC 3080 4.1) and waits for
+    /// the outcome (PyVortex `vortex.sasl.start_auth` without a
+    /// `sasl_status`): `client` names the mechanism and carries the
+    /// credentials; the session runs the whole exchange on a channel of
+    /// its own, which is gone when this returns. The wait is bounded by
+    /// [`Options::channel_timeout`], like [`Connection::open_channel`].
+    ///
+    /// Call it after [`Connection::start_tls`] when the mechanism sends
+    /// the password in the clear (PLAIN). Success holds for the whole
+    /// session (RFC 3080 4): channels opened from now on may be of
+    /// profiles the peer serves only to authenticated peers. No security
+    /// layer is negotiated, so channels and greeting stay as they were.
+    ///
+    /// Returns who we are now ([`AuthInfo`]), as
+    /// [`Connection::auth_info`] will tell.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::Refused`]: the peer refused, 535 for bad credentials
+    ///   (never saying whether the user or the password was wrong). The
+    ///   session goes on unauthenticated, and may try again.
+    /// * [`Error::Usage`]: nothing was sent, because
+    ///   [`UsageError::AlreadyAuthenticated`](beep_proto::UsageError::AlreadyAuthenticated),
+    ///   [`UsageError::AuthInProgress`](beep_proto::UsageError::AuthInProgress),
+    ///   or [`UsageError::AuthNotPossible`](beep_proto::UsageError::AuthNotPossible)
+    ///   (the peer's greeting does not offer the mechanism).
+    /// * [`Error::Timeout`]: no outcome in time (the exchange may still
+    ///   finish: see [`Connection::is_authenticated`]).
+    /// * [`Error::Closed`]: the connection ended meanwhile (e.g. the
+    ///   peer broke the SASL exchange).
+    ///
+    /// ```no_run
+    /// use beep_blocking::{Connection, Error, Options, SaslClient};
+    /// use beep_proto::xml::Profile;
+    ///
+    /// let conn = Connection::connect("127.0.0.1:10288", Options::default())?;
+    /// match conn.start_sasl(SaslClient::scram_sha256("bob", "secret")) {
+    ///     Ok(info) => println!("authenticated as {} with {}", info.authcid, info.mechanism),
+    ///     Err(Error::Refused { code, text }) => eprintln!("refused: {code} {text}"),
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// let channel = conn.open_channel(Profile::new("http://example.org/beep/private"), None)?;
+    /// # drop(channel);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_sasl(&self, client: SaslClient) -> Result<AuthInfo, Error> {
+        let (notify, waiter) = Waiter::pair();
+        self.start_sasl_notify(client, notify)?;
+        wait(&self.shared, waiter, self.shared.options.channel_timeout)?.into_auth_info()
+    }
+
+    /// Authenticates to the peer without waiting: `done` runs on the
+    /// connection's dispatcher with what [`Connection::start_sasl`] would
+    /// return, once the exchange is over (PyVortex `vortex.sasl.start_auth`
+    /// with its `sasl_status` handler). Errors that prevent starting the
+    /// exchange are returned at once, as [`Connection::start_sasl`]'s
+    /// [`Error::Usage`]; `done` is then not called.
+    ///
+    /// `done` keeps the connection alive until it ran (see
+    /// [`Connection`]). No timeout applies: the outcome, or the end of the
+    /// connection, calls it.
+    ///
+    /// ```no_run
+    /// use beep_blocking::{Connection, Options, SaslClient};
+    ///
+    /// let conn = Connection::connect("127.0.0.1:10288", Options::default())?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// conn.start_sasl_with(SaslClient::cram_md5("bob", "secret"), move |result| {
+    ///     let _ = tx.send(result.map(|info| info.authcid));
+    /// })?;
+    /// // ... other work; then:
+    /// println!("SASL: {:?}", rx.recv()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_sasl_with(
+        &self,
+        client: SaslClient,
+        done: impl FnOnce(Result<AuthInfo, Error>) + Send + 'static,
+    ) -> Result<(), Error> {
+        let notify = Notify::Call(Box::new(move |result| {
+            done(result.and_then(Done::into_auth_info))
+        }));
+        self.start_sasl_notify(client, notify)
+    }
+
+    fn start_sasl_notify(&self, client: SaslClient, notify: Notify) -> Result<(), Error> {
+        self.shared
+            .with_session(|st| Ok(st.core.start_sasl(client, notify).map(drop)?))
+    }
+
+    /// True once a SASL exchange succeeded on this session (PyVortex
+    /// `vortex.sasl.is_authenticated`): on an initiator, our own
+    /// ([`Connection::start_sasl`]); on a listener, the peer's.
+    ///
+    /// ```no_run
+    /// # fn run(conn: beep_blocking::Connection) {
+    /// if !conn.is_authenticated() {
+    ///     eprintln!("anonymous session");
+    /// }
+    /// # }
+    /// ```
+    pub fn is_authenticated(&self) -> bool {
+        self.shared.lock().core.session().authenticated().is_some()
+    }
+
+    /// Who authenticated on this session (PyVortex
+    /// `vortex.sasl.auth_id`, `authorization_id` and `method_used`): the
+    /// mechanism, the authentication identity and the authorization
+    /// identity granted. On an initiator it is our own identity; on a
+    /// listener, the peer's, which handlers read from their
+    /// [`Channel::connection`](crate::Channel::connection). `None` before
+    /// a success.
+    ///
+    /// ```no_run
+    /// use beep_blocking::ProfileHandler;
+    /// let whoami = ProfileHandler::new(|channel, m| {
+    ///     let who = match channel.connection().auth_info() {
+    ///         Some(info) => format!("{} ({})", info.authcid, info.mechanism),
+    ///         None => "nobody".to_string(),
+    ///     };
+    ///     let _ = channel.reply_rpy(m.msgno, beep_proto::Message::new(who));
+    /// });
+    /// # let _ = whoami;
+    /// ```
+    pub fn auth_info(&self) -> Option<AuthInfo> {
+        self.shared.lock().core.session().authenticated().cloned()
     }
 
     /// Releases the session (RFC 3080 2.4): waits for the peer's `<ok/>`

@@ -28,6 +28,13 @@
 //! [`Connection::start_tls`]. The same connection then carries encrypted
 //! bytes; [`Connection::tls_info`] tells the peer's certificate.
 //!
+//! SASL (RFC 3080 4.1) too: a listener offers mechanisms with
+//! [`Registry::set_sasl`] and a handler that decides (and may serve
+//! profiles only to authenticated peers,
+//! [`Registry::register_auth_only`]); an initiator authenticates with
+//! [`Connection::start_sasl`], after TLS if it wants the credentials
+//! encrypted. [`Connection::auth_info`] tells who authenticated.
+//!
 //! Besides TCP, a connection runs over any [`transport::Transport`]: a
 //! Unix socket as it is, or any blocking reader and writer as a
 //! [`transport::Split`] ([`Connection::connect_transport`],
@@ -90,6 +97,24 @@ pub use beep_proto::dispatch::{HandlerResult, Reply};
 /// ```
 pub use beep_proto::dispatch::TlsAcceptor;
 pub use beep_proto::tls::{CertificateProblem, TlsClient, TlsError, TlsInfo, TlsServer};
+
+/// SASL (RFC 3080 4.1), run by the session itself: a listener offers
+/// [`Mechanism`]s and decides each [`AuthRequest`] with an [`AuthAnswer`]
+/// ([`Registry::set_sasl`]), an initiator authenticates with a
+/// [`SaslClient`] ([`Connection::start_sasl`]), and both read who
+/// authenticated ([`AuthInfo`], [`Connection::auth_info`]).
+///
+/// ```
+/// use beep_blocking::{AuthAnswer, AuthNeed, Mechanism, SaslClient};
+/// let client = SaslClient::scram_sha256("bob", "secret");
+/// assert_eq!(client.mechanism(), Mechanism::ScramSha256);
+/// let decide = |need: AuthNeed| match need {
+///     AuthNeed::Secret => AuthAnswer::Secret("secret".into()),
+///     AuthNeed::Decide => AuthAnswer::Deny,
+/// };
+/// assert_eq!(decide(AuthNeed::Decide), AuthAnswer::Deny);
+/// ```
+pub use beep_proto::sasl::{AuthAnswer, AuthInfo, AuthNeed, AuthRequest, Mechanism, SaslClient};
 
 /// Compiles and runs the README's examples as doc tests, so they cannot rot.
 #[doc = include_str!("../../README.md")]

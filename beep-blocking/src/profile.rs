@@ -7,6 +7,7 @@ use beep_proto::ReplyCode;
 use beep_proto::dispatch::{
     CloseHook, Handled, HandlerResult, ProfileHooks, Profiles, TlsAcceptor,
 };
+use beep_proto::sasl::{AuthAnswer, AuthRequest, Mechanism};
 use beep_proto::xml::Profile;
 use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 
@@ -369,6 +370,79 @@ impl Registry {
     /// ```
     pub fn require_tls(&mut self, required: bool) -> &mut Self {
         self.profiles.require_tls(required);
+        self
+    }
+
+    /// Offers SASL authentication (RFC 3080 4.1) with `mechanisms`, each
+    /// peer's attempt decided by `handler` (PyVortex's
+    /// `vortex.sasl.accept_mech` and its `sasl_auth_handler` in one). The
+    /// mechanisms' profiles are advertised in the greeting (those this
+    /// build cannot run are left out); the session runs the exchange
+    /// itself and asks `handler` only for a decision:
+    ///
+    /// * [`AuthNeed::Decide`](crate::AuthNeed::Decide) (PLAIN, ANONYMOUS,
+    ///   EXTERNAL): the request carries the credentials; answer
+    ///   [`AuthAnswer::Accept`](crate::AuthAnswer::Accept),
+    ///   [`Deny`](crate::AuthAnswer::Deny) or
+    ///   [`NoSuchUser`](crate::AuthAnswer::NoSuchUser).
+    /// * [`AuthNeed::Secret`](crate::AuthNeed::Secret) (CRAM-MD5,
+    ///   DIGEST-MD5, SCRAM-SHA-256): give the user's password with
+    ///   [`AuthAnswer::Secret`](crate::AuthAnswer::Secret) (the session
+    ///   checks the client's proof), or `NoSuchUser`/`Deny`.
+    ///
+    /// `handler` runs on the connection's dispatcher, like start
+    /// handlers; a panic denies. The peer learns only "authentication
+    /// failure" (535). Once a peer authenticated, every channel of its
+    /// connection sees who it is in
+    /// [`Connection::auth_info`](crate::Connection::auth_info).
+    ///
+    /// ```
+    /// use beep_blocking::{AuthAnswer, AuthNeed, Mechanism, Registry};
+    /// let mut registry = Registry::new();
+    /// registry.set_sasl(&[Mechanism::Plain, Mechanism::ScramSha256], |request| {
+    ///     let stored = (request.authcid.as_deref() == Some("bob")).then_some("secret");
+    ///     match (request.need, stored) {
+    ///         (_, None) => AuthAnswer::NoSuchUser,
+    ///         (AuthNeed::Secret, Some(password)) => AuthAnswer::Secret(password.into()),
+    ///         (AuthNeed::Decide, Some(password)) if request.password.as_deref() == Some(password) => {
+    ///             AuthAnswer::Accept
+    ///         }
+    ///         (AuthNeed::Decide, Some(_)) => AuthAnswer::Deny,
+    ///     }
+    /// });
+    /// assert!(registry.uris().contains(&Mechanism::Plain.uri().to_string()));
+    /// ```
+    pub fn set_sasl(
+        &mut self,
+        mechanisms: &[Mechanism],
+        handler: impl Fn(&AuthRequest) -> AuthAnswer + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.profiles.set_sasl(mechanisms, handler);
+        self
+    }
+
+    /// Serves `uri` with `handler` only to a peer that has authenticated
+    /// (RFC 3080 4.1): before that a start of it is refused with 530
+    /// ("authentication required"); once the peer's SASL exchange
+    /// succeeded it is served like any other. Offer SASL too
+    /// ([`Registry::set_sasl`]), or the profile can never be started.
+    ///
+    /// ```
+    /// use beep_blocking::{AuthAnswer, Mechanism, ProfileHandler, Registry};
+    /// let mut registry = Registry::new();
+    /// registry
+    ///     .set_sasl(&[Mechanism::Anonymous], |_| AuthAnswer::Accept)
+    ///     .register_auth_only("http://example.org/beep/private", ProfileHandler::new(|ch, m| {
+    ///         let who = ch.connection().auth_info().map(|info| info.authcid);
+    ///         let _ = ch.reply_rpy(m.msgno, beep_proto::Message::new(format!("hello {who:?}")));
+    ///     }));
+    /// ```
+    pub fn register_auth_only(
+        &mut self,
+        uri: impl Into<String>,
+        handler: ProfileHandler,
+    ) -> &mut Self {
+        self.profiles.register_auth_only(uri, handler.hooks);
         self
     }
 

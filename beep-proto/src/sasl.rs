@@ -439,6 +439,11 @@ pub struct AuthRequest {
     pub server_name: Option<String>,
     /// What the answer must be.
     pub need: AuthNeed,
+    /// The session's TLS, when it runs over TLS: for EXTERNAL, the client
+    /// certificate the identity comes from (RFC 3080 4.1.3: an external
+    /// service must be active), and for any mechanism, whether the
+    /// credentials travelled encrypted.
+    pub tls: Option<crate::tls::TlsInfo>,
 }
 
 impl std::fmt::Debug for AuthRequest {
@@ -452,6 +457,7 @@ impl std::fmt::Debug for AuthRequest {
             .field("anonymous_token", &self.anonymous_token)
             .field("server_name", &self.server_name)
             .field("need", &self.need)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }

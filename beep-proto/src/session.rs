@@ -1303,8 +1303,8 @@ impl Session {
     }
 }
 
-/// Bytes handed to [`Session::handle_input`] but not yet parsed, for a
-/// tuning reset that swaps the byte path (TLS takes over after `<proceed/>`).
+/// What the session holds of the peer's input (for diagnostics and
+/// tests; TLS takes what follows `<proceed/>` inside the session).
 impl Session {
     /// Input received but not yet parsed.
     ///

@@ -1086,6 +1086,8 @@ fn rfc3080_4_1_3_external_over_tls() {
     // server name.
     let tls_info = pair.b.tls_info().unwrap();
     assert_eq!(tls_info.server_name.as_deref(), Some("localhost"));
+    // ... and the request carries it, for a handler that has no session.
+    assert_eq!(request.tls.as_ref(), Some(tls_info));
     pair.b.answer_auth(channel, AuthAnswer::Accept).unwrap();
     assert_eq!(pair.pump(), (None, None));
     let expected = AuthInfo {

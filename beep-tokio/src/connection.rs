@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use beep_proto::dispatch::Done;
+use beep_proto::sasl::{AuthInfo, SaslClient};
 use beep_proto::tls::{TlsClient, TlsInfo};
 use beep_proto::xml::{Greeting, Profile};
 use beep_proto::{Role, Session};
@@ -614,6 +615,114 @@ impl Connection {
     /// ```
     pub fn tls_info(&self) -> Option<TlsInfo> {
         self.shared.lock().core.session().tls_info().cloned()
+    }
+
+    /// Authenticates to the peer with SASL (RFC 3080 4.1, PyVortex
+    /// `vortex.sasl.start_auth`) and waits for the outcome: a channel on
+    /// the mechanism's profile carries the exchange (the initial response
+    /// piggybacked on the `<start>`), and the session runs the mechanism
+    /// with `client`'s credentials. Returns who we are to the peer once it
+    /// said `<blob status='complete'/>`; from then on
+    /// [`Connection::auth_info`] gives the same. No security layer is
+    /// negotiated, so the session goes on as it was (open channels stay
+    /// open). Bounded by
+    /// [`Options::channel_timeout`](crate::Options::channel_timeout).
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::Usage`] at once, nothing sent: the peer does not offer
+    ///   the mechanism, the session has authenticated already (RFC 3080 4:
+    ///   once per session) or an exchange is under way, a TLS negotiation
+    ///   is under way, or the mechanism refuses the credentials (an empty
+    ///   PLAIN user).
+    /// * [`Error::Refused`] with 535: the peer denied the credentials
+    ///   (whether the user or the password was wrong, it does not say).
+    ///   The session goes on unauthenticated, and may try again.
+    /// * [`Error::Timeout`]: no outcome in time; the connection stays up.
+    ///
+    /// ```no_run
+    /// use beep_tokio::{Connection, Options, SaslClient};
+    /// # async fn run() -> Result<(), beep_tokio::Error> {
+    /// let conn = Connection::connect("beep.example.org:10288", Options::default()).await?;
+    /// let info = conn.start_sasl(SaslClient::scram_sha256("bob", "secret")).await?;
+    /// assert_eq!(info.authcid, "bob");
+    /// assert!(conn.is_authenticated());
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_sasl(&self, client: SaslClient) -> Result<AuthInfo, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.start_sasl_notify(client, Notify::Wait(tx))?;
+        let done = self
+            .shared
+            .wait(rx, self.shared.options.channel_timeout)
+            .await?;
+        done.into_auth_info()
+    }
+
+    /// Like [`Connection::start_sasl`], without waiting (PyVortex
+    /// `start_auth` with `auth_notify`): `done` runs on the dispatcher
+    /// with the outcome (our identity, or the refusal or failure; no
+    /// timeout applies). Errors found at once (see `start_sasl`) are
+    /// returned here, and `done` is not called. The connection is kept
+    /// alive until `done` has run.
+    ///
+    /// ```no_run
+    /// use beep_tokio::SaslClient;
+    /// # fn run(conn: beep_tokio::Connection) -> Result<(), beep_tokio::Error> {
+    /// conn.start_sasl_with(SaslClient::plain("bob", "secret"), |result| match result {
+    ///     Ok(info) => println!("authenticated as {}", info.authcid),
+    ///     Err(e) => eprintln!("not authenticated: {e}"),
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn start_sasl_with(
+        &self,
+        client: SaslClient,
+        done: impl FnOnce(Result<AuthInfo, Error>) + Send + 'static,
+    ) -> Result<(), Error> {
+        let notify = Notify::Call(Box::new(move |result| {
+            done(result.and_then(Done::into_auth_info))
+        }));
+        self.start_sasl_notify(client, notify)
+    }
+
+    fn start_sasl_notify(&self, client: SaslClient, notify: Notify) -> Result<(), Error> {
+        self.shared
+            .with_session(|st| Ok(st.core.start_sasl(client, notify).map(drop)?))
+    }
+
+    /// True once a SASL exchange on this session has succeeded, either
+    /// way: we authenticated to the peer ([`Connection::start_sasl`]), or
+    /// the peer to us ([`Registry::set_sasl`](crate::Registry::set_sasl)).
+    ///
+    /// ```no_run
+    /// # async fn run(conn: beep_tokio::Connection) -> Result<(), beep_tokio::Error> {
+    /// assert!(!conn.is_authenticated());
+    /// conn.start_sasl(beep_tokio::SaslClient::anonymous("bob@example.org")).await?;
+    /// assert!(conn.is_authenticated());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_authenticated(&self) -> bool {
+        self.shared.lock().core.session().authenticated().is_some()
+    }
+
+    /// Who authenticated on this session, once someone has (RFC 3080 4: it
+    /// holds for every channel, present and future): on a listener, the
+    /// peer's identity as its auth handler accepted it (read it from a
+    /// message handler with `channel.connection().auth_info()`); on an
+    /// initiator, our own identity to the peer.
+    ///
+    /// ```no_run
+    /// use beep_tokio::ProfileHandler;
+    /// let private = ProfileHandler::new(|channel, m| async move {
+    ///     let who = channel.connection().auth_info().map(|info| info.authcid);
+    ///     let answer = format!("hello {}", who.unwrap_or_default());
+    ///     let _ = channel.reply_rpy(m.msgno, beep_proto::Message::new(answer)).await;
+    /// });
+    /// # let _ = private;
+    /// ```
+    pub fn auth_info(&self) -> Option<AuthInfo> {
+        self.shared.lock().core.session().authenticated().cloned()
     }
 
     /// Releases the session (RFC 3080 2.4): waits for the peer's `<ok/>`,

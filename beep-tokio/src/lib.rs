@@ -40,6 +40,15 @@
 //! [`Connection::start_tls`]. The connection's tasks keep moving bytes,
 //! encrypted from `<proceed/>` on.
 //!
+//! ## SASL
+//!
+//! SASL authentication (RFC 3080 4.1, PyVortex `vortex.sasl`) runs inside
+//! the session too: a listener offers mechanisms and decides with
+//! [`Registry::set_sasl`] (and may keep profiles for authenticated peers
+//! only, [`Registry::register_auth_only`]); an initiator authenticates
+//! with [`Connection::start_sasl`]; both ends read who authenticated with
+//! [`Connection::auth_info`].
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use beep_tokio::{Connection, Listener, Options, ProfileHandler, Registry, Reply};
@@ -123,4 +132,29 @@ pub use beep_proto;
 /// ```
 pub use beep_proto::dispatch::TlsAcceptor;
 pub use beep_proto::dispatch::{HandlerResult, Reply};
+/// SASL authentication (RFC 3080 4.1, PyVortex `vortex.sasl`), run inside
+/// the session: a listener offers [`Mechanism`]s and decides each
+/// [`AuthRequest`] with an [`AuthAnswer`] ([`Registry::set_sasl`]; what
+/// the request needs is its [`AuthNeed`]); an initiator authenticates with
+/// a [`SaslClient`] ([`Connection::start_sasl`]); both ends read the
+/// [`AuthInfo`] ([`Connection::auth_info`]).
+///
+/// ```no_run
+/// use beep_tokio::{AuthAnswer, AuthNeed, Connection, Listener, Mechanism, Options, Registry, SaslClient};
+/// # async fn run() -> Result<(), beep_tokio::Error> {
+/// let mut registry = Registry::new();
+/// registry.set_sasl(&[Mechanism::ScramSha256], |request| match (request.need, request.authcid.as_deref()) {
+///     (AuthNeed::Secret, Some("bob")) => AuthAnswer::Secret("secret".into()),
+///     _ => AuthAnswer::NoSuchUser,
+/// });
+/// let listener = Listener::bind("127.0.0.1:0", registry, Options::default()).await?;
+/// let addr = listener.local_addrs()[0];
+/// tokio::spawn(listener.serve());
+///
+/// let conn = Connection::connect(addr, Options::default()).await?;
+/// let info = conn.start_sasl(SaslClient::scram_sha256("bob", "secret")).await?;
+/// assert_eq!(conn.auth_info(), Some(info));
+/// # Ok(()) }
+/// ```
+pub use beep_proto::sasl::{AuthAnswer, AuthInfo, AuthNeed, AuthRequest, Mechanism, SaslClient};
 pub use beep_proto::tls::{TlsClient, TlsError, TlsInfo, TlsServer};

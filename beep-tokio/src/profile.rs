@@ -9,6 +9,7 @@ use beep_proto::ReplyCode;
 use beep_proto::dispatch::{
     CloseHook, Handled, HandlerResult, ProfileHooks, Profiles, TlsAcceptor,
 };
+use beep_proto::sasl::{AuthAnswer, AuthRequest, Mechanism};
 use beep_proto::xml::Profile;
 use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
 
@@ -362,6 +363,70 @@ impl Registry {
     /// ```
     pub fn require_tls(&mut self, required: bool) -> &mut Self {
         self.profiles.require_tls(required);
+        self
+    }
+
+    /// Offers SASL authentication (RFC 3080 4.1, PyVortex
+    /// `vortex.sasl.accept_mech` with `sasl_auth_handler`): the greeting
+    /// advertises one profile per mechanism of `mechanisms` this build can
+    /// run (`http://iana.org/beep/SASL/<NAME>`), and `handler` decides each
+    /// peer's authentication. The exchange itself runs inside the session.
+    ///
+    /// `handler` runs on the connection's dispatcher, synchronously, so it
+    /// should answer quickly (look the user up, no network round trips).
+    /// For [`AuthNeed::Decide`](crate::AuthNeed::Decide) (PLAIN, ANONYMOUS,
+    /// EXTERNAL) it accepts or denies the credentials in the request; for
+    /// [`AuthNeed::Secret`](crate::AuthNeed::Secret) (SCRAM-SHA-256,
+    /// CRAM-MD5, DIGEST-MD5) it gives the user's password, and the session
+    /// checks the client's proof. A denial, an unknown user or a panic all
+    /// reach the client as 535 "authentication failure". Once a peer has
+    /// authenticated, [`Connection::auth_info`](crate::Connection::auth_info)
+    /// tells who it is.
+    ///
+    /// ```
+    /// use beep_tokio::{AuthAnswer, AuthNeed, Mechanism, Registry};
+    /// let mut r = Registry::new();
+    /// r.set_sasl(&[Mechanism::Plain, Mechanism::ScramSha256], |request| {
+    ///     match (request.need, request.authcid.as_deref()) {
+    ///         (AuthNeed::Decide, Some("bob")) if request.password.as_deref() == Some("secret") => {
+    ///             AuthAnswer::Accept
+    ///         }
+    ///         (AuthNeed::Secret, Some("bob")) => AuthAnswer::Secret("secret".into()),
+    ///         (_, Some("bob")) => AuthAnswer::Deny,
+    ///         _ => AuthAnswer::NoSuchUser,
+    ///     }
+    /// });
+    /// assert_eq!(r.uris(), vec![Mechanism::Plain.uri().to_string(), Mechanism::ScramSha256.uri().to_string()]);
+    /// ```
+    pub fn set_sasl(
+        &mut self,
+        mechanisms: &[Mechanism],
+        handler: impl Fn(&AuthRequest) -> AuthAnswer + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.profiles.set_sasl(mechanisms, handler);
+        self
+    }
+
+    /// Serves `uri` with `handler` only to a peer that has authenticated
+    /// (PyVortex's profile masks for authenticated sessions): until then a
+    /// start of it is refused with 530 (authentication required, RFC 3080
+    /// 8); once the peer has authenticated ([`Registry::set_sasl`]) it is
+    /// served like any other profile. It is advertised in the greeting
+    /// throughout (the greeting comes before authentication, and SASL
+    /// without a security layer does not greet again).
+    ///
+    /// ```
+    /// use beep_tokio::{AuthAnswer, Mechanism, ProfileHandler, Registry};
+    /// let mut r = Registry::new();
+    /// r.register_auth_only("http://example.org/beep/private", ProfileHandler::new(|_, _| async {}))
+    ///     .set_sasl(&[Mechanism::Plain], |_request| AuthAnswer::Deny);
+    /// ```
+    pub fn register_auth_only(
+        &mut self,
+        uri: impl Into<String>,
+        handler: ProfileHandler,
+    ) -> &mut Self {
+        self.profiles.register_auth_only(uri, handler.hooks);
         self
     }
 

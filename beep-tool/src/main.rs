@@ -1,14 +1,26 @@
 //! `beep`: BEEP from the command line.
 //!
 //! * `beep serve --listen ADDR [--echo URI]... [--sink URI]...
-//!   [--tls-cert FILE --tls-key FILE [--require-tls]]`
+//!   [--tls-cert FILE --tls-key FILE [--require-tls]]
+//!   [--sasl-user USER:PASS... [--require-auth]]`
 //! * `beep send ADDR --profile URI [--server-name NAME]
-//!   [--tls [--ca FILE | --insecure]] [DATA | -]`
+//!   [--tls [--ca FILE | --insecure]]
+//!   [--sasl MECH [--user USER] [--password PASS]] [DATA | -]`
 //! * `beep bench ADDR --profile URI --mode pingpong|pipeline|bulk [...]`
 //! * `beep demo`
 //!
-//! Exit codes of `send`: 0 on RPY (or ANS/NUL), 1 on ERR or a refused
-//! channel, 2 on a connection or protocol failure.
+//! SASL (RFC 3080 4.1): `serve --sasl-user` offers PLAIN, CRAM-MD5,
+//! DIGEST-MD5 and SCRAM-SHA-256 to those users (and with
+//! `--require-auth` serves its profiles only to a peer that
+//! authenticated, refusing others with 530); `send --sasl` authenticates
+//! after `--tls` and before the channel, with PLAIN, CRAM-MD5,
+//! DIGEST-MD5, SCRAM-SHA-256 (`--user`, `--password`), ANONYMOUS
+//! (`--user` is the trace) or EXTERNAL (`--user` is the identity to act
+//! as, if any).
+//!
+//! Exit codes of `send`: 0 on RPY (or ANS/NUL), 1 on ERR, a refused
+//! channel or a refused authentication (`refused: 535 ...`), 2 on a
+//! connection or protocol failure.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -18,7 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use beep_blocking::{
-    CloseReason, Connection, Error, Listener, Options, ProfileHandler, Registry, Reply,
+    AuthAnswer, AuthNeed, AuthRequest, CloseReason, Connection, Error, Listener, Mechanism,
+    Options, ProfileHandler, Registry, Reply, SaslClient,
 };
 use beep_proto::Message;
 use beep_proto::dispatch::TlsAcceptor;
@@ -74,6 +87,14 @@ enum Command {
         /// Serve nothing but TLS until a peer has started it.
         #[arg(long, requires = "tls_cert")]
         require_tls: bool,
+        /// Offer SASL (RFC 3080 4.1: PLAIN, CRAM-MD5, DIGEST-MD5,
+        /// SCRAM-SHA-256) to this user (repeat for several).
+        #[arg(long, value_name = "USER:PASS", value_parser = parse_user)]
+        sasl_user: Vec<(String, String)>,
+        /// Serve the --echo and --sink profiles only to a peer that has
+        /// authenticated (others are refused with 530).
+        #[arg(long, requires = "sasl_user")]
+        require_auth: bool,
     },
     /// Open a channel, send one MSG, print the reply payload.
     Send {
@@ -105,6 +126,18 @@ enum Command {
         /// tests only.
         #[arg(long, requires = "tls", conflicts_with = "ca")]
         insecure: bool,
+        /// Authenticate with this SASL mechanism (RFC 3080 4.1) after
+        /// `--tls` and before the channel.
+        #[arg(long, value_enum, value_name = "MECH", ignore_case = true)]
+        sasl: Option<SaslMech>,
+        /// The user to authenticate as (ANONYMOUS: the trace; EXTERNAL:
+        /// the identity to act as, if any).
+        #[arg(long, requires = "sasl")]
+        user: Option<String>,
+        /// The user's password (PLAIN, CRAM-MD5, DIGEST-MD5,
+        /// SCRAM-SHA-256).
+        #[arg(long, requires = "sasl")]
+        password: Option<String>,
         /// The payload, or `-` to read it from stdin.
         data: Option<String>,
     },
@@ -134,6 +167,100 @@ enum Command {
     },
     /// A listener and a client on loopback, showing a real exchange.
     Demo,
+}
+
+/// The SASL mechanisms `send --sasl` speaks, by their IANA names.
+#[derive(Clone, Copy, ValueEnum)]
+enum SaslMech {
+    /// PLAIN (RFC 4616): the password in the clear (use --tls).
+    #[value(name = "PLAIN")]
+    Plain,
+    /// CRAM-MD5 (RFC 2195).
+    #[value(name = "CRAM-MD5")]
+    CramMd5,
+    /// DIGEST-MD5 (RFC 2831).
+    #[value(name = "DIGEST-MD5")]
+    DigestMd5,
+    /// SCRAM-SHA-256 (RFC 7677).
+    #[value(name = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// ANONYMOUS (RFC 4505), --user as the trace.
+    #[value(name = "ANONYMOUS")]
+    Anonymous,
+    /// EXTERNAL (RFC 4422): the identity TLS established.
+    #[value(name = "EXTERNAL")]
+    External,
+}
+
+/// What `send --sasl` authenticates with.
+struct SaslChoice {
+    mech: SaslMech,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+impl SaslChoice {
+    /// The client of the mechanism; the password mechanisms need both
+    /// `--user` and `--password`.
+    fn client(self, server_name: Option<&str>) -> Result<SaslClient, String> {
+        let credentials = |user: Option<String>, password: Option<String>| match (user, password) {
+            (Some(user), Some(password)) => Ok((user, password)),
+            _ => Err("this SASL mechanism needs --user and --password".to_string()),
+        };
+        let client = match self.mech {
+            SaslMech::Anonymous => SaslClient::anonymous(self.user.unwrap_or_default()),
+            SaslMech::External => {
+                SaslClient::external().with_authzid(self.user.unwrap_or_default())
+            }
+            mech => {
+                let (user, password) = credentials(self.user, self.password)?;
+                match mech {
+                    SaslMech::Plain => SaslClient::plain(user, password),
+                    SaslMech::CramMd5 => SaslClient::cram_md5(user, password),
+                    SaslMech::DigestMd5 => SaslClient::digest_md5(user, password),
+                    _ => SaslClient::scram_sha256(user, password),
+                }
+            }
+        };
+        Ok(match server_name {
+            Some(name) => client.with_server_name(name),
+            None => client,
+        })
+    }
+}
+
+/// `USER:PASS` of `--sasl-user` (the password may contain `:`).
+fn parse_user(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((user, pass)) if !user.is_empty() => Ok((user.to_string(), pass.to_string())),
+        _ => Err("expected USER:PASS".to_string()),
+    }
+}
+
+/// The mechanisms `serve --sasl-user` offers.
+const SERVED_MECHANISMS: [Mechanism; 4] = [
+    Mechanism::Plain,
+    Mechanism::CramMd5,
+    Mechanism::DigestMd5,
+    Mechanism::ScramSha256,
+];
+
+/// `serve --sasl-user`'s decision: PLAIN's password must match the
+/// user's; the other mechanisms get the user's password to check the
+/// client's proof with. Unknown users are no such user.
+fn decide(users: &[(String, String)], request: &AuthRequest) -> AuthAnswer {
+    let stored = users
+        .iter()
+        .find(|(user, _)| Some(user.as_str()) == request.authcid.as_deref())
+        .map(|(_, pass)| pass);
+    match (request.need, stored) {
+        (_, None) => AuthAnswer::NoSuchUser,
+        (AuthNeed::Secret, Some(pass)) => AuthAnswer::Secret(pass.clone()),
+        (AuthNeed::Decide, Some(pass)) if request.password.as_ref() == Some(pass) => {
+            AuthAnswer::Accept
+        }
+        (AuthNeed::Decide, Some(_)) => AuthAnswer::Deny,
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -175,6 +302,8 @@ fn main() -> ExitCode {
             tls_cert,
             tls_key,
             require_tls,
+            sasl_user,
+            require_auth,
         } => {
             if verbose {
                 verbose::install(true);
@@ -190,7 +319,8 @@ fn main() -> ExitCode {
                 },
                 _ => None,
             };
-            report(serve(&listen, &echo, &sink, tls, options))
+            let sasl = (!sasl_user.is_empty()).then_some((sasl_user, require_auth));
+            report(serve(&listen, &echo, &sink, tls, sasl, options))
         }
         Command::Send {
             addr,
@@ -201,10 +331,26 @@ fn main() -> ExitCode {
             tls,
             ca,
             insecure,
+            sasl,
+            user,
+            password,
             data,
         } => {
             let tls = tls.then_some(TlsChoice { ca, insecure });
-            send(&addr, &profile, server_name, timeout, verbose, tls, data)
+            let sasl = sasl.map(|mech| SaslChoice {
+                mech,
+                user,
+                password,
+            });
+            send(
+                &addr,
+                &profile,
+                server_name,
+                timeout,
+                verbose,
+                Secure { tls, sasl },
+                data,
+            )
         }
         Command::Bench {
             addr,
@@ -303,14 +449,24 @@ fn serve(
     echo: &[String],
     sink: &[String],
     tls: Option<(TlsServer, bool)>,
+    sasl: Option<(Vec<(String, String)>, bool)>,
     options: Options,
 ) -> Result<(), Error> {
     let mut registry = Registry::new();
-    for uri in echo {
-        registry.register(uri.clone(), echo_handler());
+    let auth_only = sasl.as_ref().is_some_and(|(_, required)| *required);
+    let profiles = echo
+        .iter()
+        .map(|uri| (uri, echo_handler()))
+        .chain(sink.iter().map(|uri| (uri, sink_handler())));
+    for (uri, handler) in profiles {
+        if auth_only {
+            registry.register_auth_only(uri.clone(), handler);
+        } else {
+            registry.register(uri.clone(), handler);
+        }
     }
-    for uri in sink {
-        registry.register(uri.clone(), sink_handler());
+    if let Some((users, _)) = sasl {
+        registry.set_sasl(&SERVED_MECHANISMS, move |request| decide(&users, request));
     }
     if let Some((server, required)) = tls {
         registry.set_tls(TlsAcceptor::new(server));
@@ -348,15 +504,30 @@ fn serve(
     listener.serve()
 }
 
+/// What `send` does before its channel: TLS, then SASL.
+struct Secure {
+    tls: Option<TlsChoice>,
+    sasl: Option<SaslChoice>,
+}
+
 fn send(
     addr: &str,
     profile: &str,
     server_name: Option<String>,
     timeout: f64,
     verbose: bool,
-    tls: Option<TlsChoice>,
+    secure: Secure,
     data: Option<String>,
 ) -> ExitCode {
+    let Secure { tls, sasl } = secure;
+    let sasl = match sasl.map(|choice| choice.client(server_name.as_deref())) {
+        Some(Err(e)) => {
+            eprintln!("beep: {e}");
+            return ExitCode::from(2);
+        }
+        Some(Ok(client)) => Some(client),
+        None => None,
+    };
     let timeout = secs_to_duration(timeout).max(Duration::from_millis(1));
     let payload = match data.as_deref() {
         Some("-") => {
@@ -391,6 +562,14 @@ fn send(
         if let Err(e) = started {
             return failure(&e);
         }
+    }
+    if let Some(client) = sasl
+        && let Err(e) = conn.start_sasl(client)
+    {
+        // A refusal leaves the session usable: release it politely.
+        let code = failure(&e);
+        let _ = conn.close();
+        return code;
     }
     let channel = match conn.open_channel(Profile::new(profile), server_name) {
         Ok(channel) => channel,
@@ -601,6 +780,14 @@ mod tests {
         assert_eq!(host_of("[::1]:10288"), "::1");
         assert_eq!(host_of("localhost"), "localhost");
         assert_eq!(host_of("::1"), "::1");
+    }
+
+    #[test]
+    fn sasl_users_are_user_colon_password() {
+        assert_eq!(parse_user("bob:a:b"), Ok(("bob".into(), "a:b".into())));
+        assert_eq!(parse_user("bob:"), Ok(("bob".into(), String::new())));
+        assert!(parse_user(":secret").is_err());
+        assert!(parse_user("bob").is_err());
     }
 
     #[test]

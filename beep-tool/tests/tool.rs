@@ -281,6 +281,168 @@ fn serve_require_tls_refuses_plain_channels() {
     assert!(serve.terminate().success());
 }
 
+/// RFC 3080 4.1: `serve --sasl-user` (two users) and `send --sasl`: each
+/// of PLAIN, CRAM-MD5, DIGEST-MD5 and SCRAM-SHA-256 authenticates either
+/// user before the echo; a wrong password exits 1 with the refusal, 535.
+#[test]
+fn serve_and_send_with_sasl() {
+    let mut serve = Serve::start_with(&[
+        "--sasl-user",
+        "bob:secret",
+        "--sasl-user",
+        "alice:won:der:land",
+    ]);
+    for (mech, user, password) in [
+        ("PLAIN", "bob", "secret"),
+        ("CRAM-MD5", "alice", "won:der:land"),
+        ("DIGEST-MD5", "bob", "secret"),
+        ("SCRAM-SHA-256", "alice", "won:der:land"),
+        ("scram-sha-256", "bob", "secret"),
+    ] {
+        let out = send(
+            &[
+                &serve.addr,
+                "--profile",
+                ECHO,
+                "--sasl",
+                mech,
+                "--user",
+                user,
+                "--password",
+                password,
+                "authenticated",
+            ],
+            None,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{mech}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"authenticated", "{mech}");
+    }
+    for (mech, user) in [
+        ("PLAIN", "bob"),
+        ("SCRAM-SHA-256", "alice"),
+        ("CRAM-MD5", "eve"),
+    ] {
+        let out = send(
+            &[
+                &serve.addr,
+                "--profile",
+                ECHO,
+                "--sasl",
+                mech,
+                "--user",
+                user,
+                "--password",
+                "wrong",
+                "x",
+            ],
+            None,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{mech}: {stderr}");
+        assert!(stderr.contains("refused: 535"), "{mech}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+    // A password mechanism without a password is not even tried.
+    let out = send(
+        &[
+            &serve.addr,
+            "--profile",
+            ECHO,
+            "--sasl",
+            "PLAIN",
+            "--user",
+            "bob",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--password"));
+    assert!(serve.terminate().success());
+}
+
+/// `serve --require-auth`: a send without `--sasl` is refused with 530
+/// (exit 1); with it, the echo is served; so is the sink.
+#[test]
+fn serve_require_auth_refuses_unauthenticated_channels() {
+    let mut serve = Serve::start_with(&["--sasl-user", "bob:secret", "--require-auth"]);
+    let out = send(&[&serve.addr, "--profile", ECHO, "anonymous"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("530"), "{stderr}");
+    for (profile, expected) in [(ECHO, &b"let me in"[..]), (SINK, &b""[..])] {
+        let out = send(
+            &[
+                &serve.addr,
+                "--profile",
+                profile,
+                "--sasl",
+                "SCRAM-SHA-256",
+                "--user",
+                "bob",
+                "--password",
+                "secret",
+                "let me in",
+            ],
+            None,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, expected);
+    }
+    assert!(serve.terminate().success());
+}
+
+/// `send --tls --sasl PLAIN`: TLS first, then the password, encrypted.
+#[test]
+fn send_authenticates_after_tls() {
+    let (dir, ca, chain, key) = tls_files("sasl");
+    let _serve_dir = Cleanup(dir);
+    let mut serve = Serve::start_with(&[
+        "--tls-cert",
+        &chain,
+        "--tls-key",
+        &key,
+        "--sasl-user",
+        "bob:secret",
+        "--require-auth",
+    ]);
+    let out = send(
+        &[
+            &serve.addr,
+            "--profile",
+            ECHO,
+            "--tls",
+            "--ca",
+            &ca,
+            "--sasl",
+            "PLAIN",
+            "--user",
+            "bob",
+            "--password",
+            "secret",
+            "over TLS",
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"over TLS");
+    assert!(serve.terminate().success());
+}
+
 /// Removes a test's directory when dropped.
 struct Cleanup(std::path::PathBuf);
 

@@ -429,6 +429,7 @@ impl ServerExchange {
             anonymous_token: seen.anonymous_token.clone(),
             server_name: self.server_name.clone(),
             need,
+            tls: None,
         }
     }
 

@@ -549,8 +549,9 @@ impl Session {
                 self.sasl.exchange = None;
                 self.server_reply(channel, mechanism, via, Some(failure()));
             }
-            ServerOutcome::Ask(request) => {
+            ServerOutcome::Ask(mut request) => {
                 side.paused = Some((via, request.need));
+                request.tls = self.tls.info.clone();
                 self.events.push_back(Event::AuthRequested(request));
             }
         }
