@@ -828,8 +828,10 @@ impl Connection {
     ///   [`UsageError::AuthInProgress`](beep_proto::UsageError::AuthInProgress),
     ///   or [`UsageError::AuthNotPossible`](beep_proto::UsageError::AuthNotPossible)
     ///   (the peer's greeting does not offer the mechanism).
-    /// * [`Error::Timeout`]: no outcome in time (the exchange may still
-    ///   finish: see [`Connection::is_authenticated`]).
+    /// * [`Error::Timeout`]: no outcome in time; the exchange is aborted
+    ///   (`status='abort'`, RFC 3080 4.1) and the connection stays up (a
+    ///   listener's success crossing the abort still counts: see
+    ///   [`Connection::is_authenticated`]).
     /// * [`Error::Closed`]: the connection ended meanwhile (e.g. the
     ///   peer broke the SASL exchange).
     ///
@@ -849,8 +851,21 @@ impl Connection {
     /// ```
     pub fn start_sasl(&self, client: SaslClient) -> Result<AuthInfo, Error> {
         let (notify, waiter) = Waiter::pair();
-        self.start_sasl_notify(client, notify)?;
-        wait(&self.shared, waiter, self.shared.options.channel_timeout)?.into_auth_info()
+        let channel = self.start_sasl_notify(client, notify)?;
+        match wait(&self.shared, waiter, self.shared.options.channel_timeout) {
+            Ok(done) => done.into_auth_info(),
+            Err(Error::Timeout) => {
+                // Nobody waits any more: the exchange is given up
+                // (`status='abort'`), not left pending, so a later attempt
+                // is not refused as one in progress.
+                let _ = self.shared.with_session(|st| {
+                    st.core.abort_sasl(channel);
+                    Ok(())
+                });
+                Err(Error::Timeout)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Authenticates to the peer without waiting: `done` runs on the
@@ -884,12 +899,12 @@ impl Connection {
         let notify = Notify::Call(Box::new(move |result| {
             done(result.and_then(Done::into_auth_info))
         }));
-        self.start_sasl_notify(client, notify)
+        self.start_sasl_notify(client, notify).map(drop)
     }
 
-    fn start_sasl_notify(&self, client: SaslClient, notify: Notify) -> Result<(), Error> {
+    fn start_sasl_notify(&self, client: SaslClient, notify: Notify) -> Result<u32, Error> {
         self.shared
-            .with_session(|st| Ok(st.core.start_sasl(client, notify).map(drop)?))
+            .with_session(|st| Ok(st.core.start_sasl(client, notify)?))
     }
 
     /// True once a SASL exchange succeeded on this session (PyVortex

@@ -638,7 +638,10 @@ impl Connection {
     /// * [`Error::Refused`] with 535: the peer denied the credentials
     ///   (whether the user or the password was wrong, it does not say).
     ///   The session goes on unauthenticated, and may try again.
-    /// * [`Error::Timeout`]: no outcome in time; the connection stays up.
+    /// * [`Error::Timeout`]: no outcome in time; the exchange is aborted
+    ///   (`status='abort'`, RFC 3080 4.1) and the connection stays up (a
+    ///   listener's success crossing the abort still counts: see
+    ///   [`Connection::is_authenticated`]).
     ///
     /// ```no_run
     /// use beep_tokio::{Connection, Options, SaslClient};
@@ -651,12 +654,25 @@ impl Connection {
     /// ```
     pub async fn start_sasl(&self, client: SaslClient) -> Result<AuthInfo, Error> {
         let (tx, rx) = oneshot::channel();
-        self.start_sasl_notify(client, Notify::Wait(tx))?;
-        let done = self
+        let channel = self.start_sasl_notify(client, Notify::Wait(tx))?;
+        match self
             .shared
             .wait(rx, self.shared.options.channel_timeout)
-            .await?;
-        done.into_auth_info()
+            .await
+        {
+            Ok(done) => done.into_auth_info(),
+            Err(Error::Timeout) => {
+                // Nobody waits any more: the exchange is given up
+                // (`status='abort'`), not left pending, so a later attempt
+                // is not refused as one in progress.
+                let _ = self.shared.with_session(|st| {
+                    st.core.abort_sasl(channel);
+                    Ok(())
+                });
+                Err(Error::Timeout)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Like [`Connection::start_sasl`], without waiting (PyVortex
@@ -683,12 +699,12 @@ impl Connection {
         let notify = Notify::Call(Box::new(move |result| {
             done(result.and_then(Done::into_auth_info))
         }));
-        self.start_sasl_notify(client, notify)
+        self.start_sasl_notify(client, notify).map(drop)
     }
 
-    fn start_sasl_notify(&self, client: SaslClient, notify: Notify) -> Result<(), Error> {
+    fn start_sasl_notify(&self, client: SaslClient, notify: Notify) -> Result<u32, Error> {
         self.shared
-            .with_session(|st| Ok(st.core.start_sasl(client, notify).map(drop)?))
+            .with_session(|st| Ok(st.core.start_sasl(client, notify)?))
     }
 
     /// True once a SASL exchange on this session has succeeded, either

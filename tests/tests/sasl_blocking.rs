@@ -78,6 +78,11 @@ fn decide(request: &AuthRequest) -> AuthAnswer {
     if request.authcid.as_deref() == Some("panic") {
         panic!("the auth handler panics");
     }
+    if request.authcid.as_deref() == Some("slow") {
+        // Longer than the patient client's channel timeout, below.
+        std::thread::sleep(Duration::from_millis(800));
+        return AuthAnswer::Deny;
+    }
     if matches!(
         request.mechanism,
         Mechanism::Anonymous | Mechanism::External
@@ -481,5 +486,38 @@ fn sasl_over_tls_plain_and_external() {
     let (authenticated, peer, tls) = server.seen.recv_timeout(T).unwrap();
     assert!(authenticated && tls);
     assert_eq!(peer, Some(info));
+    conn.close().unwrap();
+}
+
+/// A caller that stops waiting (its `channel_timeout` passed while the
+/// listener's handler still decides) gets `Error::Timeout`, and the
+/// connection is not wedged: once the listener's late answer is in (the
+/// driver aborted the exchange, RFC 3080 4.1 `status='abort'`), a new
+/// attempt on the same connection succeeds.
+#[test]
+fn a_timed_out_authentication_can_be_tried_again() {
+    let server = serve(|_| {});
+    let options = Options {
+        channel_timeout: Duration::from_millis(200),
+        ..Options::default()
+    };
+    let conn = Connection::connect(server.addr, options).unwrap();
+    let slow = conn.start_sasl(SaslClient::plain("slow", "x"));
+    assert!(matches!(slow, Err(Error::Timeout)), "{slow:?}");
+    // The listener's late answer (a denial) meets our abort; once it is in,
+    // a new exchange may start.
+    let deadline = std::time::Instant::now() + T;
+    let info = loop {
+        match conn.start_sasl(SaslClient::plain("alice", "wonderland")) {
+            Ok(info) => break info,
+            Err(Error::Usage(UsageError::AuthInProgress))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(info.authcid, "alice");
     conn.close().unwrap();
 }

@@ -525,6 +525,20 @@ impl<W> Core<W> {
         Ok(channel)
     }
 
+    /// Gives up our authentication on `channel` (see
+    /// [`Session::abort_sasl`]): a driver whose caller stopped waiting
+    /// does not leave the exchange pending. An exchange already over is
+    /// left alone.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Core;
+    /// let mut core: Core<()> = Core::new(beep_proto::Session::initiator(Default::default()));
+    /// core.abort_sasl(1); // no exchange: nothing happens
+    /// ```
+    pub fn abort_sasl(&mut self, channel: u32) {
+        let _ = self.session.abort_sasl(channel);
+    }
+
     /// Answers the peer's authentication request on `channel` (see
     /// [`Session::answer_auth`]); an answer that no longer fits (the
     /// exchange was aborted meanwhile) is dropped.
