@@ -382,6 +382,11 @@ fn setup(side: Side, options: &Options, auto_credit: bool) -> (Session, Vec<u8>)
             // <proceed/> is `tls_after_proceed`'s).
             let mut config = config;
             config.profiles.push(crate::tls::TLS_URI.into());
+            // And SASL: the engine's replay of rsasl runs on whatever the
+            // fuzzer sends (the application answers every request).
+            for mechanism in crate::sasl::Mechanism::ALL {
+                config.profiles.push(mechanism.uri().into());
+            }
             let mut s = Session::listener(config);
             out.extend(drain_transmit(&mut s));
             if options.preamble {
@@ -645,6 +650,18 @@ impl App {
             Event::TlsRequested(request) => {
                 let r = s.deny_tls(request.channel, ReplyCode::REQUESTED_ACTION_NOT_TAKEN, "");
                 usage(s, r, "deny_tls");
+            }
+            Event::AuthRequested(request) => {
+                use crate::sasl::{AuthAnswer, AuthNeed};
+                // A user "bob" exists; every other name does not.
+                let answer = match (request.need, request.authcid.as_deref()) {
+                    (AuthNeed::Secret, Some("bob")) => AuthAnswer::Secret("secret".into()),
+                    (AuthNeed::Decide, Some("bob")) => AuthAnswer::Accept,
+                    (AuthNeed::Decide, _) => AuthAnswer::Deny,
+                    _ => AuthAnswer::NoSuchUser,
+                };
+                let r = s.answer_auth(request.channel, answer);
+                usage(s, r, "answer_auth");
             }
             Event::CloseRequested { channel, .. } => {
                 self.peer_closing.insert(channel);
