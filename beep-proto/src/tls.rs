@@ -485,6 +485,29 @@ impl TlsLayer {
         let _ = self.conn.writer().write_all(plain);
     }
 
+    /// Encrypts the pieces in order, as one stream: records span the
+    /// pieces (a write per piece would give each small frame header a
+    /// record of its own).
+    pub(crate) fn encrypt_vectored(&mut self, pieces: &[&[u8]]) {
+        let total: usize = pieces.iter().map(|p| p.len()).sum();
+        let slices: Vec<std::io::IoSlice<'_>> =
+            pieces.iter().map(|p| std::io::IoSlice::new(p)).collect();
+        // Without a buffer limit rustls takes everything at once; should
+        // it not, the rest goes piece by piece.
+        let written = self.conn.writer().write_vectored(&slices).unwrap_or(0);
+        if written < total {
+            let mut skip = written;
+            for piece in pieces {
+                if skip >= piece.len() {
+                    skip -= piece.len();
+                    continue;
+                }
+                self.encrypt(&piece[skip..]);
+                skip = 0;
+            }
+        }
+    }
+
     /// Appends what rustls has to send (handshake, records, alerts).
     pub(crate) fn take_ciphertext(&mut self, out: &mut BytesMut) {
         let mut w = out.writer();

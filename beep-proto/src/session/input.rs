@@ -45,6 +45,12 @@ impl Session {
     /// BEEP input, received plain or decrypted.
     pub(super) fn handle_plain_input(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
         self.inbuf.extend_from_slice(data);
+        self.parse_buffered()
+    }
+
+    /// Parses what `inbuf` holds (plain input just appended, or
+    /// plaintext TLS decrypted into it).
+    pub(super) fn parse_buffered(&mut self) -> Result<(), ProtocolError> {
         let result = self.parse_frames();
         // Replies that arrived may let a waiting <close> or <ok/> go out.
         self.progress_closes();

@@ -84,8 +84,10 @@ pub(super) struct TlsState {
     /// Input received past `<proceed/>` in the same read: the first TLS
     /// bytes, to be decrypted.
     pub(super) early_input: BytesMut,
-    /// Plaintext decrypted from one input (reused).
-    pub(super) plain: BytesMut,
+    /// Plaintext pieces of one transmit, large payloads as slices of the
+    /// application's buffers (reused): rustls copies them once, into its
+    /// records, and no copy into `out` comes first.
+    pub(super) chunks: Vec<Bytes>,
 }
 
 impl Session {
@@ -659,7 +661,6 @@ impl Session {
             shared.update(old.reassembling, 0);
             self.shared_reassembly = Some(shared);
         }
-        std::mem::swap(&mut self.tls.plain, &mut old.tls.plain);
         self.tls.layer = Some(Box::new(layer));
         self.tls.early_input = early;
         self.switched = true;
@@ -674,26 +675,25 @@ impl Session {
         let Some(layer) = self.tls.layer.as_mut() else {
             return Ok(());
         };
-        let mut plain = std::mem::take(&mut self.tls.plain);
-        plain.clear();
-        let decrypted = layer.decrypt(data, &mut plain);
+        // Decrypted straight behind what is buffered: the plaintext is
+        // copied once, out of rustls.
+        let before = self.inbuf.len();
+        let decrypted = layer.decrypt(data, &mut self.inbuf);
         let active = layer.newly_active();
         if let Some(info) = active {
             self.tls.info = Some(info.clone());
             self.events.push_back(Event::TlsActive(info));
         }
-        let result = match decrypted {
-            Ok(_) if plain.is_empty() => Ok(()),
-            Ok(_) => self.handle_plain_input(&plain),
+        match decrypted {
+            Ok(_) if self.inbuf.len() == before => Ok(()),
+            Ok(_) => self.parse_buffered(),
             Err(e) => {
                 self.end(SessionEnd::TlsFailed(e.clone()));
                 self.inbuf = BytesMut::new();
                 self.reading = None;
                 Err(ProtocolError::Tls(e))
             }
-        };
-        self.tls.plain = plain;
-        result
+        }
     }
 
     /// After input parsed in plain: the bytes read past a `<proceed/>`
@@ -712,14 +712,22 @@ impl Session {
         // What the switch cut short goes now, encrypted.
         self.switched = false;
         let tls_failed = matches!(self.state, SessionState::Ended(SessionEnd::TlsFailed(_)));
+        let mut chunks = std::mem::take(&mut self.tls.chunks);
         if !tls_failed {
-            self.transmit(None);
+            self.transmit(Some(&mut chunks));
         }
         let layer = self.tls.layer.as_mut()?;
-        if !self.out.is_empty() {
-            layer.encrypt(&self.out);
-            self.out.clear();
+        // In order: `out` was flushed into the chunks before each payload
+        // slice, so what it holds now comes after them. One call, so that
+        // records span frame headers and payloads.
+        if !chunks.is_empty() || !self.out.is_empty() {
+            let mut pieces: Vec<&[u8]> = chunks.iter().map(|c| &c[..]).collect();
+            pieces.push(&self.out);
+            layer.encrypt_vectored(&pieces);
         }
+        chunks.clear();
+        self.tls.chunks = chunks;
+        self.out.clear();
         layer.take_ciphertext(&mut self.tls.cipher);
         (!self.tls.cipher.is_empty()).then(|| self.tls.cipher.split().freeze())
     }
