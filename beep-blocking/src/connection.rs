@@ -714,16 +714,8 @@ impl Connection {
     pub fn start_tls(&self, client: TlsClient) -> Result<TlsInfo, Error> {
         let (notify, waiter) = Waiter::pair();
         self.start_tls_notify(client, notify)?;
-        match wait(&self.shared, waiter, self.shared.options.channel_timeout) {
-            Ok(done) => done.into_tls_info(),
-            Err(Error::Timeout) => {
-                // After <ready/> nothing may be sent until the answer (RFC
-                // 3080 3.1.3.1): a session left waiting is of no use.
-                self.shutdown();
-                Err(Error::Timeout)
-            }
-            Err(e) => Err(e),
-        }
+        let waited = wait(&self.shared, waiter, self.shared.options.channel_timeout);
+        dispatch::tls_waited(waited, || self.shutdown())
     }
 
     /// Asks the peer to begin TLS without waiting: `done` runs on the
@@ -756,10 +748,8 @@ impl Connection {
         client: TlsClient,
         done: impl FnOnce(Result<TlsInfo, Error>) + Send + 'static,
     ) -> Result<(), Error> {
-        let notify = Notify::Call(Box::new(move |result| {
-            done(result.and_then(Done::into_tls_info))
-        }));
-        self.start_tls_notify(client, notify)
+        self.shared
+            .with_session(|st| Ok(st.start_tls_calling(client, done).map(drop)?))
     }
 
     fn start_tls_notify(&self, client: TlsClient, notify: Notify) -> Result<(), Error> {
@@ -852,20 +842,13 @@ impl Connection {
     pub fn start_sasl(&self, client: SaslClient) -> Result<AuthInfo, Error> {
         let (notify, waiter) = Waiter::pair();
         let channel = self.start_sasl_notify(client, notify)?;
-        match wait(&self.shared, waiter, self.shared.options.channel_timeout) {
-            Ok(done) => done.into_auth_info(),
-            Err(Error::Timeout) => {
-                // Nobody waits any more: the exchange is given up
-                // (`status='abort'`), not left pending, so a later attempt
-                // is not refused as one in progress.
-                let _ = self.shared.with_session(|st| {
-                    st.core.abort_sasl(channel);
-                    Ok(())
-                });
-                Err(Error::Timeout)
-            }
-            Err(e) => Err(e),
-        }
+        let waited = wait(&self.shared, waiter, self.shared.options.channel_timeout);
+        dispatch::auth_waited(waited, || {
+            let _ = self.shared.with_session(|st| {
+                st.core.abort_sasl(channel);
+                Ok(())
+            });
+        })
     }
 
     /// Authenticates to the peer without waiting: `done` runs on the
@@ -896,10 +879,8 @@ impl Connection {
         client: SaslClient,
         done: impl FnOnce(Result<AuthInfo, Error>) + Send + 'static,
     ) -> Result<(), Error> {
-        let notify = Notify::Call(Box::new(move |result| {
-            done(result.and_then(Done::into_auth_info))
-        }));
-        self.start_sasl_notify(client, notify).map(drop)
+        self.shared
+            .with_session(|st| Ok(st.start_sasl_calling(client, done).map(drop)?))
     }
 
     fn start_sasl_notify(&self, client: SaslClient, notify: Notify) -> Result<u32, Error> {

@@ -24,6 +24,7 @@ mod pool;
 mod room;
 mod served;
 mod tls;
+mod tuning;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub use self::served::{
     ListenerHooks, Refusal, Served, refusal,
 };
 pub use self::tls::{TlsAcceptor, TlsChooser};
+pub use self::tuning::{auth_waited, tls_waited};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};
 use crate::mime::Message;

@@ -552,13 +552,4 @@ impl TlsLayer {
             server_name,
         }
     }
-
-    /// Keying material for channel bindings (RFC 9266's tls-exporter).
-    #[allow(dead_code)]
-    pub(crate) fn export(&self, label: &[u8], out: &mut [u8]) -> Result<(), TlsError> {
-        self.conn
-            .export_keying_material(out, label, None)
-            .map(drop)
-            .map_err(TlsError::from)
-    }
 }

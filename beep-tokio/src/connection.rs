@@ -524,7 +524,11 @@ impl Connection {
     pub async fn start_tls(&self, client: TlsClient) -> Result<TlsInfo, Error> {
         let (tx, rx) = oneshot::channel();
         self.start_tls_notify(client, Notify::Wait(tx))?;
-        self.tls_ready(rx).await
+        let waited = self
+            .shared
+            .wait(rx, self.shared.options.channel_timeout)
+            .await;
+        beep_proto::dispatch::tls_waited(waited, || self.shutdown())
     }
 
     /// Like [`Connection::start_tls`], without waiting (PyVortex
@@ -550,41 +554,13 @@ impl Connection {
         client: TlsClient,
         done: impl FnOnce(Result<TlsInfo, Error>) + Send + 'static,
     ) -> Result<(), Error> {
-        let notify = Notify::Call(Box::new(move |result| {
-            done(result.and_then(Done::into_tls_info))
-        }));
-        self.start_tls_notify(client, notify)
+        self.shared
+            .with_session(|st| Ok(st.start_tls_calling(client, done).map(drop)?))
     }
 
     fn start_tls_notify(&self, client: TlsClient, notify: Notify) -> Result<(), Error> {
         self.shared
             .with_session(|st| Ok(st.core.start_tls(client, notify).map(drop)?))
-    }
-
-    /// Waits for the outcome of `start_tls` (TLS active and the peer's
-    /// greeting over it, see [`Core::start_tls`](beep_proto::dispatch::Core::start_tls)),
-    /// within the channel timeout; a timeout shuts the connection down
-    /// (see [`Connection::start_tls`]).
-    async fn tls_ready(
-        &self,
-        rx: oneshot::Receiver<Result<Done, Error>>,
-    ) -> Result<TlsInfo, Error> {
-        let shared = &self.shared;
-        let ready = async {
-            let done = match rx.await {
-                Ok(result) => result?,
-                Err(oneshot::Canceled) => return Err(Error::Closed(CloseReason::Shutdown)),
-            };
-            done.into_tls_info()
-        };
-        let limit = shared.options.channel_timeout;
-        match runtime::timeout(&*shared.runtime, limit, ready).await {
-            Some(result) => result,
-            None => {
-                self.shutdown();
-                Err(Error::Timeout)
-            }
-        }
     }
 
     /// True once TLS protects the session (RFC 3080 3.1): from the
@@ -696,10 +672,8 @@ impl Connection {
         client: SaslClient,
         done: impl FnOnce(Result<AuthInfo, Error>) + Send + 'static,
     ) -> Result<(), Error> {
-        let notify = Notify::Call(Box::new(move |result| {
-            done(result.and_then(Done::into_auth_info))
-        }));
-        self.start_sasl_notify(client, notify).map(drop)
+        self.shared
+            .with_session(|st| Ok(st.start_sasl_calling(client, done).map(drop)?))
     }
 
     fn start_sasl_notify(&self, client: SaslClient, notify: Notify) -> Result<u32, Error> {
