@@ -48,6 +48,13 @@ pub struct Config {
     /// SCRAM-SHA-256, CRAM-MD5 and DIGEST-MD5 need two. 0 refuses every
     /// exchange.
     pub max_sasl_rounds: usize,
+    /// Most failed SASL exchanges a peer may have on one session, as the
+    /// server: further SASL starts are refused with 554, so one
+    /// connection cannot try passwords without end (RFC 4422 3.8 leaves
+    /// the limit to the server). 3, as many login services allow; a
+    /// peer that wants more must connect again, which the listener sees
+    /// and can limit.
+    pub max_auth_failures: u32,
     /// Requires TLS for the whole session: until TLS is active only
     /// [`TLS_URI`](crate::tls::TLS_URI) is advertised, and a start of any
     /// other profile is refused with 538 (RFC 3080 9: a peer may require
@@ -171,6 +178,7 @@ impl Default for Config {
             auth_profiles: Vec::new(),
             max_sasl_blob: 16 << 10,
             max_sasl_rounds: 8,
+            max_auth_failures: 3,
             require_tls: false,
             features: None,
             localize: None,

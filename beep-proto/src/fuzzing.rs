@@ -929,9 +929,256 @@ fn proceeded_initiator() -> Session {
     s
 }
 
+// ---------------------------------------------------------------------------
+// SASL: arbitrary <blob> content to the listener's side of an exchange
+// ---------------------------------------------------------------------------
+
+/// The decoded size of the largest blob [`sasl_listener`] sends (its
+/// length is one input byte).
+const MAX_FUZZ_BLOB: usize = 255;
+
+/// Fuzzes the listener's side of a SASL exchange (RFC 3080 4.1) with
+/// arbitrary `<blob>` content. `data[0]`: bits 0-2 the mechanism (an
+/// index into [`crate::sasl::Mechanism::ALL`], modulo its length; -PLUS
+/// is not offered without TLS, so its start is refused), bit 3 whether
+/// the first record rides on the `<start>` (else it goes as the first
+/// MSG), bits 4-5 what the application answers ([`AuthPolicy`]). The rest
+/// is records, each `[kind, len, len bytes]`: kind & 3 is 0 for a
+/// `continue` blob of those bytes (base64-encoded here, so any octets
+/// reach the mechanism), 1 `complete`, 2 `abort`, 3 the bytes as the raw
+/// MSG body (the blob parser's turn).
+///
+/// Checked, besides "no panic": output stays bounded; polling settles;
+/// and no one authenticates without the application's consent: with a
+/// policy that refuses everyone nobody is, and otherwise only `bob`
+/// (PLAIN with his password; the challenge-response mechanisms would need
+/// a proof the fuzzer cannot compute without the password, so a success
+/// there is a finding) or the identity-less ANONYMOUS and EXTERNAL.
+pub fn sasl_listener(data: &[u8]) {
+    run_sasl_listener(data);
+}
+
+/// [`sasl_listener`]; true if the peer authenticated.
+fn run_sasl_listener(data: &[u8]) -> bool {
+    use crate::sasl::Mechanism;
+    let Some((&first, mut input)) = data.split_first() else {
+        return false;
+    };
+    let mechanism = Mechanism::ALL[usize::from(first & 7) % Mechanism::ALL.len()];
+    let piggyback = first & 8 != 0;
+    let policy = AuthPolicy::from_bits(first >> 4);
+
+    let mut records = Vec::new();
+    while let [kind, len, rest @ ..] = input {
+        let len = usize::from(*len).min(rest.len()).min(MAX_FUZZ_BLOB);
+        records.push((kind & 3, &rest[..len]));
+        input = &rest[len..];
+    }
+
+    let mut session = Session::listener(Config {
+        profiles: Mechanism::ALL.iter().map(|m| m.uri().to_owned()).collect(),
+        receive_window: 1 << 20,
+        ..Config::default()
+    });
+    drain_transmit(&mut session);
+    let mut peer = ScriptedPeer::default();
+    let greeting = format!("{BEEP_XML}<greeting />\r\n");
+    peer.send(&mut session, 0, greeting.as_bytes(), FrameType::Rpy);
+
+    let mut records = records.into_iter();
+    let mut content = String::new();
+    if piggyback && let Some((kind, bytes)) = records.next() {
+        content = format!("<![CDATA[{}]]>", blob_body(kind, bytes));
+    }
+    let start = format!(
+        "{BEEP_XML}<start number='1'><profile uri='{}'>{content}</profile></start>\r\n",
+        mechanism.uri()
+    );
+    peer.send(&mut session, 0, start.as_bytes(), FrameType::Msg);
+    let mut watch = AuthWatch {
+        policy,
+        mechanism,
+        authenticated: false,
+    };
+    watch.settle(&mut session);
+    for (kind, bytes) in records {
+        let body = format!("{BEEP_XML}{}", blob_body(kind, bytes));
+        peer.send(&mut session, 1, body.as_bytes(), FrameType::Msg);
+        watch.settle(&mut session);
+        if session.is_ended() {
+            break;
+        }
+    }
+    session.handle_eof();
+    watch.settle(&mut session);
+    watch.authenticated
+}
+
+/// The body of one [`sasl_listener`] record.
+fn blob_body(kind: u8, bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    match kind {
+        0 => format!("<blob>{encoded}</blob>"),
+        1 => format!("<blob status='complete'>{encoded}</blob>"),
+        2 => "<blob status='abort'/>".to_owned(),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// The initiator of [`sasl_listener`]: frames with the right numbers.
+#[derive(Default)]
+struct ScriptedPeer {
+    /// Next msgno and seqno per channel (0 and 1).
+    msgno: [u32; 2],
+    seqno: [u32; 2],
+}
+
+impl ScriptedPeer {
+    fn send(&mut self, session: &mut Session, channel: u32, body: &[u8], kind: FrameType) {
+        let c = channel as usize;
+        // Channel 0's greeting is RPY 0; its requests count from 0 too.
+        let msgno = if kind == FrameType::Msg {
+            let n = self.msgno[c];
+            self.msgno[c] += 1;
+            n
+        } else {
+            0
+        };
+        let bytes = frame(kind, channel, MsgNo(msgno), self.seqno[c], body);
+        self.seqno[c] = self.seqno[c].wrapping_add(body.len() as u32);
+        // Errors are the session's verdict on the input; checked below.
+        let _ = session.handle_input(&bytes);
+    }
+}
+
+/// What [`sasl_listener`]'s application answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthPolicy {
+    /// User `bob`, password `secret`; everyone else unknown; ANONYMOUS
+    /// and EXTERNAL accepted.
+    Users,
+    /// Everything refused.
+    Deny,
+    /// Every user unknown.
+    NoSuchUser,
+    /// Every request left unanswered.
+    Silent,
+}
+
+impl AuthPolicy {
+    fn from_bits(bits: u8) -> Self {
+        [Self::Users, Self::Deny, Self::NoSuchUser, Self::Silent][usize::from(bits & 3)]
+    }
+}
+
+/// The application of [`sasl_listener`] and its invariants.
+struct AuthWatch {
+    policy: AuthPolicy,
+    mechanism: crate::sasl::Mechanism,
+    authenticated: bool,
+}
+
+impl AuthWatch {
+    /// Polls until quiet, answering as the policy says; checks every
+    /// success and the output's bound.
+    fn settle(&mut self, session: &mut Session) {
+        use crate::sasl::{AuthAnswer, AuthNeed, Mechanism};
+        for _ in 0..MAX_PUMP_ROUNDS {
+            let Some(event) = session.poll_event() else {
+                drain_transmit(session);
+                assert!(
+                    session.queued_output() <= MAX_TLS_OUTPUT,
+                    "output piles up: {}",
+                    session.queued_output()
+                );
+                return;
+            };
+            match event {
+                Event::AuthRequested(request) => {
+                    let answer = match (self.policy, request.need) {
+                        (AuthPolicy::Silent, _) => continue,
+                        (AuthPolicy::Deny, _) => AuthAnswer::Deny,
+                        (AuthPolicy::NoSuchUser, _) => AuthAnswer::NoSuchUser,
+                        (AuthPolicy::Users, need) => match (need, request.authcid.as_deref()) {
+                            (AuthNeed::Secret, Some("bob")) => AuthAnswer::Secret("secret".into()),
+                            (AuthNeed::Decide, _)
+                                if matches!(
+                                    request.mechanism,
+                                    Mechanism::Anonymous | Mechanism::External
+                                ) =>
+                            {
+                                AuthAnswer::Accept
+                            }
+                            (AuthNeed::Decide, Some("bob"))
+                                if request.password.as_deref() == Some("secret") =>
+                            {
+                                AuthAnswer::Accept
+                            }
+                            (AuthNeed::Decide, _) => AuthAnswer::Deny,
+                            (AuthNeed::Secret, _) => AuthAnswer::NoSuchUser,
+                        },
+                    };
+                    let r = session.answer_auth(request.channel, answer);
+                    usage(session, r, "answer_auth");
+                }
+                Event::Authenticated(info) => {
+                    assert!(!self.authenticated, "authenticated twice");
+                    self.authenticated = true;
+                    assert_eq!(
+                        self.policy,
+                        AuthPolicy::Users,
+                        "authenticated against a refusal: {info:?}"
+                    );
+                    assert_eq!(info.mechanism, self.mechanism);
+                    match info.mechanism {
+                        Mechanism::Anonymous | Mechanism::External | Mechanism::Plain => {}
+                        other => panic!("{other} succeeded without the password: {info:?}"),
+                    }
+                    if info.mechanism == Mechanism::Plain {
+                        assert_eq!(info.authcid, "bob");
+                    }
+                }
+                _ => {}
+            }
+        }
+        panic!("polling does not settle");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The SASL harness reaches both outcomes: its seeds authenticate
+    /// where the credentials and the policy allow it, and only there.
+    #[test]
+    fn sasl_listener_reaches_success_and_refusal() {
+        let record = |kind: u8, bytes: &[u8]| {
+            let mut r = vec![kind, bytes.len() as u8];
+            r.extend_from_slice(bytes);
+            r
+        };
+        let case = |first: u8, records: &[Vec<u8>]| {
+            let mut data = vec![first];
+            data.extend(records.concat());
+            run_sasl_listener(&data)
+        };
+        let bob = record(0, b"\0bob\0secret");
+        // PLAIN (index 1), piggybacked (8) or as the first MSG.
+        assert!(case(0x09, std::slice::from_ref(&bob)));
+        assert!(case(0x01, std::slice::from_ref(&bob)));
+        assert!(!case(0x09, &[record(0, b"\0bob\0wrong")]));
+        // Policies that refuse, or never answer.
+        assert!(!case(0x19, std::slice::from_ref(&bob)));
+        assert!(!case(0x29, std::slice::from_ref(&bob)));
+        assert!(!case(0x39, &[bob]));
+        // ANONYMOUS (index 0) takes any trace.
+        assert!(case(0x08, &[record(0, b"trace")]));
+        // A malformed body, an abort: no success, no panic.
+        assert!(!case(0x09, &[record(3, b"<blob>@@</blob>")]));
+        assert!(!case(0x0c, &[record(0, b"n,,n=bob,r=abc"), record(2, b"")]));
+    }
 
     #[test]
     fn options_cover_every_chunk_size() {

@@ -17,8 +17,10 @@
 //!
 //! What is wired: ANONYMOUS, PLAIN, EXTERNAL, SCRAM-SHA-256 (rsasl's),
 //! CRAM-MD5 and DIGEST-MD5 (custom rsasl mechanisms of this crate), see
-//! [`Mechanism::is_available`]. SCRAM-SHA-256-PLUS (channel binding to
-//! TLS) is not. No security layer is ever negotiated (DIGEST-MD5 runs
+//! [`Mechanism::is_available`], and SCRAM-SHA-256-PLUS, SCRAM bound to
+//! the TLS session by RFC 9266's `tls-exporter` (32 octets of the TLS
+//! 1.3 exporter, label `EXPORTER-Channel-Binding`, no context), offered
+//! only while TLS 1.3 is active. No security layer is ever negotiated (DIGEST-MD5 runs
 //! with `qop=auth` only), so a success does not reset the session (RFC
 //! 3080 4.1: a reset follows only a security layer).
 //!
@@ -72,6 +74,13 @@ pub enum Mechanism {
     DigestMd5,
     /// SCRAM-SHA-256 (RFC 7677): salted challenge-response, mutual.
     ScramSha256,
+    /// SCRAM-SHA-256-PLUS (RFC 7677, RFC 5802 6): SCRAM-SHA-256 bound to
+    /// the session's TLS with the `tls-exporter` channel binding (RFC
+    /// 9266), so that an authentication relayed through another TLS
+    /// session fails. Offered and usable only over TLS 1.3 (RFC 9266 3
+    /// wants TLS 1.2's exporter only with extended master secret, which
+    /// the session cannot see).
+    ScramSha256Plus,
     /// EXTERNAL (RFC 4422 appendix A): the identity an external service
     /// (TLS, IPsec, a local one) established (RFC 3080 4.1.3).
     External,
@@ -81,14 +90,15 @@ impl Mechanism {
     /// Every mechanism, in a fixed order.
     ///
     /// ```
-    /// assert_eq!(beep_proto::sasl::Mechanism::ALL.len(), 6);
+    /// assert_eq!(beep_proto::sasl::Mechanism::ALL.len(), 7);
     /// ```
-    pub const ALL: [Mechanism; 6] = [
+    pub const ALL: [Mechanism; 7] = [
         Mechanism::Anonymous,
         Mechanism::Plain,
         Mechanism::CramMd5,
         Mechanism::DigestMd5,
         Mechanism::ScramSha256,
+        Mechanism::ScramSha256Plus,
         Mechanism::External,
     ];
 
@@ -104,6 +114,7 @@ impl Mechanism {
             Mechanism::CramMd5 => "CRAM-MD5",
             Mechanism::DigestMd5 => "DIGEST-MD5",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
             Mechanism::External => "EXTERNAL",
         }
     }
@@ -120,6 +131,7 @@ impl Mechanism {
             Mechanism::CramMd5 => "http://iana.org/beep/SASL/CRAM-MD5",
             Mechanism::DigestMd5 => "http://iana.org/beep/SASL/DIGEST-MD5",
             Mechanism::ScramSha256 => "http://iana.org/beep/SASL/SCRAM-SHA-256",
+            Mechanism::ScramSha256Plus => "http://iana.org/beep/SASL/SCRAM-SHA-256-PLUS",
             Mechanism::External => "http://iana.org/beep/SASL/EXTERNAL",
         }
     }
@@ -157,6 +169,24 @@ impl Mechanism {
     /// ```
     pub const fn client_first(self) -> bool {
         !matches!(self, Mechanism::CramMd5 | Mechanism::DigestMd5)
+    }
+
+    /// True for the mechanisms that bind the authentication to the TLS
+    /// session (channel binding, RFC 5056): they need TLS 1.3 active.
+    ///
+    /// ```
+    /// use beep_proto::sasl::Mechanism;
+    /// assert!(Mechanism::ScramSha256Plus.needs_channel_binding());
+    /// assert!(!Mechanism::ScramSha256.needs_channel_binding());
+    /// ```
+    pub const fn needs_channel_binding(self) -> bool {
+        matches!(self, Mechanism::ScramSha256Plus)
+    }
+
+    /// True for the SCRAM family, whose names travel escaped (RFC 5802
+    /// 5.1: `,` as `=2C`, `=` as `=3D`).
+    pub(crate) const fn is_scram(self) -> bool {
+        matches!(self, Mechanism::ScramSha256 | Mechanism::ScramSha256Plus)
     }
 }
 
@@ -255,6 +285,19 @@ impl SaslClient {
     /// ```
     pub fn scram_sha256(authcid: impl Into<String>, password: impl Into<String>) -> Self {
         Self::new(Mechanism::ScramSha256, authcid.into(), password.into())
+    }
+
+    /// SCRAM-SHA-256-PLUS as `authcid` with `password`: SCRAM bound to
+    /// the session's TLS 1.3 (`tls-exporter`, RFC 9266), so that it
+    /// fails if anyone relays it into another TLS session. Start it once
+    /// TLS is active.
+    ///
+    /// ```
+    /// let client = beep_proto::sasl::SaslClient::scram_sha256_plus("bob", "secret");
+    /// assert_eq!(client.mechanism(), beep_proto::sasl::Mechanism::ScramSha256Plus);
+    /// ```
+    pub fn scram_sha256_plus(authcid: impl Into<String>, password: impl Into<String>) -> Self {
+        Self::new(Mechanism::ScramSha256Plus, authcid.into(), password.into())
     }
 
     /// EXTERNAL: the identity an external service established (RFC 3080

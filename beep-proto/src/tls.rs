@@ -527,6 +527,22 @@ impl TlsLayer {
         self.conn.is_handshaking()
     }
 
+    /// The `tls-exporter` channel binding (RFC 9266 2): 32 octets of the
+    /// TLS exporter with label `EXPORTER-Channel-Binding` and no context,
+    /// once the handshake has ended, and only under TLS 1.3 (RFC 9266 3:
+    /// TLS 1.2's exporter binds only with extended master secret, which
+    /// rustls does not report).
+    pub(crate) fn channel_binding(&self) -> Option<[u8; 32]> {
+        if self.conn.is_handshaking()
+            || self.conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3)
+        {
+            return None;
+        }
+        self.conn
+            .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+            .ok()
+    }
+
     /// The handshake's outcome, once, when it has just ended.
     pub(crate) fn newly_active(&mut self) -> Option<TlsInfo> {
         if self.active_reported || self.conn.is_handshaking() {

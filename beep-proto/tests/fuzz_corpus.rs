@@ -79,3 +79,8 @@ fn tls_after_proceed_corpus() {
         }
     }
 }
+
+#[test]
+fn sasl_listener_corpus() {
+    replay("sasl_listener", fuzzing::sasl_listener);
+}

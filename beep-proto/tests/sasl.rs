@@ -284,6 +284,10 @@ fn good_client(mechanism: Mechanism) -> (SaslClient, AuthInfo) {
             SaslClient::scram_sha256("carol", "pässwörd").with_authzid("alice"),
             info("carol", Some("alice")),
         ),
+        Mechanism::ScramSha256Plus => (
+            SaslClient::scram_sha256_plus("bob", "secret"),
+            info("bob", None),
+        ),
         Mechanism::CramMd5 => (SaslClient::cram_md5("bob", "secret"), info("bob", None)),
         Mechanism::DigestMd5 => (
             SaslClient::digest_md5("bob", "secret").with_authzid("alice"),
@@ -304,16 +308,45 @@ fn bad_client(mechanism: Mechanism, unknown: bool) -> SaslClient {
     match mechanism {
         Mechanism::Plain => SaslClient::plain(user, password),
         Mechanism::ScramSha256 => SaslClient::scram_sha256(user, password),
+        Mechanism::ScramSha256Plus => SaslClient::scram_sha256_plus(user, password),
         Mechanism::CramMd5 => SaslClient::cram_md5(user, password),
         Mechanism::DigestMd5 => SaslClient::digest_md5(user, password),
         other => panic!("{other} has no password"),
     }
 }
 
+/// A pair whose session is under TLS 1.3 already (what
+/// SCRAM-SHA-256-PLUS needs), the listener's certificate self-signed for
+/// `localhost`.
+fn tls_pair(split: Split, policy: Policy) -> Pair {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let server = TlsServer::from_pem(
+        cert.cert.pem().as_bytes(),
+        cert.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let mut pair = Pair::new(split, policy);
+    pair.tls = Some(server);
+    let tls = TlsClient::dangerous_accept_any_certificate("localhost").unwrap();
+    pair.a.start_tls(tls).unwrap();
+    assert_eq!(pair.pump(), (None, None));
+    assert!(pair.a.is_tls_active() && pair.b.is_tls_active());
+    pair
+}
+
+/// The pair a `mechanism` runs on: under TLS for those that bind to it.
+fn pair_for(mechanism: Mechanism, split: Split, policy: Policy) -> Pair {
+    if mechanism.needs_channel_binding() {
+        tls_pair(split, policy)
+    } else {
+        Pair::new(split, policy)
+    }
+}
+
 /// Authenticates with `mechanism` over `split`; checks both sides.
 fn authenticate(mechanism: Mechanism, split: Split) {
     let what = format!("{mechanism} {split:?}");
-    let mut pair = Pair::new(split, Policy::Users);
+    let mut pair = pair_for(mechanism, split, Policy::Users);
     let (client, expected) = good_client(mechanism);
     let channel = pair.a.start_sasl(client).unwrap();
     assert_eq!(pair.pump(), (None, None), "{what}");
@@ -432,7 +465,7 @@ fn rfc3080_4_1_every_mechanism_authenticates_random_splits() {
 /// the exchange, checking that it failed with 535 and nothing else said.
 fn fails(client: SaslClient, policy: Policy, split: Split) -> Pair {
     let what = format!("{client:?} {policy:?} {split:?}");
-    let mut pair = Pair::new(split, policy);
+    let mut pair = pair_for(client.mechanism(), split, policy);
     let channel = pair.a.start_sasl(client).unwrap();
     assert_eq!(pair.pump(), (None, None), "{what}");
     let failed = auth_failed(&pair.a_events);
@@ -1097,4 +1130,75 @@ fn rfc3080_4_1_3_external_over_tls() {
     };
     assert_eq!(pair.a.authenticated(), Some(&expected));
     assert_eq!(pair.b.authenticated(), Some(&expected));
+}
+
+/// RFC 9266, RFC 5802 6: SCRAM-SHA-256-PLUS binds to TLS, so it is
+/// advertised only once TLS (1.3) is active, and a client cannot start it
+/// before: a typed refusal, nothing sent.
+#[test]
+fn rfc9266_plus_is_offered_and_started_only_over_tls() {
+    let plus = Mechanism::ScramSha256Plus;
+    let mut pair = Pair::new(Split::Whole, Policy::Users);
+    pair.a.open_channel(vec![Profile::new(ECHO)], None).unwrap();
+    assert_eq!(pair.pump(), (None, None));
+    let offered = &pair.a.peer_greeting().unwrap().profiles;
+    assert!(!offered.contains(&plus.uri().to_string()), "{offered:?}");
+    assert!(offered.contains(&Mechanism::ScramSha256.uri().to_string()));
+    let refused = pair
+        .a
+        .start_sasl(SaslClient::scram_sha256_plus("bob", "secret"));
+    assert!(
+        matches!(refused, Err(UsageError::AuthNotPossible { .. })),
+        "{refused:?}"
+    );
+
+    let mut pair = tls_pair(Split::Whole, Policy::Users);
+    let offered = &pair.a.peer_greeting().unwrap().profiles;
+    assert!(offered.contains(&plus.uri().to_string()), "{offered:?}");
+    pair.a
+        .start_sasl(SaslClient::scram_sha256_plus("bob", "secret"))
+        .unwrap();
+    assert_eq!(pair.pump(), (None, None));
+    assert_eq!(pair.b.authenticated().map(|i| i.mechanism), Some(plus));
+    // Plain SCRAM still works where -PLUS is offered: a client that does
+    // not bind says so (`n`) and is not taken for a downgrade.
+    let mut pair = tls_pair(Split::Whole, Policy::Users);
+    pair.a
+        .start_sasl(SaslClient::scram_sha256("bob", "secret"))
+        .unwrap();
+    assert_eq!(pair.pump(), (None, None));
+    assert_eq!(
+        pair.b.authenticated().map(|i| i.mechanism),
+        Some(Mechanism::ScramSha256)
+    );
+}
+
+/// RFC 4422 3.8 (the server may limit attempts): after
+/// `Config::max_auth_failures` failed exchanges, further SASL starts on
+/// the session are refused with 554 without asking the application.
+#[test]
+fn rfc4422_failed_attempts_per_session_are_bounded() {
+    let mut pair = Pair::new(Split::Whole, Policy::Users);
+    let limit = Config::default().max_auth_failures;
+    assert_eq!(limit, 3);
+    for attempt in 0..limit {
+        pair.a
+            .start_sasl(SaslClient::plain("bob", "guess"))
+            .unwrap();
+        assert_eq!(pair.pump(), (None, None));
+        assert_eq!(auth_failed(&pair.a_events).len(), attempt as usize + 1);
+    }
+    let asked = pair.requests.len();
+    let channel = pair
+        .a
+        .start_sasl(SaslClient::plain("bob", "secret"))
+        .unwrap();
+    assert_eq!(pair.pump(), (None, None));
+    let error = refused(&pair.a_events, channel).expect("the fourth start is refused");
+    assert_eq!(error.code, ReplyCode::TRANSACTION_FAILED);
+    assert_eq!(pair.requests.len(), asked, "the application is not asked");
+    assert_eq!(pair.b.authenticated(), None);
+    // Other profiles are still served.
+    pair.a.open_channel(vec![Profile::new(ECHO)], None).unwrap();
+    assert_eq!(pair.pump(), (None, None));
 }

@@ -184,6 +184,10 @@ enum SaslMech {
     /// SCRAM-SHA-256 (RFC 7677).
     #[value(name = "SCRAM-SHA-256")]
     ScramSha256,
+    /// SCRAM-SHA-256-PLUS: SCRAM bound to the TLS session (RFC 9266);
+    /// needs --tls (TLS 1.3).
+    #[value(name = "SCRAM-SHA-256-PLUS")]
+    ScramSha256Plus,
     /// ANONYMOUS (RFC 4505), --user as the trace.
     #[value(name = "ANONYMOUS")]
     Anonymous,
@@ -218,6 +222,7 @@ impl SaslChoice {
                     SaslMech::Plain => SaslClient::plain(user, password),
                     SaslMech::CramMd5 => SaslClient::cram_md5(user, password),
                     SaslMech::DigestMd5 => SaslClient::digest_md5(user, password),
+                    SaslMech::ScramSha256Plus => SaslClient::scram_sha256_plus(user, password),
                     _ => SaslClient::scram_sha256(user, password),
                 }
             }
@@ -237,12 +242,14 @@ fn parse_user(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// The mechanisms `serve --sasl-user` offers.
-const SERVED_MECHANISMS: [Mechanism; 4] = [
+/// The mechanisms `serve --sasl-user` offers (SCRAM-SHA-256-PLUS only
+/// over TLS 1.3: the session advertises it only there).
+const SERVED_MECHANISMS: [Mechanism; 5] = [
     Mechanism::Plain,
     Mechanism::CramMd5,
     Mechanism::DigestMd5,
     Mechanism::ScramSha256,
+    Mechanism::ScramSha256Plus,
 ];
 
 /// `serve --sasl-user`'s decision: PLAIN's password must match the

@@ -401,7 +401,9 @@ fn serve_require_auth_refuses_unauthenticated_channels() {
     assert!(serve.terminate().success());
 }
 
-/// `send --tls --sasl PLAIN`: TLS first, then the password, encrypted.
+/// `send --tls --sasl PLAIN`: TLS first, then the password, encrypted;
+/// and `--sasl SCRAM-SHA-256-PLUS`, bound to that TLS session (RFC 9266),
+/// which without `--tls` is refused before anything is sent.
 #[test]
 fn send_authenticates_after_tls() {
     let (dir, ca, chain, key) = tls_files("sasl");
@@ -440,6 +442,29 @@ fn send_authenticates_after_tls() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.stdout, b"over TLS");
+    let plus = |tls: &[&str]| {
+        let mut args = vec![serve.addr.as_str(), "--profile", ECHO];
+        args.extend_from_slice(tls);
+        args.extend_from_slice(&[
+            "--sasl",
+            "SCRAM-SHA-256-PLUS",
+            "--user",
+            "bob",
+            "--password",
+            "secret",
+            "bound",
+        ]);
+        send(&args, None)
+    };
+    let out = plus(&["--tls", "--ca", &ca]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(out.stdout, b"bound");
+    let out = plus(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("RFC 9266"), "{stderr}");
+    assert!(out.stdout.is_empty());
     assert!(serve.terminate().success());
 }
 

@@ -442,9 +442,10 @@ fn a_panicking_auth_handler_denies_and_the_listener_goes_on() {
 /// encrypted); the listener's handlers see both. EXTERNAL (RFC 3080
 /// 4.1.3) after TLS is accepted by a handler that says Accept (the
 /// handler's request names no connection, so it cannot look at the
-/// client's certificate itself), with an empty identity.
+/// client's certificate itself), with an empty identity; and
+/// SCRAM-SHA-256-PLUS, bound to the TLS session (RFC 9266).
 #[test]
-fn sasl_over_tls_plain_and_external() {
+fn sasl_over_tls_plain_external_and_scram_plus() {
     let pki = Pki::new();
     let leaf = pki.leaf(&["localhost"]);
     let server = serve(|registry| {
@@ -482,6 +483,32 @@ fn sasl_over_tls_plain_and_external() {
         .find(|a| a.0 == Mechanism::External)
         .unwrap();
     assert_eq!(asked.1, AuthNeed::Decide);
+    echo_round_trip(&conn, PRIVATE);
+    let (authenticated, peer, tls) = server.seen.recv_timeout(T).unwrap();
+    assert!(authenticated && tls);
+    assert_eq!(peer, Some(info));
+    conn.close().unwrap();
+
+    // RFC 9266: SCRAM-SHA-256-PLUS, bound to this TLS session; offered
+    // only over TLS.
+    let plus = Mechanism::ScramSha256Plus;
+    let conn = connect(server.addr);
+    assert!(
+        !conn
+            .peer_greeting()
+            .profiles
+            .contains(&plus.uri().to_string())
+    );
+    conn.start_tls(pki.client("localhost")).unwrap();
+    assert!(
+        conn.peer_greeting()
+            .profiles
+            .contains(&plus.uri().to_string())
+    );
+    let info = conn
+        .start_sasl(SaslClient::scram_sha256_plus("bob", "secret"))
+        .unwrap();
+    assert_eq!((info.mechanism, info.authcid.as_str()), (plus, "bob"));
     echo_round_trip(&conn, PRIVATE);
     let (authenticated, peer, tls) = server.seen.recv_timeout(T).unwrap();
     assert!(authenticated && tls);

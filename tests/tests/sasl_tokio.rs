@@ -426,32 +426,38 @@ async fn start_sasl_with_calls_back_with_the_outcome(env: Env) {
     server.stop(&env).await;
 }
 
-/// TLS first (RFC 3080 3.1), then SCRAM-SHA-256 inside it: the greeting
-/// over TLS offers the mechanisms again, and the listener sees both the
-/// TLS state and the identity.
+/// TLS first (RFC 3080 3.1), then SCRAM-SHA-256-PLUS inside it, bound to
+/// that TLS session (RFC 9266): the greeting over TLS offers the
+/// mechanisms again, -PLUS only there, and the listener sees both the TLS
+/// state and the identity.
 async fn sasl_over_tls(env: Env) {
     let pki = Pki::new();
     let leaf = pki.leaf(&["localhost"]);
     let tls = leaf.server();
     let server = serve(&env, |r| {
         r.set_tls(TlsAcceptor::new(tls));
+        r.set_sasl(
+            &[Mechanism::ScramSha256Plus],
+            auth_handler(Calls::default()),
+        );
     })
     .await;
+    let plus = Mechanism::ScramSha256Plus.uri().to_string();
     let conn = connect(&env, server.addr).await;
     assert!(conn.peer_greeting().profiles.contains(&TLS_URI.to_string()));
+    assert!(!conn.peer_greeting().profiles.contains(&plus));
     env.within(T, "start_tls", conn.start_tls(pki.client("localhost")))
         .await
         .unwrap();
     assert!(conn.is_tls_active());
     let offered = conn.peer_greeting().profiles;
-    assert!(
-        offered.contains(&Mechanism::ScramSha256.uri().to_string()),
-        "{offered:?}"
+    assert!(offered.contains(&plus), "{offered:?}");
+    let client = SaslClient::scram_sha256_plus("bob", "secret");
+    let info = start_sasl(&env, &conn, client).await.unwrap();
+    assert_eq!(
+        (info.mechanism, info.authcid.as_str()),
+        (Mechanism::ScramSha256Plus, "bob")
     );
-    let info = start_sasl(&env, &conn, SaslClient::scram_sha256("bob", "secret"))
-        .await
-        .unwrap();
-    assert_eq!(info.authcid, "bob");
     assert!(conn.is_tls_active() && conn.is_authenticated());
     assert_eq!(conn.auth_info(), Some(info.clone()));
     assert_eq!(

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use rsasl::callback::{Context, Request, SessionCallback, SessionData};
 use rsasl::mechanisms::anonymous::AnonymousToken;
 use rsasl::prelude::{MessageSent, SASLClient, SASLConfig, Session, SessionError, State};
-use rsasl::property::{AuthId, AuthzId, Hostname, Password, Service};
+use rsasl::property::{
+    AuthId, AuthzId, ChannelBindingName, ChannelBindings, Hostname, Password, Service,
+};
 
 use super::{AuthInfo, Mechanism, SaslClient, SaslError, registry};
 
@@ -21,17 +23,40 @@ const SERVICE: &str = "beep";
 /// guidance (OWASP's for PBKDF2-HMAC-SHA-256).
 const MAX_SCRAM_ITERATIONS: u64 = 600_000;
 
-/// Answers rsasl's client-side questions from the [`SaslClient`].
-struct Credentials(SaslClient);
+/// The name of the one channel binding type the session offers (RFC
+/// 9266).
+pub(crate) const TLS_EXPORTER: &str = "tls-exporter";
+
+/// The `tls-exporter` channel binding of the session's TLS (RFC 9266 2:
+/// 32 octets of the exporter, label `EXPORTER-Channel-Binding`).
+pub(crate) type ChannelBinding = [u8; 32];
+
+/// Answers rsasl's client-side questions from the [`SaslClient`] and, for
+/// SCRAM-SHA-256-PLUS, the channel binding.
+struct Credentials {
+    client: SaslClient,
+    binding: Option<ChannelBinding>,
+}
 
 impl SessionCallback for Credentials {
     fn callback(
         &self,
         _session: &SessionData,
-        _context: &Context,
+        context: &Context,
         request: &mut Request<'_>,
     ) -> Result<(), SessionError> {
-        let client = &self.0;
+        let client = &self.client;
+        if request.is::<ChannelBindings>() {
+            // Only the type we can give: rsasl's SCRAM asks for
+            // `tls-exporter` first, then `tls-unique` (TLS 1.2's), which
+            // stays unanswered and fails the exchange.
+            if let (Some(binding), Some(TLS_EXPORTER)) =
+                (&self.binding, context.get_ref::<ChannelBindingName>())
+            {
+                request.satisfy::<ChannelBindings>(binding)?;
+            }
+            return Ok(());
+        }
         // Each `satisfy` returns early once it has answered (rsasl's
         // idiom); a question nobody answers is left unanswered.
         if !client.authcid.is_empty() {
@@ -49,6 +74,15 @@ impl SessionCallback for Credentials {
             request.satisfy::<Hostname>(host)?;
         }
         Ok(())
+    }
+
+    /// rsasl selects SCRAM-SHA-256-PLUS only with this, and makes plain
+    /// SCRAM-SHA-256 say "I could bind" (`y`) with it: so it is on for
+    /// -PLUS alone. Plain SCRAM then says `n` (RFC 5802 6), which a
+    /// server that offers -PLUS accepts, as it must for a client that
+    /// chose not to bind.
+    fn enable_channel_binding(&self) -> bool {
+        self.client.mechanism.needs_channel_binding() && self.binding.is_some()
     }
 }
 
@@ -87,14 +121,29 @@ impl ClientExchange {
     ///
     /// # Errors
     ///
-    /// [`SaslError::Mechanism`]: the mechanism is not available, or it
-    /// refuses the credentials (an empty PLAIN user, a NUL in a name).
-    pub(crate) fn start(client: &SaslClient) -> Result<Self, SaslError> {
+    /// [`SaslError::Mechanism`]: the mechanism is not available, it
+    /// needs a channel binding and `binding` is `None`, or it refuses the
+    /// credentials (an empty PLAIN user, a NUL in a name).
+    pub(crate) fn start(
+        client: &SaslClient,
+        binding: Option<ChannelBinding>,
+    ) -> Result<Self, SaslError> {
         let unavailable = || SaslError::Mechanism(format!("{} is not available", client.mechanism));
         let mechanism = registry::mechanism(client.mechanism).ok_or_else(unavailable)?;
+        let plus = client.mechanism.needs_channel_binding();
+        if plus && binding.is_none() {
+            return Err(SaslError::Mechanism(format!(
+                "{} needs TLS 1.3 active (its tls-exporter channel binding, RFC 9266)",
+                client.mechanism
+            )));
+        }
+        let credentials = Credentials {
+            client: client.clone(),
+            binding: binding.filter(|_| plus),
+        };
         let config = SASLConfig::builder()
-            .with_registry(registry::registry())
-            .with_callback(Credentials(client.clone()))
+            .with_registry(registry::registry(plus))
+            .with_callback(credentials)
             .map_err(|e| SaslError::Mechanism(e.to_string()))?;
         let session = SASLClient::new(Arc::clone(&config))
             .start_suggested_iter([mechanism.mechanism])
@@ -150,7 +199,8 @@ impl ClientExchange {
     /// The mechanism cannot answer it (or has already said all it had
     /// to): the exchange is over on our side.
     pub(crate) fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, SaslError> {
-        if self.mechanism == Mechanism::ScramSha256 {
+        if self.mechanism.is_scram() {
+            check_scram_message(data).inspect_err(|_| self.done = true)?;
             check_scram_iterations(data).inspect_err(|_| self.done = true)?;
         }
         self.step(Some(data))
@@ -173,6 +223,9 @@ impl ClientExchange {
                 "data with the success after the mechanism's last message",
             ));
         }
+        if self.mechanism.is_scram() {
+            check_scram_message(data).inspect_err(|_| self.done = true)?;
+        }
         // rsasl: a last step without input when the server sends none.
         let input = (!data.is_empty()).then_some(data);
         let mut out = Vec::new();
@@ -186,6 +239,18 @@ impl ClientExchange {
             )),
             Err(e) => Err(mechanism_error(&e)),
         }
+    }
+}
+
+/// Refuses a SCRAM server message whose attributes rsasl's parser
+/// cannot take without panicking (see `scram::attributes_well_formed`).
+fn check_scram_message(message: &[u8]) -> Result<(), SaslError> {
+    if super::scram::attributes_well_formed(message, false) {
+        Ok(())
+    } else {
+        Err(SaslError::Mechanism(
+            "malformed SCRAM message (RFC 5802 7)".to_owned(),
+        ))
     }
 }
 
@@ -228,15 +293,16 @@ mod tests {
 
     #[test]
     fn plain_initial_response_is_authzid_authcid_password() {
-        let exchange = ClientExchange::start(&SaslClient::plain("bob", "secret")).unwrap();
+        let exchange = ClientExchange::start(&SaslClient::plain("bob", "secret"), None).unwrap();
         assert_eq!(exchange.initial(), Some(&b"\0bob\0secret"[..]));
-        let with = ClientExchange::start(&SaslClient::plain("bob", "secret").with_authzid("al"));
+        let with =
+            ClientExchange::start(&SaslClient::plain("bob", "secret").with_authzid("al"), None);
         assert_eq!(with.unwrap().initial(), Some(&b"al\0bob\0secret"[..]));
     }
 
     #[test]
     fn empty_plain_user_is_refused_by_the_mechanism() {
-        let refused = ClientExchange::start(&SaslClient::plain("", "secret"));
+        let refused = ClientExchange::start(&SaslClient::plain("", "secret"), None);
         assert!(matches!(refused, Err(SaslError::Mechanism(_))));
     }
 }

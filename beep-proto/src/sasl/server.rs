@@ -50,9 +50,10 @@ use rsasl::callback::{CallbackError, Context, Request, SessionCallback, SessionD
 use rsasl::mechanisms::anonymous::AnonymousToken;
 use rsasl::mechanisms::scram::properties::ScramStoredPassword;
 use rsasl::prelude::{MessageSent, SASLConfig, SASLServer, Session, SessionError, State};
-use rsasl::property::{AuthId, AuthzId, Hostname, Password};
+use rsasl::property::{AuthId, AuthzId, ChannelBindingName, ChannelBindings, Hostname, Password};
 use rsasl::validate::{Validate, Validation, ValidationError};
 
+use super::client::{ChannelBinding, TLS_EXPORTER};
 use super::cram_md5::ServerNonce;
 use super::scram::{self, ScramKeys};
 use super::{AuthAnswer, AuthInfo, AuthNeed, AuthRequest, Mechanism, identity, registry};
@@ -74,9 +75,10 @@ struct Seen {
     authcid: Option<String>,
     authzid: Option<String>,
     password: Option<String>,
-    /// PLAIN's password was not UTF-8 (RFC 4616 2 requires it): refused
-    /// without asking, since the application could not compare it.
-    password_not_utf8: bool,
+    /// Refused without asking, since the application could not compare
+    /// it: PLAIN's password was not UTF-8 (RFC 4616 2 requires it), or a
+    /// SCRAM name was not a valid `saslname` (RFC 5802 5.1).
+    malformed: bool,
     anonymous_token: Option<String>,
 }
 
@@ -92,6 +94,8 @@ struct Shared {
     nonce: Option<String>,
     /// The host for a CRAM-MD5 challenge (`<random.random@host>`).
     host: String,
+    /// The session's `tls-exporter` binding, for SCRAM-SHA-256-PLUS.
+    binding: Option<ChannelBinding>,
     seen: Seen,
     /// Set by the callback when the step must wait for the application.
     paused: Option<AuthNeed>,
@@ -108,18 +112,35 @@ struct Callback(Arc<Mutex<Shared>>);
 impl Callback {
     fn see(&self, context: &Context) {
         let mut shared = lock(&self.0);
+        let scram = shared.mechanism.is_scram();
         let seen = &mut shared.seen;
+        // SCRAM's names come escaped (RFC 5802 5.1); the application
+        // gets, and the session reports, the names the user typed.
+        let mut name = |raw: &str| {
+            if !scram {
+                return Some(raw.to_owned());
+            }
+            let name = scram::unescape_name(raw);
+            seen.malformed |= name.is_none();
+            name
+        };
         if let Some(authcid) = context.get_ref::<AuthId>() {
-            seen.authcid = Some(authcid.to_owned());
+            let authcid = name(authcid);
+            seen.authcid = authcid;
         }
         if let Some(authzid) = context.get_ref::<AuthzId>() {
             // PLAIN and EXTERNAL give "" for "none".
-            seen.authzid = (!authzid.is_empty()).then(|| authzid.to_owned());
+            let authzid = if authzid.is_empty() {
+                None
+            } else {
+                name(authzid)
+            };
+            seen.authzid = authzid;
         }
         if let Some(password) = context.get_ref::<Password>() {
             match std::str::from_utf8(password) {
                 Ok(p) => seen.password = Some(p.to_owned()),
-                Err(_) => seen.password_not_utf8 = true,
+                Err(_) => seen.malformed = true,
             }
         }
         if let Some(token) = context.get_ref::<AnonymousToken>() {
@@ -152,6 +173,8 @@ impl Callback {
             // treat as a failure they do not reveal early (SCRAM plays
             // its exchange to the end, RFC 5802 5.1).
             Some(_) => Err(CallbackError::NoValue.into()),
+            // A name no user can have: failed the same way, unasked.
+            None if shared.seen.malformed => Err(CallbackError::NoValue.into()),
             None => {
                 shared.paused = Some(AuthNeed::Secret);
                 Err(SessionError::Boxed(Box::new(Paused)))
@@ -181,6 +204,18 @@ impl SessionCallback for Callback {
         request: &mut Request<'_>,
     ) -> Result<(), SessionError> {
         self.see(context);
+        if request.is::<ChannelBindings>() {
+            // SCRAM-SHA-256-PLUS, for the type the client named: only
+            // `tls-exporter` is answered; another type, or no TLS 1.3,
+            // fails the exchange.
+            let binding = lock(&self.0).binding;
+            if let (Some(binding), Some(TLS_EXPORTER)) =
+                (binding, context.get_ref::<ChannelBindingName>())
+            {
+                request.satisfy::<ChannelBindings>(&binding)?;
+            }
+            return Ok(());
+        }
         if request.is::<ServerNonce>() {
             return self.nonce(request);
         }
@@ -207,9 +242,9 @@ impl SessionCallback for Callback {
         let verdict = match &shared.answer {
             // A mechanism that checks a secret validates only once the
             // proof held: the secret was the answer.
-            Some(AuthAnswer::Accept | AuthAnswer::Secret(_)) => !shared.seen.password_not_utf8,
+            Some(AuthAnswer::Accept | AuthAnswer::Secret(_)) => !shared.seen.malformed,
             Some(AuthAnswer::Deny | AuthAnswer::NoSuchUser) => false,
-            None if shared.seen.password_not_utf8 => false,
+            None if shared.seen.malformed => false,
             None => {
                 shared.paused = Some(AuthNeed::Decide);
                 return Err(ValidationError::Boxed(Box::new(Paused)));
@@ -262,6 +297,8 @@ pub(crate) struct ServerExchange {
     received: Vec<Option<Vec<u8>>>,
     /// Our challenges, one per step that went on, to check the replay.
     sent: Vec<Vec<u8>>,
+    /// This session offered SCRAM-SHA-256-PLUS (see `registry.rs`).
+    plus_offered: bool,
     /// The rsasl session between steps (none while paused).
     live: Option<Session<Verdict>>,
     shared: Arc<Mutex<Shared>>,
@@ -279,8 +316,15 @@ impl std::fmt::Debug for ServerExchange {
 
 impl ServerExchange {
     /// An exchange of `mechanism` on `channel`; `server_name` names the
-    /// host (a CRAM-MD5 challenge carries it) and goes in the requests.
-    pub(crate) fn new(mechanism: Mechanism, channel: u32, server_name: Option<String>) -> Self {
+    /// host (a CRAM-MD5 challenge carries it) and goes in the requests;
+    /// `binding` is the session's `tls-exporter` channel binding (TLS 1.3
+    /// active), and SCRAM-SHA-256-PLUS was offered when it is `Some`.
+    pub(crate) fn new(
+        mechanism: Mechanism,
+        channel: u32,
+        server_name: Option<String>,
+        binding: Option<ChannelBinding>,
+    ) -> Self {
         let host = server_name
             .as_deref()
             .filter(|h| {
@@ -297,6 +341,7 @@ impl ServerExchange {
             scram: None,
             nonce: None,
             host,
+            binding,
             seen: Seen::default(),
             paused: None,
         };
@@ -306,6 +351,7 @@ impl ServerExchange {
             server_name,
             received: Vec::new(),
             sent: Vec::new(),
+            plus_offered: binding.is_some(),
             live: None,
             shared: Arc::new(Mutex::new(shared)),
         }
@@ -319,7 +365,7 @@ impl ServerExchange {
     fn session(&self) -> Option<Session<Verdict>> {
         let mechanism = registry::mechanism(self.mechanism)?;
         let config = SASLConfig::builder()
-            .with_registry(registry::registry())
+            .with_registry(registry::registry(self.plus_offered))
             .with_callback(Callback(Arc::clone(&self.shared)))
             .ok()?;
         SASLServer::<Verdict>::new(config)
@@ -339,6 +385,20 @@ impl ServerExchange {
             // Paused: the client must wait for our answer.
             None => return ServerOutcome::Failure,
         };
+        // rsasl's SCRAM parsers panic on short attributes: checked first.
+        if self.mechanism.is_scram()
+            && !message
+                .as_deref()
+                .is_some_and(|m| scram::attributes_well_formed(m, self.received.is_empty()))
+        {
+            return ServerOutcome::Failure;
+        }
+        if self.mechanism.needs_channel_binding()
+            && self.received.is_empty()
+            && !message.as_deref().is_some_and(scram::binds_to_tls_exporter)
+        {
+            return ServerOutcome::Failure;
+        }
         self.received.push(message);
         self.advance(session)
     }
@@ -385,8 +445,7 @@ impl ServerExchange {
     pub(crate) fn answer(&mut self, answer: AuthAnswer) -> ServerOutcome {
         {
             let mut shared = lock(&self.shared);
-            if let (Mechanism::ScramSha256, AuthAnswer::Secret(secret)) = (self.mechanism, &answer)
-            {
+            if let (true, AuthAnswer::Secret(secret)) = (self.mechanism.is_scram(), &answer) {
                 let mut salt = vec![0u8; 16];
                 rand::thread_rng().fill_bytes(&mut salt);
                 shared.scram = scram::derive(secret.as_bytes(), salt, scram::ITERATIONS);
@@ -445,5 +504,131 @@ impl ServerExchange {
             authcid: identity(mechanism, shared.seen.authcid.as_deref()),
             authzid,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! SCRAM-SHA-256-PLUS's channel binding (RFC 5802 6, RFC 9266) at the
+    //! level of one exchange: the two sides' bindings are given here, as
+    //! two TLS sessions would give them.
+    use super::*;
+    use crate::sasl::SaslClient;
+    use crate::sasl::client::ClientExchange;
+
+    const CLIENT_SIDE: ChannelBinding = [1; 32];
+    const RELAYED_SIDE: ChannelBinding = [2; 32];
+
+    /// Runs SCRAM between `client` (its TLS session's binding) and a
+    /// server of `mechanism` (its own binding); the server knows bob.
+    fn run(client: &SaslClient, client_tls: ChannelBinding, server_tls: ChannelBinding) -> bool {
+        let mut client = ClientExchange::start(client, Some(client_tls)).unwrap();
+        let mechanism = client_mechanism(&client);
+        let mut server = ServerExchange::new(mechanism, 1, None, Some(server_tls));
+        let mut outcome = server.receive(client.initial().map(<[u8]>::to_vec));
+        loop {
+            outcome = match outcome {
+                ServerOutcome::Ask(request) => {
+                    assert_eq!(request.authcid.as_deref(), Some("bob"));
+                    server.answer(AuthAnswer::Secret("secret".into()))
+                }
+                ServerOutcome::Continue(challenge) => match client.challenge(&challenge) {
+                    Ok(response) => server.receive(Some(response)),
+                    Err(_) => return false,
+                },
+                ServerOutcome::Success { data, .. } => return client.complete(&data).is_ok(),
+                ServerOutcome::Failure => return false,
+            }
+        }
+    }
+
+    fn client_mechanism(client: &ClientExchange) -> Mechanism {
+        client.info().mechanism
+    }
+
+    /// RFC 9266, RFC 5802 6: the same TLS session on both sides binds.
+    #[test]
+    fn rfc5802_6_plus_with_one_tls_session_authenticates() {
+        let client = SaslClient::scram_sha256_plus("bob", "secret");
+        assert!(run(&client, CLIENT_SIDE, CLIENT_SIDE));
+    }
+
+    /// RFC 5802 6: an exchange relayed from one TLS session into another
+    /// (a man in the middle holding both) fails, though the password is
+    /// right: the client's proof covers its session's binding.
+    #[test]
+    fn rfc5802_6_plus_relayed_into_another_tls_session_fails() {
+        let client = SaslClient::scram_sha256_plus("bob", "secret");
+        assert!(!run(&client, CLIENT_SIDE, RELAYED_SIDE));
+        // Plain SCRAM binds to nothing: the same relay succeeds, which is
+        // what -PLUS is for.
+        let plain = SaslClient::scram_sha256("bob", "secret");
+        assert!(run(&plain, CLIENT_SIDE, RELAYED_SIDE));
+    }
+
+    /// RFC 5802 6 / 7: a -PLUS exchange must bind: a client-first that
+    /// says `n` (no binding) or names a type we do not give is refused
+    /// before rsasl sees it.
+    #[test]
+    fn rfc5802_6_plus_without_binding_is_refused() {
+        for first in [
+            &b"n,,n=bob,r=abcdefgh"[..],
+            b"y,,n=bob,r=abcdefgh",
+            b"p=tls-unique,,n=bob,r=abcdefgh",
+        ] {
+            let mut server =
+                ServerExchange::new(Mechanism::ScramSha256Plus, 1, None, Some(CLIENT_SIDE));
+            assert!(
+                matches!(server.receive(Some(first.to_vec())), ServerOutcome::Failure),
+                "{:?}",
+                String::from_utf8_lossy(first)
+            );
+        }
+    }
+
+    /// RFC 5802 6: plain SCRAM from a client that says "I could bind, you
+    /// do not offer it" (`y`) fails where -PLUS was offered (its offer was
+    /// stripped on the way); `n` is a client that does not bind, and goes
+    /// on.
+    #[test]
+    fn rfc5802_6_downgrade_from_plus_is_detected() {
+        let offered = |first: &[u8]| {
+            let mut server =
+                ServerExchange::new(Mechanism::ScramSha256, 1, None, Some(CLIENT_SIDE));
+            server.receive(Some(first.to_vec()))
+        };
+        assert!(matches!(
+            offered(b"y,,n=bob,r=abcdefgh"),
+            ServerOutcome::Failure
+        ));
+        assert!(matches!(
+            offered(b"n,,n=bob,r=abcdefgh"),
+            ServerOutcome::Ask(_)
+        ));
+        // Not offered (no TLS): `y` is the honest answer and goes on.
+        let mut server = ServerExchange::new(Mechanism::ScramSha256, 1, None, None);
+        assert!(matches!(
+            server.receive(Some(b"y,,n=bob,r=abcdefgh".to_vec())),
+            ServerOutcome::Ask(_)
+        ));
+    }
+
+    /// RFC 5802 5.1: the application is asked about the user the client
+    /// named, unescaped; a malformed escape fails without asking.
+    #[test]
+    fn rfc5802_5_1_scram_names_are_unescaped() {
+        let mut server = ServerExchange::new(Mechanism::ScramSha256, 1, None, None);
+        match server.receive(Some(b"n,a=ad=2Cmin,n=b=3Dob=2C,r=abcdefgh".to_vec())) {
+            ServerOutcome::Ask(request) => {
+                assert_eq!(request.authcid.as_deref(), Some("b=ob,"));
+                assert_eq!(request.authzid.as_deref(), Some("ad,min"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut server = ServerExchange::new(Mechanism::ScramSha256, 1, None, None);
+        assert!(!matches!(
+            server.receive(Some(b"n,,n=b=41ob,r=abcdefgh".to_vec())),
+            ServerOutcome::Ask(_)
+        ));
     }
 }

@@ -84,6 +84,9 @@ pub(super) struct SaslState {
     /// True when the peer authenticated to us (we were the server): what
     /// opens [`Config::auth_profiles`](crate::Config::auth_profiles).
     peer_authenticated: bool,
+    /// The peer's failed exchanges as client (bounded by
+    /// [`Config::max_auth_failures`](crate::Config::max_auth_failures)).
+    failures: u32,
 }
 
 impl SaslState {
@@ -256,6 +259,12 @@ impl Session {
                 reason: "the mechanism is not available here",
             });
         }
+        let binding = self.channel_binding();
+        if mechanism.needs_channel_binding() && binding.is_none() {
+            return Err(UsageError::AuthNotPossible {
+                reason: "the mechanism binds to TLS: it needs TLS 1.3 active (RFC 9266)",
+            });
+        }
         let uri = mechanism.uri();
         if self
             .peer_greeting
@@ -269,7 +278,7 @@ impl Session {
         if let Some(number) = number {
             self.check_channel_number(number)?;
         }
-        let engine = ClientExchange::start(&client).map_err(UsageError::Sasl)?;
+        let engine = ClientExchange::start(&client, binding).map_err(UsageError::Sasl)?;
         let number = match number {
             Some(number) => number,
             None => self.allocate_channel()?,
@@ -399,6 +408,17 @@ impl Session {
                 return true;
             }
         }
+        // RFC 4422 3.8: the server may bound the attempts.
+        if self.sasl.failures >= self.config.max_auth_failures
+            && start.profiles.iter().any(|p| is_sasl(&p.uri))
+        {
+            start.profiles.retain(|p| !is_sasl(&p.uri));
+            if start.profiles.is_empty() {
+                let text = "too many failed authentications on this session";
+                self.refuse(msgno, ReplyCode::TRANSACTION_FAILED, text);
+                return true;
+            }
+        }
         let auth_profiles = &self.config.auth_profiles;
         if !self.sasl.peer_authenticated
             && !auth_profiles.is_empty()
@@ -504,7 +524,20 @@ impl Session {
                 offered: vec![profile.uri.clone()],
             },
         );
-        let mut engine = Box::new(ServerExchange::new(mechanism, channel, server_name));
+        // SCRAM-SHA-256-PLUS offered: its binding, which also tells plain
+        // SCRAM that a client saying "y" lost the -PLUS offer on the way.
+        let plus = Mechanism::ScramSha256Plus.uri();
+        let binding = offered
+            .iter()
+            .any(|p| p == plus)
+            .then(|| self.channel_binding())
+            .flatten();
+        let mut engine = Box::new(ServerExchange::new(
+            mechanism,
+            channel,
+            server_name,
+            binding,
+        ));
         let outcome = match first {
             Some(data) => Some(engine.receive(Some(data))),
             // Client-first without the initial response: it will come as
@@ -547,6 +580,7 @@ impl Session {
             }
             ServerOutcome::Failure => {
                 self.sasl.exchange = None;
+                self.sasl.failures = self.sasl.failures.saturating_add(1);
                 self.server_reply(channel, mechanism, via, Some(failure()));
             }
             ServerOutcome::Ask(mut request) => {

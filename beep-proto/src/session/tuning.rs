@@ -35,6 +35,7 @@ use crate::frame::FrameType;
 use crate::mime::Message;
 use crate::numbers::{AnsNo, MsgNo};
 use crate::reply_code::ReplyCode;
+use crate::sasl::Mechanism;
 use crate::tls::{TLS_URI, TlsClient, TlsError, TlsInfo, TlsLayer, TlsServer};
 use crate::xml::{ErrorElement, Profile, Start, TlsElement};
 
@@ -331,6 +332,12 @@ impl Session {
         Ok(())
     }
 
+    /// The `tls-exporter` channel binding of the session's TLS, once TLS
+    /// 1.3 is active (what SCRAM-SHA-256-PLUS binds to).
+    pub(super) fn channel_binding(&self) -> Option<[u8; 32]> {
+        self.tls.layer.as_ref()?.channel_binding()
+    }
+
     /// The profiles our greeting advertises: with TLS active, the
     /// configured ones but TLS itself, and those offered only over TLS
     /// (RFC 3080 3: a different greeting after privacy); before, all
@@ -339,16 +346,24 @@ impl Session {
     /// Profiles open only to an authenticated peer
     /// ([`Config::auth_profiles`](crate::Config::auth_profiles)) are
     /// advertised with the others: no greeting follows SASL (see
-    /// `session/sasl.rs`).
+    /// `session/sasl.rs`). Mechanisms that bind to TLS
+    /// (SCRAM-SHA-256-PLUS) are advertised only over TLS.
     pub(super) fn advertised_profiles(&self) -> Vec<String> {
         let config = &self.config;
-        let mut profiles = if self.tls.layer.is_some() {
+        let mut profiles: Vec<String> = if self.tls.layer.is_some() {
             let plain = config.profiles.iter().filter(|p| *p != TLS_URI);
             plain.chain(&config.tls_profiles).cloned().collect()
         } else if config.require_tls {
             return vec![TLS_URI.to_owned()];
         } else {
-            config.profiles.clone()
+            let binds =
+                |uri: &str| Mechanism::from_uri(uri).is_some_and(|m| m.needs_channel_binding());
+            config
+                .profiles
+                .iter()
+                .filter(|p| !binds(p))
+                .cloned()
+                .collect()
         };
         for uri in &config.auth_profiles {
             if !profiles.contains(uri) {
