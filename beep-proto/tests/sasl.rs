@@ -1202,3 +1202,43 @@ fn rfc4422_failed_attempts_per_session_are_bounded() {
     pair.a.open_channel(vec![Profile::new(ECHO)], None).unwrap();
     assert_eq!(pair.pump(), (None, None));
 }
+
+/// RFC 3080 4.1.2-4.1.3: either side can abort. The client's abort is
+/// tested above; a listener that aborts (with `<blob status='abort'/>`,
+/// where RFC 3080 4.1.2 would have an `<error>`) fails the exchange as
+/// an error would (451), and the session goes on.
+#[test]
+fn rfc3080_4_1_3_listener_abort_fails_the_exchange() {
+    let mut b = Session::listener(listener_config());
+    let mut a = Session::initiator(Config::default());
+    let greeting = b.poll_transmit().unwrap();
+    a.handle_input(&greeting).unwrap();
+    let greeting_size = greeting
+        .split(|&c| c == b'\r')
+        .next()
+        .and_then(|line| std::str::from_utf8(line).ok())
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap();
+    let channel = a.start_sasl(SaslClient::plain("bob", "secret")).unwrap();
+    let out = a.poll_transmit().unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let msg = text.find("MSG 0 ").unwrap();
+    let msgno: u32 = text[msg + 6..].split(' ').next().unwrap().parse().unwrap();
+    let payload = format!(
+        "Content-Type: application/beep+xml\r\n\r\n<profile uri='{}'><![CDATA[<blob status='abort'/>]]></profile>\r\n",
+        Mechanism::Plain.uri()
+    );
+    let frame = format!(
+        "RPY 0 {msgno} . {greeting_size} {}\r\n{payload}END\r\n",
+        payload.len()
+    );
+    a.handle_input(frame.as_bytes()).unwrap();
+    let events: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();
+    let failed = auth_failed(&events);
+    assert_eq!(failed.len(), 1, "{events:?}");
+    assert_eq!(failed[0].0, channel);
+    assert_eq!(failed[0].1.code, ReplyCode::ACTION_ABORTED);
+    assert!(!a.is_ended());
+    assert_eq!(a.authenticated(), None);
+}

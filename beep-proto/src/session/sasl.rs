@@ -834,7 +834,14 @@ impl Session {
             return Ok(());
         };
         match blob.status {
-            BlobStatus::Abort => Err(SaslError::Unexpected("abort from the SASL server").into()),
+            // RFC 3080 4.1.2 gives `abort` to the client and `<error>` to
+            // the server; a server that aborts anyway ends the exchange
+            // as an error would, and the session goes on.
+            BlobStatus::Abort => {
+                let text = "the listener aborted the authentication";
+                self.client_failed(channel, ErrorElement::new(ReplyCode::ACTION_ABORTED, text));
+                Ok(())
+            }
             BlobStatus::Complete => {
                 let verified = side
                     .engine
