@@ -300,6 +300,57 @@ mod tests {
         assert_eq!(with.unwrap().initial(), Some(&b"al\0bob\0secret"[..]));
     }
 
+    /// What a hostile listener sends our SCRAM client (rsasl's parsers
+    /// panic on short attributes: `check_scram_message` stands before
+    /// them): a failure, never a panic, whatever the challenge and the
+    /// success data.
+    fn scram_survives(plus: bool, challenge: &[u8], last: &[u8]) {
+        let client = if plus {
+            SaslClient::scram_sha256_plus("bob", "secret")
+        } else {
+            SaslClient::scram_sha256("bob", "secret")
+        };
+        let mut exchange = ClientExchange::start(&client, Some([7; 32])).unwrap();
+        let _ = exchange.challenge(challenge);
+        let _ = exchange.complete(last);
+        let _ = exchange.challenge(last);
+    }
+
+    #[test]
+    fn scram_client_refuses_malformed_server_messages() {
+        for challenge in [&b""[..], b"r", b"r=,s", b"r=abc,s=c2FsdA==,i=4096,", b",,,"] {
+            let mut exchange =
+                ClientExchange::start(&SaslClient::scram_sha256("bob", "secret"), None).unwrap();
+            assert!(exchange.challenge(challenge).is_err(), "{challenge:?}");
+            scram_survives(true, challenge, b"v");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scram_client_never_panics(
+            plus in proptest::bool::ANY,
+            challenge in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            last in proptest::collection::vec(proptest::num::u8::ANY, 0..100),
+        ) {
+            scram_survives(plus, &challenge, &last);
+        }
+
+        /// Shaped like a server-first message, so the mutations reach
+        /// past the nonce check.
+        #[test]
+        fn scram_client_never_panics_on_near_valid_messages(
+            nonce in "[!-+--~]{0,40}",
+            salt in "[A-Za-z0-9+/=,]{0,30}",
+            iterations in "[0-9a,]{0,9}",
+            last in "(v=|e=)?[A-Za-z0-9+/=,]{0,50}",
+        ) {
+            let challenge = format!("r={nonce},s={salt},i={iterations}");
+            scram_survives(false, challenge.as_bytes(), last.as_bytes());
+            scram_survives(true, challenge.as_bytes(), last.as_bytes());
+        }
+    }
+
     #[test]
     fn empty_plain_user_is_refused_by_the_mechanism() {
         let refused = ClientExchange::start(&SaslClient::plain("", "secret"), None);
