@@ -517,7 +517,20 @@ fn interactive(
             (None, Ok(())) => {}
         }
         let buffered = session.unparsed_input().len();
-        assert!(buffered <= max_buffered, "{buffered} octets of input held");
+        // Windows grow (up to `max_receive_window`) while the peer fills
+        // them and we keep up: a frame may then be as large as the
+        // largest window we advertised.
+        let config = session.config();
+        assert!(
+            wire.max_window <= config.max_receive_window.max(config.receive_window),
+            "we advertised a window of {} octets",
+            wire.max_window
+        );
+        let max_buffered = max_buffered.max(wire.max_window as usize + TRAILER.len());
+        assert!(
+            buffered <= max_buffered,
+            "{buffered} octets of input held at {fed}"
+        );
         app.pump(&mut session, &mut wire);
         let limit = 64 * 1024 + 16 * fed;
         assert!(
@@ -725,6 +738,8 @@ struct Wire {
     max_frame: u32,
     frames: usize,
     next_seqno: HashMap<u32, u32>,
+    /// The largest window we advertised in a SEQ.
+    max_window: u32,
     /// Data frames (not channel 0): type, channel, msgno, payload size.
     data_frames: Vec<(FrameType, u32, MsgNo, u32)>,
 }
@@ -737,6 +752,7 @@ impl Wire {
             max_frame,
             frames: 0,
             next_seqno: HashMap::new(),
+            max_window: 0,
             data_frames: Vec::new(),
         }
     }
@@ -759,6 +775,7 @@ impl Wire {
                 (Header::Seq(seq), used) => {
                     assert!(self.frames > 0, "SEQ before the greeting");
                     assert!(seq.window <= MAX_31BIT);
+                    self.max_window = self.max_window.max(seq.window);
                     at += used;
                 }
                 (Header::Frame(h), used) => {
