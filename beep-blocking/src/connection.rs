@@ -185,6 +185,8 @@ pub(crate) type State = Layer<Wake, ChannelHandlers>;
 pub(crate) struct Shared {
     /// This, for threads started where only `&self` is at hand.
     me: Weak<Shared>,
+    /// What [`Connection::id`] tells.
+    id: u64,
     pub(crate) state: Mutex<State>,
     /// Signalled whenever the session changed: results, room, closure.
     pub(crate) changed: Condvar,
@@ -224,7 +226,8 @@ pub(crate) struct Shared {
 }
 
 /// A BEEP session over TCP, or over any stream (PyVortex `Connection`).
-/// Cheap to clone; every clone is the same connection.
+/// Cheap to clone; every clone is the same connection, with the same
+/// [`id`](Connection::id) (handles compare equal, and hash, by it).
 ///
 /// ```no_run
 /// use beep_blocking::{Connection, Options};
@@ -279,9 +282,36 @@ impl Drop for Owner {
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
+            .field("id", &self.shared.id)
             .field("peer", &self.shared.peer)
             .finish_non_exhaustive()
     }
+}
+
+/// Handles are equal when they are of the same connection (the same
+/// [`Connection::id`]).
+impl PartialEq for Connection {
+    fn eq(&self, other: &Self) -> bool {
+        self.shared.id == other.shared.id
+    }
+}
+
+impl Eq for Connection {}
+
+/// Hashes [`Connection::id`], so connections key maps and sets. (The
+/// id never changes, so Clippy's `mutable_key_type` lint, which sees the
+/// connection's locks, does not apply: allow it, or list
+/// `beep_blocking::Connection` in its `ignore-interior-mutability`.)
+impl std::hash::Hash for Connection {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.shared.id.hash(state);
+    }
+}
+
+/// The next [`Connection::id`]: ids are never reused within a process.
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Connection {
@@ -302,6 +332,45 @@ impl Connection {
     /// # Ok::<(), beep_blocking::Error>(())
     /// ```
     pub fn connect(addr: impl ToSocketAddrs, options: Options) -> Result<Connection, Error> {
+        Self::connect_serving(addr, None, options)
+    }
+
+    /// Like [`Connection::connect`], serving the profiles of `registry`
+    /// to the listener: a channel the listener starts on this connection
+    /// is answered and handled by the registry's handlers (PyVortex's
+    /// clients serve the profiles registered on their context), where
+    /// `connect`'s connections refuse every start (550). The greeting
+    /// advertises the registry's profiles, as a listener's does (RFC 3080
+    /// 2.3.1.1), in place of [`Options::config`]'s.
+    ///
+    /// ```no_run
+    /// use beep_blocking::{Connection, Options, ProfileHandler, Registry};
+    /// use beep_proto::Message;
+    ///
+    /// // The listener pushes notifications to us on channels it starts.
+    /// let mut registry = Registry::new();
+    /// registry.register("http://example.org/beep/notify", ProfileHandler::new(|channel, m| {
+    ///     println!("notified: {:?}", m.message.body());
+    ///     let _ = channel.reply_rpy(m.msgno, Message::new("seen"));
+    /// }));
+    /// let conn = Connection::connect_with_registry("127.0.0.1:10288", registry, Options::default())?;
+    /// assert!(conn.is_ok());
+    /// # Ok::<(), beep_blocking::Error>(())
+    /// ```
+    pub fn connect_with_registry(
+        addr: impl ToSocketAddrs,
+        registry: Registry,
+        options: Options,
+    ) -> Result<Connection, Error> {
+        Self::connect_serving(addr, Some(registry), options)
+    }
+
+    /// Connects, serving `registry` if given.
+    fn connect_serving(
+        addr: impl ToSocketAddrs,
+        registry: Option<Registry>,
+        options: Options,
+    ) -> Result<Connection, Error> {
         options.config.validate()?;
         let mut last = None;
         for addr in addr.to_socket_addrs()? {
@@ -309,7 +378,7 @@ impl Connection {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;
                     let stream = Box::new(stream);
-                    let conn = Self::start(stream, Role::Initiator, Registry::new(), options)?;
+                    let conn = Self::start(stream, Role::Initiator, registry, options)?;
                     conn.wait_greeting()?;
                     return Ok(conn);
                 }
@@ -345,7 +414,35 @@ impl Connection {
         options: Options,
     ) -> Result<Connection, Error> {
         options.config.validate()?;
-        let conn = Self::start(Box::new(stream), Role::Initiator, Registry::new(), options)?;
+        let conn = Self::start(Box::new(stream), Role::Initiator, None, options)?;
+        conn.wait_greeting()?;
+        Ok(conn)
+    }
+
+    /// Like [`Connection::connect_transport`], serving the profiles of
+    /// `registry` to the peer, as [`Connection::connect_with_registry`]
+    /// does.
+    ///
+    /// ```no_run
+    /// use std::os::unix::net::UnixStream;
+    /// use beep_blocking::{Connection, Options, ProfileHandler, Registry};
+    ///
+    /// let mut registry = Registry::new();
+    /// registry.register("http://example.org/beep/echo", ProfileHandler::new(|channel, m| {
+    ///     let _ = channel.reply_rpy(m.msgno, m.message);
+    /// }));
+    /// let stream = UnixStream::connect("/run/beep.sock")?;
+    /// let conn = Connection::connect_transport_with_registry(stream, registry, Options::default())?;
+    /// # drop(conn);
+    /// # Ok::<(), beep_blocking::Error>(())
+    /// ```
+    pub fn connect_transport_with_registry(
+        stream: impl Transport,
+        registry: Registry,
+        options: Options,
+    ) -> Result<Connection, Error> {
+        options.config.validate()?;
+        let conn = Self::start(Box::new(stream), Role::Initiator, Some(registry), options)?;
         conn.wait_greeting()?;
         Ok(conn)
     }
@@ -378,7 +475,7 @@ impl Connection {
         options: Options,
     ) -> Result<Connection, Error> {
         options.config.validate()?;
-        let conn = Self::start(Box::new(stream), Role::Listener, registry, options)?;
+        let conn = Self::start(Box::new(stream), Role::Listener, Some(registry), options)?;
         Ok(conn.owned())
     }
 
@@ -389,7 +486,7 @@ impl Connection {
         options: Options,
     ) -> Result<Connection, Error> {
         stream.set_nodelay(true)?;
-        Self::start(Box::new(stream), Role::Listener, registry, options)
+        Self::start(Box::new(stream), Role::Listener, Some(registry), options)
     }
 
     /// This handle, keeping the connection alive (see [`Connection`]).
@@ -401,23 +498,25 @@ impl Connection {
         }
     }
 
-    /// Starts the connection's threads; an initiator's handle keeps it
+    /// Starts the connection's threads, serving `registry` (none: an
+    /// initiator that serves nothing); an initiator's handle keeps it
     /// alive, a listener's does not.
     fn start(
         stream: Box<dyn Transport>,
         role: Role,
-        registry: Registry,
+        registry: Option<Registry>,
         mut options: Options,
     ) -> Result<Connection, Error> {
         let peer = stream.peer_addr();
         // A stream without read timeouts is read by the workers alone.
         let app_reads = stream.set_read_timeout(None).is_ok();
-        if role == Role::Listener {
+        if let Some(registry) = &registry {
             // The greeting's profiles, and what TLS changes in it (RFC 3080
             // 3.1): profiles served only over TLS, and whether the whole
             // session requires it.
             registry.profiles.configure(&mut options.config);
         }
+        let registry = registry.unwrap_or_default();
         // Credit goes back when a handler has finished with a message, so
         // a slow handler slows its peer instead of filling our memory.
         options.config.auto_credit = false;
@@ -436,6 +535,7 @@ impl Connection {
         let activity = dispatch::Activity::new(std::time::Instant::now(), options.idle_timeout);
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
+            id: next_id(),
             state: Mutex::new(named(State::new(session), peer)),
             changed: Condvar::new(),
             waiters: AtomicUsize::new(0),
@@ -481,6 +581,35 @@ impl Connection {
             return Err(Error::Timeout);
         }
         state.map(drop)
+    }
+
+    /// A number that tells this connection apart from every other one of
+    /// this process (PyVortex's `conn.id`): given when the connection is
+    /// made, never reused, and the same for every handle of it, its
+    /// clones and the handles handlers get
+    /// ([`Channel::connection`], the `Connection` of
+    /// [`ProfileHandler::on_start_with_connection`](crate::ProfileHandler::on_start_with_connection),
+    /// [`Registry::set_tls_with_connection`](crate::Registry::set_tls_with_connection)
+    /// and [`Registry::set_sasl_with_connection`](crate::Registry::set_sasl_with_connection)).
+    /// Handles compare equal and hash by it, so a listener's handlers can
+    /// keep per-connection state in a map keyed by the connection (or its
+    /// id), which a peer address cannot do (two peers behind one address,
+    /// or none at all over a Unix socket).
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use beep_blocking::{Connection, Options, Registry};
+    ///
+    /// let (a, b) = UnixStream::pair()?;
+    /// let listener_side = Connection::accept_transport(b, Registry::new(), Options::default())?;
+    /// let conn = Connection::connect_transport(a, Options::default())?;
+    /// assert_eq!(conn.id(), conn.clone().id());
+    /// assert_eq!(conn, conn.clone());
+    /// assert_ne!(conn.id(), listener_side.id()); // two connections, one per side
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.shared.id
     }
 
     /// The peer's address, for an IP connection (`None` over a Unix

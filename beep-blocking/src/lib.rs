@@ -19,19 +19,24 @@
 //! ([`Channel::set_frame_handler`]), and may return a `Result`
 //! whose error answers the MSG with an ERR. A connection made by
 //! [`Connection::connect`] is released when the last handle to it is
-//! dropped.
+//! dropped. Every handle of one connection, those handlers get included,
+//! shares its [`Connection::id`]. A client made with
+//! [`Connection::connect_with_registry`] serves profiles too: the
+//! listener may start channels on it.
 //!
 //! TLS (RFC 3080 3.1) runs inside the session: a listener offers it with
 //! [`Registry::set_tls`] (and may serve profiles only over it,
 //! [`Registry::register_tls_only`], or require it,
-//! [`Registry::require_tls`]); an initiator asks for it with
+//! [`Registry::require_tls`]; or decide per connection,
+//! [`Registry::set_tls_with_connection`]); an initiator asks for it with
 //! [`Connection::start_tls`]. The same connection then carries encrypted
 //! bytes; [`Connection::tls_info`] tells the peer's certificate.
 //!
 //! SASL (RFC 3080 4.1) too: a listener offers mechanisms with
-//! [`Registry::set_sasl`] and a handler that decides (and may serve
-//! profiles only to authenticated peers,
-//! [`Registry::register_auth_only`]); an initiator authenticates with
+//! [`Registry::set_sasl`] and a handler that decides
+//! ([`Registry::set_sasl_with_connection`]: one that also gets the
+//! connection), and may serve profiles only to authenticated peers
+//! ([`Registry::register_auth_only`]); an initiator authenticates with
 //! [`Connection::start_sasl`], after TLS if it wants the credentials
 //! encrypted. [`Connection::auth_info`] tells who authenticated.
 //!

@@ -11,7 +11,8 @@ use crate::channel::Channel;
 use crate::connection::Connection;
 use crate::error::Error;
 
-type CreateHandler = dyn Fn(&Channel) + Send + Sync;
+/// How a pool gets each new channel: opens it on the connection.
+type ChannelMaker = dyn Fn(&Connection) -> Result<Channel, Error> + Send + Sync;
 
 /// A pool of channels running one profile on one connection.
 ///
@@ -33,10 +34,9 @@ pub struct ChannelPool {
 
 struct Inner {
     conn: Connection,
-    profile: Profile,
     state: Mutex<PoolState<Channel>>,
     released: Condvar,
-    on_create: Option<Arc<CreateHandler>>,
+    make: Box<ChannelMaker>,
 }
 
 impl ChannelPool {
@@ -47,7 +47,9 @@ impl ChannelPool {
         initial: usize,
         max: usize,
     ) -> Result<Self, Error> {
-        Self::build(conn, profile, initial, max, None)
+        Self::with_channel_maker(conn, initial, max, move |conn| {
+            conn.open_channel(profile.clone(), None)
+        })
     }
 
     /// Like [`ChannelPool::new`], calling `on_create` for every channel the
@@ -59,7 +61,56 @@ impl ChannelPool {
         max: usize,
         on_create: impl Fn(&Channel) + Send + Sync + 'static,
     ) -> Result<Self, Error> {
-        Self::build(conn, profile, initial, max, Some(Arc::new(on_create)))
+        Self::with_channel_maker(conn, initial, max, move |conn| {
+            let channel = conn.open_channel(profile.clone(), None)?;
+            on_create(&channel);
+            Ok(channel)
+        })
+    }
+
+    /// A pool whose channels `make` opens, one call per channel (PyVortex's
+    /// `create_channel` handler): with a `serverName`, piggybacked
+    /// content, several profiles to choose from, or handlers of its own.
+    /// It gets the pool's connection and returns a channel open on it, or
+    /// the error that fails [`ChannelPool::next_ready`] (and the pool's
+    /// creation, for the `initial` channels). Opens `initial` channels
+    /// now and grows to `max` on demand, like [`ChannelPool::new`].
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use beep_blocking::{ChannelPool, Connection, Options};
+    /// use beep_proto::{Message, xml::Profile};
+    /// let conn = Connection::connect("127.0.0.1:10288", Options::default())?;
+    /// let pool = ChannelPool::with_channel_maker(&conn, 1, 4, |conn| {
+    ///     let offer = Profile::new("http://example.org/beep/echo").with_content("hello");
+    ///     conn.open_channel(offer, Some("beep.example.org".into()))
+    /// })?;
+    /// let channel = pool.next_ready(Duration::from_secs(5))?;
+    /// channel.request(Message::new("hi"), Duration::from_secs(5))?;
+    /// # Ok::<(), beep_blocking::Error>(())
+    /// ```
+    pub fn with_channel_maker(
+        conn: &Connection,
+        initial: usize,
+        max: usize,
+        make: impl Fn(&Connection) -> Result<Channel, Error> + Send + Sync + 'static,
+    ) -> Result<Self, Error> {
+        let pool = ChannelPool {
+            inner: Arc::new(Inner {
+                conn: conn.clone(),
+                state: Mutex::new(PoolState::new(max)),
+                released: Condvar::new(),
+                make: Box::new(make),
+            }),
+        };
+        for _ in 0..initial {
+            if !pool.lock().reserve() {
+                break;
+            }
+            let channel = pool.create()?;
+            pool.lock().created(channel, false);
+        }
+        Ok(pool)
     }
 
     /// Builds the pool on another thread and calls `created` with it (the
@@ -75,32 +126,6 @@ impl ChannelPool {
         std::thread::spawn(move || created(Self::new(&conn, profile, initial, max)));
     }
 
-    fn build(
-        conn: &Connection,
-        profile: Profile,
-        initial: usize,
-        max: usize,
-        on_create: Option<Arc<CreateHandler>>,
-    ) -> Result<Self, Error> {
-        let pool = ChannelPool {
-            inner: Arc::new(Inner {
-                conn: conn.clone(),
-                profile,
-                state: Mutex::new(PoolState::new(max)),
-                released: Condvar::new(),
-                on_create,
-            }),
-        };
-        for _ in 0..initial {
-            if !pool.lock().reserve() {
-                break;
-            }
-            let channel = pool.create()?;
-            pool.lock().created(channel, false);
-        }
-        Ok(pool)
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState<Channel>> {
         self.inner
             .state
@@ -108,25 +133,29 @@ impl ChannelPool {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Opens one channel for a reserved slot, freeing the slot on failure.
+    /// Opens one channel for a reserved slot, freeing the slot on failure
+    /// (also when the maker panics: the panic goes on to the caller).
     fn create(&self) -> Result<Channel, Error> {
-        match self
-            .inner
-            .conn
-            .open_channel(self.inner.profile.clone(), None)
-        {
-            Ok(channel) => {
-                if let Some(f) = &self.inner.on_create {
-                    f(&channel);
-                }
-                Ok(channel)
-            }
-            Err(e) => {
-                self.lock().create_failed();
-                self.inner.released.notify_one();
+        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (self.inner.make)(&self.inner.conn)
+        }));
+        match made {
+            Ok(Ok(channel)) => Ok(channel),
+            Ok(Err(e)) => {
+                self.create_failed();
                 Err(e)
             }
+            Err(panic) => {
+                self.create_failed();
+                std::panic::resume_unwind(panic)
+            }
         }
+    }
+
+    /// Frees the slot of a channel that could not be made.
+    fn create_failed(&self) {
+        self.lock().create_failed();
+        self.inner.released.notify_one();
     }
 
     /// The next ready channel: an idle one, a new one while below the

@@ -26,6 +26,7 @@ mod served;
 mod tls;
 mod tuning;
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -46,7 +47,7 @@ pub use self::served::{
     AcceptBackoff, Admission, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     ListenerHooks, Refusal, Served, refusal,
 };
-pub use self::tls::{TlsAcceptor, TlsChooser};
+pub use self::tls::{ErasedTlsChooser, TlsAcceptor, TlsChooser};
 pub use self::tuning::{auth_waited, tls_waited};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};
@@ -310,7 +311,7 @@ pub struct Profiles<H> {
     /// The SASL mechanisms offered and who decides (PyVortex's
     /// `sasl_auth_handler`).
     sasl: Vec<crate::sasl::Mechanism>,
-    auth: Option<Arc<AuthHandler>>,
+    auth: Option<Arc<ErasedAuthHandler>>,
     /// Registered profiles served only to an authenticated peer.
     auth_only: Vec<String>,
 }
@@ -331,6 +332,26 @@ pub struct Profiles<H> {
 /// # let _ = handler;
 /// ```
 pub type AuthHandler = dyn Fn(&crate::sasl::AuthRequest) -> crate::sasl::AuthAnswer + Send + Sync;
+
+/// An auth handler that also gets the connection the request came on
+/// (PyVortex's `sasl_auth_handler` gets it as `conn`): the driver's
+/// connection handle with its type erased, what [`Profiles`] holds (see
+/// [`Profiles::set_sasl_with_connection`]).
+///
+/// ```
+/// use beep_proto::dispatch::ErasedAuthHandler;
+/// use beep_proto::sasl::AuthAnswer;
+/// // A driver whose connection handle is a number.
+/// let handler: Box<ErasedAuthHandler> = Box::new(|connection, _request| {
+///     match connection.downcast_ref::<u64>() {
+///         Some(1) => AuthAnswer::Accept,
+///         _ => AuthAnswer::Deny,
+///     }
+/// });
+/// # let _ = handler;
+/// ```
+pub type ErasedAuthHandler =
+    dyn Fn(&dyn Any, &crate::sasl::AuthRequest) -> crate::sasl::AuthAnswer + Send + Sync;
 
 impl<H> Default for Profiles<H> {
     fn default() -> Self {
@@ -460,6 +481,38 @@ impl<H> Profiles<H> {
         mechanisms: &[crate::sasl::Mechanism],
         handler: impl Fn(&crate::sasl::AuthRequest) -> crate::sasl::AuthAnswer + Send + Sync + 'static,
     ) {
+        self.set_sasl_with_connection(mechanisms, move |_connection, request| handler(request));
+    }
+
+    /// Like [`Profiles::set_sasl`], with a `handler` that also gets the
+    /// connection the request came on: the driver's connection handle,
+    /// type-erased, for `handler` to
+    /// `downcast_ref` (see [`Any`]). The drivers give it
+    /// typed: beep-blocking's and beep-tokio's
+    /// `Registry::set_sasl_with_connection` wrap this, denying when the
+    /// handle is not their `Connection`.
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Profiles;
+    /// use beep_proto::sasl::{AuthAnswer, Mechanism};
+    /// // A driver whose connection handle is a number: guests on connection 7 only.
+    /// let mut p: Profiles<()> = Profiles::default();
+    /// p.set_sasl_with_connection(&[Mechanism::Anonymous], |connection, _request| {
+    ///     match connection.downcast_ref::<u64>() {
+    ///         Some(7) => AuthAnswer::Accept,
+    ///         _ => AuthAnswer::Deny, // another connection, or another type
+    ///     }
+    /// });
+    /// assert_eq!(p.uris(), vec![Mechanism::Anonymous.uri().to_string()]);
+    /// ```
+    pub fn set_sasl_with_connection(
+        &mut self,
+        mechanisms: &[crate::sasl::Mechanism],
+        handler: impl Fn(&dyn Any, &crate::sasl::AuthRequest) -> crate::sasl::AuthAnswer
+        + Send
+        + Sync
+        + 'static,
+    ) {
         self.sasl = mechanisms
             .iter()
             .copied()
@@ -473,8 +526,36 @@ impl<H> Profiles<H> {
     /// ```
     /// assert!(beep_proto::dispatch::Profiles::<()>::default().auth().is_none());
     /// ```
-    pub fn auth(&self) -> Option<&Arc<AuthHandler>> {
+    pub fn auth(&self) -> Option<&Arc<ErasedAuthHandler>> {
         self.auth.as_ref()
+    }
+
+    /// What the auth handler answers `request`, which came on
+    /// `connection` (the driver's handle); a denial without a handler, or
+    /// when it panics (the peer learns only "authentication failure").
+    ///
+    /// ```
+    /// use beep_proto::dispatch::Profiles;
+    /// use beep_proto::sasl::{AuthAnswer, AuthRequest};
+    /// // A driver whose connection handle is a number answers the session's
+    /// // `Event::AuthRequested` so:
+    /// fn answer(profiles: &Profiles<()>, connection: &u64, request: &AuthRequest) -> AuthAnswer {
+    ///     profiles.decide_auth(connection, request)
+    /// }
+    /// # let _ = answer;
+    /// ```
+    pub fn decide_auth(
+        &self,
+        connection: &dyn Any,
+        request: &crate::sasl::AuthRequest,
+    ) -> crate::sasl::AuthAnswer {
+        let Some(handler) = &self.auth else {
+            return crate::sasl::AuthAnswer::Deny;
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler(connection, request)
+        }))
+        .unwrap_or(crate::sasl::AuthAnswer::Deny)
     }
 
     /// Registers (or replaces) the handler of `uri`, a profile served only
@@ -670,6 +751,54 @@ impl<H> Profiles<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sasl::{AuthAnswer, AuthNeed, AuthRequest, Mechanism};
+
+    /// A PLAIN request for `user`.
+    fn plain(user: &str) -> AuthRequest {
+        AuthRequest {
+            channel: 1,
+            mechanism: Mechanism::Plain,
+            authcid: Some(user.into()),
+            authzid: None,
+            password: Some("secret".into()),
+            anonymous_token: None,
+            server_name: None,
+            need: AuthNeed::Decide,
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn rfc3080_4_1_the_auth_handler_sees_the_connection_and_a_mismatch_or_panic_denies() {
+        let mut profiles: Profiles<()> = Profiles::default();
+        assert_eq!(profiles.decide_auth(&7u64, &plain("bob")), AuthAnswer::Deny);
+        profiles.set_sasl_with_connection(&[Mechanism::Plain], |connection, request| {
+            match (connection.downcast_ref::<u64>(), request.authcid.as_deref()) {
+                (Some(7), Some("bob")) => AuthAnswer::Accept,
+                (Some(7), Some("panic")) => panic!("handler bug"),
+                _ => AuthAnswer::Deny,
+            }
+        });
+        assert_eq!(
+            profiles.decide_auth(&7u64, &plain("bob")),
+            AuthAnswer::Accept
+        );
+        assert_eq!(profiles.decide_auth(&8u64, &plain("bob")), AuthAnswer::Deny);
+        assert_eq!(profiles.decide_auth(&"7", &plain("bob")), AuthAnswer::Deny);
+        assert_eq!(
+            profiles.decide_auth(&7u64, &plain("panic")),
+            AuthAnswer::Deny
+        );
+        // The connection-less form ignores the connection.
+        profiles.set_sasl(&[Mechanism::Plain], |request| {
+            if request.authcid.as_deref() == Some("bob") {
+                AuthAnswer::Accept
+            } else {
+                AuthAnswer::Deny
+            }
+        });
+        assert_eq!(profiles.decide_auth(&(), &plain("bob")), AuthAnswer::Accept);
+    }
 
     #[test]
     fn a_panicking_start_hook_refuses_instead_of_failing() {

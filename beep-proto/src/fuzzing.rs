@@ -959,7 +959,7 @@ const MAX_FUZZ_BLOB: usize = 255;
 /// index into [`crate::sasl::Mechanism::ALL`], modulo its length; -PLUS
 /// is not offered without TLS, so its start is refused), bit 3 whether
 /// the first record rides on the `<start>` (else it goes as the first
-/// MSG), bits 4-5 what the application answers ([`AuthPolicy`]). The rest
+/// MSG), bits 4-5 what the application answers (`AuthPolicy`). The rest
 /// is records, each `[kind, len, len bytes]`: kind & 3 is 0 for a
 /// `continue` blob of those bytes (base64-encoded here, so any octets
 /// reach the mechanism), 1 `complete`, 2 `abort`, 3 the bytes as the raw

@@ -476,12 +476,12 @@ impl Channel {
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other.cast::<Channel>().is_ok_and(|o| {
             let o = o.get();
-            o.chan.number() == self.chan.number() && Arc::ptr_eq(&o.conn, &self.conn)
+            o.chan.number() == self.chan.number() && o.chan.connection() == self.chan.connection()
         })
     }
 
     fn __hash__(&self) -> u64 {
-        (Arc::as_ptr(&self.conn) as u64) ^ u64::from(self.chan.number())
+        self.chan.connection().id().rotate_left(32) ^ u64::from(self.chan.number())
     }
 
     fn __repr__(&self) -> String {

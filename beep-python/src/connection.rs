@@ -8,8 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::ToSocketAddrs;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use beep_blocking::{Error, Options};
@@ -21,10 +20,7 @@ use crate::channel::{self, Channel};
 use crate::ctx::{Ctx, lock};
 use crate::errors;
 use crate::handler::{PyHandler, with_gil};
-use crate::listener::Served;
-
-/// Connection ids, as PyVortex numbers its connections.
-static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+use crate::listener::{self, Served};
 
 /// PyVortex's `status_OK`.
 pub(crate) const STATUS_OK: i32 = 2;
@@ -45,7 +41,6 @@ pub(crate) struct ConnInner {
     pub(crate) handle: Option<beep_blocking::Connection>,
     /// The context it belongs to.
     pub(crate) ctx: Option<Py<Ctx>>,
-    id: u64,
     role: &'static str,
     host: String,
     port: String,
@@ -69,7 +64,6 @@ impl ConnInner {
         ConnInner {
             handle,
             ctx,
-            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             role,
             host,
             port,
@@ -94,6 +88,22 @@ impl ConnInner {
     /// The host connected to (the peer's address on a listener).
     pub(crate) fn host(&self) -> &str {
         &self.host
+    }
+
+    /// The driver's [`beep_blocking::Connection::id`], which every handle
+    /// of the connection shares (on both of its sides in this process:
+    /// each side is a connection of its own); 0 for a connection that
+    /// failed to connect.
+    pub(crate) fn id(&self) -> u64 {
+        self.handle.as_ref().map_or(0, |h| h.id())
+    }
+
+    /// True if `self` and `other` are the same connection.
+    pub(crate) fn same(self: &Arc<Self>, other: &Arc<Self>) -> bool {
+        match (&self.handle, &other.handle) {
+            (Some(a), Some(b)) => a == b,
+            _ => Arc::ptr_eq(self, other),
+        }
     }
 
     /// The driver's connection, or the usage error of a failed one.
@@ -174,10 +184,14 @@ impl ConnInner {
     }
 }
 
+/// The [`ConnInner`] of a connection the application makes, set once it
+/// is made (handlers do not keep it alive).
+pub(crate) type OwnedSlot = Arc<OnceLock<Weak<ConnInner>>>;
+
 /// How a handler finds the [`ConnInner`] of the connection it runs for.
 pub(crate) enum ConnRef {
-    /// A connection the application made (not kept alive by handlers).
-    Owned(Weak<ConnInner>, Option<Py<Ctx>>),
+    /// A connection the application made.
+    Owned(OwnedSlot, Option<Py<Ctx>>),
     /// A connection a listener serves.
     Served(Arc<Served>),
 }
@@ -185,8 +199,10 @@ pub(crate) enum ConnRef {
 impl ConnRef {
     /// The reference for handlers installed on `inner`'s channels.
     pub(crate) fn of(py: Python<'_>, inner: &Arc<ConnInner>) -> Arc<ConnRef> {
+        let slot = OwnedSlot::default();
+        let _ = slot.set(Arc::downgrade(inner));
         Arc::new(ConnRef::Owned(
-            Arc::downgrade(inner),
+            slot,
             inner.ctx.as_ref().map(|c| c.clone_ref(py)),
         ))
     }
@@ -198,9 +214,11 @@ impl ConnRef {
         conn: &beep_blocking::Connection,
     ) -> Arc<ConnInner> {
         match self {
-            ConnRef::Owned(weak, ctx) => weak.upgrade().unwrap_or_else(|| {
-                // The application let go of it (it is being released): a
-                // handle for this call.
+            ConnRef::Owned(slot, ctx) => slot.get().and_then(Weak::upgrade).unwrap_or_else(|| {
+                // The application let go of it (it is being released), or
+                // does not hold it yet (a channel started by the peer as
+                // soon as it greeted): a handle for this call, with the
+                // same identity (the driver's id).
                 Arc::new(ConnInner::new(
                     Some(conn.clone()),
                     ctx.as_ref().map(|c| c.clone_ref(py)),
@@ -228,7 +246,9 @@ pub(crate) fn port_text(port: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(port.str()?.to_string())
 }
 
-/// Connects (GIL released); the connection, and the error if it failed.
+/// Connects (GIL released), serving the profiles registered on `ctx` to
+/// the listener (PyVortex's clients do: the listener may start channels
+/// of them); the connection, and the error if it failed.
 pub(crate) fn connect(
     py: Python<'_>,
     ctx: &Bound<'_, Ctx>,
@@ -238,6 +258,9 @@ pub(crate) fn connect(
     timeout: Option<f64>,
 ) -> (Arc<ConnInner>, Option<Error>) {
     let ctx_ref = Some(ctx.clone().unbind());
+    let slot = OwnedSlot::default();
+    let connref = Arc::new(ConnRef::Owned(slot.clone(), Some(ctx.clone().unbind())));
+    let registry = listener::profiles_registry(py, &ctx.get().inner, &connref);
     let target = (host.clone(), port.clone());
     let result = py.detach(move || {
         let port: u16 =
@@ -245,7 +268,7 @@ pub(crate) fn connect(
                 Error::from(std::io::Error::other(format!("bad port {:?}", target.1)))
             })?;
         let addrs: Vec<_> = (target.0.as_str(), port).to_socket_addrs()?.collect();
-        beep_blocking::Connection::connect(&addrs[..], options(timeout))
+        beep_blocking::Connection::connect_with_registry(&addrs[..], registry, options(timeout))
     });
     let (handle, error) = match result {
         Ok(handle) => (Some(handle), None),
@@ -255,6 +278,7 @@ pub(crate) fn connect(
     inner.server_name = server_name;
     inner.failure = error.as_ref().map(|e| e.to_string());
     let inner = Arc::new(inner);
+    let _ = slot.set(Arc::downgrade(&inner));
     inner.watch_close();
     (inner, error)
 }
@@ -264,7 +288,10 @@ pub(crate) fn connect(
 /// `vortex.Connection(ctx, host, port)` connects and waits for the
 /// listener's greeting with the GIL released; check `is_ok()` (and
 /// `error_msg`), as in PyVortex, or use `vortex.connect(...)`, which
-/// raises. Also a context manager that closes the session at the end.
+/// raises. The profiles registered on `ctx` are served on it too: the
+/// listener may start channels of them, handled by their
+/// `frame_received` (and `start` and `close`) handlers. Also a context
+/// manager that closes the session at the end.
 #[pyclass(frozen, name = "Connection", module = "vortex")]
 pub struct Connection {
     pub(crate) inner: Arc<ConnInner>,
@@ -341,10 +368,12 @@ impl Connection {
             .map_or_else(String::new, |r| r.to_string())
     }
 
-    /// A number that tells connections apart.
+    /// A number that tells connections apart: the same for every handle
+    /// of one connection (the one a client made, the ones its handlers
+    /// get), never reused within the process; 0 when connecting failed.
     #[getter]
     fn id(&self) -> u64 {
-        self.inner.id
+        self.inner.id()
     }
 
     /// `"initiator"` for a connection made here, `"listener"` for one a
@@ -582,17 +611,17 @@ impl Connection {
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other
             .cast::<Connection>()
-            .is_ok_and(|o| Arc::ptr_eq(&o.get().inner, &self.inner))
+            .is_ok_and(|o| o.get().inner.same(&self.inner))
     }
 
     fn __hash__(&self) -> u64 {
-        self.inner.id
+        self.inner.id()
     }
 
     fn __repr__(&self) -> String {
         format!(
             "<vortex.Connection id={} {} {}:{} {}>",
-            self.inner.id,
+            self.inner.id(),
             self.inner.role,
             self.inner.host,
             self.inner.port,

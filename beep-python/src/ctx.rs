@@ -147,7 +147,9 @@ impl Ctx {
 }
 
 /// Registers a profile (PyVortex `vortex.register_profile`): listeners
-/// created afterwards advertise and serve it. `start(channel_num, conn,
+/// and client connections (`vortex.Connection`) created afterwards
+/// advertise and serve it (a listener may start channels of it on a
+/// client). `start(channel_num, conn,
 /// data)` and `close(channel_num, conn, data)` return True to accept;
 /// `frame_received(conn, channel, frame, data)` gets each message.
 #[pyfunction]

@@ -24,12 +24,13 @@ use crate::{errors, sasl, tls};
 /// Listener ids.
 static NEXT_LISTENER_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The connections a listener serves, by peer address, each with the
-/// state its Python handles share (data, close handlers), forgotten when
-/// the connection ends.
+/// The connections a listener serves, by their id
+/// ([`beep_blocking::Connection::id`]), each with the state its Python
+/// handles share (data, close handlers), forgotten when the connection
+/// ends.
 pub(crate) struct Served {
     ctx: Py<Ctx>,
-    conns: Mutex<HashMap<SocketAddr, Arc<ConnInner>>>,
+    conns: Mutex<HashMap<u64, Arc<ConnInner>>>,
 }
 
 impl Served {
@@ -40,16 +41,14 @@ impl Served {
         conn: &beep_blocking::Connection,
     ) -> Arc<ConnInner> {
         let ctx = Some(self.ctx.clone_ref(py));
-        let Some(peer) = conn.peer_addr() else {
-            return Arc::new(ConnInner::served(conn.clone(), ctx));
-        };
+        let id = conn.id();
         let (inner, new) = {
             let mut conns = lock(&self.conns);
-            match conns.get(&peer) {
+            match conns.get(&id) {
                 Some(inner) => (inner.clone(), false),
                 None => {
                     let inner = Arc::new(ConnInner::served(conn.clone(), ctx));
-                    conns.insert(peer, inner.clone());
+                    conns.insert(id, inner.clone());
                     (inner, true)
                 }
             }
@@ -62,8 +61,8 @@ impl Served {
                 let Some(inner) = weak.upgrade() else { return };
                 {
                     let mut conns = lock(&served.conns);
-                    if conns.get(&peer).is_some_and(|i| Arc::ptr_eq(i, &inner)) {
-                        conns.remove(&peer);
+                    if conns.get(&id).is_some_and(|i| Arc::ptr_eq(i, &inner)) {
+                        conns.remove(&id);
                     }
                 }
                 inner.fire_on_close();
@@ -100,7 +99,7 @@ fn bind_addrs(host: &str, port: &str) -> Result<Vec<SocketAddr>, Error> {
 /// Answers a start request with the profile's start handler.
 fn decide_start(
     entry: &ProfileEntry,
-    served: &Arc<Served>,
+    connref: &ConnRef,
     conn: &beep_blocking::Connection,
     number: u32,
 ) -> StartDecision {
@@ -108,7 +107,7 @@ fn decide_start(
         return StartDecision::Accept(None);
     };
     let accepted = with_gil(|py| {
-        let inner = served.resolve(py, conn);
+        let inner = connref.resolve(py, conn);
         let args = (|| -> PyResult<_> {
             Ok(vec![
                 number.into_pyobject(py)?.into_any(),
@@ -139,35 +138,50 @@ fn decide_start(
     }
 }
 
-/// The driver's registry for the context's profiles, TLS and SASL.
-fn registry(py: Python<'_>, ctx: &CtxInner, served: &Arc<Served>) -> Registry {
+/// The driver's registry for the context's profiles, with the Python
+/// handlers: a listener's (see [`registry`]), or a client's, which serves
+/// them to the listener. `connref` finds the Python connection of the
+/// driver's each handler gets.
+pub(crate) fn profiles_registry(
+    py: Python<'_>,
+    ctx: &CtxInner,
+    connref: &Arc<ConnRef>,
+) -> Registry {
     let mut registry = Registry::new();
     for (uri, entry) in lock(&ctx.profiles).iter() {
-        let connref = Arc::new(ConnRef::Served(served.clone()));
         let frame_received = entry.frame_received.as_ref().map(|h| h.clone_ref(py));
-        let mut handler = ProfileHandler::new(channel::message_handler(frame_received, connref));
-        let (start_entry, start_served) = (entry.clone(), served.clone());
+        let mut handler =
+            ProfileHandler::new(channel::message_handler(frame_received, connref.clone()));
+        let (start_entry, start_ref) = (entry.clone(), connref.clone());
         handler = handler.on_start_with_connection(move |conn, request, _offer| {
-            decide_start(&start_entry, &start_served, conn, request.channel)
+            decide_start(&start_entry, &start_ref, conn, request.channel)
         });
         if entry.close.is_some() {
-            let (close_entry, connref) = (entry.clone(), ConnRef::Served(served.clone()));
+            let (close_entry, close_ref) = (entry.clone(), connref.clone());
             handler = handler.on_close(move |chan| match &close_entry.close {
                 Some(close) => {
-                    channel::ask_close(close, &connref, chan.number(), chan.connection())
+                    channel::ask_close(close, &close_ref, chan.number(), chan.connection())
                 }
                 None => true,
             });
         }
         registry.register(uri.clone(), handler);
     }
+    registry
+}
+
+/// The driver's registry for a listener: the context's profiles, TLS and
+/// SASL, each handler given the Python connection it runs for.
+fn registry(py: Python<'_>, ctx: &CtxInner, served: &Arc<Served>) -> Registry {
+    let connref = Arc::new(ConnRef::Served(served.clone()));
+    let mut registry = profiles_registry(py, ctx, &connref);
     if let Some(handlers) = lock(&ctx.tls).clone() {
-        registry.set_tls(tls::acceptor(handlers));
+        registry.set_tls_with_connection(tls::chooser(handlers, connref.clone()));
     }
     let mechanisms = lock(&ctx.sasl).clone();
     if !mechanisms.is_empty() {
         let offered: Vec<_> = mechanisms.iter().map(|(m, _)| *m).collect();
-        registry.set_sasl(&offered, sasl::decider(mechanisms));
+        registry.set_sasl_with_connection(&offered, sasl::decider(mechanisms, connref));
     }
     registry
 }

@@ -9,7 +9,7 @@ use beep_blocking::{AuthAnswer, AuthInfo, AuthNeed, AuthRequest, Error, Mechanis
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::connection::{Connection, STATUS_ERROR, STATUS_OK};
+use crate::connection::{ConnRef, Connection, STATUS_ERROR, STATUS_OK};
 use crate::ctx::{Ctx, lock};
 use crate::errors;
 use crate::handler::{PyHandler, with_gil};
@@ -68,22 +68,23 @@ fn answer(request: &AuthRequest, value: Option<Bound<'_, PyAny>>) -> AuthAnswer 
 
 /// The driver's auth handler for the context's mechanisms: each request
 /// goes to its mechanism's Python handler, `auth_handler(conn,
-/// auth_props, user_data)`; `conn` is None (the driver asks before the
-/// connection is known to Python).
+/// auth_props, user_data)`, with the Python connection `connref` finds
+/// for the one that asks.
 pub(crate) fn decider(
     mechanisms: Vec<(Mechanism, Arc<PyHandler>)>,
-) -> impl Fn(&AuthRequest) -> AuthAnswer + Send + Sync + 'static {
-    move |request| {
+    connref: Arc<ConnRef>,
+) -> impl Fn(&beep_blocking::Connection, &AuthRequest) -> AuthAnswer + Send + Sync + 'static {
+    move |conn, request| {
         let Some((_, handler)) = mechanisms.iter().find(|(m, _)| *m == request.mechanism) else {
             return AuthAnswer::Deny;
         };
         with_gil(|py| {
-            let value = match props(py, request) {
-                Ok(props) => handler.call(
-                    py,
-                    "SASL auth handler",
-                    vec![py.None().into_bound(py), props.into_any()],
-                ),
+            let args = (|| -> PyResult<_> {
+                let conn = Connection::wrap(py, connref.resolve(py, conn))?;
+                Ok(vec![conn.into_any(), props(py, request)?.into_any()])
+            })();
+            let value = match args {
+                Ok(args) => handler.call(py, "SASL auth handler", args),
                 Err(e) => {
                     errors::report(py, "SASL auth handler", e);
                     None
@@ -97,7 +98,9 @@ pub(crate) fn decider(
 
 /// Offers SASL mechanism `mech` on the listeners created from now on
 /// (PyVortex `vortex.sasl.accept_mech`): `auth_handler(conn, auth_props,
-/// user_data)` decides. False when the mechanism is unknown.
+/// user_data)` decides; `conn` is the listener's `vortex.Connection` the
+/// attempt came on (the one its frame handlers get). False when the
+/// mechanism is unknown.
 #[pyfunction]
 #[pyo3(signature = (ctx, mech, auth_handler=None, auth_handler_data=None))]
 pub(crate) fn accept_mech(

@@ -6,28 +6,30 @@
 
 use std::sync::Arc;
 
-use beep_blocking::{Error, TlsAcceptor, TlsClient, TlsInfo, TlsServer};
+use beep_blocking::{Error, TlsClient, TlsInfo, TlsServer};
+use beep_proto::TlsRequest;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
-use crate::connection::{ConnInner, Connection, STATUS_ERROR, STATUS_OK};
+use crate::connection::{ConnInner, ConnRef, Connection, STATUS_ERROR, STATUS_OK};
 use crate::ctx::{Ctx, TlsHandlers, TlsVerification, lock};
 use crate::errors;
 use crate::handler::{PyHandler, with_gil};
 
 /// Asks one of the `accept_tls` handlers, `handler(conn, server_name,
-/// data)`; the connection is not known where the driver asks (`None`).
+/// data)`, with the Python connection that asks.
 fn ask<'py>(
     py: Python<'py>,
     handler: &PyHandler,
     what: &str,
+    conn: &Bound<'py, Connection>,
     server_name: Option<&str>,
 ) -> Option<Bound<'py, PyAny>> {
     let name = server_name.map_or_else(
         || py.None().into_bound(py),
         |n| PyString::new(py, n).into_any(),
     );
-    handler.call(py, what, vec![py.None().into_bound(py), name])
+    handler.call(py, what, vec![conn.clone().into_any(), name])
 }
 
 /// The path a certificate or key handler returned (`str` or `os.PathLike`).
@@ -45,22 +47,35 @@ fn path(value: Option<Bound<'_, PyAny>>) -> Option<String> {
     value.extract().ok()
 }
 
-/// The certificate to present for a request, or `None` to refuse.
-fn choose(handlers: &TlsHandlers, server_name: Option<&str>) -> Option<TlsServer> {
+/// The certificate to present for a request on `conn`, or `None` to
+/// refuse.
+fn choose(
+    handlers: &TlsHandlers,
+    connref: &ConnRef,
+    conn: &beep_blocking::Connection,
+    server_name: Option<&str>,
+) -> Option<TlsServer> {
     with_gil(|py| {
+        let conn = match Connection::wrap(py, connref.resolve(py, conn)) {
+            Ok(conn) => conn,
+            Err(e) => {
+                errors::report(py, "TLS accept handler", e);
+                return None;
+            }
+        };
         if let Some(accept) = &handlers.accept {
-            let accepted = ask(py, accept, "TLS accept handler", server_name)
+            let accepted = ask(py, accept, "TLS accept handler", &conn, server_name)
                 .is_some_and(|a| a.is_truthy().unwrap_or(false));
             if !accepted {
                 return None;
             }
         }
         let cert = match &handlers.cert {
-            Some(h) => path(ask(py, h, "TLS certificate handler", server_name)),
+            Some(h) => path(ask(py, h, "TLS certificate handler", &conn, server_name)),
             None => handlers.cert_file.clone(),
         }?;
         let key = match &handlers.key {
-            Some(h) => path(ask(py, h, "TLS key handler", server_name)),
+            Some(h) => path(ask(py, h, "TLS key handler", &conn, server_name)),
             None => handlers.key_file.clone(),
         }?;
         match TlsServer::from_pem_files(&cert, &key) {
@@ -80,19 +95,23 @@ fn choose(handlers: &TlsHandlers, server_name: Option<&str>) -> Option<TlsServer
     .flatten()
 }
 
-/// The driver's acceptor for the context's TLS handlers: a request is
-/// refused when the accept handler says no, a handler raises, or the
-/// certificate cannot be read.
-pub(crate) fn acceptor(handlers: Arc<TlsHandlers>) -> TlsAcceptor {
-    TlsAcceptor::with(move |request| choose(&handlers, request.server_name.as_deref()))
+/// The driver's TLS decider for the context's TLS handlers, which get
+/// the Python connection `connref` finds for the one that asks: a
+/// request is refused when the accept handler says no, a handler raises,
+/// or the certificate cannot be read.
+pub(crate) fn chooser(
+    handlers: Arc<TlsHandlers>,
+    connref: Arc<ConnRef>,
+) -> impl Fn(&beep_blocking::Connection, &TlsRequest) -> Option<TlsServer> + Send + Sync + 'static {
+    move |conn, request| choose(&handlers, &connref, conn, request.server_name.as_deref())
 }
 
 /// Offers TLS on the listeners created from now on (PyVortex
 /// `vortex.tls.accept_tls`): `accept_handler(conn, server_name, data)`
 /// returns True to go on, `cert_handler` and `key_handler` return the
 /// paths of the PEM certificate chain and private key (or give
-/// `cert_file` and `key_file`). `conn` is None: the driver asks before
-/// the connection is known to Python.
+/// `cert_file` and `key_file`). `conn` is the listener's
+/// `vortex.Connection` that asks (the one its frame handlers get).
 #[pyfunction]
 #[pyo3(signature = (ctx, accept_handler=None, accept_handler_data=None, cert_handler=None, cert_handler_data=None, key_handler=None, key_handler_data=None, cert_file=None, key_file=None))]
 #[allow(clippy::too_many_arguments)]

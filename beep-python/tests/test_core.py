@@ -304,3 +304,87 @@ def test_context_managers(ctx):
                     assert channel.request("ctx", timeout=10).payload == "ctx"
                 assert not channel.is_ready()
             assert not conn.is_ok()
+
+
+CALLBACK = "http://example.org/beep/callback"
+
+
+def served_side(ctx):
+    """A listener serving ECHO whose frame handler keeps the connection it
+    gets (the listener's side of each client's), in arrival order."""
+    seen = []
+
+    def received(conn, channel, frame, data):
+        seen.append(conn)
+        channel.send_rpy(frame.payload, msg_no=frame.msg_no)
+
+    vortex.register_profile(ctx, ECHO, frame_received=received)
+    return listen(ctx), seen
+
+
+def test_connection_identity_is_the_drivers(ctx):
+    """Two connections have different ids; the listener's handlers get one
+    Connection per client, equal (same id, same hash, same data) at every
+    message, and apart from the client's own side."""
+    listener, seen = served_side(ctx)
+    a = connect(ctx, listener)
+    b = connect(ctx, listener)
+    assert a.id != b.id and a != b
+    for conn in (a, a, b):
+        assert conn.new_channel(ECHO).request("x", timeout=10).payload == "x"
+    (a1, a2, b1) = seen
+    assert a1 == a2 and a1.id == a2.id and hash(a1) == hash(a2)
+    a1.set_data("k", "v")
+    assert a2.get_data("k") == "v"
+    assert a1 != b1 and a1.id != b1.id
+    assert {a1.id, b1.id}.isdisjoint({a.id, b.id})
+    assert len({a, b, a1, a2, b1}) == 4
+    a.close()
+    b.close()
+
+
+def test_listener_starts_a_channel_on_a_client_that_registered_the_profile():
+    """PyVortex's clients serve the profiles registered on their context:
+    the listener opens a channel on the client (from the Connection its
+    handler got), and the client's frame handler answers with the client's
+    own Connection."""
+    with vortex.Ctx() as server_ctx, vortex.Ctx() as client_ctx:
+        listener, seen = served_side(server_ctx)
+        started = []
+        answered = []
+
+        def start(channel_num, conn, data):
+            started.append((channel_num, data))
+            return True
+
+        def callback(conn, channel, frame, data):
+            answered.append((conn, conn.get_data("name"), data))
+            channel.send_rpy("client: " + frame.payload, msg_no=frame.msg_no)
+
+        vortex.register_profile(client_ctx, CALLBACK, start=start, start_data="sd",
+                                frame_received=callback, frame_received_data="fd")
+        client = connect(client_ctx, listener)
+        client.set_data("name", "the client")
+        assert client.new_channel(ECHO).request("hi", timeout=10).payload == "hi"
+        served = seen[0]
+        assert CALLBACK in served.remote_profiles
+        channel = served.open_channel(0, CALLBACK)
+        assert channel is not None, served.pop_channel_error()
+        assert channel.number % 2 == 0, "the listener's channels are even"
+        assert channel.request("hello", timeout=10).payload == "client: hello"
+        assert started == [(channel.number, "sd")]
+        (conn, name, data) = answered[0]
+        assert conn == client and conn.id == client.id
+        assert (name, data) == ("the client", "fd")
+        client.close()
+
+
+def test_a_client_refuses_a_channel_of_a_profile_it_did_not_register(ctx):
+    """Profiles not registered on the client's context are refused (550)."""
+    listener, seen = served_side(ctx)
+    conn = connect(ctx, listener)
+    assert conn.new_channel(ECHO).request("hi", timeout=10).payload == "hi"
+    assert seen[0].open_channel(0, CALLBACK) is None
+    assert seen[0].pop_channel_error()[0] == 550
+    assert conn.is_ok()
+    conn.close()

@@ -101,6 +101,52 @@ def test_start_auth_async_status(ctx):
     conn.close()
 
 
+def test_auth_handler_gets_the_listener_side_connection(ctx):
+    """PyVortex's auth handler gets ``conn``: the listener's Connection the
+    attempt came on, usable in the handler, and the same connection (equal,
+    same id, same data) as its frame handlers get afterwards; each attempt
+    on a connection of its own sees another one."""
+    asked = []
+
+    def auth_handler(conn, auth_props, user_data):
+        conn.set_data("user", auth_props["auth_id"])
+        asked.append((conn, conn.is_ok(), conn.role, auth_props["auth_id"]))
+        return auth_props["auth_id"] == "bob" and auth_props["password"] == "secret"
+
+    served = []
+
+    def received(conn, channel, frame, data):
+        served.append((conn, conn.get_data("user"), vortex.sasl.auth_id(conn)))
+        channel.send_rpy(frame.payload, msg_no=frame.msg_no)
+
+    vortex.register_profile(ctx, ECHO, frame_received=received)
+    assert vortex.sasl.accept_mech(ctx, vortex.sasl.PLAIN, auth_handler)
+    listener = listen(ctx)
+    bob = vortex.Connection(ctx, HOST, listener.port)
+    assert vortex.sasl.authenticate(bob, vortex.sasl.PLAIN, "bob", "secret")["auth_id"] == "bob"
+    (bob_conn, ok, role, user) = asked[0]
+    assert isinstance(bob_conn, vortex.Connection)
+    assert (ok, role, user) == (True, "listener", "bob")
+    assert bob_conn.is_ok() and vortex.sasl.auth_id(bob_conn) == "bob"
+    assert bob_conn.id != bob.id, "the listener's side is a connection of its own"
+    assert bob.new_channel(ECHO).request("hi", timeout=10).payload == "hi"
+    (echo_conn, stored, who) = served[0]
+    assert echo_conn == bob_conn and echo_conn.id == bob_conn.id
+    assert hash(echo_conn) == hash(bob_conn)
+    assert (stored, who) == ("bob", "bob")
+
+    eve = vortex.Connection(ctx, HOST, listener.port)
+    with pytest.raises(vortex.AuthenticationError):
+        vortex.sasl.authenticate(eve, vortex.sasl.PLAIN, "eve", "secret")
+    (eve_conn, ok, _, user) = asked[1]
+    assert (ok, user) == (True, "eve")
+    assert eve_conn != bob_conn and eve_conn.id != bob_conn.id
+    assert not vortex.sasl.is_authenticated(eve_conn)
+    bob.close()
+    eve.close()
+    assert not bob_conn.is_ok()
+
+
 def test_auth_handler_that_raises_denies(ctx, caplog):
     def auth_handler(conn, auth_props, user_data):
         raise KeyError("no user database")

@@ -20,23 +20,30 @@ def certificate(tmp_path):
 def tls_listener(ctx, certificate, accept=True):
     crt, key = certificate
     calls = []
+    # The connection each handler got: accept, certificate and key
+    # handlers, then the frame handlers.
+    conns = {"tls": [], "frames": []}
 
     def tls_accept_handler(conn, server_name, data):
         calls.append(("accept", server_name, data))
+        conns["tls"].append(conn)
         return accept
 
     def tls_cert_handler(conn, server_name, data):
         calls.append(("cert", server_name, data))
+        conns["tls"].append(conn)
         return crt
 
     def tls_key_handler(conn, server_name, data):
         calls.append(("key", server_name, data))
+        conns["tls"].append(conn)
         return key
 
     secured = []
 
     def received(conn, channel, frame, data):
         secured.append(vortex.tls.is_enabled(conn))
+        conns["frames"].append(conn)
         echo_received(conn, channel, frame, data)
 
     vortex.register_profile(ctx, ECHO, frame_received=received)
@@ -45,11 +52,11 @@ def tls_listener(ctx, certificate, accept=True):
                           accept_handler=tls_accept_handler, accept_handler_data="test",
                           cert_handler=tls_cert_handler, cert_handler_data="test 2",
                           key_handler=tls_key_handler, key_handler_data="test 3")
-    return listen(ctx), calls, secured
+    return listen(ctx), calls, secured, conns
 
 
 def test_start_tls_sync_then_echo(ctx, certificate):
-    listener, calls, secured = tls_listener(ctx, certificate)
+    listener, calls, secured, _ = tls_listener(ctx, certificate)
     conn = vortex.Connection(ctx, HOST, listener.port)
     assert not vortex.tls.is_enabled(conn)
     (new_conn, status, status_msg) = vortex.tls.start_tls_sync(
@@ -67,8 +74,26 @@ def test_start_tls_sync_then_echo(ctx, certificate):
     conn.close()
 
 
+def test_tls_handlers_get_the_listener_side_connection(ctx, certificate):
+    """PyVortex's TLS accept, certificate and key handlers get ``conn``: the
+    listener's Connection that asks, the same one (equal, same id) for the
+    three and for the frame handlers of the session once it is secured."""
+    listener, _, _, conns = tls_listener(ctx, certificate)
+    conn = vortex.Connection(ctx, HOST, listener.port)
+    (_, status, msg) = vortex.tls.start_tls_sync(conn, "localhost", ca_file=certificate[0])
+    assert status == vortex.status_OK, msg
+    assert conn.new_channel(ECHO).request("x", timeout=10).payload == "x"
+    (accept, cert, key) = conns["tls"]
+    assert all(isinstance(c, vortex.Connection) for c in (accept, cert, key))
+    assert accept == cert == key == conns["frames"][0]
+    assert len({accept.id, cert.id, key.id, conns["frames"][0].id}) == 1
+    assert accept.role == "listener" and accept.id != conn.id
+    assert accept.is_ok() and vortex.tls.is_enabled(accept)
+    conn.close()
+
+
 def test_start_tls_async_notify(ctx, certificate):
-    listener, _, _ = tls_listener(ctx, certificate)
+    listener, _, _, _ = tls_listener(ctx, certificate)
     vortex.tls.set_verification(ctx, ca_file=certificate[0])
     conn = vortex.Connection(ctx, HOST, listener.port, "localhost")
     got = []
@@ -87,7 +112,7 @@ def test_start_tls_async_notify(ctx, certificate):
 
 
 def test_untrusted_certificate_fails(ctx, certificate, tmp_path):
-    listener, _, _ = tls_listener(ctx, certificate)
+    listener, _, _, _ = tls_listener(ctx, certificate)
     other, _ = vortex._beep._test_certificate("localhost")
     (tmp_path / "other.crt").write_text(other)
     conn = vortex.Connection(ctx, HOST, listener.port)
@@ -101,7 +126,7 @@ def test_untrusted_certificate_fails(ctx, certificate, tmp_path):
 
 
 def test_accept_handler_refuses(ctx, certificate):
-    listener, calls, _ = tls_listener(ctx, certificate, accept=False)
+    listener, calls, _, _ = tls_listener(ctx, certificate, accept=False)
     conn = vortex.Connection(ctx, HOST, listener.port)
     (_, status, msg) = vortex.tls.start_tls_sync(conn, "localhost", insecure=True)
     assert status == vortex.status_ERROR

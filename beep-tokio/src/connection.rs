@@ -22,8 +22,10 @@ use crate::runtime::{self, Runtime, ToAddrs, Transport};
 use crate::shared::{Notify, Shared};
 
 /// A BEEP session (PyVortex `Connection`). Cheap to clone; every clone is
-/// the same connection. Its tasks run until the session ends: release it
-/// with [`Connection::close`] or drop it with [`Connection::shutdown`].
+/// the same connection, with the same [`id`](Connection::id) (handles
+/// compare equal, and hash, by it). Its tasks run until the session ends:
+/// release it with [`Connection::close`] or drop it with
+/// [`Connection::shutdown`].
 ///
 /// ```no_run
 /// use beep_tokio::{Connection, Options};
@@ -72,8 +74,29 @@ impl Drop for Owner {
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
+            .field("id", &self.shared.id)
             .field("peer", &self.shared.peer)
             .finish_non_exhaustive()
+    }
+}
+
+/// Handles are equal when they are of the same connection (the same
+/// [`Connection::id`]).
+impl PartialEq for Connection {
+    fn eq(&self, other: &Self) -> bool {
+        self.shared.id == other.shared.id
+    }
+}
+
+impl Eq for Connection {}
+
+/// Hashes [`Connection::id`], so connections key maps and sets. (The
+/// id never changes, so Clippy's `mutable_key_type` lint, which sees the
+/// connection's locks, does not apply: allow it, or list
+/// `beep_tokio::Connection` in its `ignore-interior-mutability`.)
+impl std::hash::Hash for Connection {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.shared.id.hash(state);
     }
 }
 
@@ -106,6 +129,45 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn connect(addr: impl ToAddrs, options: Options) -> Result<Connection, Error> {
+        Self::connect_serving(addr, None, options).await
+    }
+
+    /// Like [`Connection::connect`], serving the profiles of `registry`
+    /// to the listener: a channel the listener starts on this connection
+    /// is answered and handled by the registry's handlers (PyVortex's
+    /// clients serve the profiles registered on their context), where
+    /// `connect`'s connections refuse every start (550). The greeting
+    /// advertises the registry's profiles, as a listener's does (RFC 3080
+    /// 2.3.1.1), in place of [`Options::config`]'s.
+    ///
+    /// ```no_run
+    /// use beep_tokio::{Connection, Options, ProfileHandler, Registry};
+    /// use beep_proto::Message;
+    /// # async fn run() -> Result<(), beep_tokio::Error> {
+    /// // The listener pushes notifications to us on channels it starts.
+    /// let mut registry = Registry::new();
+    /// registry.register("http://example.org/beep/notify", ProfileHandler::new(|channel, m| async move {
+    ///     println!("notified: {:?}", m.message.body());
+    ///     let _ = channel.reply_rpy(m.msgno, Message::new("seen")).await;
+    /// }));
+    /// let conn = Connection::connect_with_registry("127.0.0.1:10288", registry, Options::default()).await?;
+    /// assert!(conn.is_ok());
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with_registry(
+        addr: impl ToAddrs,
+        registry: Registry,
+        options: Options,
+    ) -> Result<Connection, Error> {
+        Self::connect_serving(addr, Some(registry), options).await
+    }
+
+    /// Connects, serving `registry` if given.
+    async fn connect_serving(
+        addr: impl ToAddrs,
+        registry: Option<Registry>,
+        options: Options,
+    ) -> Result<Connection, Error> {
         options.config.validate()?;
         let runtime = options.resolve_runtime()?;
         let addrs = addr.to_addrs().resolve(&*runtime).await?;
@@ -118,7 +180,7 @@ impl Connection {
                         stream,
                         Some(addr),
                         Role::Initiator,
-                        Registry::new(),
+                        registry.clone(),
                         options.clone(),
                         runtime.clone(),
                     )
@@ -148,13 +210,48 @@ impl Connection {
         stream: impl Transport,
         options: Options,
     ) -> Result<Connection, Error> {
+        Self::connect_transport_serving(stream, None, options).await
+    }
+
+    /// Like [`Connection::connect_transport`], serving the profiles of
+    /// `registry` to the peer, as [`Connection::connect_with_registry`]
+    /// does.
+    ///
+    /// ```no_run
+    /// use beep_tokio::{Connection, Options, ProfileHandler, Registry};
+    /// use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # async fn run() -> Result<(), beep_tokio::Error> {
+    /// let mut registry = Registry::new();
+    /// registry.register("http://example.org/beep/echo", ProfileHandler::new(|channel, m| async move {
+    ///     let _ = channel.reply_rpy(m.msgno, m.message).await;
+    /// }));
+    /// let stream = tokio::net::TcpStream::connect("127.0.0.1:10288").await?;
+    /// let conn = Connection::connect_transport_with_registry(stream.compat(), registry, Options::default()).await?;
+    /// # drop(conn);
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_transport_with_registry(
+        stream: impl Transport,
+        registry: Registry,
+        options: Options,
+    ) -> Result<Connection, Error> {
+        Self::connect_transport_serving(stream, Some(registry), options).await
+    }
+
+    /// Runs the initiator's side over `stream`, serving `registry` if
+    /// given.
+    async fn connect_transport_serving(
+        stream: impl Transport,
+        registry: Option<Registry>,
+        options: Options,
+    ) -> Result<Connection, Error> {
         options.config.validate()?;
         let runtime = options.resolve_runtime()?;
         let conn = Self::start(
             Box::new(stream),
             None,
             Role::Initiator,
-            Registry::new(),
+            registry,
             options,
             runtime,
         )
@@ -187,7 +284,7 @@ impl Connection {
             Box::new(stream),
             None,
             Role::Listener,
-            registry,
+            Some(registry),
             options,
             runtime,
         );
@@ -206,25 +303,28 @@ impl Connection {
             stream,
             Some(peer),
             Role::Listener,
-            registry,
+            Some(registry),
             options,
             runtime,
         )
     }
 
+    /// Starts the connection's tasks, serving `registry` (none: an
+    /// initiator that serves nothing).
     fn start(
         stream: Box<dyn Transport>,
         peer: Option<SocketAddr>,
         role: Role,
-        registry: Registry,
+        registry: Option<Registry>,
         mut options: Options,
         runtime: Arc<dyn Runtime>,
     ) -> Connection {
-        if role == Role::Listener {
+        if let Some(registry) = &registry {
             // The greeting, the profiles served only over TLS and whether
             // TLS is required all come from the registry (RFC 3080 3.1).
             registry.profiles.configure(&mut options.config);
         }
+        let registry = registry.unwrap_or_default();
         // Credit goes back when a handler has finished with a message, so
         // a slow handler slows its peer instead of filling our memory.
         options.config.auto_credit = false;
@@ -255,6 +355,37 @@ impl Connection {
             return Err(Error::Timeout);
         }
         state.map(drop)
+    }
+
+    /// A number that tells this connection apart from every other one of
+    /// this process (PyVortex's `conn.id`): given when the connection is
+    /// made, never reused, and the same for every handle of it, its
+    /// clones and the handles handlers get
+    /// ([`Channel::connection`](crate::Channel::connection), the
+    /// `Connection` of
+    /// [`ProfileHandler::on_start_with_connection`](crate::ProfileHandler::on_start_with_connection),
+    /// [`Registry::set_tls_with_connection`](crate::Registry::set_tls_with_connection)
+    /// and [`Registry::set_sasl_with_connection`](crate::Registry::set_sasl_with_connection)).
+    /// Handles compare equal and hash by it, so a listener's handlers can
+    /// keep per-connection state in a map keyed by the connection (or its
+    /// id), which a peer address cannot do (two peers behind one address,
+    /// or none at all over an in-memory stream).
+    ///
+    /// ```
+    /// use beep_tokio::{Connection, Options, Registry};
+    /// use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), beep_tokio::Error> {
+    /// let (a, b) = tokio::io::duplex(4096);
+    /// let listener_side = Connection::accept_transport(b.compat(), Registry::new(), Options::default())?;
+    /// let conn = Connection::connect_transport(a.compat(), Options::default()).await?;
+    /// assert_eq!(conn.id(), conn.clone().id());
+    /// assert_eq!(conn, conn.clone());
+    /// assert_ne!(conn.id(), listener_side.id()); // two connections, one per side
+    /// # Ok(()) }
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.shared.id
     }
 
     /// The peer's address, for TCP connections.

@@ -17,7 +17,10 @@
 //! ([`Channel::set_frame_handler`]), and may return a `Result` whose error
 //! answers the MSG with an ERR. A connection made by
 //! [`Connection::connect`] is released when the last handle to it is
-//! dropped.
+//! dropped. Every handle of one connection, those handlers get included,
+//! shares its [`Connection::id`]. A client made with
+//! [`Connection::connect_with_registry`] serves profiles too: the
+//! listener may start channels on it.
 //!
 //! ## Runtimes
 //!
@@ -36,7 +39,8 @@
 //! The TLS profile (RFC 3080 3.1, PyVortex `vortex.tls`) runs inside the
 //! session: a listener offers it with [`Registry::set_tls`] (and may keep
 //! profiles for TLS sessions only, [`Registry::register_tls_only`], or
-//! require it, [`Registry::require_tls`]); an initiator asks with
+//! require it, [`Registry::require_tls`]; or decide per connection,
+//! [`Registry::set_tls_with_connection`]); an initiator asks with
 //! [`Connection::start_tls`]. The connection's tasks keep moving bytes,
 //! encrypted from `<proceed/>` on.
 //!
@@ -44,9 +48,11 @@
 //!
 //! SASL authentication (RFC 3080 4.1, PyVortex `vortex.sasl`) runs inside
 //! the session too: a listener offers mechanisms and decides with
-//! [`Registry::set_sasl`] (and may keep profiles for authenticated peers
-//! only, [`Registry::register_auth_only`]); an initiator authenticates
-//! with [`Connection::start_sasl`]; both ends read who authenticated with
+//! [`Registry::set_sasl`], or with the connection that asks,
+//! [`Registry::set_sasl_with_connection`] (and may keep profiles for
+//! authenticated peers only, [`Registry::register_auth_only`]); an
+//! initiator authenticates with [`Connection::start_sasl`]; both ends
+//! read who authenticated with
 //! [`Connection::auth_info`].
 //!
 //! ```no_run

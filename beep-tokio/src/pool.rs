@@ -3,6 +3,7 @@
 //! bookkeeping is beep-proto's `PoolState`, shared with beep-blocking; only
 //! the waiting is async here.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,10 @@ use event_listener::Event;
 use crate::channel::Channel;
 use crate::connection::Connection;
 use crate::error::Error;
-use crate::runtime;
+use crate::runtime::{self, BoxFuture};
 
-type CreateHandler = dyn Fn(&Channel) + Send + Sync;
+/// How a pool gets each new channel: opens it on the connection.
+type ChannelMaker = dyn Fn(Connection) -> BoxFuture<'static, Result<Channel, Error>> + Send + Sync;
 
 /// A pool of channels running one profile on one connection.
 ///
@@ -37,10 +39,9 @@ pub struct ChannelPool {
 
 struct Inner {
     conn: Connection,
-    profile: Profile,
     state: Mutex<PoolState<Channel>>,
     released: Event,
-    on_create: Option<Arc<CreateHandler>>,
+    make: Box<ChannelMaker>,
 }
 
 impl ChannelPool {
@@ -59,7 +60,11 @@ impl ChannelPool {
         initial: usize,
         max: usize,
     ) -> Result<Self, Error> {
-        Self::build(conn, profile, initial, max, None).await
+        Self::with_channel_maker(conn, initial, max, move |conn| {
+            let profile = profile.clone();
+            async move { conn.open_channel(profile, None).await }
+        })
+        .await
     }
 
     /// Like [`ChannelPool::new`], calling `on_create` for every channel the
@@ -81,7 +86,68 @@ impl ChannelPool {
         max: usize,
         on_create: impl Fn(&Channel) + Send + Sync + 'static,
     ) -> Result<Self, Error> {
-        Self::build(conn, profile, initial, max, Some(Arc::new(on_create))).await
+        let on_create = Arc::new(on_create);
+        Self::with_channel_maker(conn, initial, max, move |conn| {
+            let (profile, on_create) = (profile.clone(), on_create.clone());
+            async move {
+                let channel = conn.open_channel(profile, None).await?;
+                on_create(&channel);
+                Ok(channel)
+            }
+        })
+        .await
+    }
+
+    /// A pool whose channels `make` opens, one call per channel (PyVortex's
+    /// `create_channel` handler): with a `serverName`, piggybacked
+    /// content, several profiles to choose from, or handlers of its own.
+    /// It gets the pool's connection and returns a future of a channel
+    /// open on it, or of the error that fails
+    /// [`ChannelPool::next_ready`] (and the pool's creation, for the
+    /// `initial` channels). Opens `initial` channels now and grows to
+    /// `max` on demand, like [`ChannelPool::new`].
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use beep_proto::{Message, xml::Profile};
+    /// # async fn run(conn: beep_tokio::Connection) -> Result<(), beep_tokio::Error> {
+    /// let pool = beep_tokio::ChannelPool::with_channel_maker(&conn, 1, 4, |conn| async move {
+    ///     let offer = Profile::new("http://example.org/beep/echo").with_content("hello");
+    ///     conn.open_channel(offer, Some("beep.example.org".into())).await
+    /// })
+    /// .await?;
+    /// let channel = pool.next_ready(Duration::from_secs(5)).await?;
+    /// channel.request(Message::new("hi"), Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn with_channel_maker<F, Fut>(
+        conn: &Connection,
+        initial: usize,
+        max: usize,
+        make: F,
+    ) -> Result<Self, Error>
+    where
+        F: Fn(Connection) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Channel, Error>> + Send + 'static,
+    {
+        let make: Box<ChannelMaker> = Box::new(move |conn| Box::pin(make(conn)));
+        let pool = ChannelPool {
+            inner: Arc::new(Inner {
+                conn: conn.clone(),
+                state: Mutex::new(PoolState::new(max)),
+                released: Event::new(),
+                make,
+            }),
+        };
+        for _ in 0..initial {
+            if !pool.lock().reserve() {
+                break;
+            }
+            let slot = Reserved::new(&pool);
+            let channel = pool.create().await?;
+            slot.fill(channel, false);
+        }
+        Ok(pool)
     }
 
     /// Builds the pool in the background and calls `created` with it (the
@@ -108,33 +174,6 @@ impl ChannelPool {
         conn.shared.runtime.spawn(Box::pin(task));
     }
 
-    async fn build(
-        conn: &Connection,
-        profile: Profile,
-        initial: usize,
-        max: usize,
-        on_create: Option<Arc<CreateHandler>>,
-    ) -> Result<Self, Error> {
-        let pool = ChannelPool {
-            inner: Arc::new(Inner {
-                conn: conn.clone(),
-                profile,
-                state: Mutex::new(PoolState::new(max)),
-                released: Event::new(),
-                on_create,
-            }),
-        };
-        for _ in 0..initial {
-            if !pool.lock().reserve() {
-                break;
-            }
-            let slot = Reserved::new(&pool);
-            let channel = pool.create().await?;
-            slot.fill(channel, false);
-        }
-        Ok(pool)
-    }
-
     fn lock(&self) -> MutexGuard<'_, PoolState<Channel>> {
         self.inner
             .state
@@ -143,17 +182,9 @@ impl ChannelPool {
     }
 
     /// Opens one channel for a reserved slot (a [`Reserved`] frees the
-    /// slot if this fails or is cancelled).
+    /// slot if this fails, panics or is cancelled).
     async fn create(&self) -> Result<Channel, Error> {
-        let channel = self
-            .inner
-            .conn
-            .open_channel(self.inner.profile.clone(), None)
-            .await?;
-        if let Some(f) = &self.inner.on_create {
-            f(&channel);
-        }
-        Ok(channel)
+        (self.inner.make)(self.inner.conn.clone()).await
     }
 
     /// The next ready channel: an idle one, a new one while below the

@@ -10,8 +10,9 @@ use beep_proto::dispatch::{
     CloseHook, Handled, HandlerResult, ProfileHooks, Profiles, TlsAcceptor,
 };
 use beep_proto::sasl::{AuthAnswer, AuthRequest, Mechanism};
+use beep_proto::tls::TlsServer;
 use beep_proto::xml::Profile;
-use beep_proto::{IncomingFrame, IncomingMessage, StartRequest};
+use beep_proto::{IncomingFrame, IncomingMessage, StartRequest, TlsRequest};
 
 use crate::runtime::BoxFuture;
 use crate::{Channel, Connection};
@@ -350,6 +351,43 @@ impl Registry {
         self
     }
 
+    /// Offers TLS like [`Registry::set_tls`], each request decided by
+    /// `choose` with the [`Connection`] it came on (PyVortex's TLS accept,
+    /// certificate and key handlers get it as `conn`): the certificate to
+    /// present, or `None` to refuse (550). The connection is the one the
+    /// profile handlers of the same session see (the same
+    /// [`Connection::id`]): read its [`peer_addr`](Connection::peer_addr),
+    /// or remember its id. `choose` runs on the connection's dispatcher
+    /// task, synchronously, so it should answer quickly; a panic refuses.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use beep_tokio::{Registry, TlsServer};
+    /// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    /// # let server = TlsServer::from_pem(cert.cert.pem().as_bytes(), cert.signing_key.serialize_pem().as_bytes()).unwrap();
+    /// // TLS for local peers only, noting which connections asked.
+    /// let asked = Arc::new(Mutex::new(Vec::new()));
+    /// let noted = asked.clone();
+    /// let mut r = Registry::new();
+    /// r.set_tls_with_connection(move |conn, _request| {
+    ///     noted.lock().unwrap().push(conn.id());
+    ///     let local = conn.peer_addr().is_some_and(|addr| addr.ip().is_loopback());
+    ///     local.then(|| server.clone())
+    /// });
+    /// assert_eq!(r.uris(), vec![beep_proto::tls::TLS_URI.to_string()]);
+    /// ```
+    pub fn set_tls_with_connection(
+        &mut self,
+        choose: impl Fn(&Connection, &TlsRequest) -> Option<TlsServer> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.profiles
+            .set_tls(TlsAcceptor::with_connection(move |conn, request| {
+                // Another type can only come from a bug: refuse.
+                choose(conn.downcast_ref::<Connection>()?, request)
+            }));
+        self
+    }
+
     /// Requires TLS before anything else (RFC 3080 3.1): until the
     /// handshake is over the greeting offers only TLS and every other
     /// start is refused with 538. Use with [`Registry::set_tls`].
@@ -404,6 +442,45 @@ impl Registry {
         handler: impl Fn(&AuthRequest) -> AuthAnswer + Send + Sync + 'static,
     ) -> &mut Self {
         self.profiles.set_sasl(mechanisms, handler);
+        self
+    }
+
+    /// Offers SASL like [`Registry::set_sasl`], each attempt decided by
+    /// `handler` with the [`Connection`] it came on (PyVortex's
+    /// `sasl_auth_handler` gets it as `conn`): the one the profile
+    /// handlers of the same session see (the same [`Connection::id`]),
+    /// e.g. to allow some users only from some addresses, or to count the
+    /// failed attempts of each connection. `handler` runs on the
+    /// connection's dispatcher task, synchronously; a panic denies.
+    ///
+    /// ```
+    /// use beep_tokio::{AuthAnswer, AuthNeed, Mechanism, Registry};
+    /// let mut r = Registry::new();
+    /// // The administrator only from this machine.
+    /// r.set_sasl_with_connection(&[Mechanism::ScramSha256], |conn, request| {
+    ///     let local = conn.peer_addr().is_some_and(|addr| addr.ip().is_loopback());
+    ///     match (request.need, request.authcid.as_deref()) {
+    ///         (AuthNeed::Secret, Some("admin")) if local => AuthAnswer::Secret("root-secret".into()),
+    ///         (AuthNeed::Secret, Some("bob")) => AuthAnswer::Secret("secret".into()),
+    ///         (_, Some("admin" | "bob")) => AuthAnswer::Deny,
+    ///         _ => AuthAnswer::NoSuchUser,
+    ///     }
+    /// });
+    /// assert_eq!(r.uris(), vec![Mechanism::ScramSha256.uri().to_string()]);
+    /// ```
+    pub fn set_sasl_with_connection(
+        &mut self,
+        mechanisms: &[Mechanism],
+        handler: impl Fn(&Connection, &AuthRequest) -> AuthAnswer + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.profiles
+            .set_sasl_with_connection(mechanisms, move |conn, request| {
+                // Another type can only come from a bug: deny.
+                match conn.downcast_ref::<Connection>() {
+                    Some(conn) => handler(conn, request),
+                    None => AuthAnswer::Deny,
+                }
+            });
         self
     }
 

@@ -4,7 +4,7 @@
 //! mutex that is never held across an await or application code.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -42,6 +42,12 @@ pub(crate) type CloseCallback = dispatch::CloseCallback;
 /// driver layer), behind the connection's lock.
 pub(crate) type State = Layer<Wake, ChannelHandlers>;
 
+/// The next connection id: ids are never reused within a process.
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// True if the writer has work: bytes to send, or an end to act on.
 pub(crate) fn wants_writer(st: &State) -> bool {
     let session = st.core.session();
@@ -49,6 +55,8 @@ pub(crate) fn wants_writer(st: &State) -> bool {
 }
 
 pub(crate) struct Shared {
+    /// What [`Connection::id`](crate::Connection::id) tells.
+    pub(crate) id: u64,
     state: Mutex<State>,
     /// Notified whenever the session changed: results, room, closure.
     changed: Event,
@@ -92,6 +100,7 @@ impl Shared {
     ) -> Self {
         let activity = dispatch::Activity::new(std::time::Instant::now(), options.idle_timeout);
         Shared {
+            id: next_id(),
             state: Mutex::new(named(State::new(session), peer)),
             changed: Event::new(),
             output: Event::new(),

@@ -222,8 +222,10 @@ impl<H: Host> std::fmt::Debug for Step<H> {
 /// }
 /// ```
 pub trait Host: Sized {
-    /// What start hooks get: the driver's public connection handle.
-    type Connection;
+    /// What start hooks, the TLS acceptor and the auth handler get: the
+    /// driver's public connection handle (`'static`: the latter two see
+    /// it as `&dyn Any`).
+    type Connection: 'static;
     /// The driver's public channel handle.
     type Channel: 'static;
     /// The driver's erased message handler.
@@ -239,7 +241,8 @@ pub trait Host: Sized {
     where
         Self: 'a;
 
-    /// The connection handle start hooks get.
+    /// The connection handle start hooks, the TLS acceptor and the auth
+    /// handler get.
     fn connection(&self) -> &Self::Connection;
 
     /// A handle on channel `number`, for handlers.
@@ -277,10 +280,15 @@ pub trait Host: Sized {
     }
 
     /// Asks the profiles' [`TlsAcceptor`](super::TlsAcceptor) (outside the
-    /// lock) for the certificate to answer a TLS request with; refuses
-    /// when TLS is not offered or the acceptor says no.
+    /// lock, with [`Host::connection`]) for the certificate to answer a
+    /// TLS request with; refuses when TLS is not offered or the acceptor
+    /// says no (or panics).
     fn answer_tls(&self, request: &crate::event::TlsRequest) {
-        let server = self.profiles().tls().and_then(|a| a.choose(request));
+        let connection: &dyn std::any::Any = self.connection();
+        let server = self
+            .profiles()
+            .tls()
+            .and_then(|a| a.choose_for(connection, request));
         self.update(|layer| layer.core.answer_tls(request.channel, server));
     }
 
@@ -328,17 +336,12 @@ pub trait Host: Sized {
         self.update(|layer| layer.core.answer_close(number, decision));
     }
 
-    /// Asks the profiles' auth handler (outside the lock) about the peer's
-    /// authentication and answers; without one, or when it panics, the
-    /// answer is a denial (the peer learns only "authentication failure").
+    /// Asks the profiles' auth handler (outside the lock, with
+    /// [`Host::connection`]) about the peer's authentication and answers;
+    /// without one, or when it panics, the answer is a denial (the peer
+    /// learns only "authentication failure").
     fn answer_auth(&self, request: &crate::sasl::AuthRequest) {
-        let answer = self
-            .profiles()
-            .auth()
-            .map_or(crate::sasl::AuthAnswer::Deny, |handler| {
-                catch_unwind(AssertUnwindSafe(|| handler(request)))
-                    .unwrap_or(crate::sasl::AuthAnswer::Deny)
-            });
+        let answer = self.profiles().decide_auth(self.connection(), request);
         self.update(|layer| layer.core.answer_auth(request.channel, answer));
     }
 

@@ -1,8 +1,9 @@
 //! How a listener answers the peer's TLS requests (PyVortex's TLS accept,
 //! certificate and key handlers, in one): a [`TlsAcceptor`] is asked for
-//! each request, with its serverName, and gives the certificate to
-//! present, or nothing to refuse.
+//! each request, with its serverName and the connection it came on, and
+//! gives the certificate to present, or nothing to refuse.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -11,6 +12,12 @@ use crate::tls::TlsServer;
 
 /// Chooses the certificate for a TLS request, or refuses it (`None`).
 pub type TlsChooser = dyn Fn(&TlsRequest) -> Option<TlsServer> + Send + Sync;
+
+/// Chooses the certificate for a TLS request on a connection, or refuses
+/// it (`None`): what a [`TlsAcceptor`] holds. The connection is the
+/// driver's handle with its type erased (see
+/// [`TlsAcceptor::with_connection`]).
+pub type ErasedTlsChooser = dyn Fn(&dyn Any, &TlsRequest) -> Option<TlsServer> + Send + Sync;
 
 /// What a listener does with the peer's TLS requests: which certificate
 /// to present for each `serverName`, or whether to refuse.
@@ -27,7 +34,7 @@ pub type TlsChooser = dyn Fn(&TlsRequest) -> Option<TlsServer> + Send + Sync;
 /// ```
 #[derive(Clone)]
 pub struct TlsAcceptor {
-    choose: Arc<TlsChooser>,
+    choose: Arc<ErasedTlsChooser>,
 }
 
 impl TlsAcceptor {
@@ -84,13 +91,44 @@ impl TlsAcceptor {
     /// assert!(nobody.choose(&request).is_none());
     /// ```
     pub fn with(choose: impl Fn(&TlsRequest) -> Option<TlsServer> + Send + Sync + 'static) -> Self {
+        Self::with_connection(move |_connection, request| choose(request))
+    }
+
+    /// Like [`TlsAcceptor::with`], with the connection the request came
+    /// on (PyVortex's TLS handlers get it as `conn`): the driver's
+    /// connection handle, type-erased, for `choose` to
+    /// `downcast_ref` (see [`Any`]). The drivers give it
+    /// typed: beep-blocking's and beep-tokio's
+    /// `Registry::set_tls_with_connection` wrap this, refusing when the
+    /// handle is not their `Connection`.
+    ///
+    /// ```
+    /// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    /// # let server = beep_proto::tls::TlsServer::from_pem(cert.cert.pem().as_bytes(), cert.signing_key.serialize_pem().as_bytes()).unwrap();
+    /// use beep_proto::dispatch::TlsAcceptor;
+    /// // A driver whose connection handle is the peer's name.
+    /// struct Conn(&'static str);
+    /// let trusted_only = TlsAcceptor::with_connection(move |connection, _request| {
+    ///     let conn = connection.downcast_ref::<Conn>()?; // another type: refused
+    ///     (conn.0 == "trusted").then(|| server.clone())
+    /// });
+    /// let request = beep_proto::TlsRequest { channel: 1, server_name: None, version: None };
+    /// assert!(trusted_only.choose_for(&Conn("trusted"), &request).is_some());
+    /// assert!(trusted_only.choose_for(&Conn("stranger"), &request).is_none());
+    /// assert!(trusted_only.choose_for(&42u32, &request).is_none());
+    /// ```
+    pub fn with_connection(
+        choose: impl Fn(&dyn Any, &TlsRequest) -> Option<TlsServer> + Send + Sync + 'static,
+    ) -> Self {
         TlsAcceptor {
             choose: Arc::new(choose),
         }
     }
 
     /// The certificate for `request`, or `None` to refuse it (also when
-    /// the chooser panics).
+    /// the chooser panics). An acceptor made with
+    /// [`TlsAcceptor::with_connection`] is given `()` as the connection;
+    /// a driver asks with [`TlsAcceptor::choose_for`].
     ///
     /// ```
     /// use beep_proto::dispatch::TlsAcceptor;
@@ -99,7 +137,21 @@ impl TlsAcceptor {
     /// assert!(faulty.choose(&request).is_none());
     /// ```
     pub fn choose(&self, request: &TlsRequest) -> Option<TlsServer> {
-        let choose = std::panic::AssertUnwindSafe(|| (self.choose)(request));
+        self.choose_for(&(), request)
+    }
+
+    /// The certificate for `request`, which came on `connection` (the
+    /// driver's handle), or `None` to refuse it (also when the chooser
+    /// panics).
+    ///
+    /// ```
+    /// use beep_proto::dispatch::TlsAcceptor;
+    /// let faulty = TlsAcceptor::with_connection(|_, _| panic!("bug"));
+    /// let request = beep_proto::TlsRequest { channel: 1, server_name: None, version: None };
+    /// assert!(faulty.choose_for(&"a connection", &request).is_none());
+    /// ```
+    pub fn choose_for(&self, connection: &dyn Any, request: &TlsRequest) -> Option<TlsServer> {
+        let choose = std::panic::AssertUnwindSafe(|| (self.choose)(connection, request));
         std::panic::catch_unwind(choose).ok().flatten()
     }
 }

@@ -1,10 +1,12 @@
 """Channel pools (PyVortex ``vortex.ChannelPool``): channels of one profile
 on a connection, lent one borrower at a time.
 
-Written in Python on top of ``Connection.open_channel``, because PyVortex's
-pool takes a ``create_channel`` handler that makes each channel itself,
-which beep-blocking's ``ChannelPool`` (it opens the channels) has no place
-for.
+Written in Python on top of ``Connection.open_channel``: PyVortex's pool
+lends without waiting (``next_ready`` gives None when every channel is
+busy), grows and shrinks on request, and calls its ``create_channel``
+handler with PyVortex's arguments, which beep-blocking's ``ChannelPool``
+(it waits for a channel, and gives its channel maker only the connection)
+does not.
 """
 
 import contextlib

@@ -14,7 +14,9 @@ Listener side (before ``vortex.create_listener``)::
 ``auth_props`` holds ``mech`` (the profile URI), ``auth_id``,
 ``authorization_id``, ``password`` (PLAIN), ``anonymous_token``,
 ``serverName`` and ``return_password`` (True when the mechanism needs the
-user's password: CRAM-MD5, DIGEST-MD5, SCRAM-SHA-256). ``conn`` is None.
+user's password: CRAM-MD5, DIGEST-MD5, SCRAM-SHA-256). ``conn`` is the
+listener's ``vortex.Connection`` the attempt came on (the one its frame
+handlers get).
 
 Client side: ``start_auth_sync(conn, vortex.sasl.PLAIN, "bob", None,
 "secret")`` returns ``(status, status_msg)``; ``start_auth(...,

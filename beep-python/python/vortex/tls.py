@@ -8,7 +8,8 @@ Listener side::
                           key_handler=tls_key_handler, key_handler_data="test 3")
 
 (before ``vortex.create_listener``); the handlers get ``(conn, server_name,
-data)``, with ``conn`` None. Or, Pythonic:
+data)``, ``conn`` the listener's ``vortex.Connection`` that asks (the one
+its frame handlers get). Or, Pythonic:
 ``accept_tls(ctx, cert_file="cert.pem", key_file="key.pem")``.
 
 Client side: ``start_tls(conn, serverName, tls_notify, data)`` (the
