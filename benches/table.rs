@@ -2,10 +2,15 @@
 //! beep-blocking's and beep-tokio's (each includes this file with
 //! `#[path]`).
 
-/// True unless `--only TEXT` names rows that `label` is not one of.
+/// True unless `--only TEXT` names rows that `label` is not one of: rows
+/// whose label contains TEXT, or, with a leading `^`, starts with the
+/// rest (`--only ^ping-pong` leaves out "TLS ping-pong").
 pub fn selected(label: &str) -> bool {
     let only = std::env::args().skip_while(|a| a != "--only").nth(1);
-    only.is_none_or(|text| label.contains(&text))
+    only.is_none_or(|text| match text.strip_prefix('^') {
+        Some(start) => label.starts_with(start),
+        None => label.contains(&text),
+    })
 }
 
 /// True unless `--side raw` or `--side beep` names the other side: one
