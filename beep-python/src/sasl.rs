@@ -152,6 +152,7 @@ fn client(
         Mechanism::CramMd5 => SaslClient::cram_md5(user, password),
         Mechanism::DigestMd5 => SaslClient::digest_md5(user, password),
         Mechanism::ScramSha256 => SaslClient::scram_sha256(user, password),
+        Mechanism::ScramSha256Plus => SaslClient::scram_sha256_plus(user, password),
         Mechanism::External => SaslClient::external(),
         _ => {
             return Err(errors::usage(

@@ -152,3 +152,28 @@ def test_cert_handler_that_raises_refuses(ctx, certificate, caplog):
     assert "no certificate here" in caplog.text
     assert conn.is_ok()
     conn.close()
+
+
+def test_scram_plus_binds_to_the_tls_session(ctx, certificate):
+    """SCRAM-SHA-256-PLUS (RFC 9266): offered only over TLS, refused
+    before it, and authenticates once TLS is on."""
+    import vortex.sasl
+
+    def auth_handler(conn, auth_props, user_data):
+        return "secret" if auth_props["auth_id"] == "bob" else None
+
+    assert vortex.sasl.accept_mech(ctx, vortex.sasl.SCRAM_SHA_256_PLUS, auth_handler)
+    listener, _, _, _ = tls_listener(ctx, certificate)
+    conn = vortex.Connection(ctx, HOST, listener.port)
+    (status, msg) = vortex.sasl.start_auth_sync(
+        conn, vortex.sasl.SCRAM_SHA_256_PLUS, "bob", None, "secret")
+    assert status != vortex.status_OK
+    assert "RFC 9266" in msg
+    (_, status, msg) = vortex.tls.start_tls_sync(conn, "localhost", ca_file=certificate[0])
+    assert status == vortex.status_OK, msg
+    (status, msg) = vortex.sasl.start_auth_sync(
+        conn, vortex.sasl.SCRAM_SHA_256_PLUS, "bob", None, "secret")
+    assert status == vortex.status_OK, msg
+    assert vortex.sasl.method_used(conn) == vortex.sasl.SCRAM_SHA_256_PLUS
+    assert conn.new_channel(ECHO).request("bound", timeout=10).payload == "bound"
+    conn.close()

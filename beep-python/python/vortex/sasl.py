@@ -37,6 +37,7 @@ __all__ = [
     "EXTERNAL",
     "PLAIN",
     "SCRAM_SHA_256",
+    "SCRAM_SHA_256_PLUS",
     "accept_mech",
     "auth_id",
     "auth_info",
@@ -57,6 +58,10 @@ CRAM_MD5 = "http://iana.org/beep/SASL/CRAM-MD5"
 DIGEST_MD5 = "http://iana.org/beep/SASL/DIGEST-MD5"
 EXTERNAL = "http://iana.org/beep/SASL/EXTERNAL"
 SCRAM_SHA_256 = "http://iana.org/beep/SASL/SCRAM-SHA-256"
+#: SCRAM-SHA-256 bound to the connection's TLS 1.3 session (RFC 9266's
+#: tls-exporter): start TLS first; offered by a listener only over TLS.
+#: Not in PyVortex.
+SCRAM_SHA_256_PLUS = "http://iana.org/beep/SASL/SCRAM-SHA-256-PLUS"
 
 accept_mech = _sasl.accept_mech
 start_auth = _sasl.start_auth
