@@ -23,10 +23,13 @@ use std::time::{Duration, Instant};
 
 use beep_proto::dispatch::{EndReason, Reply};
 use beep_proto::frame::{Field, FrameError};
+use beep_proto::sasl::{AuthAnswer, AuthNeed, AuthRequest, Mechanism};
+use beep_proto::tls::{TLS_URI, TlsClient};
 use beep_proto::xml::Profile;
 use beep_proto::{Message, ProtocolError};
 
 mod serving;
+mod tls_support;
 
 use serving::ECHO;
 
@@ -48,6 +51,10 @@ struct Limits {
     /// `Config::max_reassembly`: what unfinished messages of one session
     /// may hold.
     max_reassembly: usize,
+    /// Offer TLS (RFC 3080 3.1, a certificate of a test CA) and SASL
+    /// PLAIN and SCRAM-SHA-256 (RFC 3080 4.1, decided by [`decide`]) as
+    /// well as the echo profile.
+    tuning: bool,
 }
 
 impl Default for Limits {
@@ -57,6 +64,7 @@ impl Default for Limits {
             receive_window: beep_proto::config::DEFAULT_WINDOW,
             max_queued_output: 4 << 20,
             max_reassembly: beep_proto::Config::default().max_reassembly,
+            tuning: false,
         }
     }
 }
@@ -142,8 +150,103 @@ struct Listening {
     driver: Driver,
     addr: SocketAddr,
     ends: Arc<Ends>,
+    /// Its auth handler's slow decisions (with [`Limits::tuning`]).
+    slow: Arc<SlowAuth>,
     running: Running,
 }
+
+/// The SASL users of a listener with [`Limits::tuning`]: `bob` and
+/// [`SLOW_USER`], both with password `secret`.
+const PASSWORD: &str = "secret";
+
+/// The user whose PLAIN authentication the auth handler takes its time
+/// to decide: it waits until the test lets it ([`SlowAuth::decide`]), at
+/// most [`SLOW_LIMIT`].
+const SLOW_USER: &str = "slow";
+
+/// The longest the auth handler waits for the test to let it decide.
+const SLOW_LIMIT: Duration = Duration::from_secs(2);
+
+/// The auth handler's decisions for [`SLOW_USER`], which the test holds
+/// back.
+#[derive(Default)]
+struct SlowAuth {
+    state: Mutex<Deciding>,
+    changed: Condvar,
+}
+
+#[derive(Default, Debug, Clone, Copy)]
+struct Deciding {
+    /// Calls for [`SLOW_USER`] so far.
+    called: usize,
+    /// Of these, those that returned.
+    returned: usize,
+    /// Of these, those that waited [`SLOW_LIMIT`] out (the test never
+    /// let them decide).
+    timed_out: usize,
+    /// Whether the handler may decide now.
+    go: bool,
+}
+
+impl SlowAuth {
+    /// The handler's part for [`SLOW_USER`]: noted as called, then it
+    /// waits for [`SlowAuth::let_decide`] (at most [`SLOW_LIMIT`]).
+    fn wait(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.called += 1;
+        self.changed.notify_all();
+        let (mut state, waited) = self
+            .changed
+            .wait_timeout_while(state, SLOW_LIMIT, |s| !s.go)
+            .unwrap();
+        state.returned += 1;
+        state.timed_out += usize::from(waited.timed_out());
+        self.changed.notify_all();
+    }
+
+    /// Holds the next decisions back.
+    fn hold(&self) -> Deciding {
+        let mut state = self.state.lock().unwrap();
+        state.go = false;
+        *state
+    }
+
+    /// Lets the handler decide.
+    fn let_decide(&self) {
+        self.state.lock().unwrap().go = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits (at most `limit`) until `until` holds.
+    fn wait_until(&self, limit: Duration, until: impl Fn(&Deciding) -> bool) -> Deciding {
+        let state = self.state.lock().unwrap();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, limit, |s| !until(s))
+            .unwrap();
+        *state
+    }
+}
+
+/// The auth handler of a listener with [`Limits::tuning`] (the same for
+/// both drivers): PLAIN's password is checked, SCRAM gets the stored
+/// secret; [`SLOW_USER`] is decided once the test lets it.
+fn decide(slow: &SlowAuth, request: &AuthRequest) -> AuthAnswer {
+    let user = request.authcid.as_deref();
+    if user == Some(SLOW_USER) {
+        slow.wait();
+    } else if user != Some("bob") {
+        return AuthAnswer::NoSuchUser;
+    }
+    match request.need {
+        AuthNeed::Secret => AuthAnswer::Secret(PASSWORD.into()),
+        AuthNeed::Decide if request.password.as_deref() == Some(PASSWORD) => AuthAnswer::Accept,
+        AuthNeed::Decide => AuthAnswer::Deny,
+    }
+}
+
+/// The SASL mechanisms of a listener with [`Limits::tuning`].
+const MECHANISMS: [Mechanism; 2] = [Mechanism::Plain, Mechanism::ScramSha256];
 
 /// Every peer here, hostile or honest, connects from 127.0.0.1: the
 /// listener's per-address limit (256 by default, which would keep the
@@ -154,6 +257,10 @@ const ONE_ADDRESS: usize = 100_000;
 
 fn listen(driver: Driver, limits: Limits) -> Listening {
     let ends = Arc::new(Ends::default());
+    let slow = Arc::new(SlowAuth::default());
+    let tls = limits
+        .tuning
+        .then(|| tls_support::Pki::new().leaf(&["localhost", "127.0.0.1"]));
     let config = beep_proto::Config {
         receive_window: limits.receive_window,
         max_reassembly: limits.max_reassembly,
@@ -168,14 +275,17 @@ fn listen(driver: Driver, limits: Limits) -> Listening {
                 ..Default::default()
             };
             let ends = ends.clone();
-            Running::Blocking(serving::blocking(
-                serving::blocking_echo(),
-                options,
-                move |listener| {
-                    listener.set_max_connections(ONE_ADDRESS, ONE_ADDRESS);
-                    listener.on_connection_end(move |p, r| ends.record(p, r));
-                },
-            ))
+            let mut registry = serving::blocking_echo();
+            if let Some(leaf) = &tls {
+                let slow = slow.clone();
+                registry
+                    .set_tls(beep_blocking::TlsAcceptor::new(leaf.server()))
+                    .set_sasl(&MECHANISMS, move |request| decide(&slow, request));
+            }
+            Running::Blocking(serving::blocking(registry, options, move |listener| {
+                listener.set_max_connections(ONE_ADDRESS, ONE_ADDRESS);
+                listener.on_connection_end(move |p, r| ends.record(p, r));
+            }))
         }
         Driver::Tokio => {
             let options = beep_tokio::Options {
@@ -185,14 +295,17 @@ fn listen(driver: Driver, limits: Limits) -> Listening {
                 ..Default::default()
             };
             let ends = ends.clone();
-            Running::Tokio(serving::tokio(
-                serving::tokio_echo(),
-                options,
-                move |listener| {
-                    listener.set_max_connections(ONE_ADDRESS, ONE_ADDRESS);
-                    listener.on_connection_end(move |p, r| ends.record(p, r));
-                },
-            ))
+            let mut registry = serving::tokio_echo();
+            if let Some(leaf) = &tls {
+                let slow = slow.clone();
+                registry
+                    .set_tls(beep_tokio::TlsAcceptor::new(leaf.server()))
+                    .set_sasl(&MECHANISMS, move |request| decide(&slow, request));
+            }
+            Running::Tokio(serving::tokio(registry, options, move |listener| {
+                listener.set_max_connections(ONE_ADDRESS, ONE_ADDRESS);
+                listener.on_connection_end(move |p, r| ends.record(p, r));
+            }))
         }
     };
     let addr = match &running {
@@ -203,6 +316,7 @@ fn listen(driver: Driver, limits: Limits) -> Listening {
         driver,
         addr,
         ends,
+        slow,
         running,
     }
 }
@@ -921,9 +1035,21 @@ enum Stage {
     /// It asked to release the session (RFC 3080 2.3.1.3) and got the
     /// `<ok/>`: the listener is draining and waiting for its close.
     DuringRelease,
+    /// It asked for TLS (`<ready />` piggybacked on the start, as
+    /// LibVortex does: RFC 3080 3.1.1), got `<proceed />` and wrote half
+    /// of a real ClientHello: the listener's TLS handshake is under way.
+    MidTlsHandshake,
+    /// It began SCRAM-SHA-256 (RFC 3080 4.1, RFC 7677), its client-first
+    /// message piggybacked on the start, and got the server-first
+    /// challenge in the start's reply: the listener waits for its proof.
+    MidSasl,
+    /// It began PLAIN as [`SLOW_USER`], its credentials piggybacked on
+    /// the start: the listener's auth handler is deciding (held back by
+    /// the test) when the reset comes, and answers a dead session after.
+    WhileAuthDecides,
 }
 
-const STAGES: [Stage; 7] = [
+const STAGES: [Stage; 10] = [
     Stage::AfterConnect,
     Stage::MidGreeting,
     Stage::AfterGreeting,
@@ -931,14 +1057,103 @@ const STAGES: [Stage; 7] = [
     Stage::HalfMsg,
     Stage::DuringReply,
     Stage::DuringRelease,
+    Stage::MidTlsHandshake,
+    Stage::MidSasl,
+    Stage::WhileAuthDecides,
 ];
+
+/// A start (RFC 3080 2.3.1.2) of `uri` on `channel` with `content`
+/// piggybacked (RFC 3080 2.3.1.2: the profile element's content, here in
+/// a CDATA section).
+fn piggybacked_start(channel: u32, uri: &str, content: &str) -> String {
+    format!(
+        "{XML}<start number='{channel}'>\r\n   <profile uri='{uri}'><![CDATA[{content}]]></profile>\r\n</start>\r\n"
+    )
+}
+
+/// The first flight of a real TLS client (a ClientHello, RFC 8446 4.1.2),
+/// as an initiator of beep-proto (rustls in memory) writes it after
+/// `<proceed />`: it asks for TLS on a session whose greeting offers it,
+/// and is answered as LibVortex answers (the proceed piggybacked).
+fn client_hello() -> Vec<u8> {
+    let mut session = beep_proto::Session::initiator(beep_proto::Config::default());
+    let client = TlsClient::dangerous_accept_any_certificate("localhost").expect("a TLS client");
+    session.start_tls(client).expect("start_tls");
+    let greeting = format!("{XML}<greeting><profile uri='{TLS_URI}' /></greeting>\r\n");
+    let proceed = format!("{XML}<profile uri='{TLS_URI}'><![CDATA[<proceed />]]></profile>\r\n");
+    session
+        .handle_input(&data_frame("RPY", 0, 0, 0, greeting.as_bytes()))
+        .expect("greeting");
+    // Our greeting and the start with <ready />.
+    while session.poll_transmit().is_some() {}
+    session
+        .handle_input(&data_frame(
+            "RPY",
+            0,
+            0,
+            greeting.len() as u32,
+            proceed.as_bytes(),
+        ))
+        .expect("proceed");
+    while session.poll_event().is_some() {}
+    let mut hello = Vec::new();
+    while let Some(bytes) = session.poll_transmit() {
+        hello.extend_from_slice(&bytes);
+    }
+    // A handshake record (22), TLS 1.x, holding a ClientHello (1).
+    assert!(
+        hello.len() > 9 && hello[0] == 22 && hello[1] == 3 && hello[5] == 1,
+        "not a ClientHello: {:02x?}",
+        &hello[..hello.len().min(16)]
+    );
+    hello
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Base64 (RFC 4648 4), as SASL blobs carry it (RFC 3080 4.1.2).
+fn base64(data: &[u8]) -> String {
+    let mut text = String::new();
+    for chunk in data.chunks(3) {
+        let octet = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let bits = (octet(0) << 16) | (octet(1) << 8) | octet(2);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                text.push(BASE64[((bits >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                text.push('=');
+            }
+        }
+    }
+    text
+}
+
+/// The octets of base64 `text`; None if it is not base64.
+fn unbase64(text: &str) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    let (mut bits, mut held) = (0u32, 0);
+    for c in text.trim_end_matches('=').bytes() {
+        let value = BASE64.iter().position(|&b| b == c)? as u32;
+        bits = ((bits << 6) | value) & 0xffff;
+        held += 6;
+        if held >= 8 {
+            held -= 8;
+            data.push((bits >> held) as u8);
+        }
+    }
+    Some(data)
+}
+
+/// The nonce of the SCRAM client-first message of [`Stage::MidSasl`].
+const SCRAM_NONCE: &str = "hostile-peer-nonce-3081";
 
 /// The window of the reset scenario's listener: room for the 1 MiB of
 /// MSGs whose echoes are being written when the peer resets.
 const RESET_WINDOW: u32 = 1 << 20;
 
 /// Takes a peer to `stage`, then resets; returns its address.
-fn reset_at(addr: SocketAddr, stage: Stage) -> SocketAddr {
+fn reset_at(server: &Listening, stage: Stage) -> SocketAddr {
+    let addr = server.addr;
     let mut peer = match stage {
         Stage::DuringReply => Peer::connect_small_buffer(addr, 4096),
         _ => Peer::connect(addr),
@@ -991,6 +1206,93 @@ fn reset_at(addr: SocketAddr, stage: Stage) -> SocketAddr {
             let (kind, _) = peer.reply(0, msgno);
             assert_eq!(kind, Kind::Rpy, "release refused");
         }
+        Stage::MidTlsHandshake => {
+            peer.greet();
+            peer.reply(0, 0);
+            let start = piggybacked_start(1, TLS_URI, "<ready />");
+            let msgno = peer.send_msg(0, start.as_bytes());
+            let (kind, reply) = peer.reply(0, msgno);
+            let reply = String::from_utf8_lossy(&reply);
+            assert!(
+                kind == Kind::Rpy && reply.contains("<proceed"),
+                "TLS refused: {kind:?} {reply}"
+            );
+            let hello = client_hello();
+            peer.write(&hello[..hello.len() / 2]);
+            // Half a record gets no answer: nothing to wait for but a
+            // moment for the listener to read it.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Stage::MidSasl => {
+            peer.greet();
+            peer.reply(0, 0);
+            let first = format!("n,,n=bob,r={SCRAM_NONCE}");
+            let blob = format!("<blob>{}</blob>", base64(first.as_bytes()));
+            let start = piggybacked_start(1, Mechanism::ScramSha256.uri(), &blob);
+            let msgno = peer.send_msg(0, start.as_bytes());
+            let (kind, reply) = peer.reply(0, msgno);
+            let reply = String::from_utf8_lossy(&reply);
+            assert_eq!(kind, Kind::Rpy, "SCRAM refused: {reply}");
+            let challenge = reply
+                .split_once("<blob>")
+                .and_then(|(_, rest)| rest.split_once("</blob>"))
+                .and_then(|(blob, _)| unbase64(blob.trim()))
+                .map(|c| String::from_utf8_lossy(&c).into_owned())
+                .unwrap_or_else(|| panic!("no challenge in the start's reply: {reply}"));
+            // RFC 5802 5.1: r= our nonce and the listener's, s= salt,
+            // i= iterations.
+            assert!(
+                challenge.starts_with(&format!("r={SCRAM_NONCE}"))
+                    && challenge.contains(",s=")
+                    && challenge.contains(",i="),
+                "not a server-first message: {challenge}"
+            );
+        }
+        Stage::WhileAuthDecides => {
+            peer.greet();
+            peer.reply(0, 0);
+            let before = server.slow.hold();
+            let credentials = format!("\0{SLOW_USER}\0{PASSWORD}");
+            let blob = format!("<blob>{}</blob>", base64(credentials.as_bytes()));
+            let start = piggybacked_start(1, Mechanism::Plain.uri(), &blob);
+            peer.send_msg(0, start.as_bytes());
+            let deciding = server.slow.wait_until(BOUND, |s| s.called > before.called);
+            assert!(
+                deciding.called > before.called,
+                "{:?}: the auth handler was not asked about {SLOW_USER} within {BOUND:?}",
+                server.driver
+            );
+            let local = peer.local;
+            peer.reset();
+            // The listener notices the reset while its handler decides
+            // (whether it reports the end before the handler returns is
+            // its affair: noted, not asserted).
+            let ended_first = server
+                .ends
+                .wait_for(&[local], Duration::from_millis(300))
+                .is_ok();
+            let still = server.slow.wait_until(Duration::ZERO, |_| true);
+            assert_eq!(
+                still.returned, before.returned,
+                "{:?}: the auth handler returned before it was let decide",
+                server.driver
+            );
+            server.slow.let_decide();
+            let done = server
+                .slow
+                .wait_until(BOUND, |s| s.returned >= deciding.called);
+            assert!(
+                done.returned >= deciding.called && done.timed_out == 0,
+                "{:?}: the auth handler, let decide, did not return within {BOUND:?}: {done:?}",
+                server.driver
+            );
+            eprintln!(
+                "{:?}: reset while the auth handler decided; reported ended {} it returned",
+                server.driver,
+                if ended_first { "before" } else { "after" }
+            );
+            return local;
+        }
     }
     let local = peer.local;
     peer.reset();
@@ -998,16 +1300,18 @@ fn reset_at(addr: SocketAddr, stage: Stage) -> SocketAddr {
 }
 
 /// Peers reset their connections at every stage of a session, three at
-/// each. The listener serves honest peers between them (on a connection
-/// made before the first reset, and on new ones), reports every reset
-/// connection ended, as lost, within a bound (so none hangs, or leaks a
-/// handler waiting to write), and stops cleanly afterwards.
+/// each, the TLS handshake and SASL exchanges included (the listener
+/// offers both). The listener serves honest peers between them (on a
+/// connection made before the first reset, and on new ones), reports
+/// every reset connection ended, as lost, within a bound (so none hangs,
+/// or leaks a handler waiting to write), and stops cleanly afterwards.
 fn resets(driver: Driver) {
     let _shared = sharing();
     let server = listen(
         driver,
         Limits {
             receive_window: RESET_WINDOW,
+            tuning: true,
             ..Default::default()
         },
     );
@@ -1016,13 +1320,25 @@ fn resets(driver: Driver) {
     let mut locals = Vec::new();
     for stage in STAGES {
         for _ in 0..3 {
-            locals.push((stage, reset_at(server.addr, stage)));
+            locals.push((stage, reset_at(&server, stage)));
         }
         if let Err(e) = echo_on(&honest, "between resets") {
             panic!("{driver:?}: an honest peer was not served after resets {stage:?}: {e}");
         }
         server.serves(&format!("after resets {stage:?}"));
     }
+    // Each peer reset while the auth handler decided: it was asked, and
+    // returned once let decide (not at its own time limit).
+    let slow = server.slow.wait_until(Duration::ZERO, |_| true);
+    let deciding = locals
+        .iter()
+        .filter(|(s, _)| matches!(s, Stage::WhileAuthDecides))
+        .count();
+    assert_eq!(
+        (slow.called, slow.returned, slow.timed_out),
+        (deciding, deciding, 0),
+        "{driver:?}: the auth handler's slow decisions: {slow:?}"
+    );
     let addrs: Vec<SocketAddr> = locals.iter().map(|(_, a)| *a).collect();
     let reasons = server.ends.all_ended(driver, "reset", &addrs);
     for ((stage, _), reason) in locals.iter().zip(reasons) {
