@@ -7,7 +7,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, MutexGuard};
 
-use beep_proto::dispatch::{Delivery, Handled, Host, Profiles, Step};
+use beep_proto::dispatch::{Action, Delivery, Handled, Host, Profiles, Step};
 use futures_util::FutureExt;
 
 use crate::channel::Channel;
@@ -26,6 +26,25 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         while let Some(action) = next {
             // Again: a handler that waited released it.
             cork::begin(&host.0.shared);
+            // The TLS acceptor and the auth handler are plain functions
+            // that may block (a user database, certificate files): they
+            // run on the runtime's blocking pool, so that a slow decision
+            // holds this connection's dispatcher only, not a worker
+            // thread that other connections' tasks need.
+            if matches!(action, Action::TlsRequested(_) | Action::AuthRequested(_)) {
+                let conn = host.0.clone();
+                let runtime = host.0.shared.runtime.clone();
+                // Held wake-ups go out now, and this thread stops holding
+                // them: the task may resume on another thread.
+                cork::release(&host.0.shared);
+                runtime
+                    .run_blocking(Box::new(move || {
+                        let _ = Dispatcher(conn).step(action);
+                    }))
+                    .await;
+                next = host.0.shared.inbox.pop();
+                continue;
+            }
             match host.step(action) {
                 Step::Exit => return,
                 Step::Done => {}

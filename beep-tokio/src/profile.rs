@@ -357,8 +357,10 @@ impl Registry {
     /// present, or `None` to refuse (550). The connection is the one the
     /// profile handlers of the same session see (the same
     /// [`Connection::id`]): read its [`peer_addr`](Connection::peer_addr),
-    /// or remember its id. `choose` runs on the connection's dispatcher
-    /// task, synchronously, so it should answer quickly; a panic refuses.
+    /// or remember its id. `choose` runs on the runtime's blocking pool
+    /// (see [`Runtime::run_blocking`](crate::runtime::Runtime::run_blocking)), so
+    /// it may read files or block; the connection waits for it, others do
+    /// not. A panic refuses.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -410,8 +412,10 @@ impl Registry {
     /// run (`http://iana.org/beep/SASL/<NAME>`), and `handler` decides each
     /// peer's authentication. The exchange itself runs inside the session.
     ///
-    /// `handler` runs on the connection's dispatcher, synchronously, so it
-    /// should answer quickly (look the user up, no network round trips).
+    /// `handler` runs on the runtime's blocking pool (see
+    /// [`Runtime::run_blocking`](crate::runtime::Runtime::run_blocking)), so it may
+    /// block, e.g. on a user database: the connection waits for it, other
+    /// connections do not.
     /// For [`AuthNeed::Decide`](crate::AuthNeed::Decide) (PLAIN, ANONYMOUS,
     /// EXTERNAL) it accepts or denies the credentials in the request; for
     /// [`AuthNeed::Secret`](crate::AuthNeed::Secret) (SCRAM-SHA-256,
@@ -451,7 +455,8 @@ impl Registry {
     /// handlers of the same session see (the same [`Connection::id`]),
     /// e.g. to allow some users only from some addresses, or to count the
     /// failed attempts of each connection. `handler` runs on the
-    /// connection's dispatcher task, synchronously; a panic denies.
+    /// runtime's blocking pool, as [`Registry::set_sasl`]'s does; a panic
+    /// denies.
     ///
     /// ```
     /// use beep_tokio::{AuthAnswer, AuthNeed, Mechanism, Registry};

@@ -124,6 +124,15 @@ pub trait Runtime: fmt::Debug + Send + Sync + 'static {
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Transport>>>;
     /// Binds a listening TCP socket.
     fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Acceptor>>>;
+    /// Runs `work`, application code that may block (an auth handler
+    /// looking a user up, a TLS acceptor reading a certificate), where
+    /// blocking stalls no other task, and completes when it has run. The
+    /// default runs it at once, on the calling task's thread: runtimes
+    /// with a blocking pool (tokio's and async-std's here) override it.
+    fn run_blocking(&self, work: Box<dyn FnOnce() + Send>) -> BoxFuture<'static, ()> {
+        work();
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// The runtime to use when [`Options::runtime`](crate::Options::runtime)

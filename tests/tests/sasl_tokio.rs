@@ -609,3 +609,71 @@ async fn eight_concurrent_connections_each_authenticate_as_their_own_user(env: E
     assert_eq!(asked, expected, "one call per connection, with its user");
     server.stop(&env).await;
 }
+
+/// Issue 10: an auth handler is a plain function and may block (a user
+/// database); while one decides, other connections are served. The
+/// runtime here has a single worker thread, so a handler run on it
+/// would stall every connection: the handler waits for a signal that
+/// is given only after another connection's exchange has completed, so
+/// without the blocking pool that exchange (and so this test) would wait
+/// for the handler's own 10 s limit and the slow user would be denied.
+#[test]
+fn a_blocking_auth_handler_stalls_no_other_connection() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (go, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let (deciding, decided) = std::sync::mpsc::channel::<()>();
+    let deciding = Mutex::new(deciding);
+    runtime.block_on(async move {
+        let mut registry = Registry::new();
+        registry
+            .register(ECHO, echo())
+            .set_sasl(&[Mechanism::Plain], move |request| {
+                if request.authcid.as_deref() != Some("slow") {
+                    return AuthAnswer::Deny;
+                }
+                let _ = deciding.lock().unwrap().send(());
+                match gate
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(std::time::Duration::from_secs(10))
+                {
+                    Ok(()) => AuthAnswer::Accept,
+                    Err(_) => AuthAnswer::Deny,
+                }
+            });
+        let listener = Listener::bind("127.0.0.1:0", registry, Default::default())
+            .await
+            .unwrap();
+        let addr = listener.local_addrs()[0];
+        let stop = listener.shutdown_handle();
+        let serving = tokio::spawn(listener.serve());
+
+        let slow = Connection::connect(addr, Default::default()).await.unwrap();
+        let authenticating =
+            tokio::spawn(async move { slow.start_sasl(SaslClient::plain("slow", "secret")).await });
+        // The handler is deciding (and holds its thread) ...
+        tokio::task::spawn_blocking(move || decided.recv_timeout(T))
+            .await
+            .unwrap()
+            .expect("the auth handler was called");
+        // ... while another connection opens a channel and is answered.
+        let other = Connection::connect(addr, Default::default()).await.unwrap();
+        let channel = other.open_channel(Profile::new(ECHO), None).await.unwrap();
+        let reply = channel.request(Message::new("meanwhile"), T).await.unwrap();
+        assert_eq!(body(reply), b"meanwhile");
+        go.send(()).unwrap();
+        let info = authenticating
+            .await
+            .unwrap()
+            .expect("the slow user is accepted");
+        assert_eq!(info.authcid, "slow");
+        other.close().await.unwrap();
+        stop.shutdown();
+        let _ = serving.await;
+    });
+}

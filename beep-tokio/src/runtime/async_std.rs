@@ -28,6 +28,10 @@ impl Runtime for AsyncStd {
         drop(async_std::task::spawn(task));
     }
 
+    fn run_blocking(&self, work: Box<dyn FnOnce() + Send>) -> BoxFuture<'static, ()> {
+        Box::pin(async_std::task::spawn_blocking(work))
+    }
+
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(async_std::task::sleep(duration))
     }

@@ -71,6 +71,15 @@ impl Runtime for Tokio {
         drop(self.handle.spawn(task));
     }
 
+    fn run_blocking(&self, work: Box<dyn FnOnce() + Send>) -> BoxFuture<'static, ()> {
+        let done = self.handle.spawn_blocking(work);
+        // A panic was caught inside `work` already; a join error can only
+        // be the runtime shutting down, which ends the connection anyway.
+        Box::pin(async move {
+            let _ = done.await;
+        })
+    }
+
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         // A Sleep binds to the timer of the runtime it is created in.
         let _entered = self.handle.enter();
