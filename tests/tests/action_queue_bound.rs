@@ -35,7 +35,7 @@
 #![cfg(target_os = "linux")]
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -45,13 +45,15 @@ use beep_proto::dispatch::{EndReason, Reply};
 use beep_proto::xml::Profile;
 use beep_proto::{Config, Message, ProtocolError};
 
+mod raw_peer;
+
+use raw_peer::{BOUND, Data, Frame, Kind, Peer, error_code, start_payload};
+
 /// The profile whose handlers answer at once (the honest client's).
 const ECHO: &str = "http://example.org/beep/echo";
 /// The profile whose handlers wait on the test's [`Gate`].
 const HELD: &str = "http://example.org/beep/held";
 
-/// The longest wait for anything that should happen: no test hangs.
-const BOUND: Duration = Duration::from_secs(10);
 /// A window that has not moved for this long is closed.
 const QUIET: Duration = Duration::from_millis(500);
 /// The honest client's exchange must complete within this.
@@ -394,227 +396,27 @@ impl Server {
 }
 
 // ---------------------------------------------------------------------
-// The attacker: a raw socket writing frames by hand.
+// The attacker: a raw socket writing frames by hand (`raw_peer::Peer`).
 
-/// A frame received from the listener, read with a parser of the test's
-/// own (RFC 3080 2.2.1, RFC 3081 3.1.3).
-#[derive(Debug)]
-enum Frame {
-    /// SEQ: channel, ackno, window.
-    Seq(u32, u32, u32),
-    /// A data frame: keyword, channel, msgno, more to come, payload.
-    Data(String, u32, u32, bool, Vec<u8>),
-}
-
-/// The `code` attribute of an `<error>` element (RFC 3080 2.3.1.5).
-fn error_code(text: &str) -> Option<u16> {
-    let at = text.find("code=")? + "code=".len();
-    text.get(at + 1..at + 4)?.parse().ok()
-}
-
-const XML: &str = "Content-Type: application/beep+xml\r\n\r\n";
-
-/// A hostile peer's socket, with just enough BEEP to attack.
-struct Peer {
-    stream: TcpStream,
-    /// Our end's address: the peer the listener reports.
-    local: SocketAddr,
-    inbox: Vec<u8>,
-    /// How much of `inbox` is parsed.
-    at: usize,
-    /// The next seqno we send, per channel (RFC 3080 2.2.1.2).
-    sent: HashMap<u32, u32>,
-    /// The next msgno we use, per channel.
-    msgnos: HashMap<u32, u32>,
-    /// ackno + window of the listener's last SEQ, per channel (RFC 3081
-    /// 3.1.3); 4096 until one came (RFC 3081 3.1.1).
-    allowed: HashMap<u32, u32>,
-    /// Payload octets received, per channel: the ackno of our SEQs.
-    received: HashMap<u32, u32>,
-    /// SEQ frames the listener sent.
-    seqs: usize,
+/// A hostile peer whose writes give up after [`BOUND`], greeted (it
+/// advertises nothing); panics unless the listener greets it with an RPY
+/// (RFC 3080 2.3.1.1).
+fn attacker(addr: SocketAddr) -> Peer {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_write_timeout(Some(BOUND)).expect("timeout");
+    let mut peer = Peer::from_stream(stream);
+    match peer.greeting() {
+        (Kind::Rpy, _) => peer,
+        (kind, payload) => panic!("greeting: {kind} {}", String::from_utf8_lossy(&payload)),
+    }
 }
 
 impl Peer {
-    /// Connects, greets (advertising nothing) and reads the listener's
-    /// greeting (RFC 3080 2.3.1.1).
-    fn greeted(addr: SocketAddr) -> Peer {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_write_timeout(Some(BOUND)).expect("timeout");
-        let mut peer = Peer {
-            local: stream.local_addr().expect("local addr"),
-            stream,
-            inbox: Vec::new(),
-            at: 0,
-            sent: HashMap::new(),
-            msgnos: HashMap::from([(0, 1)]),
-            allowed: HashMap::new(),
-            received: HashMap::new(),
-            seqs: 0,
-        };
-        let greeting = format!("{XML}<greeting />\r\n");
-        let frame = data_frame("RPY", 0, 0, 0, greeting.as_bytes());
-        peer.write(&frame);
-        peer.sent.insert(0, greeting.len() as u32);
-        match peer.reply(0, 0) {
-            (kind, _) if kind == "RPY" => peer,
-            (kind, payload) => panic!("greeting: {kind} {}", String::from_utf8_lossy(&payload)),
-        }
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write");
-    }
-
-    /// The next MSG on `channel`, numbered and sequenced.
-    fn msg_frame(&mut self, channel: u32, payload: &[u8]) -> (u32, Vec<u8>) {
-        let msgno = self.msgnos.entry(channel).or_insert(0);
-        let this = *msgno;
-        *msgno += 1;
-        let seqno = self.sent.entry(channel).or_insert(0);
-        let frame = data_frame("MSG", channel, this, *seqno, payload);
-        *seqno = seqno.wrapping_add(payload.len() as u32);
-        (this, frame)
-    }
-
-    fn send_msg(&mut self, channel: u32, payload: &[u8]) -> u32 {
-        let (msgno, frame) = self.msg_frame(channel, payload);
-        self.write(&frame);
-        msgno
-    }
-
-    /// Lets the listener send `window` octets beyond what we received on
-    /// `channel` (RFC 3081 3.1.3), so that its answers are never what
-    /// holds it back.
-    fn grant(&mut self, channel: u32, window: u32) {
-        let ackno = self.received.get(&channel).copied().unwrap_or(0);
-        self.write(format!("SEQ {channel} {ackno} {window}\r\n").as_bytes());
-    }
-
-    /// Octets we may still send on `channel` (RFC 3081 3.1.2).
-    fn room(&self, channel: u32) -> u32 {
-        let allowed = self
-            .allowed
-            .get(&channel)
-            .copied()
-            .unwrap_or(beep_proto::config::DEFAULT_WINDOW);
-        let room = allowed.wrapping_sub(self.sent.get(&channel).copied().unwrap_or(0));
-        if room <= i32::MAX as u32 { room } else { 0 }
-    }
-
     /// Starts `channel` on `profile` (RFC 3080 2.3.1.2); panics unless
     /// the listener accepts, and grants it a large window at once.
     fn start(&mut self, channel: u32, profile: &str) {
-        let msgno = self.send_msg(0, start_payload(channel, profile).as_bytes());
-        let (kind, payload) = self.reply(0, msgno);
-        assert_eq!(
-            kind,
-            "RPY",
-            "start refused: {}",
-            String::from_utf8_lossy(&payload)
-        );
+        self.open(channel, profile);
         self.grant(channel, 1 << 24);
-    }
-
-    /// The next header line parsed out of `inbox`, with the frame if it
-    /// is complete.
-    fn parse(&mut self) -> Option<Frame> {
-        let rest = &self.inbox[self.at..];
-        let end = rest.windows(2).position(|w| w == b"\r\n")?;
-        let line = std::str::from_utf8(&rest[..end]).expect("an ASCII header");
-        let fields: Vec<&str> = line.split(' ').collect();
-        let num = |i: usize| -> u32 {
-            fields
-                .get(i)
-                .and_then(|f| f.parse().ok())
-                .unwrap_or_else(|| panic!("the listener sent a bad header: {line:?}"))
-        };
-        if fields[0] == "SEQ" {
-            let seq = Frame::Seq(num(1), num(2), num(3));
-            self.at += end + 2;
-            return Some(seq);
-        }
-        assert!(
-            ["MSG", "RPY", "ERR", "ANS", "NUL"].contains(&fields[0]),
-            "the listener sent a bad header: {line:?}"
-        );
-        let size = num(5) as usize;
-        if rest.len() < end + 2 + size + 5 {
-            return None;
-        }
-        let payload = rest[end + 2..end + 2 + size].to_vec();
-        assert_eq!(&rest[end + 2 + size..end + 2 + size + 5], b"END\r\n");
-        let frame = Frame::Data(
-            fields[0].to_owned(),
-            num(1),
-            num(2),
-            fields[3] == "*",
-            payload,
-        );
-        self.at += end + 2 + size + 5;
-        Some(frame)
-    }
-
-    /// The next frame from the listener, or an error: a timeout after
-    /// `limit`, the connection closed (EOF or reset).
-    fn frame(&mut self, limit: Duration) -> std::io::Result<Frame> {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.parse() {
-                Some(Frame::Seq(channel, ackno, window)) => {
-                    self.seqs += 1;
-                    self.allowed.insert(channel, ackno.wrapping_add(window));
-                    return Ok(Frame::Seq(channel, ackno, window));
-                }
-                Some(Frame::Data(kind, channel, msgno, more, payload)) => {
-                    let got = self.received.entry(channel).or_insert(0);
-                    *got = got.wrapping_add(payload.len() as u32);
-                    return Ok(Frame::Data(kind, channel, msgno, more, payload));
-                }
-                None => {}
-            }
-            if self.at > 0 {
-                self.inbox.drain(..self.at);
-                self.at = 0;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ErrorKind::TimedOut.into());
-            }
-            self.stream.set_read_timeout(Some(left))?;
-            let mut buf = [0u8; 64 * 1024];
-            match self.stream.read(&mut buf) {
-                Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
-                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    return Err(ErrorKind::TimedOut.into());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// The complete reply to our `msgno` on `channel`, other frames
-    /// skipped; panics after [`BOUND`].
-    fn reply(&mut self, channel: u32, msgno: u32) -> (String, Vec<u8>) {
-        let deadline = Instant::now() + BOUND;
-        let mut whole = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.frame(left) {
-                Ok(Frame::Data(kind, c, m, more, payload))
-                    if kind != "MSG" && c == channel && m == msgno =>
-                {
-                    whole.extend_from_slice(&payload);
-                    if !more {
-                        return (kind, whole);
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => panic!("no reply to MSG {channel} {msgno}: {e}"),
-            }
-        }
     }
 
     /// Waits until a SEQ gives room for `need` more octets on one of
@@ -634,36 +436,6 @@ impl Peer {
             }
         }
     }
-
-    /// How long until the listener closed the connection (EOF or an
-    /// error), or None if it is open after `limit`.
-    fn closed_within(&mut self, limit: Duration) -> Option<Duration> {
-        let started = Instant::now();
-        loop {
-            match self.frame(limit.saturating_sub(started.elapsed())) {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::TimedOut => return None,
-                Err(_) => return Some(started.elapsed()),
-            }
-        }
-    }
-}
-
-/// A data frame (RFC 3080 2.2.1): header, payload, trailer.
-fn data_frame(keyword: &str, channel: u32, msgno: u32, seqno: u32, payload: &[u8]) -> Vec<u8> {
-    let mut frame = format!(
-        "{keyword} {channel} {msgno} . {seqno} {}\r\n",
-        payload.len()
-    )
-    .into_bytes();
-    frame.extend_from_slice(payload);
-    frame.extend_from_slice(b"END\r\n");
-    frame
-}
-
-/// A `<start>` of `channel` on `profile` (RFC 3080 2.3.1.2).
-fn start_payload(channel: u32, profile: &str) -> String {
-    format!("{XML}<start number='{channel}'>\r\n<profile uri='{profile}' />\r\n</start>\r\n")
 }
 
 // ---------------------------------------------------------------------
@@ -683,7 +455,7 @@ fn within_windows(driver: Driver) {
     let _serial = serial();
     let server = serve(driver, false);
     let config = config();
-    let mut peer = Peer::greeted(server.addr);
+    let mut peer = attacker(server.addr);
     let channels: Vec<u32> = (0..CHANNELS).map(|i| 2 * i + 1).collect();
     for &channel in &channels {
         peer.start(channel, HELD);
@@ -771,7 +543,15 @@ fn within_windows(driver: Driver) {
     while answered < flood.messages {
         let left = deadline.saturating_duration_since(Instant::now());
         match peer.frame(left) {
-            Ok(Frame::Data(kind, channel, msgno, false, _)) if kind == "RPY" => {
+            Ok(Frame::Data(
+                Data {
+                    kind: Kind::Rpy,
+                    channel,
+                    msgno,
+                    more: false,
+                },
+                _,
+            )) => {
                 let next = replies.entry(channel).or_insert(0);
                 assert_eq!(
                     msgno, *next,
@@ -780,7 +560,15 @@ fn within_windows(driver: Driver) {
                 *next += 1;
                 answered += 1;
             }
-            Ok(Frame::Data(kind, channel, msgno, _, payload)) => panic!(
+            Ok(Frame::Data(
+                Data {
+                    kind,
+                    channel,
+                    msgno,
+                    ..
+                },
+                payload,
+            )) => panic!(
                 "{driver:?}: {kind} {channel} {msgno}: {}",
                 String::from_utf8_lossy(&payload)
             ),
@@ -826,7 +614,7 @@ fn empty_msgs(driver: Driver) {
     let _serial = serial();
     let server = serve(driver, false);
     let config = config();
-    let mut peer = Peer::greeted(server.addr);
+    let mut peer = attacker(server.addr);
     let channels: Vec<u32> = (0..CHANNELS).map(|i| 2 * i + 1).collect();
     for &channel in &channels {
         peer.start(channel, HELD);
@@ -942,7 +730,7 @@ fn issue10_tokio_listener_queues_at_most_max_pipelined_total_empty_msgs_while_a_
 fn beyond_window(driver: Driver) {
     let _serial = serial();
     let server = serve(driver, false);
-    let mut peer = Peer::greeted(server.addr);
+    let mut peer = attacker(server.addr);
     peer.start(1, HELD);
     let rss_before = rss_kib();
     peer.send_msg(1, PAYLOAD);
@@ -1060,7 +848,7 @@ fn held_starts(driver: Driver) {
     let _serial = serial();
     let server = serve(driver, true);
     let config = config();
-    let mut peer = Peer::greeted(server.addr);
+    let mut peer = attacker(server.addr);
     // Channel 0's answers are never held back by our window.
     peer.grant(0, 1 << 24);
     let rss_before = rss_kib();
@@ -1109,7 +897,15 @@ fn held_starts(driver: Driver) {
     while answered < sent {
         let left = deadline.saturating_duration_since(Instant::now());
         match peer.frame(left) {
-            Ok(Frame::Data(kind, 0, msgno, more, payload)) if kind != "MSG" => {
+            Ok(Frame::Data(
+                Data {
+                    kind,
+                    channel: 0,
+                    msgno,
+                    more,
+                },
+                payload,
+            )) if kind != Kind::Msg => {
                 whole.extend_from_slice(&payload);
                 if more {
                     continue;
@@ -1120,9 +916,9 @@ fn held_starts(driver: Driver) {
                     "{driver:?}: channel 0's answers out of order"
                 );
                 let text = String::from_utf8_lossy(&std::mem::take(&mut whole)).into_owned();
-                match kind.as_str() {
-                    "RPY" => opened += 1,
-                    "ERR" => {
+                match kind {
+                    Kind::Rpy => opened += 1,
+                    Kind::Err => {
                         *codes.entry(error_code(&text).unwrap_or(0)).or_insert(0) += 1;
                         let diagnostic = text
                             .split_once("<error")

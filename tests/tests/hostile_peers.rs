@@ -13,7 +13,6 @@
 //! are raw sockets ([`Peer`]) writing frames by hand.
 #![cfg(target_os = "linux")]
 
-use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -28,13 +27,15 @@ use beep_proto::tls::{TLS_URI, TlsClient};
 use beep_proto::xml::Profile;
 use beep_proto::{Message, ProtocolError};
 
+mod raw_peer;
 mod serving;
 mod tls_support;
 
+use raw_peer::{
+    BOUND, Frame, Kind, Peer, XML, data_frame, error_code, greeting_frame, greeting_payload,
+    start_payload,
+};
 use serving::ECHO;
-
-/// The longest wait for anything that should happen.
-const BOUND: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy)]
 enum Driver {
@@ -412,130 +413,9 @@ impl HonestLoop {
 }
 
 // ---------------------------------------------------------------------
-// Hostile peers: raw sockets writing frames by hand.
-
-/// A data frame (RFC 3080 2.2.1): header, payload, trailer.
-fn data_frame(keyword: &str, channel: u32, msgno: u32, seqno: u32, payload: &[u8]) -> Vec<u8> {
-    data_frame_more(keyword, channel, msgno, false, seqno, payload)
-}
-
-/// A data frame, with `*` (more to come) if `more` (RFC 3080 2.2.1.1).
-fn data_frame_more(
-    keyword: &str,
-    channel: u32,
-    msgno: u32,
-    more: bool,
-    seqno: u32,
-    payload: &[u8],
-) -> Vec<u8> {
-    let more = if more { '*' } else { '.' };
-    let mut frame = format!(
-        "{keyword} {channel} {msgno} {more} {seqno} {}\r\n",
-        payload.len()
-    )
-    .into_bytes();
-    frame.extend_from_slice(payload);
-    frame.extend_from_slice(b"END\r\n");
-    frame
-}
-
-const XML: &str = "Content-Type: application/beep+xml\r\n\r\n";
-
-/// Our greeting, RPY 0 0 (RFC 3080 2.3.1.1), advertising nothing.
-fn greeting_frame() -> Vec<u8> {
-    data_frame("RPY", 0, 0, 0, greeting_payload().as_bytes())
-}
-
-fn greeting_payload() -> String {
-    format!("{XML}<greeting />\r\n")
-}
-
-fn start_payload(channel: u32) -> String {
-    format!("{XML}<start number='{channel}'>\r\n<profile uri='{ECHO}' />\r\n</start>\r\n")
-}
-
-/// The keyword of a data frame the listener sent (RFC 3080 2.2.1.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Msg,
-    Rpy,
-    Err,
-    Ans,
-    Nul,
-}
-
-/// A data frame's header, as far as the hostile peers care.
-#[derive(Debug, Clone, Copy)]
-struct Data {
-    kind: Kind,
-    channel: u32,
-    msgno: u32,
-    more: bool,
-}
-
-/// A frame received by a [`Peer`]. (Read with a parser of the test's own,
-/// so that it checks the listener's output independently of the core.)
-#[derive(Debug)]
-enum Frame {
-    Data(Data, Vec<u8>),
-    /// SEQ (RFC 3081 3.1.3): channel, ackno, window.
-    Seq(u32, u32, u32),
-}
-
-/// A header line at the start of `inbox`: the frame's header, the header
-/// line's length, and the payload size (0 for SEQ); None while incomplete.
-fn parse_line(inbox: &[u8]) -> Option<(Frame, usize, usize)> {
-    let end = inbox.windows(2).position(|w| w == b"\r\n")?;
-    let line = std::str::from_utf8(&inbox[..end]).expect("an ASCII header");
-    let fields: Vec<&str> = line.split(' ').collect();
-    let num = |i: usize| -> u32 {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .unwrap_or_else(|| panic!("the listener sent a bad header: {line:?}"))
-    };
-    if fields[0] == "SEQ" {
-        return Some((Frame::Seq(num(1), num(2), num(3)), end + 2, 0));
-    }
-    let kind = match fields[0] {
-        "MSG" => Kind::Msg,
-        "RPY" => Kind::Rpy,
-        "ERR" => Kind::Err,
-        "ANS" => Kind::Ans,
-        "NUL" => Kind::Nul,
-        _ => panic!("the listener sent a bad header: {line:?}"),
-    };
-    let data = Data {
-        kind,
-        channel: num(1),
-        msgno: num(2),
-        more: fields.get(3) == Some(&"*"),
-    };
-    Some((Frame::Data(data, Vec::new()), end + 2, num(5) as usize))
-}
-
-/// A hostile peer's socket, with just enough BEEP to get where it attacks.
-struct Peer {
-    stream: TcpStream,
-    /// Our end's address: the peer the listener reports.
-    local: SocketAddr,
-    inbox: Vec<u8>,
-    /// The next seqno we send, per channel (RFC 3080 2.2.1.2).
-    sent: HashMap<u32, u32>,
-    /// The next msgno we use, per channel.
-    msgnos: HashMap<u32, u32>,
-    /// ackno + window of the listener's last SEQ, per channel (RFC 3081
-    /// 3.1.3); 4096 until one came (RFC 3081 3.1.1).
-    allowed: HashMap<u32, u32>,
-    /// Payload octets received, per channel: the ackno of our SEQs.
-    received: HashMap<u32, u32>,
-}
+// Hostile peers: raw sockets writing frames by hand (`raw_peer::Peer`).
 
 impl Peer {
-    fn connect(addr: SocketAddr) -> Peer {
-        Peer::from_stream(TcpStream::connect(addr).expect("connect"))
-    }
-
     /// A peer whose receive buffer is `size` octets (set before connecting,
     /// so the kernel does not grow it): a listener writing to it backs up.
     fn connect_small_buffer(addr: SocketAddr, size: i32) -> Peer {
@@ -575,190 +455,12 @@ impl Peer {
         Peer::from_stream(stream)
     }
 
-    fn from_stream(stream: TcpStream) -> Peer {
-        Peer {
-            local: stream.local_addr().expect("local addr"),
-            stream,
-            inbox: Vec::new(),
-            sent: HashMap::new(),
-            msgnos: HashMap::from([(0, 1)]),
-            allowed: HashMap::new(),
-            received: HashMap::new(),
-        }
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write");
-    }
-
-    /// Writes unless the listener closed the connection.
-    fn try_write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.stream.write_all(bytes)
-    }
-
-    /// The next frame of an unfinished message (`*`) on `channel`,
-    /// sequenced.
-    fn partial_frame(
-        &mut self,
-        keyword: &str,
-        channel: u32,
-        msgno: u32,
-        payload: &[u8],
-    ) -> Vec<u8> {
-        let seqno = self.sent.entry(channel).or_insert(0);
-        let frame = data_frame_more(keyword, channel, msgno, true, *seqno, payload);
-        *seqno += payload.len() as u32;
-        frame
-    }
-
-    fn greet(&mut self) {
-        let frame = greeting_frame();
-        self.write(&frame);
-        self.sent.insert(0, greeting_payload().len() as u32);
-    }
-
-    /// The next MSG on `channel`, numbered and sequenced.
-    fn msg_frame(&mut self, channel: u32, payload: &[u8]) -> (u32, Vec<u8>) {
-        let msgno = self.msgnos.entry(channel).or_insert(0);
-        let this = *msgno;
-        *msgno += 1;
-        let seqno = self.sent.entry(channel).or_insert(0);
-        let frame = data_frame("MSG", channel, this, *seqno, payload);
-        *seqno += payload.len() as u32;
-        (this, frame)
-    }
-
-    fn send_msg(&mut self, channel: u32, payload: &[u8]) -> u32 {
-        let (msgno, frame) = self.msg_frame(channel, payload);
-        self.write(&frame);
-        msgno
-    }
-
-    /// A SEQ letting the listener send `window` octets beyond what we
-    /// received on `channel` (RFC 3081 3.1.3).
-    fn seq_frame(&self, channel: u32, window: u32) -> Vec<u8> {
-        let ackno = self.received.get(&channel).copied().unwrap_or(0);
-        format!("SEQ {channel} {ackno} {window}\r\n").into_bytes()
-    }
-
-    /// Octets we may still send on `channel` (RFC 3081 3.1.2).
-    fn room(&self, channel: u32) -> u32 {
-        let allowed = self
-            .allowed
-            .get(&channel)
-            .copied()
-            .unwrap_or(beep_proto::config::DEFAULT_WINDOW);
-        allowed.wrapping_sub(self.sent.get(&channel).copied().unwrap_or(0))
-    }
-
-    /// The next frame from the listener, or an error (a timeout after
-    /// `limit`, the connection closed).
-    fn frame(&mut self, limit: Duration) -> std::io::Result<Frame> {
-        let deadline = Instant::now() + limit;
-        loop {
-            match parse_line(&self.inbox) {
-                Some((Frame::Seq(channel, ackno, window), used, _)) => {
-                    self.inbox.drain(..used);
-                    self.allowed.insert(channel, ackno.wrapping_add(window));
-                    return Ok(Frame::Seq(channel, ackno, window));
-                }
-                Some((Frame::Data(data, _), used, size)) if self.inbox.len() >= used + size + 5 => {
-                    let end = used + size;
-                    assert_eq!(&self.inbox[end..end + 5], b"END\r\n", "trailer");
-                    let payload = self.inbox[used..end].to_vec();
-                    self.inbox.drain(..end + 5);
-                    *self.received.entry(data.channel).or_insert(0) += size as u32;
-                    return Ok(Frame::Data(data, payload));
-                }
-                Some(_) | None => {}
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ErrorKind::TimedOut.into());
-            }
-            self.stream.set_read_timeout(Some(left))?;
-            let mut buf = [0u8; 64 * 1024];
-            match self.stream.read(&mut buf) {
-                Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
-                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    return Err(ErrorKind::TimedOut.into());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// The complete reply to our `msgno` on `channel` (every frame of it),
-    /// other frames skipped.
-    fn reply(&mut self, channel: u32, msgno: u32) -> (Kind, Vec<u8>) {
-        match self.try_reply(channel, msgno, BOUND) {
-            Ok(reply) => reply,
-            Err(e) => panic!("no reply to MSG {channel} {msgno}: {e}"),
-        }
-    }
-
-    fn try_reply(
-        &mut self,
-        channel: u32,
-        msgno: u32,
-        limit: Duration,
-    ) -> std::io::Result<(Kind, Vec<u8>)> {
-        let deadline = Instant::now() + limit;
-        let mut payload = Vec::new();
-        loop {
-            match self.frame(deadline.saturating_duration_since(Instant::now()))? {
-                Frame::Data(h, p)
-                    if h.kind != Kind::Msg && h.channel == channel && h.msgno == msgno =>
-                {
-                    payload.extend_from_slice(&p);
-                    if !h.more {
-                        return Ok((h.kind, payload));
-                    }
-                }
-                Frame::Data(..) | Frame::Seq(..) => {}
-            }
-        }
-    }
-
-    /// Greets and waits for the listener's greeting.
-    fn greeted(addr: SocketAddr) -> Peer {
-        let mut peer = Peer::connect(addr);
-        peer.greet();
-        peer.reply(0, 0);
-        peer
-    }
-
     /// Starts `channel` on the echo profile (RFC 3080 2.3.1.2); with a
     /// `window` above 4096, waits for the SEQ announcing it (RFC 3081 3.1.4).
     fn open_echo(&mut self, channel: u32, window: u32) {
-        let msgno = self.send_msg(0, start_payload(channel).as_bytes());
-        let (kind, payload) = self.reply(0, msgno);
-        assert_eq!(
-            kind,
-            Kind::Rpy,
-            "start refused: {}",
-            String::from_utf8_lossy(&payload)
-        );
+        self.open(channel, ECHO);
         while window > beep_proto::config::DEFAULT_WINDOW && !self.allowed.contains_key(&channel) {
             self.frame(BOUND).expect("the channel's window");
-        }
-    }
-
-    /// How long until the listener closed the connection (a read of 0 or
-    /// an error), or None if it is open after `limit`. Reads and drops
-    /// whatever it sent meanwhile.
-    fn closed_within(&mut self, limit: Duration) -> Option<Duration> {
-        let started = Instant::now();
-        loop {
-            match self.frame(limit.saturating_sub(started.elapsed())) {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock => {
-                    return None;
-                }
-                Err(_) => return Some(started.elapsed()),
-            }
         }
     }
 
@@ -1172,7 +874,7 @@ fn reset_at(server: &Listening, stage: Stage) -> SocketAddr {
         Stage::MidStart => {
             peer.greet();
             peer.reply(0, 0);
-            let (_, frame) = peer.msg_frame(0, start_payload(1).as_bytes());
+            let (_, frame) = peer.msg_frame(0, start_payload(1, ECHO).as_bytes());
             peer.write(&frame[..frame.len() / 2]);
         }
         Stage::HalfMsg => {
@@ -1471,12 +1173,6 @@ struct Answers {
     codes: std::collections::BTreeMap<u16, usize>,
 }
 
-/// The `code` attribute of an `<error>` element, if any.
-fn error_code(text: &str) -> Option<u16> {
-    let at = text.find("code=")? + "code=".len();
-    text.get(at + 1..at + 4)?.parse().ok()
-}
-
 /// One peer sends `starts` start requests (`start(n)` is the payload of
 /// the n-th), pipelined on channel 0 as fast as channel 0's window allows
 /// (RFC 3081 3.1.2), reading the answers on another thread and
@@ -1490,8 +1186,7 @@ fn burst_of_starts(
 ) -> (Peer, Answers) {
     let driver = server.driver;
     let mut peer = Peer::greeted(server.addr);
-    let mut reader = Peer::from_stream(peer.stream.try_clone().expect("clone"));
-    reader.inbox = std::mem::take(&mut peer.inbox);
+    let mut reader = peer.reader();
     let local = peer.local;
     // Channel 0's window, as the reader learns it.
     let allowed = Arc::new((Mutex::new(peer.room(0) + peer.sent[&0]), Condvar::new()));
@@ -1580,7 +1275,7 @@ fn start_burst(driver: Driver) {
         std::thread::sleep(Duration::from_millis(100));
         honest_exchange(addr, "during a burst of starts")
     });
-    let (peer, answers) = burst_of_starts(&server, STARTS, |n| start_payload(2 * n + 1));
+    let (peer, answers) = burst_of_starts(&server, STARTS, |n| start_payload(2 * n + 1, ECHO));
     if let Err(e) = honest.join().expect("honest peer") {
         panic!("{driver:?}: an honest peer was not served during a burst of starts: {e}");
     }
