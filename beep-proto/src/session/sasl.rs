@@ -35,6 +35,14 @@
 //!   at a time; a failed one may be tried again on a new channel.
 //! * Failures say "authentication failure" (535) and nothing else: not
 //!   whether the user, the password or the authorization was wrong.
+//!   After [`Config::max_auth_failures`](crate::Config::max_auth_failures)
+//!   of them, a peer's SASL starts are refused with 554 (RFC 4422 3.8
+//!   leaves the bound to the server).
+//! * SCRAM-SHA-256-PLUS is advertised only while TLS is active and runs
+//!   only under TLS 1.3, bound by its `tls-exporter` (RFC 9266); a -PLUS
+//!   client-first that does not bind to it fails, and where -PLUS is
+//!   offered, plain SCRAM from a client that says it could bind (`y`)
+//!   fails as a stripped offer (RFC 5802 6).
 //! * No security layer is negotiated (none of the mechanisms wired has
 //!   one), so a success does not reset the session (RFC 3080 4.1: the
 //!   reset and new greetings follow a security layer only).
