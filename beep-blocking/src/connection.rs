@@ -15,7 +15,7 @@ use beep_proto::dispatch::{self, Done, Driver, Layer, Room};
 use beep_proto::sasl::{AuthInfo, SaslClient};
 use beep_proto::tls::{TlsClient, TlsInfo};
 use beep_proto::xml::{Greeting, Profile};
-use beep_proto::{Config, Role, Session};
+use beep_proto::{Config, Role};
 
 use crate::channel::Channel;
 use crate::deadline;
@@ -308,12 +308,6 @@ impl std::hash::Hash for Connection {
     }
 }
 
-/// The next [`Connection::id`]: ids are never reused within a process.
-fn next_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
 impl Connection {
     /// A handle for the driver's own threads: it does not keep the
     /// connection alive.
@@ -510,32 +504,17 @@ impl Connection {
         let peer = stream.peer_addr();
         // A stream without read timeouts is read by the workers alone.
         let app_reads = stream.set_read_timeout(None).is_ok();
-        if let Some(registry) = &registry {
-            // The greeting's profiles, and what TLS changes in it (RFC 3080
-            // 3.1): profiles served only over TLS, and whether the whole
-            // session requires it.
-            registry.profiles.configure(&mut options.config);
-        }
+        let session = dispatch::driver_session(
+            role,
+            registry.as_ref().map(|r| &r.profiles),
+            &mut options.config,
+            options.shared_reassembly.as_ref(),
+        );
         let registry = registry.unwrap_or_default();
-        // Credit goes back when a handler has finished with a message, so
-        // a slow handler slows its peer instead of filling our memory.
-        options.config.auto_credit = false;
-        // Senders wait for room (Options::max_queued_output) before they
-        // call the session, and a sender that found room may still queue
-        // past the limit by one message, as documented: the session's own
-        // refusal, meant for embedders, must not turn that into an error.
-        options.config.max_queued_output = usize::MAX;
-        let mut session = match role {
-            Role::Initiator => Session::initiator(options.config.clone()),
-            Role::Listener => Session::listener(options.config.clone()),
-        };
-        if let Some(budget) = &options.shared_reassembly {
-            session.share_reassembly_budget(budget.clone());
-        }
         let activity = dispatch::Activity::new(std::time::Instant::now(), options.idle_timeout);
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
-            id: next_id(),
+            id: dispatch::next_connection_id(),
             state: Mutex::new(named(State::new(session), peer)),
             changed: Condvar::new(),
             waiters: AtomicUsize::new(0),

@@ -360,10 +360,7 @@ impl Registry {
         choose: impl Fn(&Connection, &TlsRequest) -> Option<TlsServer> + Send + Sync + 'static,
     ) -> &mut Self {
         self.profiles
-            .set_tls(TlsAcceptor::with_connection(move |conn, request| {
-                // Another type can only come from a bug: refuse.
-                choose(conn.downcast_ref::<Connection>()?, request)
-            }));
+            .set_tls(TlsAcceptor::with_connection::<Connection>(choose));
         self
     }
 
@@ -488,13 +485,7 @@ impl Registry {
         handler: impl Fn(&Connection, &AuthRequest) -> AuthAnswer + Send + Sync + 'static,
     ) -> &mut Self {
         self.profiles
-            .set_sasl_with_connection(mechanisms, move |conn, request| {
-                // Another type can only come from a bug: deny.
-                match conn.downcast_ref::<Connection>() {
-                    Some(conn) => handler(conn, request),
-                    None => AuthAnswer::Deny,
-                }
-            });
+            .set_sasl_with_connection::<Connection>(mechanisms, handler);
         self
     }
 

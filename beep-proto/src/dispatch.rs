@@ -481,31 +481,43 @@ impl<H> Profiles<H> {
         mechanisms: &[crate::sasl::Mechanism],
         handler: impl Fn(&crate::sasl::AuthRequest) -> crate::sasl::AuthAnswer + Send + Sync + 'static,
     ) {
-        self.set_sasl_with_connection(mechanisms, move |_connection, request| handler(request));
+        self.set_sasl_erased(mechanisms, move |_connection, request| handler(request));
     }
 
     /// Like [`Profiles::set_sasl`], with a `handler` that also gets the
-    /// connection the request came on: the driver's connection handle,
-    /// type-erased, for `handler` to
-    /// `downcast_ref` (see [`Any`]). The drivers give it
-    /// typed: beep-blocking's and beep-tokio's
-    /// `Registry::set_sasl_with_connection` wrap this, denying when the
-    /// handle is not their `Connection`.
+    /// connection the request came on: the driver's connection handle, of
+    /// type `C`. It is stored type-erased, and a request that comes with
+    /// another type (a driver bug) is denied. beep-blocking's and
+    /// beep-tokio's `Registry::set_sasl_with_connection` are this with
+    /// their `Connection`.
     ///
     /// ```
     /// use beep_proto::dispatch::Profiles;
     /// use beep_proto::sasl::{AuthAnswer, Mechanism};
     /// // A driver whose connection handle is a number: guests on connection 7 only.
     /// let mut p: Profiles<()> = Profiles::default();
-    /// p.set_sasl_with_connection(&[Mechanism::Anonymous], |connection, _request| {
-    ///     match connection.downcast_ref::<u64>() {
-    ///         Some(7) => AuthAnswer::Accept,
-    ///         _ => AuthAnswer::Deny, // another connection, or another type
-    ///     }
+    /// p.set_sasl_with_connection(&[Mechanism::Anonymous], |connection: &u64, _request| {
+    ///     if *connection == 7 { AuthAnswer::Accept } else { AuthAnswer::Deny }
     /// });
     /// assert_eq!(p.uris(), vec![Mechanism::Anonymous.uri().to_string()]);
     /// ```
-    pub fn set_sasl_with_connection(
+    pub fn set_sasl_with_connection<C: Any>(
+        &mut self,
+        mechanisms: &[crate::sasl::Mechanism],
+        handler: impl Fn(&C, &crate::sasl::AuthRequest) -> crate::sasl::AuthAnswer
+        + Send
+        + Sync
+        + 'static,
+    ) {
+        self.set_sasl_erased(mechanisms, move |connection, request| {
+            match connection.downcast_ref::<C>() {
+                Some(connection) => handler(connection, request),
+                None => crate::sasl::AuthAnswer::Deny,
+            }
+        });
+    }
+
+    fn set_sasl_erased(
         &mut self,
         mechanisms: &[crate::sasl::Mechanism],
         handler: impl Fn(&dyn Any, &crate::sasl::AuthRequest) -> crate::sasl::AuthAnswer
@@ -748,6 +760,67 @@ impl<H> Profiles<H> {
     }
 }
 
+/// The session a driver's connection runs, and the configuration it is
+/// made from (kept in `config` for the driver's own use). Both drivers
+/// set up alike:
+///
+/// * with `profiles` (a listener, or an initiator that serves some), the
+///   greeting, the profiles served only over TLS or only once
+///   authenticated, and whether TLS is required come from them (RFC 3080
+///   3.1, 4.1);
+/// * credit goes back when a handler has finished with a message
+///   (`auto_credit` off), so a slow handler slows its peer instead of
+///   filling our memory;
+/// * the session's own output limit is off: drivers make senders wait
+///   for room before they call the session, and a sender that found room
+///   may still queue one message past the limit, as documented, which the
+///   session's refusal (meant for embedders) must not turn into an error;
+/// * `shared_reassembly`, a listener's budget for unfinished messages, is
+///   shared with the session.
+///
+/// ```
+/// use beep_proto::{Config, Role, dispatch::{Profiles, driver_session}};
+/// let mut profiles: Profiles<()> = Profiles::default();
+/// profiles.register("http://example.org/beep/echo", ());
+/// let mut config = Config::default();
+/// let session = driver_session(Role::Listener, Some(&profiles), &mut config, None);
+/// assert_eq!(config.profiles, vec!["http://example.org/beep/echo".to_string()]);
+/// assert!(!config.auto_credit && session.config().max_queued_output == usize::MAX);
+/// ```
+pub fn driver_session<H>(
+    role: crate::Role,
+    profiles: Option<&Profiles<H>>,
+    config: &mut crate::Config,
+    shared_reassembly: Option<&crate::SharedBudget>,
+) -> crate::Session {
+    if let Some(profiles) = profiles {
+        profiles.configure(config);
+    }
+    config.auto_credit = false;
+    config.max_queued_output = usize::MAX;
+    let mut session = match role {
+        crate::Role::Initiator => crate::Session::initiator(config.clone()),
+        crate::Role::Listener => crate::Session::listener(config.clone()),
+    };
+    if let Some(budget) = shared_reassembly {
+        session.share_reassembly_budget(budget.clone());
+    }
+    session
+}
+
+/// A new connection id, for the drivers' `Connection::id`: one counter
+/// for every driver in the process, so ids are never reused, whichever
+/// driver made the connection.
+///
+/// ```
+/// let (a, b) = (beep_proto::dispatch::next_connection_id(), beep_proto::dispatch::next_connection_id());
+/// assert!(b > a);
+/// ```
+pub fn next_connection_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -772,12 +845,13 @@ mod tests {
     fn rfc3080_4_1_the_auth_handler_sees_the_connection_and_a_mismatch_or_panic_denies() {
         let mut profiles: Profiles<()> = Profiles::default();
         assert_eq!(profiles.decide_auth(&7u64, &plain("bob")), AuthAnswer::Deny);
-        profiles.set_sasl_with_connection(&[Mechanism::Plain], |connection, request| {
-            match (connection.downcast_ref::<u64>(), request.authcid.as_deref()) {
-                (Some(7), Some("bob")) => AuthAnswer::Accept,
-                (Some(7), Some("panic")) => panic!("handler bug"),
-                _ => AuthAnswer::Deny,
-            }
+        profiles.set_sasl_with_connection(&[Mechanism::Plain], |connection: &u64, request| match (
+            *connection,
+            request.authcid.as_deref(),
+        ) {
+            (7, Some("bob")) => AuthAnswer::Accept,
+            (7, Some("panic")) => panic!("handler bug"),
+            _ => AuthAnswer::Deny,
         });
         assert_eq!(
             profiles.decide_auth(&7u64, &plain("bob")),

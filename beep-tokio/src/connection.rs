@@ -6,11 +6,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use beep_proto::Role;
 use beep_proto::dispatch::Done;
 use beep_proto::sasl::{AuthInfo, SaslClient};
 use beep_proto::tls::{TlsClient, TlsInfo};
 use beep_proto::xml::{Greeting, Profile};
-use beep_proto::{Role, Session};
 use futures_channel::oneshot;
 
 use crate::channel::Channel;
@@ -319,27 +319,13 @@ impl Connection {
         mut options: Options,
         runtime: Arc<dyn Runtime>,
     ) -> Connection {
-        if let Some(registry) = &registry {
-            // The greeting, the profiles served only over TLS and whether
-            // TLS is required all come from the registry (RFC 3080 3.1).
-            registry.profiles.configure(&mut options.config);
-        }
+        let session = beep_proto::dispatch::driver_session(
+            role,
+            registry.as_ref().map(|r| &r.profiles),
+            &mut options.config,
+            options.shared_reassembly.as_ref(),
+        );
         let registry = registry.unwrap_or_default();
-        // Credit goes back when a handler has finished with a message, so
-        // a slow handler slows its peer instead of filling our memory.
-        options.config.auto_credit = false;
-        // Senders wait for room (Options::max_queued_output) before they
-        // call the session, and a sender that found room may still queue
-        // past the limit by one message, as documented: the session's own
-        // refusal, meant for embedders, must not turn that into an error.
-        options.config.max_queued_output = usize::MAX;
-        let mut session = match role {
-            Role::Initiator => Session::initiator(options.config.clone()),
-            Role::Listener => Session::listener(options.config.clone()),
-        };
-        if let Some(budget) = &options.shared_reassembly {
-            session.share_reassembly_budget(budget.clone());
-        }
         let shared = Arc::new(Shared::new(session, peer, registry, options, runtime));
         io::spawn(&shared, stream);
         Connection::internal(shared)

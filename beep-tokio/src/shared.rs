@@ -4,7 +4,7 @@
 //! mutex that is never held across an await or application code.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -41,12 +41,6 @@ pub(crate) type CloseCallback = dispatch::CloseCallback;
 /// The session, its waiters and the channels' handlers (the shared
 /// driver layer), behind the connection's lock.
 pub(crate) type State = Layer<Wake, ChannelHandlers>;
-
-/// The next connection id: ids are never reused within a process.
-fn next_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
 
 /// True if the writer has work: bytes to send, or an end to act on.
 pub(crate) fn wants_writer(st: &State) -> bool {
@@ -100,7 +94,7 @@ impl Shared {
     ) -> Self {
         let activity = dispatch::Activity::new(std::time::Instant::now(), options.idle_timeout);
         Shared {
-            id: next_id(),
+            id: dispatch::next_connection_id(),
             state: Mutex::new(named(State::new(session), peer)),
             changed: Event::new(),
             output: Event::new(),

@@ -91,16 +91,18 @@ impl TlsAcceptor {
     /// assert!(nobody.choose(&request).is_none());
     /// ```
     pub fn with(choose: impl Fn(&TlsRequest) -> Option<TlsServer> + Send + Sync + 'static) -> Self {
-        Self::with_connection(move |_connection, request| choose(request))
+        TlsAcceptor {
+            choose: Arc::new(move |_connection: &dyn Any, request: &TlsRequest| choose(request)),
+        }
     }
 
     /// Like [`TlsAcceptor::with`], with the connection the request came
     /// on (PyVortex's TLS handlers get it as `conn`): the driver's
-    /// connection handle, type-erased, for `choose` to
-    /// `downcast_ref` (see [`Any`]). The drivers give it
-    /// typed: beep-blocking's and beep-tokio's
-    /// `Registry::set_tls_with_connection` wrap this, refusing when the
-    /// handle is not their `Connection`.
+    /// connection handle, of type `C`. The acceptor stores `choose`
+    /// type-erased and refuses a request that comes with another type (a
+    /// driver bug). beep-blocking's and beep-tokio's
+    /// `Registry::set_tls_with_connection` are this with their
+    /// `Connection`.
     ///
     /// ```
     /// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -108,20 +110,21 @@ impl TlsAcceptor {
     /// use beep_proto::dispatch::TlsAcceptor;
     /// // A driver whose connection handle is the peer's name.
     /// struct Conn(&'static str);
-    /// let trusted_only = TlsAcceptor::with_connection(move |connection, _request| {
-    ///     let conn = connection.downcast_ref::<Conn>()?; // another type: refused
+    /// let trusted_only = TlsAcceptor::with_connection(move |conn: &Conn, _request| {
     ///     (conn.0 == "trusted").then(|| server.clone())
     /// });
     /// let request = beep_proto::TlsRequest { channel: 1, server_name: None, version: None };
     /// assert!(trusted_only.choose_for(&Conn("trusted"), &request).is_some());
     /// assert!(trusted_only.choose_for(&Conn("stranger"), &request).is_none());
-    /// assert!(trusted_only.choose_for(&42u32, &request).is_none());
+    /// assert!(trusted_only.choose_for(&42u32, &request).is_none()); // another type
     /// ```
-    pub fn with_connection(
-        choose: impl Fn(&dyn Any, &TlsRequest) -> Option<TlsServer> + Send + Sync + 'static,
+    pub fn with_connection<C: Any>(
+        choose: impl Fn(&C, &TlsRequest) -> Option<TlsServer> + Send + Sync + 'static,
     ) -> Self {
         TlsAcceptor {
-            choose: Arc::new(choose),
+            choose: Arc::new(move |connection: &dyn Any, request: &TlsRequest| {
+                choose(connection.downcast_ref::<C>()?, request)
+            }),
         }
     }
 
@@ -146,9 +149,9 @@ impl TlsAcceptor {
     ///
     /// ```
     /// use beep_proto::dispatch::TlsAcceptor;
-    /// let faulty = TlsAcceptor::with_connection(|_, _| panic!("bug"));
+    /// let faulty = TlsAcceptor::with_connection(|_connection: &u32, _| panic!("bug"));
     /// let request = beep_proto::TlsRequest { channel: 1, server_name: None, version: None };
-    /// assert!(faulty.choose_for(&"a connection", &request).is_none());
+    /// assert!(faulty.choose_for(&7u32, &request).is_none());
     /// ```
     pub fn choose_for(&self, connection: &dyn Any, request: &TlsRequest) -> Option<TlsServer> {
         let choose = std::panic::AssertUnwindSafe(|| (self.choose)(connection, request));
