@@ -7,7 +7,6 @@
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -22,7 +21,8 @@ use crate::deadline;
 use crate::error::{CloseReason, Error};
 use crate::io;
 use crate::profile::{CloseHandler, FrameHandler, MessageHandler, Registry};
-use crate::roles::{self, Ticket, Wait, Workers};
+use crate::reply;
+use crate::roles::{self, Wait, Workers};
 use crate::transport::Transport;
 
 /// How a connection behaves.
@@ -152,22 +152,18 @@ pub const DEFAULT_LISTENER_REASSEMBLY: usize = 256 << 20;
 /// ([`Waiter::pair`]) or a callback.
 pub(crate) type Notify = dispatch::Notify<Wake>;
 
-/// How a blocked thread is woken: its result, and its ticket in the
-/// workers' bookkeeping.
-pub(crate) type Wake = (mpsc::SyncSender<Result<Done, Error>>, Arc<Ticket>);
+/// How a blocked thread is woken: its result slot, which carries its
+/// ticket in the workers' bookkeeping.
+pub(crate) type Wake = reply::Sender;
 
 /// A thread's end of [`Notify::Wait`], for [`wait`].
-pub(crate) struct Waiter {
-    rx: mpsc::Receiver<Result<Done, Error>>,
-    ticket: Arc<Ticket>,
-}
+pub(crate) struct Waiter(reply::Receiver);
 
 impl Waiter {
     /// A result that [`wait`] waits for.
     pub(crate) fn pair() -> (Notify, Waiter) {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let ticket = Arc::new(Ticket::default());
-        (Notify::Wait((tx, ticket.clone())), Waiter { rx, ticket })
+        let (tx, rx) = reply::pair();
+        (Notify::Wait(tx), Waiter(rx))
     }
 }
 
@@ -199,6 +195,10 @@ pub(crate) struct Shared {
     pub(crate) output: Condvar,
     /// The writer thread sleeps on `output`.
     pub(crate) writer_idle: AtomicBool,
+    /// Set by every [`Shared::flush_direct`] before it tries the socket:
+    /// a thread that finds it held leaves its output to the holder, who
+    /// looks again when it sees this set after letting go.
+    flush_wanted: AtomicBool,
     /// The writer thread has stopped (set under the state lock, then
     /// `changed` is notified).
     pub(crate) writer_done: AtomicBool,
@@ -522,6 +522,7 @@ impl Connection {
             room_waiters: AtomicUsize::new(0),
             output: Condvar::new(),
             writer_idle: AtomicBool::new(false),
+            flush_wanted: AtomicBool::new(false),
             writer_done: AtomicBool::new(false),
             writer: Mutex::new(Vec::new()),
             workers: Workers::new(app_reads),
@@ -1105,6 +1106,13 @@ impl Connection {
     }
 }
 
+thread_local! {
+    /// Output the session produced while this application thread read
+    /// for its reply: written as soon as it stops reading (see
+    /// [`Shared::push_output`]).
+    static OUTPUT_OWED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Waits for a result from the peer; a vanished connection or a timeout
 /// is an error (a timeout too long for a deadline waits for ever). When
 /// nobody reads the socket, the waiting thread reads it itself until its
@@ -1112,35 +1120,27 @@ impl Connection {
 pub(crate) fn wait(shared: &Arc<Shared>, waiter: Waiter, timeout: Duration) -> Result<Done, Error> {
     cork::release_held();
     let deadline = deadline::after(timeout);
-    let closed = || Err(Error::Closed(CloseReason::Shutdown));
+    let slot = &waiter.0;
     loop {
-        match waiter.rx.try_recv() {
-            Ok(result) => return result,
-            Err(mpsc::TryRecvError::Disconnected) => return closed(),
-            Err(mpsc::TryRecvError::Empty) => {}
+        if let Some(result) = slot.try_take() {
+            return result;
         }
         let left = deadline::left(deadline);
         if deadline::passed(left) {
             return Err(Error::Timeout);
         }
-        match shared.workers.enter_wait(&waiter.ticket) {
+        match shared.workers.enter_wait(slot.ticket()) {
             Wait::Read => {
                 // Without a deadline, a read without a timeout.
                 let ended = io::read_guarded(shared, Some(left.unwrap_or(Duration::MAX)));
                 shared.workers.leave_read(ended);
+                // Before anything else may block: the peer may wait for it.
+                if OUTPUT_OWED.replace(false) {
+                    shared.push_output();
+                }
             }
             Wait::Ready => {}
-            Wait::Blocked(_waiting) => {
-                let received = match left {
-                    Some(left) => waiter.rx.recv_timeout(left),
-                    None => waiter.rx.recv().map_err(mpsc::RecvTimeoutError::from),
-                };
-                return match received {
-                    Ok(result) => result,
-                    Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout),
-                    Err(mpsc::RecvTimeoutError::Disconnected) => closed(),
-                };
-            }
+            Wait::Blocked(_waiting) => return slot.take_within(left),
         }
     }
 }
@@ -1303,7 +1303,13 @@ impl Shared {
     /// Gets the session's output on its way: written by this thread, or by
     /// the writer thread when this is the reader or someone else writes.
     pub(crate) fn push_output(self: &Arc<Self>) {
-        if roles::on_reader() {
+        if roles::reads_for_app() {
+            // An application thread reading for its own reply writes it
+            // itself right after this read, once it has left the reading
+            // role (see `wait`): the window updates a reply frees would
+            // otherwise cost a switch to the writer thread and back.
+            OUTPUT_OWED.set(true);
+        } else if roles::on_reader() {
             self.wake_writer();
         } else {
             self.flush_direct();
@@ -1311,8 +1317,8 @@ impl Shared {
     }
 
     /// Hands work to the dispatcher and wakes waiters on the session.
-    pub(crate) fn send_actions(&self, actions: Vec<Action>) {
-        self.workers.push(actions);
+    pub(crate) fn send_actions(&self, mut actions: Vec<Action>) {
+        self.workers.push(&mut actions);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.changed.notify_all();
         }
@@ -1339,13 +1345,18 @@ impl Shared {
     /// the socket busy is never stranded.
     fn flush_direct(self: &Arc<Self>) {
         loop {
+            // Raised before trying: if the socket is held, its holder
+            // lowered the flag before its last look at the session, so it
+            // either sees our output or sees the flag after letting go.
+            self.flush_wanted.store(true, Ordering::SeqCst);
             let Ok(mut writing) = self.writer.try_lock() else {
                 return;
             };
+            self.flush_wanted.store(false, Ordering::SeqCst);
             let chunks = &mut *writing;
             loop {
                 let mut actions = Vec::new();
-                let (more, roomy) = {
+                let (more, again, roomy) = {
                     let mut st = self.lock();
                     let more = st.poll_transmit_vectored(chunks);
                     if more {
@@ -1354,7 +1365,11 @@ impl Shared {
                         self.activity.touch(std::time::Instant::now);
                     }
                     self.route(&mut st, &mut actions);
-                    (more, self.roomy(&st))
+                    // Whether a batch's worth was left for the next poll;
+                    // output others add after this raises `flush_wanted`
+                    // (or wakes the writer thread, from a reader).
+                    let again = more && st.core.session().wants_transmit();
+                    (more, again, self.roomy(&st))
                 };
                 self.send_actions(actions);
                 self.room_made(roomy);
@@ -1368,9 +1383,15 @@ impl Shared {
                     return;
                 }
                 chunks.clear();
+                if !again {
+                    break;
+                }
             }
             drop(writing);
-            if !self.lock().core.session().wants_transmit() {
+            // Output queued meanwhile by a thread that found the socket
+            // held (the writer thread waits for the socket, it needs no
+            // look on its behalf).
+            if !self.flush_wanted.load(Ordering::SeqCst) {
                 return;
             }
         }
@@ -1451,9 +1472,8 @@ impl Driver for Shared {
     type Handlers = ChannelHandlers;
 
     /// A blocked caller is woken at once.
-    fn wake(&self, (tx, ticket): Wake, result: Result<Done, Error>) {
-        let _ = tx.try_send(result);
-        self.workers.answered(&ticket);
+    fn wake(&self, wake: Wake, result: Result<Done, Error>) {
+        wake.send(result, |ticket| self.workers.answered(ticket));
     }
 
     fn ended(&self, reason: &CloseReason) {
@@ -1473,7 +1493,7 @@ impl Driver for Shared {
     }
 
     fn dispatch(&self, st: &State, actions: &mut Vec<Action>) {
-        self.workers.push(actions.drain(..));
+        self.workers.push(actions);
         // Room can also appear without a write (a channel forgotten with
         // its queue): never leave a sender waiting on it.
         self.room_made(self.roomy(st));

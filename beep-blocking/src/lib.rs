@@ -72,6 +72,7 @@ mod io;
 mod listener;
 mod pool;
 mod profile;
+mod reply;
 mod roles;
 pub mod transport;
 

@@ -342,11 +342,15 @@ impl Workers {
     /// Queues actions. A worker is woken to run them unless one dispatches
     /// already or the caller is the reading worker (which runs them itself
     /// next).
-    pub(crate) fn push(&self, actions: impl IntoIterator<Item = Action>) {
+    /// Leaves `actions` empty (its allocation kept); nothing is locked
+    /// when there is nothing to queue, as after most session calls.
+    pub(crate) fn push(&self, actions: &mut Vec<Action>) {
+        if actions.is_empty() {
+            return;
+        }
         let mut roles = self.lock();
-        let before = roles.queue.len();
-        roles.queue.extend(actions);
-        if roles.queue.len() > before && READING.get() != Some(Reader::Worker) {
+        roles.queue.extend(actions.drain(..));
+        if READING.get() != Some(Reader::Worker) {
             self.nudge(&roles);
         }
     }
@@ -445,7 +449,7 @@ mod tests {
         let workers = Workers::default();
         assert_eq!(workers.next_job(), Job::Read);
         workers.reading();
-        workers.push([run()]);
+        workers.push(&mut vec![run()]);
         assert_eq!(workers.after_read(false), Job::Dispatch);
         workers
     }
@@ -477,7 +481,7 @@ mod tests {
         assert!(workers.pop().is_none());
         // Reading is held by the other worker: this one finds nothing to do
         // until an action is queued.
-        workers.push([run()]);
+        workers.push(&mut vec![run()]);
         assert_eq!(workers.after_dispatch(), Job::Dispatch);
     }
 
@@ -502,7 +506,7 @@ mod tests {
         assert_eq!(workers.next_job(), Job::Read);
         workers.lock().dispatching = true;
         workers.reading();
-        workers.push([run()]);
+        workers.push(&mut vec![run()]);
         assert_eq!(workers.after_read(false), Job::Read);
         assert_eq!(workers.lock().queue.len(), 1);
     }
@@ -597,7 +601,7 @@ mod tests {
         while workers.lock().idle < 2 {
             std::thread::yield_now();
         }
-        workers.push([run()]);
+        workers.push(&mut vec![run()]);
         let mut jobs = [rx.recv_timeout(Duration::from_secs(5)).unwrap(), Job::Exit];
         jobs[1] = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         jobs.sort_by_key(|j| format!("{j:?}"));
@@ -642,7 +646,7 @@ mod tests {
         let workers = Workers::default();
         assert_eq!(workers.next_job(), Job::Read);
         workers.reading();
-        workers.push([run()]);
+        workers.push(&mut vec![run()]);
         assert_eq!(workers.after_read(true), Job::Dispatch);
         workers.exit();
         assert_eq!(workers.after_dispatch(), Job::Exit);

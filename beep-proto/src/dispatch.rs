@@ -49,6 +49,7 @@ pub use self::served::{
 };
 pub use self::tls::{ErasedTlsChooser, TlsAcceptor, TlsChooser};
 pub use self::tuning::{auth_waited, tls_waited};
+pub use crate::idmap::{IdHasher, IdKeys};
 
 use crate::event::{IncomingMessage, MessageKind, StartRequest};
 use crate::mime::Message;
@@ -101,7 +102,7 @@ impl Reply {
 #[derive(Debug)]
 pub struct Requests<W> {
     /// (channel, msgno) -> the caller, and the answers collected so far.
-    waiting: HashMap<(u32, MsgNo), (W, Answers)>,
+    waiting: HashMap<(u32, MsgNo), (W, Answers), IdKeys>,
 }
 
 /// ANS messages of a one-to-many reply, with their ansno.
@@ -110,7 +111,7 @@ type Answers = Vec<(AnsNo, Message)>;
 impl<W> Default for Requests<W> {
     fn default() -> Self {
         Requests {
-            waiting: HashMap::new(),
+            waiting: HashMap::default(),
         }
     }
 }

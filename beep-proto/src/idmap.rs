@@ -15,16 +15,33 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher, RandomState};
 
-/// The secret of one session's maps.
+/// The hasher of maps keyed by channel numbers and msgnos, which the
+/// peer chooses: a folded multiply under a secret key drawn per map (see
+/// the module's comment for why not SipHash, and why keyed). It hashes
+/// integers only; anything else goes through byte by byte.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use beep_proto::dispatch::IdKeys;
+/// let mut handlers: HashMap<u32, &str, IdKeys> = HashMap::default();
+/// handlers.insert(1, "echo");
+/// assert_eq!(handlers[&1], "echo");
+/// ```
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct IdKeys {
+pub struct IdKeys {
     seed: u64,
     multiplier: u64,
 }
 
 impl IdKeys {
     /// Fresh secret keys.
-    pub(crate) fn random() -> Self {
+    ///
+    /// ```
+    /// use std::hash::BuildHasher;
+    /// let (a, b) = (beep_proto::dispatch::IdKeys::random(), beep_proto::dispatch::IdKeys::random());
+    /// assert_ne!(a.hash_one(7u32), b.hash_one(7u32), "a secret of its own");
+    /// ```
+    pub fn random() -> Self {
         let state = RandomState::new();
         IdKeys {
             seed: state.hash_one(0x5eed_u64),
@@ -58,9 +75,17 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
     (full as u64) ^ ((full >> 64) as u64)
 }
 
-/// Hashes one integer key under a session's secret.
+/// Hashes integer keys under a map's secret (built by [`IdKeys`]).
+///
+/// ```
+/// use std::hash::{BuildHasher, Hasher};
+/// let keys = beep_proto::dispatch::IdKeys::random();
+/// let mut h = keys.build_hasher();
+/// h.write_u32(7);
+/// assert_eq!(h.finish(), keys.hash_one(7u32));
+/// ```
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct IdHasher {
+pub struct IdHasher {
     state: u64,
     multiplier: u64,
 }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::ops::DerefMut;
 use std::sync::Arc;
 
-use super::{CloseRequest, Core, Done, EndReason, Error, Outcome, StartDecision};
+use super::{CloseRequest, Core, Done, EndReason, Error, IdKeys, Outcome, StartDecision};
 use crate::error::UsageError;
 use crate::event::{IncomingFrame, IncomingMessage, StartRequest};
 use crate::reply_code::ReplyCode;
@@ -307,10 +307,13 @@ pub trait Driver {
     fn ended(&self, reason: &EndReason);
 
     /// Hands routed actions to the dispatcher, in order, draining
-    /// `actions`. Called at the end of every [`Layer::apply`], still
-    /// under the lock (so nothing can follow an [`Action::Exit`]); it may
-    /// look at the layer, e.g. to wake senders waiting for
-    /// [`Room`](super::Room).
+    /// `actions`. Called at the end of every [`Layer::apply`] that routed
+    /// an outcome or has actions to hand over, still under the lock (so
+    /// nothing can follow an [`Action::Exit`]); it may look at the layer,
+    /// e.g. to wake senders waiting for [`Room`](super::Room). A call
+    /// that routed nothing changed nothing, so it is not made: on the
+    /// per-message path most session calls (a transmit that found the
+    /// queue empty, say) route nothing.
     ///
     /// ```
     /// # use std::sync::mpsc;
@@ -346,8 +349,9 @@ pub trait Driver {
 pub struct Layer<T, H> {
     /// The session and the callers waiting on it.
     pub core: Core<Notify<T>>,
-    /// The handlers of each open channel that has some.
-    pub channels: HashMap<u32, H>,
+    /// The handlers of each open channel that has some (hashed with
+    /// [`IdKeys`]: looked up for every message, by the peer's numbers).
+    pub channels: HashMap<u32, H, IdKeys>,
     on_close: Vec<CloseCallback>,
     trace: Trace,
     /// Outcomes being applied, kept between calls: routing is done for
@@ -376,7 +380,7 @@ impl<T, H: Handlers> Layer<T, H> {
     pub fn new(session: Session) -> Self {
         Layer {
             core: Core::new(session),
-            channels: HashMap::new(),
+            channels: HashMap::default(),
             on_close: Vec::new(),
             trace: Trace::new(),
             scratch: Vec::new(),
@@ -750,6 +754,11 @@ impl<T, H: Handlers> Layer<T, H> {
     ) where
         D: Driver<Wait = T, Handlers = H>,
     {
+        if outcomes.is_empty() && actions.is_empty() {
+            // Nothing happened: no call on the driver (see
+            // `Driver::dispatch`), which would take its queue's lock.
+            return;
+        }
         for outcome in outcomes.drain(..) {
             match outcome {
                 Outcome::Complete(notify, result) => {
