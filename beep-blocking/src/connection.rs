@@ -209,8 +209,8 @@ pub(crate) struct Shared {
     pub(crate) writer: Mutex<Vec<bytes::Bytes>>,
     /// The workers' roles and the actions they run.
     pub(crate) workers: Workers,
-    /// The reading thread's buffer.
-    pub(crate) read_buf: Mutex<Vec<u8>>,
+    /// The reading thread's buffers.
+    pub(crate) read_buf: Mutex<io::ReadBuffers>,
     /// The socket's read timeout in nanoseconds, 0 for none (see
     /// [`io::read_guarded`]).
     pub(crate) read_timeout: AtomicU64,
@@ -526,7 +526,7 @@ impl Connection {
             writer_done: AtomicBool::new(false),
             writer: Mutex::new(Vec::new()),
             workers: Workers::new(app_reads),
-            read_buf: Mutex::new(Vec::new()),
+            read_buf: Mutex::new(io::ReadBuffers::default()),
             read_timeout: AtomicU64::new(0),
             stream,
             peer,
@@ -1287,8 +1287,14 @@ impl Shared {
     /// After a session call: hands actions to the dispatcher, writes what
     /// the session has to send (from application threads directly, saving
     /// a thread switch), and wakes whoever waits.
-    pub(crate) fn after(self: &Arc<Self>, actions: Vec<Action>) {
-        self.send_actions(actions);
+    pub(crate) fn after(self: &Arc<Self>, mut actions: Vec<Action>) {
+        self.after_from(&mut actions);
+    }
+
+    /// [`Shared::after`], leaving `actions` empty with its room (the
+    /// reading thread keeps one list: an allocation per message less).
+    pub(crate) fn after_from(self: &Arc<Self>, actions: &mut Vec<Action>) {
+        self.send_actions_from(actions);
         // What a read produced (window updates) is never held back, even
         // when a handler or a batch waits for its reply by reading itself:
         // the peer may be waiting for that window.
@@ -1318,7 +1324,12 @@ impl Shared {
 
     /// Hands work to the dispatcher and wakes waiters on the session.
     pub(crate) fn send_actions(&self, mut actions: Vec<Action>) {
-        self.workers.push(&mut actions);
+        self.send_actions_from(&mut actions);
+    }
+
+    /// [`Shared::send_actions`], leaving `actions` empty with its room.
+    pub(crate) fn send_actions_from(&self, actions: &mut Vec<Action>) {
+        self.workers.push(actions);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.changed.notify_all();
         }
@@ -1509,9 +1520,20 @@ pub(crate) mod cork {
 
     use super::Shared;
 
+    /// The connections a batch touched. A batch nearly always touches
+    /// one (a dispatcher's batch, its own): it is kept apart from the
+    /// list, which then never allocates.
+    #[derive(Default)]
+    struct Held {
+        first: Option<Arc<Shared>>,
+        others: Vec<Arc<Shared>>,
+    }
+
     thread_local! {
         static DEPTH: Cell<usize> = const { Cell::new(0) };
-        static HELD: RefCell<Vec<Arc<Shared>>> = const { RefCell::new(Vec::new()) };
+        static HELD: RefCell<Held> = const {
+            RefCell::new(Held { first: None, others: Vec::new() })
+        };
     }
 
     /// Inside a batch, remembers `shared` for the flush and returns true.
@@ -1519,9 +1541,13 @@ pub(crate) mod cork {
         if DEPTH.get() == 0 {
             return false;
         }
-        HELD.with_borrow_mut(|held| {
-            if !held.iter().any(|h| Arc::ptr_eq(h, shared)) {
-                held.push(shared.clone());
+        HELD.with_borrow_mut(|held| match &held.first {
+            None => held.first = Some(shared.clone()),
+            Some(first) if Arc::ptr_eq(first, shared) => {}
+            Some(_) => {
+                if !held.others.iter().any(|h| Arc::ptr_eq(h, shared)) {
+                    held.others.push(shared.clone());
+                }
             }
         });
         true
@@ -1530,7 +1556,12 @@ pub(crate) mod cork {
     /// Writes what this thread holds back, before it blocks waiting for
     /// the peer (who would otherwise wait for those bytes for ever).
     pub(crate) fn release_held() {
-        for shared in HELD.take() {
+        // Taken before any flush: a flush may hold again.
+        let held = HELD.take();
+        if let Some(first) = held.first {
+            first.push_output();
+        }
+        for shared in held.others {
             shared.push_output();
         }
     }
