@@ -1166,16 +1166,22 @@ impl Shared {
         self: &Arc<Self>,
         f: impl FnOnce(&mut State) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        self.with_session_locked(self.lock(), f)
+    }
+
+    /// [`Shared::with_session`] under a lock already taken.
+    fn with_session_locked<T>(
+        self: &Arc<Self>,
+        mut st: MutexGuard<'_, State>,
+        f: impl FnOnce(&mut State) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if let Err(failure) = st.core.live() {
+            return Err(failure.into());
+        }
         let mut actions = Vec::new();
-        let result = {
-            let mut st = self.lock();
-            if let Err(failure) = st.core.live() {
-                return Err(failure.into());
-            }
-            let result = f(&mut st);
-            self.route(&mut st, &mut actions);
-            result
-        };
+        let result = f(&mut st);
+        self.route(&mut st, &mut actions);
+        drop(st);
         self.after(actions);
         result
     }
@@ -1204,8 +1210,8 @@ impl Shared {
             }
             self.room_waiters.fetch_sub(1, Ordering::SeqCst);
         }
-        drop(st);
-        self.with_session(f)
+        // Under the lock that saw the room: nobody fills it in between.
+        self.with_session_locked(st, f)
     }
 
     /// Runs `f` on the session if queued output is within the limit, else
