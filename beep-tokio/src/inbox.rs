@@ -41,6 +41,15 @@ impl Inbox {
         }
     }
 
+    /// True while actions wait for the dispatcher.
+    pub(crate) fn has_work(&self) -> bool {
+        !self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     /// The next action, if one is queued.
     pub(crate) fn pop(&self) -> Option<Action> {
         self.queue

@@ -133,6 +133,41 @@ pub trait Runtime: fmt::Debug + Send + Sync + 'static {
         work();
         Box::pin(std::future::ready(()))
     }
+    /// Lets the runtime's other ready tasks run before the calling task
+    /// goes on. The reader yields so after a full read that queued work
+    /// for the dispatcher: it then handles what was read before more is
+    /// read, as beep-blocking's workers do. The default wakes the task
+    /// and returns pending once; tokio's and async-std's use their own
+    /// (tokio's puts the task behind the others, where a plain wake-up
+    /// may run it again first).
+    ///
+    /// ```
+    /// # async fn demo(runtime: &dyn beep_tokio::runtime::Runtime) {
+    /// runtime.yield_now().await; // other ready tasks have had their turn
+    /// # }
+    /// ```
+    fn yield_now(&self) -> BoxFuture<'static, ()> {
+        Box::pin(YieldOnce(false))
+    }
+}
+
+/// Pending once, having woken its task (see [`Runtime::yield_now`]).
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 /// The runtime to use when [`Options::runtime`](crate::Options::runtime)
@@ -320,6 +355,27 @@ mod tests {
     use futures_util::FutureExt;
 
     use super::*;
+
+    /// Wakes counted, for [`the_default_yield_wakes_its_task_and_is_pending_once`].
+    struct CountWakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountWakes {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_default_yield_wakes_its_task_and_is_pending_once() {
+        let wakes = std::sync::Arc::new(CountWakes(Default::default()));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut yielding = Recording::default().yield_now();
+        assert!(yielding.as_mut().poll(&mut cx).is_pending());
+        // Woken before it returned pending: the executor polls it again.
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(yielding.as_mut().poll(&mut cx).is_ready());
+    }
 
     /// A runtime that only sleeps, at once, and records what it was asked.
     #[derive(Debug, Default)]

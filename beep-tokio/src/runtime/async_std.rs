@@ -32,6 +32,10 @@ impl Runtime for AsyncStd {
         Box::pin(async_std::task::spawn_blocking(work))
     }
 
+    fn yield_now(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async_std::task::yield_now())
+    }
+
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(async_std::task::sleep(duration))
     }

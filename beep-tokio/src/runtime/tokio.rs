@@ -80,6 +80,10 @@ impl Runtime for Tokio {
         })
     }
 
+    fn yield_now(&self) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::task::yield_now())
+    }
+
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         // A Sleep binds to the timer of the runtime it is created in.
         let _entered = self.handle.enter();
