@@ -1182,7 +1182,7 @@ impl Shared {
         let result = f(&mut st);
         self.route(&mut st, &mut actions);
         drop(st);
-        self.after(actions);
+        self.after(&mut actions);
         result
     }
 
@@ -1231,7 +1231,7 @@ impl Shared {
             self.route(&mut st, &mut actions);
             result
         };
-        self.send_actions(actions);
+        self.send_actions(&mut actions);
         self.wake_writer();
         result
     }
@@ -1293,14 +1293,10 @@ impl Shared {
     /// After a session call: hands actions to the dispatcher, writes what
     /// the session has to send (from application threads directly, saving
     /// a thread switch), and wakes whoever waits.
-    pub(crate) fn after(self: &Arc<Self>, mut actions: Vec<Action>) {
-        self.after_from(&mut actions);
-    }
-
-    /// [`Shared::after`], leaving `actions` empty with its room (the
-    /// reading thread keeps one list: an allocation per message less).
-    pub(crate) fn after_from(self: &Arc<Self>, actions: &mut Vec<Action>) {
-        self.send_actions_from(actions);
+    /// `actions` is left empty with its room (the reading thread keeps one
+    /// list: an allocation per message less).
+    pub(crate) fn after(self: &Arc<Self>, actions: &mut Vec<Action>) {
+        self.send_actions(actions);
         // What a read produced (window updates) is never held back, even
         // when a handler or a batch waits for its reply by reading itself:
         // the peer may be waiting for that window.
@@ -1329,12 +1325,8 @@ impl Shared {
     }
 
     /// Hands work to the dispatcher and wakes waiters on the session.
-    pub(crate) fn send_actions(&self, mut actions: Vec<Action>) {
-        self.send_actions_from(&mut actions);
-    }
-
-    /// [`Shared::send_actions`], leaving `actions` empty with its room.
-    pub(crate) fn send_actions_from(&self, actions: &mut Vec<Action>) {
+    /// Leaves `actions` empty, with its room.
+    pub(crate) fn send_actions(&self, actions: &mut Vec<Action>) {
         self.workers.push(actions);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.changed.notify_all();
@@ -1356,6 +1348,23 @@ impl Shared {
         }
     }
 
+    /// Takes the session's next output into `chunks` (the socket's holder
+    /// calls it, under the writer lock), routes what taking it caused and
+    /// wakes the senders it made room for. `None` when there was nothing
+    /// to take; else whether the session has more after it (it frames in
+    /// batches).
+    pub(crate) fn take_output(self: &Arc<Self>, chunks: &mut Vec<bytes::Bytes>) -> Option<bool> {
+        let mut actions = Vec::new();
+        let ((took, more), roomy) = {
+            let mut st = self.lock();
+            let taken = st.take_output(chunks, &self.activity, &**self, &mut actions);
+            (taken, self.roomy(&st))
+        };
+        self.send_actions(&mut actions);
+        self.room_made(roomy);
+        took.then_some(more)
+    }
+
     /// Writes the session's output from the calling thread. If another
     /// thread holds the socket, it writes our output too: every holder
     /// looks again after letting go, so output added by a thread that found
@@ -1371,28 +1380,9 @@ impl Shared {
             };
             self.flush_wanted.store(false, Ordering::SeqCst);
             let chunks = &mut *writing;
-            loop {
-                let mut actions = Vec::new();
-                let (more, again, roomy) = {
-                    let mut st = self.lock();
-                    let more = st.poll_transmit_vectored(chunks);
-                    if more {
-                        // Under the lock, with the output taken: the idle
-                        // timer never sees a quiet session with stale activity.
-                        self.activity.touch(std::time::Instant::now);
-                    }
-                    self.route(&mut st, &mut actions);
-                    // Whether a batch's worth was left for the next poll;
-                    // output others add after this raises `flush_wanted`
-                    // (or wakes the writer thread, from a reader).
-                    let again = more && st.core.session().wants_transmit();
-                    (more, again, self.roomy(&st))
-                };
-                self.send_actions(actions);
-                self.room_made(roomy);
-                if !more {
-                    break;
-                }
+            // Output others add after the last look raises `flush_wanted`
+            // (or wakes the writer thread, from a reader).
+            while let Some(again) = self.take_output(chunks) {
                 if let Err(e) = io::write_chunks(&*self.stream, &self.workers, chunks) {
                     chunks.clear();
                     drop(writing);
@@ -1453,7 +1443,7 @@ impl Shared {
     pub(crate) fn eof(self: &Arc<Self>) {
         let mut actions = Vec::new();
         self.lock().eof(&**self, &mut actions);
-        self.after(actions);
+        self.after(&mut actions);
         if self.lock().core.ended().is_none() {
             // A release the peer asked for just before closing its side
             // waits for our answer; if that never comes (or our <ok/>
@@ -1477,7 +1467,7 @@ impl Shared {
     pub(crate) fn finish(self: &Arc<Self>, reason: CloseReason) {
         let mut actions = Vec::new();
         self.lock().end(reason, &**self, &mut actions);
-        self.after(actions);
+        self.after(&mut actions);
     }
 }
 

@@ -179,7 +179,7 @@ fn read_once(shared: &Arc<Shared>) -> bool {
     }
     // Still holding the buffers (only a reader takes them, and this
     // does not block): the list goes back with its room.
-    shared.after_from(actions);
+    shared.after(actions);
     done
 }
 
@@ -311,23 +311,7 @@ fn write_loop(shared: &Arc<Shared>) {
             }
         }
         let writing = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            let mut actions = Vec::new();
-            let (more, roomy) = {
-                let mut st = shared.lock();
-                let more = st.poll_transmit_vectored(&mut chunks);
-                if more {
-                    // Under the lock, with the output taken (see flush_direct).
-                    shared.activity.touch(std::time::Instant::now);
-                }
-                shared.route(&mut st, &mut actions);
-                (more, shared.roomy(&st))
-            };
-            shared.send_actions(actions);
-            shared.room_made(roomy);
-            if !more {
-                break;
-            }
+        while shared.take_output(&mut chunks).is_some() {
             if let Err(e) = write_chunks(&*shared.stream, &shared.workers, &chunks) {
                 drop(writing);
                 shared.finish(CloseReason::Lost(e.to_string()));

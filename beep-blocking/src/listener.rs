@@ -172,7 +172,15 @@ impl Listener {
         self.hooks.set_limits(total, per_address);
     }
 
-    /// Accepts only the connections for which `filter` returns true.
+    /// Accepts only the connections for which `filter` returns true; the
+    /// others are closed at once.
+    ///
+    /// ```no_run
+    /// # use beep_blocking::{Listener, Options, Registry};
+    /// let mut listener = Listener::bind("127.0.0.1:0", Registry::new(), Options::default())?;
+    /// listener.set_accept_filter(|peer| peer.ip().is_loopback());
+    /// # Ok::<(), beep_blocking::Error>(())
+    /// ```
     pub fn set_accept_filter(
         &mut self,
         filter: impl Fn(SocketAddr) -> bool + Send + Sync + 'static,

@@ -138,9 +138,11 @@ mod tests {
     fn a_sent_result_is_taken_once_and_the_ticket_told_after_it() {
         let (tx, rx) = pair();
         assert!(rx.try_take().is_none());
+        let mut in_place_when_told = false;
         tx.send(Err(Error::Timeout), |_| {
-            // The result is already in the slot when the workers hear.
+            in_place_when_told = rx.0.lock().result.is_some();
         });
+        assert!(in_place_when_told, "a waiter told first would find nothing");
         assert!(matches!(rx.try_take(), Some(Err(Error::Timeout))));
         // One result per wait: nothing more, and not "closed" either.
         assert!(rx.try_take().is_none());

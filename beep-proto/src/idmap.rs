@@ -6,7 +6,7 @@
 //! each MSG cost 4.3 µs instead of 0.5 µs. SipHash (the std default) is
 //! keyed but several times slower than needed on the per-frame path. The
 //! hash here is a folded multiply (the construction of foldhash and
-//! wyhash) under a secret key drawn per session from std's `RandomState`
+//! wyhash) under a secret key drawn for each map from std's `RandomState`
 //! (seeded from the operating system once per thread), so colliding
 //! numbers cannot be chosen without seeing our hash values, which never
 //! leave the process. Iteration order then differs between sessions;

@@ -315,17 +315,9 @@ impl Shared {
     /// output is ready after this (the session frames in batches).
     pub(crate) fn take_output(&self, chunks: &mut Vec<Bytes>) -> bool {
         let mut actions = Vec::new();
-        let more = {
-            let mut st = self.lock();
-            if st.poll_transmit_vectored(chunks) {
-                // Under the lock, with the output taken: the idle timer
-                // never sees a quiet session with stale activity.
-                self.activity.touch(std::time::Instant::now);
-            }
-            // Taking output can end a session (the last <ok/> left).
-            self.route(&mut st, &mut actions);
-            st.core.session().wants_transmit()
-        };
+        let (_, more) = self
+            .lock()
+            .take_output(chunks, &self.activity, self, &mut actions);
         // Room was made: wake senders waiting for it (not the writer).
         self.after(actions, false);
         more

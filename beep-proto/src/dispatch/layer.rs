@@ -416,6 +416,50 @@ impl<T, H: Handlers> Layer<T, H> {
         more
     }
 
+    /// What a driver holding the stream does to get output: takes what is
+    /// ready into `chunks` ([`Layer::poll_transmit_vectored`]), marks the
+    /// connection active when it took something, and routes what taking
+    /// it caused (it can end a session: the last `<ok/>` left). Returns
+    /// whether it took anything, and whether the session has more ready
+    /// after it (it frames in batches).
+    ///
+    /// ```
+    /// # use beep_proto::dispatch::{Action, Activity, Done, Driver, EndReason, Error, Layer};
+    /// # struct Quiet;
+    /// # impl Driver for Quiet {
+    /// #     type Wait = ();
+    /// #     type Handlers = ();
+    /// #     fn wake(&self, _: (), _: Result<Done, Error>) {}
+    /// #     fn ended(&self, _: &EndReason) {}
+    /// #     fn dispatch(&self, _: &Layer<(), ()>, actions: &mut Vec<Action>) { actions.clear() }
+    /// # }
+    /// use std::time::{Duration, Instant};
+    /// let mut layer = Layer::new(beep_proto::Session::initiator(Default::default()));
+    /// let activity = Activity::new(Instant::now(), Duration::MAX);
+    /// let mut chunks = Vec::new();
+    /// assert_eq!(layer.take_output(&mut chunks, &activity, &Quiet, &mut Vec::new()), (true, false));
+    /// assert!(chunks[0].starts_with(b"RPY 0 0 . 0 "), "the greeting");
+    /// ```
+    pub fn take_output<D>(
+        &mut self,
+        chunks: &mut Vec<bytes::Bytes>,
+        activity: &super::Activity,
+        driver: &D,
+        actions: &mut Vec<Action>,
+    ) -> (bool, bool)
+    where
+        D: Driver<Wait = T, Handlers = H>,
+    {
+        let took = self.poll_transmit_vectored(chunks);
+        if took {
+            // With the output taken: an idle timer that looks under the
+            // same lock never sees a quiet session with stale activity.
+            activity.touch(std::time::Instant::now);
+        }
+        self.route(driver, actions);
+        (took, self.core.session().wants_transmit())
+    }
+
     /// Where the wait for the peer's greeting stands: `Ok(true)` once it
     /// arrived, `Ok(false)` while it may still come, and once the
     /// connection ended without it, the error a connect call returns (a
