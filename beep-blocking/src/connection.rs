@@ -1355,11 +1355,22 @@ impl Shared {
     /// batches).
     pub(crate) fn take_output(self: &Arc<Self>, chunks: &mut Vec<bytes::Bytes>) -> Option<bool> {
         let mut actions = Vec::new();
-        let ((took, more), roomy) = {
+        let ((took, more), roomy, tls_began) = {
             let mut st = self.lock();
+            let plain = !st.core.session().is_tls_active();
             let taken = st.take_output(chunks, &self.activity, &**self, &mut actions);
-            (taken, self.roomy(&st))
+            let tls_began = plain && st.core.session().is_tls_active();
+            (taken, self.roomy(&st), tls_began)
         };
+        if tls_began {
+            // Taking our <proceed/> switched to TLS (RFC 3080 3.1.3.2): the
+            // writer keeps the listener's greeting timer, which starts
+            // again from the reset. When another thread wrote it, the
+            // writer may be asleep without a deadline (the peer had
+            // greeted) and nothing else would wake it: the handshake
+            // waits for the peer, so there is no output to announce.
+            self.output.notify_one();
+        }
         self.send_actions(&mut actions);
         self.room_made(roomy);
         took.then_some(more)
